@@ -1,0 +1,37 @@
+//! `herald-gateway`: the HTTP service.
+
+use std::process::ExitCode;
+
+use herald::config::GatewayConfig;
+use herald::startup::{Application, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    dotenvy::dotenv().ok();
+    let config = match GatewayConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = herald::telemetry::init(&config.log, false) {
+        eprintln!("herald-gateway: {e}");
+        return ExitCode::FAILURE;
+    }
+    let result = async {
+        Application::build(&config)
+            .await?
+            .run_until_stopped(shutdown_signal())
+            .await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error.message = %e, "herald-gateway stopped");
+            eprintln!("herald-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! Configuration, read once at startup from the environment (`.env` is loaded by
+//! the binaries, never by the library). A missing or invalid value stops the
+//! process with one line naming the variable.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use validator::{ValidateRange, ValidateUrl};
+
+/// Graph API version used when `WHATSAPP_API_VERSION` is unset (supported until 2028-07).
+pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v25.0";
+
+/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that must send or compare it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// One API key a client may present. Its `id` appears in logs; the key never does.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    /// Short name used in logs and in the envelope's `apiKeyId`.
+    pub id: String,
+    /// The key the client sends in `x-api-key` or `Authorization: Bearer`.
+    pub key: Secret,
+}
+
+/// Why the configuration could not be loaded. Displayed as one line that names
+/// the variable and says what to set.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("{var} is not set: {hint}")]
+    Missing {
+        var: &'static str,
+        hint: &'static str,
+    },
+    /// A variable is set to a value that cannot be used.
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: String, reason: String },
+}
+
+/// Where log lines go and how they look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `EnvFilter` directives (`RUST_LOG`, else `LOG_LEVEL`); default `info`.
+    pub filter: String,
+    /// One JSON object per line (default), or human-readable `pretty` output.
+    pub format: LogFormat,
+}
+
+/// The log line format (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for log pipelines (default).
+    Json,
+    /// Coloured multi-line output for people at a terminal.
+    Pretty,
+}
+
+/// The WhatsApp Cloud API account that messages are sent from.
+#[derive(Debug, Clone)]
+pub struct WhatsAppConfig {
+    /// `WHATSAPP_ACCESS_TOKEN`: a system-user token with `whatsapp_business_messaging`.
+    pub access_token: Secret,
+    /// `WHATSAPP_PHONE_NUMBER_ID`: the sending number's id (not the number itself).
+    pub phone_number_id: String,
+    /// `WHATSAPP_API_VERSION`: Graph API version, default [`DEFAULT_WHATSAPP_API_VERSION`].
+    pub api_version: String,
+    /// `WHATSAPP_API_BASE_URL`: default `https://graph.facebook.com`; tests point it at a fake.
+    pub base_url: String,
+    /// `WHATSAPP_TIMEOUT_MS`: limit for one API call, default 10 000 ms.
+    pub request_timeout: Duration,
+}
+
+/// How envelopes are delivered.
+#[derive(Debug, Clone)]
+pub enum DeliveryMode {
+    /// Post to the WhatsApp Cloud API.
+    WhatsApp(WhatsAppConfig),
+    /// Print the request that would be sent, one JSON line per message, to stdout.
+    Console,
+}
+
+/// Settings of the delivery pipeline, shared by the consumer and the embedded default.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// `DELIVERY`: `whatsapp`, or `console`; defaults to `console` only without credentials.
+    pub mode: DeliveryMode,
+    /// True when `DELIVERY` was unset and console was chosen because no credentials exist.
+    pub console_by_default: bool,
+    /// `WHATSAPP_MAX_MPS`: messages per second per sending number, default 80.
+    pub max_mps: u32,
+    /// `DELIVERY_MAX_ATTEMPTS`: attempts before a retryable failure is dead-lettered
+    /// (embedded queue; SQS uses the queue's redrive policy), default 8.
+    pub max_attempts: u32,
+}
+
+/// Everything `herald-gateway` needs.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `HOST`, default `0.0.0.0`.
+    pub host: IpAddr,
+    /// `PORT`, default 3000; 0 picks a free port.
+    pub port: u16,
+    /// `API_KEYS` (`id:key,…`) or `API_KEY` (one key, id `default`); required.
+    pub api_keys: Vec<ApiKey>,
+    /// `SNS_TOPIC_ARN`: publish here; unset selects the embedded queue.
+    pub sns_topic_arn: Option<String>,
+    /// `HERALD_DATA_DIR`: where the embedded queue lives, default `./data`.
+    pub data_dir: PathBuf,
+    /// `MAX_BODY_BYTES`: largest request body, default 65 536 bytes.
+    pub max_body_bytes: usize,
+    /// `REQUEST_TIMEOUT_MS`: limit for one request, including publishing, default 10 000 ms.
+    pub request_timeout: Duration,
+    /// `IDEMPOTENCY_TTL_SECS`: how long an `Idempotency-Key` is remembered, default 86 400 s.
+    pub idempotency_ttl: Duration,
+    /// `IDEMPOTENCY_MAX_KEYS`: most keys remembered at once (oldest forgotten first), default 100 000.
+    pub idempotency_max_keys: usize,
+    /// `RATE_LIMIT_PER_KEY`: requests per second allowed per API key (burst of the same size); 0 turns it off, default 0.
+    pub rate_limit_per_key: u32,
+    /// `SNS_BATCH_LINGER_MS`: how long a publish waits for others to share a `PublishBatch`, default 1 ms; 0 sends at once.
+    pub sns_batch_linger: Duration,
+    /// Delivery settings for the embedded default.
+    pub delivery: DeliveryConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Everything `herald-consumer` needs.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// `SQS_QUEUE_URL`: poll this queue when not running under Lambda.
+    pub sqs_queue_url: Option<String>,
+    /// `CONSUMER_CONCURRENCY`: deliveries in flight at once in poller mode, default 16.
+    pub concurrency: usize,
+    /// Delivery settings.
+    pub delivery: DeliveryConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Reads variables through a lookup function so tests need not touch the process env.
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    /// The value, with surrounding whitespace removed; empty counts as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|_| ConfigError::Invalid {
+                var: name.to_owned(),
+                reason: format!("{raw:?} is not a valid number"),
+            }),
+        }
+    }
+
+    /// A number within `[min, max]` (checked with `validator`), or `default`.
+    fn ranged<T>(&self, name: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+        T: ValidateRange<T>,
+    {
+        let value = self.parse(name, default)?;
+        if value.validate_range(Some(min), Some(max), None, None) {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid {
+                var: name.to_owned(),
+                reason: format!("must be between {min} and {max}, found {value}"),
+            })
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Reads the gateway's configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads the gateway's configuration through `lookup` (a test passes a map).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(lookup);
+        let host = match vars.get("HOST") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(raw) => raw.parse().map_err(|_| ConfigError::Invalid {
+                var: "HOST".into(),
+                reason: format!("{raw:?} is not an IP address"),
+            })?,
+        };
+        let max_body_bytes = vars.ranged("MAX_BODY_BYTES", 65_536, 256, 16 << 20)?;
+        let request_timeout_ms = vars.ranged("REQUEST_TIMEOUT_MS", 10_000, 100, 300_000)?;
+        let sns_batch_linger_ms = vars.ranged("SNS_BATCH_LINGER_MS", 1, 0, 1000)?;
+        let sns_topic_arn = vars.get("SNS_TOPIC_ARN");
+        if let Some(arn) = &sns_topic_arn
+            && !arn.starts_with("arn:")
+        {
+            return Err(ConfigError::Invalid {
+                var: "SNS_TOPIC_ARN".into(),
+                reason: "must be a topic ARN (arn:aws:sns:<region>:<account>:<name>)".into(),
+            });
+        }
+        Ok(Self {
+            host,
+            port: vars.parse("PORT", 3000)?,
+            api_keys: api_keys_from(&vars)?,
+            sns_topic_arn,
+            data_dir: vars
+                .get("HERALD_DATA_DIR")
+                .map_or_else(|| PathBuf::from("./data"), PathBuf::from),
+            max_body_bytes,
+            request_timeout: Duration::from_millis(request_timeout_ms),
+            idempotency_ttl: Duration::from_secs(vars.parse("IDEMPOTENCY_TTL_SECS", 86_400)?),
+            idempotency_max_keys: vars.parse("IDEMPOTENCY_MAX_KEYS", 100_000)?,
+            rate_limit_per_key: vars.parse("RATE_LIMIT_PER_KEY", 0)?,
+            sns_batch_linger: Duration::from_millis(sns_batch_linger_ms),
+            delivery: delivery_from(&vars)?,
+            log: log_from(&vars)?,
+        })
+    }
+}
+
+impl ConsumerConfig {
+    /// Reads the consumer's configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads the consumer's configuration through `lookup`.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(lookup);
+        Ok(Self {
+            sqs_queue_url: vars.get("SQS_QUEUE_URL"),
+            concurrency: vars.ranged("CONSUMER_CONCURRENCY", 16, 1, 1000)?,
+            delivery: delivery_from(&vars)?,
+            log: log_from(&vars)?,
+        })
+    }
+}
+
+fn api_keys_from(vars: &Vars<'_>) -> Result<Vec<ApiKey>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        var: "API_KEYS".into(),
+        reason,
+    };
+    let keys = match (vars.get("API_KEYS"), vars.get("API_KEY")) {
+        (Some(list), _) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (id, key) = pair
+                    .split_once(':')
+                    .ok_or_else(|| invalid("each entry must be id:key".into()))?;
+                let (id, key) = (id.trim(), key.trim());
+                if id.is_empty()
+                    || !id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(invalid(
+                        "each id must be letters, digits, '-' or '_'".into(),
+                    ));
+                }
+                Ok(ApiKey {
+                    id: id.to_owned(),
+                    key: Secret::new(key),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, Some(key)) => vec![ApiKey {
+            id: "default".into(),
+            key: Secret::new(key),
+        }],
+        (None, None) => {
+            return Err(ConfigError::Missing {
+                var: "API_KEYS",
+                hint: "set API_KEYS=id:key[,id:key…] (generate a key with: openssl rand -hex 32)",
+            });
+        }
+    };
+    if keys.is_empty() {
+        return Err(invalid("no keys given".into()));
+    }
+    // Short keys can be guessed; 16 characters is the least we accept.
+    if keys.iter().any(|k| k.key.expose().len() < 16) {
+        return Err(invalid(
+            "every key must be at least 16 characters (openssl rand -hex 32)".into(),
+        ));
+    }
+    let mut ids = HashSet::new();
+    if let Some(dup) = keys.iter().find(|k| !ids.insert(k.id.as_str())) {
+        return Err(invalid(format!("id {:?} appears twice", dup.id)));
+    }
+    Ok(keys)
+}
+
+fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
+    let token = vars.get("WHATSAPP_ACCESS_TOKEN");
+    let phone_number_id = vars.get("WHATSAPP_PHONE_NUMBER_ID");
+    let base_url = vars
+        .get("WHATSAPP_API_BASE_URL")
+        .unwrap_or_else(|| "https://graph.facebook.com".into());
+    let timeout_ms = vars.ranged("WHATSAPP_TIMEOUT_MS", 10_000, 100, 120_000)?;
+    let api_version = vars
+        .get("WHATSAPP_API_VERSION")
+        .unwrap_or_else(|| DEFAULT_WHATSAPP_API_VERSION.into());
+    if !(api_version.starts_with('v') && api_version[1..].parse::<f32>().is_ok()) {
+        return Err(ConfigError::Invalid {
+            var: "WHATSAPP_API_VERSION".into(),
+            reason: "must look like v25.0".into(),
+        });
+    }
+    let whatsapp = |token: String, phone_number_id: String| -> Result<DeliveryMode, ConfigError> {
+        if !base_url.validate_url()
+            || !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                var: "WHATSAPP_API_BASE_URL".into(),
+                reason: "must be an absolute http(s) URL".into(),
+            });
+        }
+        if !phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid {
+                var: "WHATSAPP_PHONE_NUMBER_ID".into(),
+                reason: "must be the numeric phone number id from the WhatsApp Manager, not the phone number".into(),
+            });
+        }
+        Ok(DeliveryMode::WhatsApp(WhatsAppConfig {
+            access_token: Secret::new(token),
+            phone_number_id,
+            api_version: api_version.clone(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            request_timeout: Duration::from_millis(timeout_ms),
+        }))
+    };
+    let (mode, console_by_default) = match (vars.get("DELIVERY").as_deref(), token, phone_number_id)
+    {
+        (Some("console"), _, _) => (DeliveryMode::Console, false),
+        (Some("whatsapp") | None, Some(token), Some(id)) => (whatsapp(token, id)?, false),
+        (Some("whatsapp"), None, _) => {
+            return Err(ConfigError::Missing {
+                var: "WHATSAPP_ACCESS_TOKEN",
+                hint: "DELIVERY=whatsapp needs the Cloud API token",
+            });
+        }
+        (Some("whatsapp"), _, None) => {
+            return Err(ConfigError::Missing {
+                var: "WHATSAPP_PHONE_NUMBER_ID",
+                hint: "DELIVERY=whatsapp needs the sending number's id",
+            });
+        }
+        (None, Some(_), None) => {
+            return Err(ConfigError::Missing {
+                var: "WHATSAPP_PHONE_NUMBER_ID",
+                hint: "WHATSAPP_ACCESS_TOKEN is set, so the phone number id is needed too",
+            });
+        }
+        (None, None, Some(_)) => {
+            return Err(ConfigError::Missing {
+                var: "WHATSAPP_ACCESS_TOKEN",
+                hint: "WHATSAPP_PHONE_NUMBER_ID is set, so the token is needed too",
+            });
+        }
+        (None, None, None) => (DeliveryMode::Console, true),
+        (Some(other), _, _) => {
+            return Err(ConfigError::Invalid {
+                var: "DELIVERY".into(),
+                reason: format!("{other:?} is not one of: whatsapp, console"),
+            });
+        }
+    };
+    Ok(DeliveryConfig {
+        mode,
+        console_by_default,
+        max_mps: vars.ranged("WHATSAPP_MAX_MPS", 80, 1, 1000)?,
+        max_attempts: vars.ranged("DELIVERY_MAX_ATTEMPTS", 8, 1, 100)?,
+    })
+}
+
+fn log_from(vars: &Vars<'_>) -> Result<LogConfig, ConfigError> {
+    let filter = vars
+        .get("RUST_LOG")
+        .or_else(|| vars.get("LOG_LEVEL"))
+        .unwrap_or_else(|| "info".into());
+    let format = match vars.get("LOG_FORMAT").as_deref() {
+        None | Some("json") => LogFormat::Json,
+        Some("pretty") => LogFormat::Pretty,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                var: "LOG_FORMAT".into(),
+                reason: format!("{other:?} is not one of: json, pretty"),
+            });
+        }
+    };
+    Ok(LogConfig { filter, format })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: &str = "0123456789abcdef0123";
+
+    fn gateway(vars: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        GatewayConfig::from_lookup(&move |name| map.get(name).cloned())
+    }
+
+    fn error_line(vars: &[(&str, &str)]) -> String {
+        gateway(vars)
+            .expect_err("configuration should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_apply_when_only_a_key_is_set() {
+        let c = gateway(&[("API_KEY", KEY)]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.max_body_bytes, 65_536);
+        assert_eq!(c.api_keys[0].id, "default");
+        assert!(c.sns_topic_arn.is_none());
+        assert!(matches!(c.delivery.mode, DeliveryMode::Console));
+        assert!(c.delivery.console_by_default);
+        assert_eq!(c.delivery.max_mps, 80);
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn api_keys_are_parsed_as_id_key_pairs() {
+        let c = gateway(&[("API_KEYS", &format!("ops:{KEY}, billing:{KEY}x"))]).unwrap();
+        let ids: Vec<_> = c.api_keys.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(ids, ["ops", "billing"]);
+        assert_eq!(c.api_keys[1].key.expose(), format!("{KEY}x"));
+    }
+
+    #[test]
+    fn each_bad_variable_is_named_in_one_line() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "API_KEYS is not set"),
+            (&[("API_KEYS", "nocolon")], "API_KEYS is invalid"),
+            (&[("API_KEYS", "ops:short")], "at least 16 characters"),
+            (
+                &[("API_KEYS", "a:0123456789abcdef,a:0123456789abcdeg")],
+                "appears twice",
+            ),
+            (&[("API_KEY", KEY), ("PORT", "http")], "PORT is invalid"),
+            (
+                &[("API_KEY", KEY), ("HOST", "localhost:3000")],
+                "HOST is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("MAX_BODY_BYTES", "10")],
+                "MAX_BODY_BYTES is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("WHATSAPP_MAX_MPS", "0")],
+                "WHATSAPP_MAX_MPS is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("LOG_FORMAT", "xml")],
+                "LOG_FORMAT is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("DELIVERY", "sms")],
+                "DELIVERY is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("DELIVERY", "whatsapp")],
+                "WHATSAPP_ACCESS_TOKEN is not set",
+            ),
+            (
+                &[("API_KEY", KEY), ("WHATSAPP_ACCESS_TOKEN", "t")],
+                "WHATSAPP_PHONE_NUMBER_ID is not set",
+            ),
+            (
+                &[
+                    ("API_KEY", KEY),
+                    ("WHATSAPP_ACCESS_TOKEN", "t"),
+                    ("WHATSAPP_PHONE_NUMBER_ID", "+1415"),
+                ],
+                "WHATSAPP_PHONE_NUMBER_ID is invalid",
+            ),
+            (
+                &[
+                    ("API_KEY", KEY),
+                    ("WHATSAPP_ACCESS_TOKEN", "t"),
+                    ("WHATSAPP_PHONE_NUMBER_ID", "1"),
+                    ("WHATSAPP_API_BASE_URL", "graph"),
+                ],
+                "WHATSAPP_API_BASE_URL is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("SNS_TOPIC_ARN", "my-topic")],
+                "SNS_TOPIC_ARN is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("WHATSAPP_API_VERSION", "25")],
+                "WHATSAPP_API_VERSION is invalid",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let line = error_line(vars);
+            assert!(
+                line.contains(expected),
+                "{vars:?}: {line:?} should contain {expected:?}"
+            );
+            assert!(!line.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn credentials_select_whatsapp_delivery() {
+        let c = gateway(&[
+            ("API_KEY", KEY),
+            ("WHATSAPP_ACCESS_TOKEN", "EAAG-secret"),
+            ("WHATSAPP_PHONE_NUMBER_ID", "106540352242922"),
+            ("WHATSAPP_API_BASE_URL", "http://127.0.0.1:9/"),
+        ])
+        .unwrap();
+        let DeliveryMode::WhatsApp(w) = c.delivery.mode else {
+            panic!("expected WhatsApp delivery")
+        };
+        assert_eq!(w.base_url, "http://127.0.0.1:9");
+        assert_eq!(w.api_version, DEFAULT_WHATSAPP_API_VERSION);
+        assert!(!c.delivery.console_by_default);
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let c = gateway(&[
+            ("API_KEYS", &format!("ops:{KEY}")),
+            ("WHATSAPP_ACCESS_TOKEN", "EAAG-very-secret-token"),
+            ("WHATSAPP_PHONE_NUMBER_ID", "1065"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains(KEY));
+        assert!(!debug.contains("EAAG-very-secret-token"));
+        assert!(debug.contains("[redacted]"));
+    }
+}

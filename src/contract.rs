@@ -1,0 +1,211 @@
+//! The envelope: the versioned JSON that travels from the gateway to the consumer
+//! over SNS, SQS or the embedded queue. Both binaries use this one definition.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::domain::{OutboundMessage, PhoneNumber};
+
+/// The only envelope version this build writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// The delivery channel an envelope is meant for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// The WhatsApp Cloud API.
+    Whatsapp,
+}
+
+impl Channel {
+    /// The name used on the wire and as the `channel` SNS message attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Whatsapp => "whatsapp",
+        }
+    }
+}
+
+/// One accepted message, as published (DESIGN.md, "The envelope").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Envelope {
+    /// Always [`ENVELOPE_VERSION`] when written by this build.
+    pub version: u32,
+    /// The message id returned to the client (UUID v7, so ids sort by time).
+    pub id: Uuid,
+    /// Where the message goes.
+    pub channel: Channel,
+    /// The recipient, E.164.
+    pub to: PhoneNumber,
+    /// The WhatsApp message object without `messaging_product` and `to`.
+    pub message: Value,
+    /// WhatsApp message id to quote.
+    pub reply_to: Option<String>,
+    /// Opaque data echoed back in status events.
+    pub callback_data: Option<String>,
+    /// The client's data, untouched.
+    pub metadata: Map<String, Value>,
+    /// When the gateway accepted the message.
+    #[serde(with = "millis")]
+    pub accepted_at: DateTime<Utc>,
+    /// Which API key sent it (the key's id, never the key).
+    pub api_key_id: String,
+}
+
+/// Why a payload could not be read as an envelope. Such a payload is never sent:
+/// it goes to the dead-letter path.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not JSON, or not an envelope of a version we know the shape of.
+    #[error("payload is not a valid envelope: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// A version this build does not understand (written by a newer gateway?).
+    #[error("envelope version {0} is not supported (this build reads version {ENVELOPE_VERSION})")]
+    UnsupportedVersion(u64),
+}
+
+impl Envelope {
+    /// Wraps a validated message for publishing.
+    pub fn new(id: Uuid, message: OutboundMessage, api_key_id: &str) -> Self {
+        Self {
+            version: ENVELOPE_VERSION,
+            id,
+            channel: Channel::Whatsapp,
+            to: message.to,
+            message: message.content,
+            reply_to: message.reply_to,
+            callback_data: message.callback_data,
+            metadata: message.metadata,
+            accepted_at: Utc::now(),
+            api_key_id: api_key_id.to_owned(),
+        }
+    }
+
+    /// The WhatsApp message type, read from the message object.
+    pub fn message_type(&self) -> &str {
+        self.message
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+    }
+
+    /// Serialises the envelope to its wire form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .expect("an envelope always serialises: its maps have string keys")
+    }
+
+    /// Reads an envelope, checking the version before the shape so that a newer
+    /// envelope is reported as such rather than as malformed.
+    pub fn from_json(payload: &str) -> Result<Self, EnvelopeError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u64,
+        }
+        let probe: VersionOnly = serde_json::from_str(payload).map_err(EnvelopeError::Malformed)?;
+        if probe.version != u64::from(ENVELOPE_VERSION) {
+            return Err(EnvelopeError::UnsupportedVersion(probe.version));
+        }
+        serde_json::from_str(payload).map_err(EnvelopeError::Malformed)
+    }
+}
+
+/// `acceptedAt` as RFC 3339 with milliseconds and `Z`, as DESIGN.md shows it.
+mod millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Envelope {
+        let msg =
+            OutboundMessage::try_from(json!({"to": "+14155550123", "message": "Hello"})).unwrap();
+        Envelope::new(Uuid::now_v7(), msg, "ops")
+    }
+
+    #[test]
+    fn the_wire_shape_matches_the_design() {
+        let env = sample();
+        let v: Value = serde_json::from_str(&env.to_json()).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["channel"], "whatsapp");
+        assert_eq!(v["to"], "+14155550123");
+        assert_eq!(
+            v["message"],
+            json!({"type": "text", "text": {"body": "Hello", "preview_url": false}})
+        );
+        assert_eq!(v["replyTo"], Value::Null);
+        assert_eq!(v["callbackData"], Value::Null);
+        assert_eq!(v["metadata"], json!({}));
+        assert_eq!(v["apiKeyId"], "ops");
+        let at = v["acceptedAt"].as_str().unwrap();
+        assert!(
+            at.ends_with('Z') && at.len() == "2026-11-23T12:00:00.123Z".len(),
+            "{at}"
+        );
+    }
+
+    #[test]
+    fn an_envelope_round_trips() {
+        let env = sample();
+        let back = Envelope::from_json(&env.to_json()).unwrap();
+        assert_eq!(back.id, env.id);
+        assert_eq!(back.message, env.message);
+        assert_eq!(
+            back.accepted_at.timestamp_millis(),
+            env.accepted_at.timestamp_millis()
+        );
+    }
+
+    #[test]
+    fn unknown_versions_are_refused_by_name() {
+        let mut v: Value = serde_json::from_str(&sample().to_json()).unwrap();
+        v["version"] = json!(2);
+        let err = Envelope::from_json(&v.to_string()).unwrap_err();
+        assert!(matches!(err, EnvelopeError::UnsupportedVersion(2)), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for bad in [
+            "",
+            "not json",
+            "{}",
+            r#"{"version":1}"#,
+            r#"{"version":"1"}"#,
+        ] {
+            assert!(
+                matches!(Envelope::from_json(bad), Err(EnvelopeError::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_invalid_recipient_is_malformed() {
+        let mut v: Value = serde_json::from_str(&sample().to_json()).unwrap();
+        v["to"] = json!("12345");
+        assert!(matches!(
+            Envelope::from_json(&v.to_string()),
+            Err(EnvelopeError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,136 @@
+//! API-key authentication, as middleware that runs before the body is read.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use crate::config::ApiKey;
+
+/// The authenticated caller, put in the request's extensions by [`require_api_key`].
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The id of the key the caller presented (never the key).
+    pub key_id: Arc<str>,
+}
+
+/// The configured keys, kept only as SHA-256 digests. Comparing digests of equal
+/// length in constant time reveals neither the keys nor their lengths.
+#[derive(Debug)]
+pub struct ApiKeys {
+    keys: Vec<(Arc<str>, [u8; 32])>,
+}
+
+impl ApiKeys {
+    /// Digests the configured keys.
+    pub fn new(keys: &[ApiKey]) -> Self {
+        Self {
+            keys: keys
+                .iter()
+                .map(|k| (Arc::from(k.id.as_str()), digest(k.key.expose())))
+                .collect(),
+        }
+    }
+
+    /// The id of the key equal to `presented`, if any. Every configured key is
+    /// compared, so the time taken does not say which one matched.
+    pub fn identify(&self, presented: &str) -> Option<Arc<str>> {
+        let presented = digest(presented);
+        let mut found = None;
+        for (id, key) in &self.keys {
+            if bool::from(key.ct_eq(&presented)) {
+                found = Some(id.clone());
+            }
+        }
+        found
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The key from `x-api-key`, or from `Authorization: Bearer <key>`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-api-key") {
+        return v.to_str().ok();
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Rejects the request with `401` unless it carries a configured API key; records
+/// the key's id on the request span and in the extensions as [`Caller`].
+pub async fn require_api_key(
+    State(keys): State<Arc<ApiKeys>>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let key_id = presented_key(request.headers())
+        .and_then(|k| keys.identify(k))
+        .ok_or(ApiError::Unauthorized)?;
+    tracing::Span::current().record("api_key_id", &*key_id);
+    request.extensions_mut().insert(Caller { key_id });
+    Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn keys() -> ApiKeys {
+        ApiKeys::new(&[
+            ApiKey {
+                id: "ops".into(),
+                key: Secret::new("ops-key-0123456789"),
+            },
+            ApiKey {
+                id: "billing".into(),
+                key: Secret::new("billing-key-0123456789"),
+            },
+        ])
+    }
+
+    #[test]
+    fn a_configured_key_is_identified_by_its_id() {
+        assert_eq!(
+            keys().identify("billing-key-0123456789").as_deref(),
+            Some("billing")
+        );
+        assert_eq!(
+            keys().identify("ops-key-0123456789").as_deref(),
+            Some("ops")
+        );
+    }
+
+    #[test]
+    fn near_misses_are_refused() {
+        for wrong in [
+            "",
+            "ops-key-012345678",
+            "ops-key-01234567890",
+            "OPS-KEY-0123456789",
+            " ops-key-0123456789",
+        ] {
+            assert!(keys().identify(wrong).is_none(), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn both_header_forms_are_read() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(presented_key(&h), None);
+        h.insert("x-api-key", "xyz".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("xyz"));
+    }
+}

@@ -1,0 +1,219 @@
+//! The gateway's one error type and its RFC 9457 `application/problem+json` form.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::FieldError;
+use crate::publisher::{PublishError, PublishErrorKind};
+
+/// Everything the HTTP API can answer with other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// `401`: no API key, or one that matches no configured key.
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    /// `400`: the body is not JSON (syntax, encoding, nesting too deep).
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// `400`: the body is JSON but some fields are invalid; lists them all.
+    #[error("the message has invalid fields")]
+    InvalidFields(Vec<FieldError>),
+    /// `400`: a header is invalid (named in the detail).
+    #[error("{0}")]
+    InvalidHeader(String),
+    /// `413`: the body is larger than `MAX_BODY_BYTES`.
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// `415`: the body is not declared as `application/json`.
+    #[error("the body must be sent with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// `422`: an `Idempotency-Key` was reused with a different body.
+    #[error("this Idempotency-Key was already used with a different body")]
+    IdempotencyMismatch,
+    /// `429`: the API key is over its request rate.
+    #[error("too many requests for this API key")]
+    RateLimited { retry_after: Duration },
+    /// `503`: the queue could not take the message; nothing was published.
+    #[error("the message queue is unavailable; nothing was published")]
+    Unavailable(#[source] PublishError),
+    /// `503`: the request took longer than the gateway allows.
+    #[error("the request timed out; nothing is known to have been published")]
+    TimedOut,
+    /// `404`: no such route.
+    #[error("no such endpoint")]
+    NotFound,
+    /// `405`: the route exists but not for this method.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    /// `500`: a bug in Herald. The detail is generic; the cause is logged.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The RFC 9457 problem document.
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    /// A stable machine-readable name for the problem.
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl ApiError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::MalformedJson(_) | Self::InvalidFields(_) | Self::InvalidHeader(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) | Self::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable problem code, also the last segment of the problem `type`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::MalformedJson(_) => "malformed-json",
+            Self::InvalidFields(_) => "invalid-fields",
+            Self::InvalidHeader(_) => "invalid-header",
+            Self::PayloadTooLarge(_) => "payload-too-large",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::IdempotencyMismatch => "idempotency-key-reused",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::Unavailable(e) if e.kind == PublishErrorKind::Throttled => "queue-throttled",
+            Self::Unavailable(_) => "queue-unavailable",
+            Self::TimedOut => "timeout",
+            Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::Unavailable(e) => Some(e.retry_after()),
+            Self::TimedOut => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            // Logged once here, inside the request span; the client sees a generic detail.
+            Self::Unavailable(e) if e.kind == PublishErrorKind::Misconfigured => {
+                tracing::error!(error.message = %e, error.cause = ?e.source, "publishing is misconfigured: {}", e.message);
+            }
+            Self::Unavailable(e) => {
+                tracing::warn!(error.message = %e, error.cause = ?e.source, "publish failed")
+            }
+            Self::Internal(cause) => tracing::error!(error.message = %cause, "internal error"),
+            _ => {}
+        }
+        let title = status.canonical_reason().unwrap_or("Error");
+        let problem = Problem {
+            kind: format!("/problems/{}", self.code()),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code(),
+            errors: match &self {
+                Self::InvalidFields(errors) => Some(errors),
+                _ => None,
+            },
+        };
+        let body = serde_json::to_vec(&problem).expect("a problem document always serialises");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(wait) = self.retry_after() {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+        }
+        if matches!(self, Self::Unauthorized) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(error: PublishError) -> Self {
+        Self::Unavailable(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_maps_to_its_status() {
+        let cases = [
+            (ApiError::Unauthorized, 401),
+            (ApiError::MalformedJson("x".into()), 400),
+            (ApiError::InvalidFields(vec![]), 400),
+            (ApiError::PayloadTooLarge(10), 413),
+            (ApiError::UnsupportedMediaType, 415),
+            (ApiError::IdempotencyMismatch, 422),
+            (
+                ApiError::RateLimited {
+                    retry_after: Duration::from_secs(1),
+                },
+                429,
+            ),
+            (
+                ApiError::Unavailable(PublishError::new(PublishErrorKind::Throttled, "t")),
+                503,
+            ),
+            (
+                ApiError::Unavailable(PublishError::new(PublishErrorKind::Misconfigured, "m")),
+                503,
+            ),
+            (ApiError::TimedOut, 503),
+            (ApiError::Internal("bug".into()), 500),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn unavailable_answers_carry_retry_after_and_hide_the_cause() {
+        let error = ApiError::Unavailable(PublishError::new(
+            PublishErrorKind::Misconfigured,
+            "arn:aws:sns:eu-west-1:123456789012:t missing",
+        ));
+        let response = error.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+}

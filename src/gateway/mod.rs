@@ -1,0 +1,149 @@
+//! The HTTP API: `GET /ping`, `GET /health`, `POST /api/v1/send`.
+//!
+//! [`router`] is a plain function over [`AppState`] so tests can drive it with
+//! `tower::ServiceExt::oneshot`, without a socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Extension, MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::config::GatewayConfig;
+use crate::publisher::Publisher;
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod rate_limit;
+pub mod routes;
+
+use auth::ApiKeys;
+use error::ApiError;
+use extract::BodyLimit;
+use idempotency::IdempotencyStore;
+use rate_limit::KeyRateLimiter;
+
+/// What every handler can reach. Cheap to clone: everything is behind an `Arc`.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where accepted envelopes go.
+    pub publisher: Arc<dyn Publisher>,
+    /// The configured API keys, as digests.
+    pub api_keys: Arc<ApiKeys>,
+    /// Remembered `Idempotency-Key`s.
+    pub idempotency: Arc<IdempotencyStore>,
+    /// Per-key request limits, when `RATE_LIMIT_PER_KEY` is set.
+    pub rate_limiter: Option<Arc<KeyRateLimiter>>,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Longest a request may take, publishing included.
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    /// Builds the state from configuration and a publisher.
+    pub fn new(config: &GatewayConfig, publisher: Arc<dyn Publisher>) -> Self {
+        Self {
+            publisher,
+            api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
+            idempotency: Arc::new(IdempotencyStore::new(
+                config.idempotency_ttl,
+                config.idempotency_max_keys,
+            )),
+            rate_limiter: (config.rate_limit_per_key > 0).then(|| {
+                Arc::new(KeyRateLimiter::new(
+                    &config.api_keys,
+                    config.rate_limit_per_key,
+                ))
+            }),
+            max_body_bytes: config.max_body_bytes,
+            request_timeout: config.request_timeout,
+        }
+    }
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The gateway's routes and middleware.
+pub fn router(state: AppState) -> Router {
+    let authenticated = Router::new()
+        .route("/api/v1/send", post(routes::messages::send))
+        // route_layer: the key is checked only for matched routes, before the body is read.
+        .route_layer(middleware::from_fn_with_state(
+            state.api_keys.clone(),
+            auth::require_api_key,
+        ));
+
+    let timeout = state.request_timeout;
+    let body_limit = BodyLimit(state.max_body_bytes);
+    Router::new()
+        .route("/ping", get(routes::health::ping))
+        .route("/health", get(routes::health::health))
+        .merge(authenticated)
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(Extension(body_limit))
+        // Outermost first: every response carries a request id, every log line of
+        // the request sits in a span with that id, and nothing runs forever.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(
+                    X_REQUEST_ID.clone(),
+                    MakeRequestUuid,
+                ))
+                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_request(())
+                        .on_response(log_response),
+                )
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::Internal("handler panicked".into()).into_response()
+                }))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    timeout,
+                )),
+        )
+}
+
+fn request_span(request: &Request) -> Span {
+    let request_id = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path,
+        request_id,
+        api_key_id = tracing::field::Empty,
+    )
+}
+
+fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _span: &Span) {
+    tracing::info!(
+        status = response.status().as_u16(),
+        latency_us = latency.as_micros() as u64,
+        "request finished"
+    );
+}

@@ -1,0 +1,34 @@
+//! `GET /ping` (liveness) and `GET /health` (readiness).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use crate::gateway::AppState;
+
+/// Liveness: the process answers. No dependencies are checked.
+pub async fn ping() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the publisher can publish. `503` names the failing check.
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let check = state.publisher.check_health().await;
+    let mut checks = Map::new();
+    checks.insert(
+        check.name.to_owned(),
+        json!({ "status": if check.healthy { "ok" } else { "failing" }, "detail": check.detail }),
+    );
+    if check.healthy {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "checks": checks })),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "failing": [check.name], "checks": checks })),
+        )
+    }
+}

@@ -1,0 +1,22 @@
+//! Herald: a messaging gateway. Clients POST a message to one authenticated
+//! endpoint; Herald validates it, publishes a versioned envelope to a queue
+//! (AWS SNS, or an embedded durable queue on one machine), and a consumer
+//! delivers each envelope to the WhatsApp Cloud API.
+//!
+//! # Layout
+//!
+//! - [`config`]: typed configuration read from the environment.
+//! - [`telemetry`]: the `tracing` subscriber.
+//! - [`domain`]: phone numbers and messages, validated.
+//! - [`contract`]: the envelope that travels between gateway and consumer.
+//! - [`gateway`]: the HTTP API (router, auth, errors, routes).
+//! - [`publisher`]: where accepted envelopes go (SNS, embedded queue, in-memory).
+//! - [`startup`]: builds the gateway from its configuration and runs it.
+
+pub mod config;
+pub mod contract;
+pub mod domain;
+pub mod gateway;
+pub mod publisher;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,78 @@
+//! An in-memory publisher that records what it is given: the test double for
+//! router tests, and a way to script publish failures.
+
+use std::sync::Mutex;
+
+use serde_json::json;
+
+use super::{BoxFuture, HealthCheck, PublishError, PublishErrorKind, PublishReceipt, Publisher};
+use crate::contract::Envelope;
+
+/// Records every published envelope; can be told to fail.
+#[derive(Debug, Default)]
+pub struct RecordingPublisher {
+    published: Mutex<Vec<Envelope>>,
+    failure: Mutex<Option<PublishErrorKind>>,
+}
+
+impl RecordingPublisher {
+    /// An empty recorder that accepts everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every later publish fail with `kind` (`None` restores success).
+    pub fn fail_with(&self, kind: Option<PublishErrorKind>) {
+        *self
+            .failure
+            .lock()
+            .expect("recorder lock is never poisoned: no code panics while holding it") = kind;
+    }
+
+    /// The envelopes published so far, in order.
+    pub fn published(&self) -> Vec<Envelope> {
+        self.published
+            .lock()
+            .expect("recorder lock is never poisoned")
+            .clone()
+    }
+}
+
+impl Publisher for RecordingPublisher {
+    fn publish<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<PublishReceipt, PublishError>> {
+        Box::pin(async move {
+            if let Some(kind) = *self
+                .failure
+                .lock()
+                .expect("recorder lock is never poisoned")
+            {
+                return Err(PublishError::new(kind, "scripted failure"));
+            }
+            self.published
+                .lock()
+                .expect("recorder lock is never poisoned")
+                .push(envelope.clone());
+            Ok(PublishReceipt {
+                queue_message_id: None,
+            })
+        })
+    }
+
+    fn check_health(&self) -> BoxFuture<'_, HealthCheck> {
+        Box::pin(async move {
+            let failing = self
+                .failure
+                .lock()
+                .expect("recorder lock is never poisoned")
+                .is_some();
+            HealthCheck {
+                name: "memory",
+                healthy: !failing,
+                detail: json!({ "failing": failing }),
+            }
+        })
+    }
+}
