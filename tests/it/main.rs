@@ -1,0 +1,10 @@
+//! Black-box and router tests. One test binary, one module per behaviour.
+
+mod helpers;
+
+mod gateway_auth;
+mod gateway_health;
+mod gateway_hostile_input;
+mod gateway_idempotency;
+mod gateway_send;
+mod sns_publish;
