@@ -11,10 +11,16 @@
 //! - [`contract`]: the envelope that travels between gateway and consumer.
 //! - [`gateway`]: the HTTP API (router, auth, errors, routes).
 //! - [`publisher`]: where accepted envelopes go (SNS, embedded queue, in-memory).
+//! - [`channels`]: provider clients (WhatsApp Cloud API, console).
+//! - [`delivery`]: the pipeline from envelope to provider call, with pacing and retries.
+//! - [`consumer`]: the ways envelopes arrive: Lambda (SNS, SQS events) and the SQS poller.
 //! - [`startup`]: builds the gateway from its configuration and runs it.
 
+pub mod channels;
 pub mod config;
+pub mod consumer;
 pub mod contract;
+pub mod delivery;
 pub mod domain;
 pub mod gateway;
 pub mod publisher;

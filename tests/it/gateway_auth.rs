@@ -18,7 +18,9 @@ fn post(headers: &[(&str, &str)], body: &str) -> Request<Body> {
 #[tokio::test]
 async fn send_returns_401_when_the_api_key_is_missing() {
     let app = TestRouter::new();
-    let response = app.call(post(&[], &json!({"to": TO, "message": "hi"}).to_string())).await;
+    let response = app
+        .call(post(&[], &json!({"to": TO, "message": "hi"}).to_string()))
+        .await;
     response.assert_problem(401);
     assert!(app.publisher.published().is_empty());
 }
@@ -56,7 +58,12 @@ async fn send_checks_the_key_before_reading_the_body() {
 async fn send_accepts_a_bearer_token_and_records_the_key_id() {
     let app = TestRouter::new();
     let bearer = format!("Bearer {OTHER_KEY}");
-    let response = app.call(post(&[("authorization", &bearer)], &json!({"to": TO, "message": "hi"}).to_string())).await;
+    let response = app
+        .call(post(
+            &[("authorization", &bearer)],
+            &json!({"to": TO, "message": "hi"}).to_string(),
+        ))
+        .await;
     assert_eq!(response.status, 202);
     assert_eq!(app.publisher.published()[0].api_key_id, "billing");
 }

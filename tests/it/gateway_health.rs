@@ -9,7 +9,8 @@ use crate::helpers::TestRouter;
 #[tokio::test]
 async fn ping_answers_ok_even_when_the_publisher_fails() {
     let app = TestRouter::new();
-    app.publisher.fail_with(Some(PublishErrorKind::Misconfigured));
+    app.publisher
+        .fail_with(Some(PublishErrorKind::Misconfigured));
     let response = app.get("/ping").await;
     assert_eq!(response.status, 200);
     assert_eq!(response.json(), json!({"status": "ok"}));
@@ -36,7 +37,10 @@ async fn responses_carry_a_request_id() {
     let app = TestRouter::new();
     let generated = app.get("/ping").await;
     assert!(!generated.headers["x-request-id"].is_empty());
-    let request = axum::http::Request::get("/ping").header("x-request-id", "abc-123").body(axum::body::Body::empty()).unwrap();
+    let request = axum::http::Request::get("/ping")
+        .header("x-request-id", "abc-123")
+        .body(axum::body::Body::empty())
+        .unwrap();
     assert_eq!(app.call(request).await.headers["x-request-id"], "abc-123");
 }
 

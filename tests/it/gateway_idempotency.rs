@@ -15,16 +15,25 @@ async fn a_retry_with_the_same_key_and_body_returns_the_same_id() {
     assert_eq!(second.status, 202);
     assert_eq!(first.json()["messageId"], second.json()["messageId"]);
     assert_eq!(app.publisher.published().len(), 1);
-    assert_eq!(app.publisher.published()[0].id.to_string(), first.json()["messageId"]);
+    assert_eq!(
+        app.publisher.published()[0].id.to_string(),
+        first.json()["messageId"]
+    );
 }
 
 /// The same key with another body is a 422 and publishes nothing.
 #[tokio::test]
 async fn the_same_key_with_a_different_body_is_422() {
     let app = TestRouter::new();
-    app.send_idempotent("k", &json!({"to": TO, "message": "one"}).to_string()).await;
-    let response = app.send_idempotent("k", &json!({"to": TO, "message": "two"}).to_string()).await;
-    assert_eq!(response.assert_problem(422)["code"], "idempotency-key-reused");
+    app.send_idempotent("k", &json!({"to": TO, "message": "one"}).to_string())
+        .await;
+    let response = app
+        .send_idempotent("k", &json!({"to": TO, "message": "two"}).to_string())
+        .await;
+    assert_eq!(
+        response.assert_problem(422)["code"],
+        "idempotency-key-reused"
+    );
     assert_eq!(app.publisher.published().len(), 1);
 }
 
@@ -45,8 +54,15 @@ async fn a_failed_publish_leaves_the_key_free_for_the_retry() {
 #[tokio::test]
 async fn an_invalid_body_does_not_claim_the_key() {
     let app = TestRouter::new();
-    app.send_idempotent("k", &json!({"to": "bad", "message": "x"}).to_string()).await.assert_problem(400);
-    assert_eq!(app.send_idempotent("k", &json!({"to": TO, "message": "x"}).to_string()).await.status, 202);
+    app.send_idempotent("k", &json!({"to": "bad", "message": "x"}).to_string())
+        .await
+        .assert_problem(400);
+    assert_eq!(
+        app.send_idempotent("k", &json!({"to": TO, "message": "x"}).to_string())
+            .await
+            .status,
+        202
+    );
 }
 
 /// Keys that are too long or not visible ASCII are a 400 naming the header.
@@ -54,8 +70,16 @@ async fn an_invalid_body_does_not_claim_the_key() {
 async fn malformed_keys_are_rejected() {
     let app = TestRouter::new();
     let body = json!({"to": TO, "message": "x"}).to_string();
-    let problem = app.send_idempotent(&"k".repeat(256), &body).await.assert_problem(400);
-    assert!(problem["detail"].as_str().unwrap().contains("Idempotency-Key"));
+    let problem = app
+        .send_idempotent(&"k".repeat(256), &body)
+        .await
+        .assert_problem(400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key")
+    );
     assert!(app.publisher.published().is_empty());
 }
 
@@ -67,7 +91,9 @@ async fn concurrent_duplicates_publish_once() {
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let (app, body) = (app.clone(), body.clone());
-        tasks.push(tokio::spawn(async move { app.send_idempotent("race", &body).await.json()["messageId"].clone() }));
+        tasks.push(tokio::spawn(async move {
+            app.send_idempotent("race", &body).await.json()["messageId"].clone()
+        }));
     }
     let mut ids = Vec::new();
     for t in tasks {

@@ -8,7 +8,9 @@ use crate::helpers::{TO, TestRouter};
 #[tokio::test]
 async fn send_returns_202_with_the_published_envelope_id() {
     let app = TestRouter::new();
-    let response = app.send(json!({"to": TO, "message": "Hello"}).to_string()).await;
+    let response = app
+        .send(json!({"to": TO, "message": "Hello"}).to_string())
+        .await;
     assert_eq!(response.status, 202);
     let body = response.json();
     assert_eq!(body["status"], "accepted");
@@ -19,7 +21,10 @@ async fn send_returns_202_with_the_published_envelope_id() {
     assert_eq!(published[0].id, id);
     assert_eq!(published[0].api_key_id, "ops");
     assert_eq!(published[0].to.as_str(), TO);
-    assert_eq!(published[0].message, json!({"type": "text", "text": {"body": "Hello", "preview_url": false}}));
+    assert_eq!(
+        published[0].message,
+        json!({"type": "text", "text": {"body": "Hello", "preview_url": false}})
+    );
 }
 
 /// Each content kind of DESIGN.md is accepted and arrives in WhatsApp's shape.
@@ -27,32 +32,61 @@ async fn send_returns_202_with_the_published_envelope_id() {
 async fn send_accepts_every_content_kind() {
     let cases: Vec<(Value, &str)> = vec![
         (json!({"text": {"body": "hi", "previewUrl": true}}), "text"),
-        (json!({"template": {"name": "order_update", "language": "en_US", "components": [
-            {"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]}}), "template"),
-        (json!({"image": {"link": "https://example.com/a.jpg", "caption": "A"}}), "image"),
+        (
+            json!({"template": {"name": "order_update", "language": "en_US", "components": [
+            {"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]}}),
+            "template",
+        ),
+        (
+            json!({"image": {"link": "https://example.com/a.jpg", "caption": "A"}}),
+            "image",
+        ),
         (json!({"video": {"id": "1"}}), "video"),
         (json!({"audio": {"id": "2"}}), "audio"),
-        (json!({"document": {"id": "3", "filename": "a.pdf"}}), "document"),
+        (
+            json!({"document": {"id": "3", "filename": "a.pdf"}}),
+            "document",
+        ),
         (json!({"sticker": {"id": "4"}}), "sticker"),
-        (json!({"interactive": {"type": "button", "body": {"text": "Ok?"},
-            "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]}}}), "interactive"),
-        (json!({"location": {"latitude": 51.5, "longitude": -0.12}}), "location"),
-        (json!({"contacts": [{"name": {"formatted_name": "Ana"}}]}), "contacts"),
-        (json!({"reaction": {"messageId": "wamid.A", "emoji": "👍"}}), "reaction"),
+        (
+            json!({"interactive": {"type": "button", "body": {"text": "Ok?"},
+            "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]}}}),
+            "interactive",
+        ),
+        (
+            json!({"location": {"latitude": 51.5, "longitude": -0.12}}),
+            "location",
+        ),
+        (
+            json!({"contacts": [{"name": {"formatted_name": "Ana"}}]}),
+            "contacts",
+        ),
+        (
+            json!({"reaction": {"messageId": "wamid.A", "emoji": "👍"}}),
+            "reaction",
+        ),
     ];
     let app = TestRouter::new();
     for (content, kind) in &cases {
         let mut body = content.clone();
         body["to"] = json!(TO);
         let response = app.send(body.to_string()).await;
-        assert_eq!(response.status, 202, "{kind}: {}", String::from_utf8_lossy(&response.bytes));
+        assert_eq!(
+            response.status,
+            202,
+            "{kind}: {}",
+            String::from_utf8_lossy(&response.bytes)
+        );
     }
     let published = app.publisher.published();
     let kinds: Vec<&str> = published.iter().map(|e| e.message_type()).collect();
     let expected: Vec<&str> = cases.iter().map(|(_, k)| *k).collect();
     assert_eq!(kinds, expected);
     assert_eq!(published[0].message["text"]["preview_url"], true);
-    assert_eq!(published[1].message["template"]["language"]["code"], "en_US");
+    assert_eq!(
+        published[1].message["template"]["language"]["code"],
+        "en_US"
+    );
     assert_eq!(published[10].message["reaction"]["message_id"], "wamid.A");
 }
 
@@ -66,7 +100,10 @@ async fn send_carries_reply_to_callback_data_and_metadata() {
     let env = &app.publisher.published()[0];
     assert_eq!(env.reply_to.as_deref(), Some("wamid.Q"));
     assert_eq!(env.callback_data.as_deref(), Some("order-42"));
-    assert_eq!(Value::Object(env.metadata.clone()), json!({"tenant": "acme", "nested": {"a": [1, 2, 3]}}));
+    assert_eq!(
+        Value::Object(env.metadata.clone()),
+        json!({"tenant": "acme", "nested": {"a": [1, 2, 3]}})
+    );
 }
 
 /// Every invalid field is listed in one 400, and nothing is published.
@@ -94,11 +131,18 @@ async fn send_returns_503_with_retry_after_when_publishing_fails() {
         (PublishErrorKind::Misconfigured, "queue-unavailable", "30"),
     ] {
         app.publisher.fail_with(Some(kind));
-        let response = app.send(json!({"to": TO, "message": "hi"}).to_string()).await;
+        let response = app
+            .send(json!({"to": TO, "message": "hi"}).to_string())
+            .await;
         let problem = response.assert_problem(503);
         assert_eq!(problem["code"], code);
         assert_eq!(response.headers["retry-after"], wait);
-        assert!(problem["detail"].as_str().unwrap().contains("nothing was published"));
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("nothing was published")
+        );
     }
     assert!(app.publisher.published().is_empty());
 }

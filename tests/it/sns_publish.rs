@@ -22,13 +22,18 @@ async fn an_accepted_message_arrives_in_the_subscribed_queue() {
 
     // Act
     let response = app
-        .post_message(&json!({"to": TO, "text": {"body": "Hello from Herald", "previewUrl": true},
-            "replyTo": "wamid.PREV", "callbackData": "order-42", "metadata": {"tenant": "acme"}}))
+        .post_message(
+            &json!({"to": TO, "text": {"body": "Hello from Herald", "previewUrl": true},
+            "replyTo": "wamid.PREV", "callbackData": "order-42", "metadata": {"tenant": "acme"}}),
+        )
         .await;
 
     // Assert
     assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["messageId"].as_str().unwrap().to_owned();
+    let id = response.json::<Value>().await.unwrap()["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let messages = aws.drain(&tq.queue_url, 1, Duration::from_secs(10)).await;
     assert_eq!(messages.len(), 1);
     let body = messages[0].body().unwrap();
@@ -36,7 +41,10 @@ async fn an_accepted_message_arrives_in_the_subscribed_queue() {
     assert_eq!(envelope.id.to_string(), id);
     assert_eq!(envelope.version, 1);
     assert_eq!(envelope.to.as_str(), TO);
-    assert_eq!(envelope.message, json!({"type": "text", "text": {"body": "Hello from Herald", "preview_url": true}}));
+    assert_eq!(
+        envelope.message,
+        json!({"type": "text", "text": {"body": "Hello from Herald", "preview_url": true}})
+    );
     assert_eq!(envelope.reply_to.as_deref(), Some("wamid.PREV"));
     assert_eq!(envelope.callback_data.as_deref(), Some("order-42"));
     assert_eq!(Value::Object(envelope.metadata), json!({"tenant": "acme"}));
@@ -44,7 +52,9 @@ async fn an_accepted_message_arrives_in_the_subscribed_queue() {
     let raw: Value = serde_json::from_str(body).unwrap();
     assert_eq!(raw["channel"], "whatsapp");
     assert!(raw["acceptedAt"].as_str().unwrap().ends_with('Z'));
-    let attrs = messages[0].message_attributes().expect("raw delivery carries the SNS attributes");
+    let attrs = messages[0]
+        .message_attributes()
+        .expect("raw delivery carries the SNS attributes");
     assert_eq!(attrs["channel"].string_value(), Some("whatsapp"));
     assert_eq!(attrs["type"].string_value(), Some("text"));
 }
@@ -56,12 +66,27 @@ async fn rejected_requests_never_reach_the_queue() {
     let tq = aws.topic_with_queue(false, 5).await;
     let app = TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await;
 
-    for bad in [json!({"to": "4155550123", "message": "x"}), json!({"to": TO}), json!({"to": TO, "mesage": "x"})] {
+    for bad in [
+        json!({"to": "4155550123", "message": "x"}),
+        json!({"to": TO}),
+        json!({"to": TO, "mesage": "x"}),
+    ] {
         assert_eq!(app.post_message(&bad).await.status(), 400);
     }
-    let unauthenticated = app.client.post(format!("{}/api/v1/send", app.address)).json(&json!({"to": TO, "message": "x"})).send().await.unwrap();
+    let unauthenticated = app
+        .client
+        .post(format!("{}/api/v1/send", app.address))
+        .json(&json!({"to": TO, "message": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauthenticated.status(), 401);
-    assert_eq!(app.post_message(&json!({"to": TO, "message": "the only one"})).await.status(), 202);
+    assert_eq!(
+        app.post_message(&json!({"to": TO, "message": "the only one"}))
+            .await
+            .status(),
+        202
+    );
 
     let messages = aws.drain(&tq.queue_url, 2, Duration::from_secs(4)).await;
     assert_eq!(messages.len(), 1);
@@ -75,15 +100,30 @@ async fn a_fifo_topic_gets_group_and_deduplication_ids() {
     let tq = aws.topic_with_queue(true, 5).await;
     let app = TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await;
 
-    let response = app.post_message(&json!({"to": TO, "message": "in order"})).await;
+    let response = app
+        .post_message(&json!({"to": TO, "message": "in order"}))
+        .await;
     assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["messageId"].as_str().unwrap().to_owned();
+    let id = response.json::<Value>().await.unwrap()["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let messages = aws.drain(&tq.queue_url, 1, Duration::from_secs(10)).await;
     assert_eq!(messages.len(), 1);
-    let attrs = messages[0].attributes().expect("system attributes requested");
-    assert_eq!(attrs.get(&MessageSystemAttributeName::MessageGroupId).map(String::as_str), Some(TO));
-    assert_eq!(attrs.get(&MessageSystemAttributeName::MessageDeduplicationId), Some(&id));
+    let attrs = messages[0]
+        .attributes()
+        .expect("system attributes requested");
+    assert_eq!(
+        attrs
+            .get(&MessageSystemAttributeName::MessageGroupId)
+            .map(String::as_str),
+        Some(TO)
+    );
+    assert_eq!(
+        attrs.get(&MessageSystemAttributeName::MessageDeduplicationId),
+        Some(&id)
+    );
 }
 
 /// With SNS unreachable, sends are 503 with Retry-After and /health is 503.
@@ -98,14 +138,24 @@ async fn an_unreachable_sns_is_503_and_nothing_is_accepted() {
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
         .load()
         .await;
-    let publisher = SnsPublisher::new(aws_sdk_sns::Client::new(&config), "arn:aws:sns:us-east-1:123456789012:nowhere");
+    let publisher = SnsPublisher::new(
+        aws_sdk_sns::Client::new(&config),
+        "arn:aws:sns:us-east-1:123456789012:nowhere",
+    );
     let app = TestApp::spawn(&config_with(&[]), Arc::new(publisher)).await;
 
-    let response = app.post_message(&json!({"to": TO, "message": "lost?"})).await;
+    let response = app
+        .post_message(&json!({"to": TO, "message": "lost?"}))
+        .await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
     let problem: Value = response.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("nothing was published"));
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was published")
+    );
     assert_eq!(app.get("/health").await.status(), 503);
 }
 
@@ -114,7 +164,10 @@ async fn an_unreachable_sns_is_503_and_nothing_is_accepted() {
 #[tokio::test]
 async fn a_missing_topic_is_503_without_account_details() {
     let aws = emulator().await;
-    let missing = format!("arn:aws:sns:us-east-1:123456789012:{}", crate::helpers::aws::unique_name("missing"));
+    let missing = format!(
+        "arn:aws:sns:us-east-1:123456789012:{}",
+        crate::helpers::aws::unique_name("missing")
+    );
     let app = TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &missing)])).await;
     let response = app.post_message(&json!({"to": TO, "message": "x"})).await;
     assert_eq!(response.status(), 503);
@@ -123,7 +176,10 @@ async fn a_missing_topic_is_503_without_account_details() {
     assert!(!text.contains("123456789012"), "{text}");
     let health = app.get("/health").await;
     assert_eq!(health.status(), 503);
-    assert_eq!(health.json::<Value>().await.unwrap()["failing"], json!(["sns"]));
+    assert_eq!(
+        health.json::<Value>().await.unwrap()["failing"],
+        json!(["sns"])
+    );
     drop(aws);
 }
 
@@ -135,7 +191,10 @@ async fn health_is_ok_when_the_topic_is_reachable() {
     let app = TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await;
     let health = app.get("/health").await;
     assert_eq!(health.status(), 200);
-    assert_eq!(health.json::<Value>().await.unwrap()["checks"]["sns"]["status"], "ok");
+    assert_eq!(
+        health.json::<Value>().await.unwrap()["checks"]["sns"]["status"],
+        "ok"
+    );
 }
 
 /// Many concurrent sends: every 202 is exactly one message in the queue.
@@ -143,14 +202,21 @@ async fn health_is_ok_when_the_topic_is_reachable() {
 async fn every_concurrent_202_is_one_queued_envelope() {
     let aws = emulator().await;
     let tq = aws.topic_with_queue(false, 5).await;
-    let app = Arc::new(TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await);
+    let app = Arc::new(
+        TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await,
+    );
     let mut tasks = Vec::new();
     for i in 0..40 {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            let r = app.post_message(&json!({"to": TO, "message": format!("n{i}")})).await;
+            let r = app
+                .post_message(&json!({"to": TO, "message": format!("n{i}")}))
+                .await;
             assert_eq!(r.status(), 202);
-            r.json::<Value>().await.unwrap()["messageId"].as_str().unwrap().to_owned()
+            r.json::<Value>().await.unwrap()["messageId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         }));
     }
     let mut accepted = Vec::new();
@@ -158,7 +224,15 @@ async fn every_concurrent_202_is_one_queued_envelope() {
         accepted.push(t.await.unwrap());
     }
     let messages = aws.drain(&tq.queue_url, 40, Duration::from_secs(20)).await;
-    let mut queued: Vec<String> = messages.iter().map(|m| Envelope::from_json(m.body().unwrap()).unwrap().id.to_string()).collect();
+    let mut queued: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            Envelope::from_json(m.body().unwrap())
+                .unwrap()
+                .id
+                .to_string()
+        })
+        .collect();
     accepted.sort();
     queued.sort();
     assert_eq!(queued, accepted);

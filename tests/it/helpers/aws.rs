@@ -26,13 +26,23 @@ pub struct TopicWithQueue {
 
 /// Connects to the emulator, or fails the test with instructions.
 pub async fn emulator() -> Emulator {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL is not set; {HOW_TO_START}"));
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL is not set; {HOW_TO_START}"));
+    let host = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
     if tokio::net::TcpStream::connect(&host).await.is_err() {
         panic!("nothing listens on {endpoint}; {HOW_TO_START}");
     }
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-    Emulator { sns: aws_sdk_sns::Client::new(&config), sqs: aws_sdk_sqs::Client::new(&config), endpoint }
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    Emulator {
+        sns: aws_sdk_sns::Client::new(&config),
+        sqs: aws_sdk_sqs::Client::new(&config),
+        endpoint,
+    }
 }
 
 /// A name no other test uses.
@@ -48,14 +58,26 @@ impl Emulator {
         let name = unique_name("herald");
         let mut topic = self.sns.create_topic().name(format!("{name}{suffix}"));
         if fifo {
-            topic = topic.attributes("FifoTopic", "true").attributes("ContentBasedDeduplication", "false");
+            topic = topic
+                .attributes("FifoTopic", "true")
+                .attributes("ContentBasedDeduplication", "false");
         }
-        let topic_arn = topic.send().await.expect("create topic").topic_arn.expect("topic has an ARN");
+        let topic_arn = topic
+            .send()
+            .await
+            .expect("create topic")
+            .topic_arn
+            .expect("topic has an ARN");
 
-        let dlq_url = self.create_queue(&format!("{name}-dlq{suffix}"), fifo, None).await;
+        let dlq_url = self
+            .create_queue(&format!("{name}-dlq{suffix}"), fifo, None)
+            .await;
         let dlq_arn = self.queue_arn(&dlq_url).await;
-        let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
-        let queue_url = self.create_queue(&format!("{name}{suffix}"), fifo, Some(redrive)).await;
+        let redrive =
+            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
+        let queue_url = self
+            .create_queue(&format!("{name}{suffix}"), fifo, Some(redrive))
+            .await;
         let queue_arn = self.queue_arn(&queue_url).await;
         self.sns
             .subscribe()
@@ -66,18 +88,30 @@ impl Emulator {
             .send()
             .await
             .expect("subscribe queue to topic");
-        TopicWithQueue { topic_arn, queue_url, dlq_url }
+        TopicWithQueue {
+            topic_arn,
+            queue_url,
+            dlq_url,
+        }
     }
 
     async fn create_queue(&self, name: &str, fifo: bool, redrive: Option<String>) -> String {
-        let mut q = self.sqs.create_queue().queue_name(name).attributes(QueueAttributeName::VisibilityTimeout, "30");
+        let mut q = self
+            .sqs
+            .create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::VisibilityTimeout, "30");
         if fifo {
             q = q.attributes(QueueAttributeName::FifoQueue, "true");
         }
         if let Some(policy) = redrive {
             q = q.attributes(QueueAttributeName::RedrivePolicy, policy);
         }
-        q.send().await.expect("create queue").queue_url.expect("queue has a URL")
+        q.send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue has a URL")
     }
 
     async fn queue_arn(&self, url: &str) -> String {
@@ -89,7 +123,10 @@ impl Emulator {
             .send()
             .await
             .expect("get queue ARN");
-        attrs.attributes.and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned()).expect("queue ARN attribute")
+        attrs
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("queue ARN attribute")
     }
 
     /// Receives messages until `expected` arrived or `within` passed; deletes what it receives.
@@ -110,7 +147,13 @@ impl Emulator {
                 .expect("receive from SQS");
             for m in out.messages.unwrap_or_default() {
                 if let Some(handle) = &m.receipt_handle {
-                    self.sqs.delete_message().queue_url(queue_url).receipt_handle(handle).send().await.expect("delete");
+                    self.sqs
+                        .delete_message()
+                        .queue_url(queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("delete");
                 }
                 received.push(m);
             }
@@ -130,9 +173,16 @@ impl Emulator {
             .await
             .expect("queue attributes");
         let map = attrs.attributes.unwrap_or_default();
-        [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
-            .iter()
-            .map(|k| map.get(k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0))
-            .sum()
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|k| {
+            map.get(k)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
     }
 }

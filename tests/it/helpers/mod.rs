@@ -28,21 +28,28 @@ pub const TO: &str = "+14155550123";
 /// Logs are printed only with `TEST_LOG=1`, once per test binary.
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter("herald=debug,info").with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("herald=debug,info")
+            .with_test_writer()
+            .try_init();
     }
 });
 
 /// A gateway configuration built from `extra` on top of the test defaults.
 pub fn config_with(extra: &[(&str, &str)]) -> GatewayConfig {
     let mut vars: HashMap<String, String> = HashMap::from([
-        ("API_KEYS".to_owned(), format!("ops:{KEY},billing:{OTHER_KEY}")),
+        (
+            "API_KEYS".to_owned(),
+            format!("ops:{KEY},billing:{OTHER_KEY}"),
+        ),
         ("HOST".to_owned(), "127.0.0.1".to_owned()),
         ("PORT".to_owned(), "0".to_owned()),
     ]);
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
-    GatewayConfig::from_lookup(&move |name| vars.get(name).cloned()).expect("test configuration is valid")
+    GatewayConfig::from_lookup(&move |name| vars.get(name).cloned())
+        .expect("test configuration is valid")
 }
 
 /// The router over a recording publisher, driven without a socket.
@@ -62,25 +69,42 @@ pub struct TestResponse {
 impl TestResponse {
     /// The body as JSON; panics with the raw body if it is not JSON.
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.bytes)
+            )
+        })
     }
 
     /// The `field` of every entry in a problem document's `errors`.
     pub fn error_fields(&self) -> Vec<String> {
         self.json()["errors"]
             .as_array()
-            .map(|a| a.iter().map(|e| e["field"].as_str().unwrap_or_default().to_owned()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Asserts the response is a problem document with `status`.
     pub fn assert_problem(&self, status: u16) -> Value {
-        assert_eq!(self.status.as_u16(), status, "body: {}", String::from_utf8_lossy(&self.bytes));
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.bytes)
+        );
         assert_eq!(self.headers["content-type"], "application/problem+json");
         let problem = self.json();
         assert_eq!(problem["status"], status);
-        assert!(problem["title"].is_string() && problem["detail"].is_string() && problem["type"].is_string());
+        assert!(
+            problem["title"].is_string()
+                && problem["detail"].is_string()
+                && problem["type"].is_string()
+        );
         problem
     }
 }
@@ -103,11 +127,25 @@ impl TestRouter {
 
     /// Sends any request.
     pub async fn call(&self, request: Request<Body>) -> TestResponse {
-        let response = self.router().oneshot(request).await.expect("the router is infallible");
+        let response = self
+            .router()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.expect("body reads").to_bytes().to_vec();
-        TestResponse { status, headers, bytes }
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body reads")
+            .to_bytes()
+            .to_vec();
+        TestResponse {
+            status,
+            headers,
+            bytes,
+        }
     }
 
     /// `POST /api/v1/send` with the `ops` key and a JSON body.
@@ -118,13 +156,21 @@ impl TestRouter {
     /// `POST /api/v1/send` with the `ops` key, a JSON body and an `Idempotency-Key`.
     pub async fn send_idempotent(&self, key: &str, body: &str) -> TestResponse {
         let mut request = send_request(body.to_owned());
-        request.headers_mut().insert("idempotency-key", key.parse().expect("test keys are valid header values"));
+        request.headers_mut().insert(
+            "idempotency-key",
+            key.parse().expect("test keys are valid header values"),
+        );
         self.call(request).await
     }
 
     /// `GET` a path without credentials.
     pub async fn get(&self, path: &str) -> TestResponse {
-        self.call(Request::get(path).body(Body::empty()).expect("valid request")).await
+        self.call(
+            Request::get(path)
+                .body(Body::empty())
+                .expect("valid request"),
+        )
+        .await
     }
 }
 
@@ -147,19 +193,29 @@ impl TestApp {
     /// Starts `herald::startup::Application` with `publisher` on a free port.
     pub async fn spawn(config: &GatewayConfig, publisher: Arc<dyn Publisher>) -> Self {
         LazyLock::force(&TRACING);
-        let app = herald::startup::Application::with_publisher(config, publisher).await.expect("gateway binds");
+        let app = herald::startup::Application::with_publisher(config, publisher)
+            .await
+            .expect("gateway binds");
         let address = format!("http://{}", app.local_addr());
         tokio::spawn(app.run_until_stopped(std::future::pending()));
-        Self { address, client: reqwest::Client::new() }
+        Self {
+            address,
+            client: reqwest::Client::new(),
+        }
     }
 
     /// Starts the gateway exactly as the binary would build it from `config`.
     pub async fn spawn_from_config(config: &GatewayConfig) -> Self {
         LazyLock::force(&TRACING);
-        let app = herald::startup::Application::build(config).await.expect("gateway builds");
+        let app = herald::startup::Application::build(config)
+            .await
+            .expect("gateway builds");
         let address = format!("http://{}", app.local_addr());
         tokio::spawn(app.run_until_stopped(std::future::pending()));
-        Self { address, client: reqwest::Client::new() }
+        Self {
+            address,
+            client: reqwest::Client::new(),
+        }
     }
 
     /// `POST /api/v1/send` with the `ops` key.
@@ -175,6 +231,10 @@ impl TestApp {
 
     /// `GET` a path.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.address)).send().await.expect("gateway answers")
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("gateway answers")
     }
 }

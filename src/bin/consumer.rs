@@ -1,0 +1,85 @@
+//! `herald-consumer`: delivers envelopes to WhatsApp. Under AWS Lambda when
+//! `AWS_LAMBDA_RUNTIME_API` is set; otherwise an SQS long-poller on `SQS_QUEUE_URL`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use herald::config::ConsumerConfig;
+use herald::consumer::{lambda, sqs_poller::SqsPoller};
+use herald::delivery::Pipeline;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    dotenvy::dotenv().ok();
+    let config = match ConsumerConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald-consumer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let under_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    if let Err(e) = herald::telemetry::init(&config.log, under_lambda) {
+        eprintln!("herald-consumer: {e}");
+        return ExitCode::FAILURE;
+    }
+    let pipeline = match Pipeline::from_config(&config.delivery) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            tracing::error!(error.message = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    if config.delivery.console_by_default {
+        tracing::warn!(
+            "no WhatsApp credentials: delivering to the console (stdout); set WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID to send"
+        );
+    }
+
+    if under_lambda {
+        tracing::info!(
+            mode = "lambda",
+            delivery = pipeline.describe(),
+            "herald-consumer starting"
+        );
+        let handler = service_fn(move |event: LambdaEvent<Value>| {
+            let pipeline = pipeline.clone();
+            async move { lambda::handle_event(event, &pipeline).await }
+        });
+        return match lambda_runtime::run(handler).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error.message = %e, "Lambda runtime stopped");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    let Some(queue_url) = config.sqs_queue_url.clone() else {
+        eprintln!(
+            "herald-consumer: SQS_QUEUE_URL is not set: set it to poll a queue (or run under AWS Lambda)"
+        );
+        return ExitCode::FAILURE;
+    };
+    tracing::info!(
+        mode = "sqs-poller",
+        delivery = pipeline.describe(),
+        "herald-consumer starting"
+    );
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let poller = SqsPoller::new(
+        aws_sdk_sqs::Client::new(&aws),
+        &queue_url,
+        pipeline,
+        config.concurrency,
+    )
+    .await;
+    poller
+        .run_until_stopped(herald::startup::shutdown_signal())
+        .await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,119 @@
+//! The HTTP client for the Cloud API's send endpoint.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use super::error::WhatsAppError;
+use super::types::{GraphErrorBody, SendResponse, request_body};
+use crate::config::{Secret, WhatsAppConfig};
+use crate::contract::Envelope;
+
+/// One connection-pooled client for one sending number, built once per process.
+#[derive(Clone)]
+pub struct WhatsAppClient {
+    http: reqwest::Client,
+    messages_url: String,
+    token: Secret,
+    phone_number_id: String,
+}
+
+impl std::fmt::Debug for WhatsAppClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsAppClient")
+            .field("messages_url", &self.messages_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WhatsAppClient {
+    /// Builds the client. Fails only if the TLS backend cannot initialise.
+    pub fn new(config: &WhatsAppConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(3).min(config.request_timeout))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            messages_url: format!(
+                "{}/{}/{}/messages",
+                config.base_url, config.api_version, config.phone_number_id
+            ),
+            token: config.access_token.clone(),
+            phone_number_id: config.phone_number_id.clone(),
+        })
+    }
+
+    /// The sending number's id (the key of the throughput limit).
+    pub fn phone_number_id(&self) -> &str {
+        &self.phone_number_id
+    }
+
+    /// Sends one envelope's message. Every failure is mapped to a [`WhatsAppError`].
+    pub async fn send(&self, envelope: &Envelope) -> Result<SendResponse, WhatsAppError> {
+        let response = self
+            .http
+            .post(&self.messages_url)
+            .bearer_auth(self.token.expose())
+            .json(&request_body(envelope))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    WhatsAppError::Timeout
+                } else {
+                    WhatsAppError::Connect(e)
+                }
+            })?;
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                WhatsAppError::Timeout
+            } else {
+                WhatsAppError::Connect(e)
+            }
+        })?;
+        if (200..300).contains(&status) {
+            return match serde_json::from_slice::<SendResponse>(&bytes) {
+                Ok(r) if !r.messages.is_empty() => Ok(r),
+                _ => Err(WhatsAppError::Unexpected {
+                    status,
+                    body: truncate(&bytes),
+                    retry_after,
+                }),
+            };
+        }
+        match serde_json::from_slice::<GraphErrorBody>(&bytes) {
+            Ok(body) => Err(WhatsAppError::Api {
+                status,
+                error: body.error,
+                retry_after,
+            }),
+            Err(_) => Err(WhatsAppError::Unexpected {
+                status,
+                body: truncate(&bytes),
+                retry_after,
+            }),
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by Meta).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(3600)))
+}
+
+fn truncate(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]);
+    text.into_owned()
+}

@@ -1,0 +1,204 @@
+//! Everything that can go wrong calling the Cloud API, and what each failure
+//! means for the message: retry it, slow down, give up, or alert an operator.
+
+use std::time::Duration;
+
+use super::types::GraphError;
+
+/// What a failure means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// A temporary fault (timeout, connection, 5xx, Meta's transient codes):
+    /// retry with exponential backoff.
+    Retryable,
+    /// A rate limit (throughput 130429, pair limit 131056, API call limits 4
+    /// and 80007): retry after the limit's window, honouring `Retry-After`.
+    Throttled,
+    /// The message itself cannot be sent (invalid recipient, template missing or
+    /// mismatched, outside the 24-hour window, policy): report, do not retry.
+    Permanent,
+    /// The account or token is broken (expired token, missing permission,
+    /// restricted account): every message would fail alike, so keep the message,
+    /// retry slowly and alert an operator.
+    Configuration,
+}
+
+impl FailureClass {
+    /// The name used in logs and in the outcome's `action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "retry",
+            Self::Throttled => "pace",
+            Self::Permanent => "permanent",
+            Self::Configuration => "alert",
+        }
+    }
+}
+
+/// A failed call to the Cloud API.
+#[derive(Debug, thiserror::Error)]
+pub enum WhatsAppError {
+    /// No response within `WHATSAPP_TIMEOUT_MS`.
+    #[error("the WhatsApp API did not answer in time")]
+    Timeout,
+    /// The connection could not be made or broke.
+    #[error("could not reach the WhatsApp API: {0}")]
+    Connect(#[source] reqwest::Error),
+    /// The API answered with a Graph error.
+    #[error("WhatsApp API error {} (HTTP {status}): {}", .error.code, .error.message)]
+    Api {
+        /// HTTP status of the response.
+        status: u16,
+        /// The parsed Graph error.
+        error: GraphError,
+        /// The `Retry-After` header, when sent.
+        retry_after: Option<Duration>,
+    },
+    /// The response could not be understood; the raw status and body are kept.
+    #[error("unexpected WhatsApp API response (HTTP {status}): {body}")]
+    Unexpected {
+        /// HTTP status of the response.
+        status: u16,
+        /// The body, cut to 1 KiB.
+        body: String,
+        /// The `Retry-After` header, when sent.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl WhatsAppError {
+    /// What this failure means for the message.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Self::Timeout | Self::Connect(_) => FailureClass::Retryable,
+            Self::Api { status, error, .. } => classify(error.code, *status, error.is_transient),
+            Self::Unexpected { status, .. } => classify_status(*status),
+        }
+    }
+
+    /// The Graph error code, when the API sent one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            Self::Api { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+
+    /// The server's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } | Self::Unexpected { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Maps a Graph error code to its class. The table follows Meta's error-code
+/// reference (see `shared/reference/whatsapp-cloud-api.md` §1.6).
+///
+/// Unknown codes are never dropped silently: they are classified by HTTP status
+/// and Meta's `is_transient`, and an unknown 4xx is treated as retryable, so
+/// it is retried with backoff and finally dead-lettered where it can be seen,
+/// rather than discarded.
+pub fn classify(code: i64, status: u16, is_transient: Option<bool>) -> FailureClass {
+    match code {
+        // Rate limits: API calls (4, 80007), throughput (130429), pair rate (131056),
+        // (de)registration rate (133016).
+        4 | 80007 | 130_429 | 131_056 | 133_016 => FailureClass::Throttled,
+        // Temporary: unknown/service errors, service unavailable, maintenance, registration server.
+        1 | 2 | 131_000 | 131_016 | 131_057 | 133_004 => FailureClass::Retryable,
+        // The token, app or account: expired/invalid token, permissions, blocked or
+        // locked account, payment, certificate, deleted or unregistered number.
+        0
+        | 3
+        | 10
+        | 33
+        | 190
+        | 200..=299
+        | 368
+        | 131_005
+        | 131_031
+        | 131_037
+        | 131_042
+        | 131_045
+        | 133_000
+        | 133_010 => FailureClass::Configuration,
+        // This message cannot be sent: bad parameters, undeliverable recipient,
+        // window closed, opted out, unsupported type, media, template problems, policy.
+        100 | 130_472 | 130_497 | 131_008 | 131_009 | 131_021 | 131_026 | 131_030 | 131_047
+        | 131_048 | 131_049 | 131_050 | 131_051 | 131_052 | 131_053 | 131_062 | 131_063
+        | 131_064 | 132_000 | 132_001 | 132_005 | 132_007 | 132_008 | 132_012 | 132_015
+        | 132_016 | 132_068 | 132_069 | 135_000 | 137_000 => FailureClass::Permanent,
+        _ if is_transient == Some(true) => FailureClass::Retryable,
+        _ => match classify_status(status) {
+            FailureClass::Permanent => FailureClass::Retryable,
+            class => class,
+        },
+    }
+}
+
+/// Classifies by HTTP status alone, for responses without a Graph error.
+fn classify_status(status: u16) -> FailureClass {
+    match status {
+        401 | 403 => FailureClass::Configuration,
+        429 => FailureClass::Throttled,
+        500..=599 | 408 => FailureClass::Retryable,
+        _ => FailureClass::Permanent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_codes_map_to_their_class() {
+        let cases = [
+            (130_429, 400, FailureClass::Throttled),
+            (131_056, 400, FailureClass::Throttled),
+            (4, 400, FailureClass::Throttled),
+            (80007, 400, FailureClass::Throttled),
+            (131_000, 500, FailureClass::Retryable),
+            (131_016, 503, FailureClass::Retryable),
+            (2, 503, FailureClass::Retryable),
+            (190, 401, FailureClass::Configuration),
+            (0, 401, FailureClass::Configuration),
+            (10, 403, FailureClass::Configuration),
+            (200, 403, FailureClass::Configuration),
+            (299, 403, FailureClass::Configuration),
+            (368, 403, FailureClass::Configuration),
+            (131_026, 400, FailureClass::Permanent),
+            (131_047, 400, FailureClass::Permanent),
+            (132_000, 400, FailureClass::Permanent),
+            (132_001, 404, FailureClass::Permanent),
+            (131_051, 400, FailureClass::Permanent),
+            (100, 400, FailureClass::Permanent),
+        ];
+        for (code, status, class) in cases {
+            assert_eq!(classify(code, status, None), class, "code {code}");
+        }
+    }
+
+    #[test]
+    fn unknown_codes_are_never_permanent() {
+        assert_eq!(classify(999_999, 400, None), FailureClass::Retryable);
+        assert_eq!(classify(999_999, 400, Some(true)), FailureClass::Retryable);
+        assert_eq!(classify(999_999, 500, None), FailureClass::Retryable);
+        assert_eq!(classify(999_999, 429, None), FailureClass::Throttled);
+        assert_eq!(classify(999_999, 401, None), FailureClass::Configuration);
+    }
+
+    #[test]
+    fn bodies_without_a_graph_error_use_the_status() {
+        let e = |status| WhatsAppError::Unexpected {
+            status,
+            body: String::new(),
+            retry_after: None,
+        };
+        assert_eq!(e(502).class(), FailureClass::Retryable);
+        assert_eq!(e(429).class(), FailureClass::Throttled);
+        assert_eq!(e(401).class(), FailureClass::Configuration);
+        assert_eq!(e(400).class(), FailureClass::Permanent);
+        assert_eq!(WhatsAppError::Timeout.class(), FailureClass::Retryable);
+    }
+}

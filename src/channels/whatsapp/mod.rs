@@ -1,0 +1,9 @@
+//! The WhatsApp Cloud API: a thin typed client of `POST /{version}/{phone-number-id}/messages`.
+
+pub mod client;
+pub mod error;
+pub mod types;
+
+pub use client::WhatsAppClient;
+pub use error::{FailureClass, WhatsAppError};
+pub use types::{GraphError, SendResponse, request_body};

@@ -1,0 +1,6 @@
+//! How envelopes reach the delivery pipeline in `herald-consumer`: as AWS Lambda
+//! events (SNS or SQS), or by long-polling an SQS queue. Each way maps the
+//! pipeline's [`Outcome`](crate::delivery::Outcome) to its own acknowledgement.
+
+pub mod lambda;
+pub mod sqs_poller;

@@ -1,0 +1,56 @@
+//! Client-side pacing: keeps each sending phone number under `WHATSAPP_MAX_MPS`,
+//! so a burst from the queue does not turn into 130429 throughput errors.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A GCRA-style limiter: each send reserves the next free slot, `1/mps` apart;
+/// callers wait for their slot, so concurrency does not matter.
+#[derive(Debug)]
+pub struct ThroughputLimiter {
+    interval: Duration,
+    next_free: Mutex<Instant>,
+}
+
+impl ThroughputLimiter {
+    /// A limiter allowing `max_per_second` sends per second.
+    pub fn new(max_per_second: u32) -> Self {
+        Self {
+            interval: Duration::from_secs(1) / max_per_second.max(1),
+            next_free: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits until this caller may send.
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut next = self
+                .next_free
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_are_spaced_by_the_rate() {
+        let limiter = ThroughputLimiter::new(10);
+        let start = Instant::now();
+        for _ in 0..21 {
+            limiter.acquire().await;
+        }
+        // 21 sends at 10/s: the last one is two seconds after the first.
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+    }
+}
