@@ -803,6 +803,17 @@ fn validate_contacts(value: &Value, errors: &mut Errors) {
         };
         c.deny_unknown(&ALLOWED, errors);
         if let Some(name) = c.required_obj("name", errors) {
+            name.deny_unknown(
+                &[
+                    "formatted_name",
+                    "first_name",
+                    "last_name",
+                    "middle_name",
+                    "suffix",
+                    "prefix",
+                ],
+                errors,
+            );
             name.required_str("formatted_name", Len::upto(512), errors);
             for part in ["first_name", "last_name", "middle_name", "suffix", "prefix"] {
                 name.optional_str(part, Len::upto(512), errors);
@@ -816,25 +827,54 @@ fn validate_contacts(value: &Value, errors: &mut Errors) {
                 "must be a date in YYYY-MM-DD form",
             );
         }
-        for (list, key) in [("phones", "phone"), ("emails", "email"), ("urls", "url")] {
+        for (list, fields) in CONTACT_LISTS {
             let Some(items) = c.optional_array(list, 0, 20, errors) else {
                 continue;
             };
             for (k, item) in items.iter().enumerate() {
-                if let Some(item) = Obj::at(item, index(&c.field_path(list), k), errors) {
-                    item.optional_str(key, Len::upto(512), errors);
-                    item.optional_str("type", Len::upto(64), errors);
+                let Some(item) = Obj::at(item, index(&c.field_path(list), k), errors) else {
+                    continue;
+                };
+                item.deny_unknown(fields, errors);
+                for field in fields.iter().filter(|f| **f != "type") {
+                    item.optional_str(field, Len::upto(512), errors);
+                }
+                // Meta's schema allows only these two types for phones, emails, urls and addresses.
+                if let Some(kind) = item.optional_str("type", Len::upto(16), errors)
+                    && kind != "HOME"
+                    && kind != "WORK"
+                {
+                    errors.add(item.field_path("type"), "must be HOME or WORK");
                 }
             }
         }
-        if let Some(addresses) = c.optional_array("addresses", 0, 20, errors) {
-            for (k, a) in addresses.iter().enumerate() {
-                Obj::at(a, index(&c.field_path("addresses"), k), errors);
+        if let Some(org) = c.optional_obj("org", errors) {
+            org.deny_unknown(&["company", "department", "title"], errors);
+            for field in ["company", "department", "title"] {
+                org.optional_str(field, Len::upto(512), errors);
             }
         }
-        c.optional_obj("org", errors);
     }
 }
+
+/// The list fields of a contact card and the keys each item may have.
+const CONTACT_LISTS: [(&str, &[&str]); 4] = [
+    ("phones", &["phone", "type", "wa_id"]),
+    ("emails", &["email", "type"]),
+    ("urls", &["url", "type"]),
+    (
+        "addresses",
+        &[
+            "street",
+            "city",
+            "state",
+            "zip",
+            "country",
+            "country_code",
+            "type",
+        ],
+    ),
+];
 
 fn is_iso_date(s: &str) -> bool {
     let b = s.as_bytes();
@@ -934,7 +974,8 @@ mod tests {
             json!({"to": TO, "location": {"latitude": 37.758056, "longitude": -122.425332, "name": "META HQ", "address": "1 Hacker Way"}}),
             json!({"to": TO, "reaction": {"messageId": "wamid.HBgLM", "emoji": ""}}),
             json!({"to": TO, "contacts": [{"name": {"formatted_name": "Ana Lima", "first_name": "Ana"},
-                "phones": [{"phone": "+5511987654321", "type": "CELL"}], "birthday": "1990-02-28"}]}),
+                "phones": [{"phone": "+5511987654321", "type": "WORK"}], "birthday": "1990-02-28",
+                "addresses": [{"street": "1 Hacker Way", "city": "Menlo Park", "type": "WORK"}], "org": {"company": "Meta"}}]}),
             json!({"to": TO, "template": {"name": "order_update", "language": {"code": "pt_BR"}, "components": [
                 {"type": "header", "parameters": [{"type": "image", "image": {"link": "https://example.com/i.jpg"}}]},
                 {"type": "body", "parameters": [

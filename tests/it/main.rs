@@ -8,3 +8,4 @@ mod gateway_hostile_input;
 mod gateway_idempotency;
 mod gateway_send;
 mod sns_publish;
+mod whatsapp_delivery;

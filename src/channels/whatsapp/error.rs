@@ -140,7 +140,9 @@ pub fn classify(code: i64, status: u16, is_transient: Option<bool>) -> FailureCl
 /// Classifies by HTTP status alone, for responses without a Graph error.
 fn classify_status(status: u16) -> FailureClass {
     match status {
-        401 | 403 => FailureClass::Configuration,
+        // A 404 without a Graph error body means the URL is wrong (base URL,
+        // version or phone number id), not that this message is.
+        401 | 403 | 404 => FailureClass::Configuration,
         429 => FailureClass::Throttled,
         500..=599 | 408 => FailureClass::Retryable,
         _ => FailureClass::Permanent,
@@ -186,6 +188,7 @@ mod tests {
         assert_eq!(classify(999_999, 500, None), FailureClass::Retryable);
         assert_eq!(classify(999_999, 429, None), FailureClass::Throttled);
         assert_eq!(classify(999_999, 401, None), FailureClass::Configuration);
+        assert_eq!(classify(999_999, 404, None), FailureClass::Configuration);
     }
 
     #[test]
@@ -198,6 +201,7 @@ mod tests {
         assert_eq!(e(502).class(), FailureClass::Retryable);
         assert_eq!(e(429).class(), FailureClass::Throttled);
         assert_eq!(e(401).class(), FailureClass::Configuration);
+        assert_eq!(e(404).class(), FailureClass::Configuration);
         assert_eq!(e(400).class(), FailureClass::Permanent);
         assert_eq!(WhatsAppError::Timeout.class(), FailureClass::Retryable);
     }

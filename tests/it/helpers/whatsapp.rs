@@ -1,0 +1,145 @@
+//! A fake WhatsApp Graph API on loopback (wiremock): it checks method, path,
+//! bearer token and body, and answers with the payloads Meta documents.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use herald::channels::whatsapp::WhatsAppClient;
+use herald::config::{DeliveryConfig, DeliveryMode, Secret, WhatsAppConfig};
+use herald::delivery::{Pipeline, RetryPolicy, Sender, ThroughputLimiter};
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
+
+pub const TOKEN: &str = "EAAG-test-token-not-a-real-one";
+pub const PHONE_NUMBER_ID: &str = "106540352242922";
+pub const VERSION: &str = "v25.0";
+
+/// The fake Graph API for one test.
+pub struct FakeWhatsApp {
+    pub server: MockServer,
+}
+
+impl FakeWhatsApp {
+    pub async fn start() -> Self {
+        Self {
+            server: MockServer::start().await,
+        }
+    }
+
+    /// The Cloud API settings pointing at this fake.
+    pub fn config(&self, timeout: Duration) -> WhatsAppConfig {
+        WhatsAppConfig {
+            access_token: Secret::new(TOKEN),
+            phone_number_id: PHONE_NUMBER_ID.into(),
+            api_version: VERSION.into(),
+            base_url: self.server.uri(),
+            request_timeout: timeout,
+        }
+    }
+
+    /// Delivery settings pointing at this fake.
+    pub fn delivery_config(&self) -> DeliveryConfig {
+        DeliveryConfig {
+            mode: DeliveryMode::WhatsApp(self.config(Duration::from_secs(5))),
+            console_by_default: false,
+            max_mps: 1000,
+            max_attempts: 4,
+        }
+    }
+
+    /// A pipeline to this fake with retry delays short enough for tests.
+    pub fn pipeline(&self, timeout: Duration) -> Pipeline {
+        let client = WhatsAppClient::new(&self.config(timeout)).expect("client builds");
+        Pipeline::new(
+            Sender::WhatsApp(client),
+            ThroughputLimiter::new(1000),
+            fast_retries(),
+        )
+    }
+
+    /// Every request body the fake received, in order.
+    pub async fn bodies(&self) -> Vec<Value> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).expect("the consumer sends JSON"))
+            .collect()
+    }
+}
+
+/// Retry delays in milliseconds rather than seconds.
+pub fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        base: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+        configuration: Duration::from_millis(50),
+        throttled_floor: Duration::from_millis(20),
+    }
+}
+
+/// A mock of `POST /{version}/{phone-number-id}/messages` that requires the bearer token.
+pub fn send_endpoint() -> MockBuilder {
+    Mock::given(method("POST"))
+        .and(path(format!("/{VERSION}/{PHONE_NUMBER_ID}/messages")))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(header("content-type", "application/json"))
+}
+
+/// Meta's documented success response.
+pub fn success(to_digits: &str, wamid: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": to_digits, "wa_id": to_digits}],
+        "messages": [{"id": wamid}]
+    }))
+}
+
+/// A Graph API error in Meta's documented shape.
+pub fn graph_error(status: u16, code: i64, title: &str, details: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "error": {
+            "message": format!("(#{code}) {title}"),
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": details},
+            "error_subcode": 2_494_010,
+            "fbtrace_id": "A4O5a8RAgePwbcGSu"
+        }
+    }))
+}
+
+/// Meta's expired-token error (code 190, HTTP 401).
+pub fn expired_token() -> ResponseTemplate {
+    ResponseTemplate::new(401).set_body_json(json!({
+        "error": {
+            "message": "Error validating access token: Session has expired on Sunday, 22-Nov-26 10:00:00 PST.",
+            "type": "OAuthException",
+            "code": 190,
+            "error_subcode": 463,
+            "fbtrace_id": "AbCdEfGhIjK"
+        }
+    }))
+}
+
+static META_SCHEMA: LazyLock<Arc<jsonschema::Validator>> = LazyLock::new(|| {
+    let schema: Value =
+        serde_json::from_str(include_str!("../../fixtures/meta/message.schema.json"))
+            .expect("schema is JSON");
+    Arc::new(jsonschema::validator_for(&schema).expect("Meta's Message schema compiles"))
+});
+
+/// Fails the test unless `body` is valid under Meta's `Message` schema.
+pub fn assert_matches_meta_schema(body: &Value) {
+    let errors: Vec<String> = META_SCHEMA
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "request does not match Meta's Message schema:\n{}\nbody: {body}",
+        errors.join("\n")
+    );
+}
