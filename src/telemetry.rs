@@ -13,9 +13,11 @@ use crate::config::{LogConfig, LogFormat};
 pub fn init(config: &LogConfig, under_lambda: bool) -> Result<(), String> {
     let filter = EnvFilter::try_new(&config.filter)
         .map_err(|e| format!("LOG_LEVEL/RUST_LOG is invalid: {e}"))?;
+    // Logs go to stderr so that stdout carries only data: the console channel's lines.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_span_events(FmtSpan::NONE);
+        .with_span_events(FmtSpan::NONE)
+        .with_writer(std::io::stderr);
     let result = match (config.format, under_lambda) {
         (LogFormat::Json, false) => builder
             .json()

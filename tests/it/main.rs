@@ -2,6 +2,9 @@
 
 mod helpers;
 
+mod consumer_binary;
+mod consumer_lambda;
+mod consumer_sqs_e2e;
 mod gateway_auth;
 mod gateway_health;
 mod gateway_hostile_input;

@@ -1,0 +1,96 @@
+//! The `herald-consumer` binary as an operator runs it: poller mode against the
+//! emulator, console delivery without credentials, and SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::aws::emulator;
+use crate::helpers::{TO, TestApp, config_with};
+
+/// Without WhatsApp credentials the poller delivers to the console, says so at
+/// startup, prints the exact request body per message, and stops on SIGTERM.
+#[tokio::test]
+async fn the_poller_prints_console_deliveries_and_stops_on_sigterm() {
+    let aws = emulator().await;
+    let tq = aws.topic_with_queue(false, 3).await;
+    let gateway =
+        TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await;
+    let response = gateway
+        .post_message(&json!({"to": TO, "message": "to the console", "callbackData": "cb-1"}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let response_id = response.json::<Value>().await.unwrap()["messageId"].clone();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
+        .env("SQS_QUEUE_URL", &tq.queue_url)
+        .env_remove("WHATSAPP_ACCESS_TOKEN")
+        .env_remove("WHATSAPP_PHONE_NUMBER_ID")
+        .env_remove("DELIVERY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the consumer binary starts");
+
+    // Read the first stdout line on a thread: it is the console delivery.
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(Duration::from_secs(20), line)
+        .await
+        .expect("a delivery within 20 s")
+        .unwrap()
+        .unwrap();
+    let body: Value = serde_json::from_str(&line).expect("one JSON line per message");
+    assert_eq!(
+        body,
+        json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "14155550123", "type": "text",
+            "text": {"body": "to the console", "preview_url": false}, "biz_opaque_callback_data": "cb-1"})
+    );
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(logs.contains("delivering to the console"), "{logs}");
+    assert!(logs.contains("sqs-poller"), "{logs}");
+    assert!(logs.contains("poller stopped"), "{logs}");
+    // One structured line per outcome, with the envelope id and the action.
+    let outcome = logs
+        .lines()
+        .find(|l| l.contains("message delivered"))
+        .expect("an outcome line");
+    let outcome: Value = serde_json::from_str(outcome).unwrap();
+    assert_eq!(outcome["action"], "delivered");
+    assert_eq!(outcome["span"]["envelope_id"], response_id);
+    assert_eq!(outcome["span"]["to"], "+1********23");
+    assert!(
+        !logs.contains("4155550123"),
+        "an unmasked number reached the logs: {logs}"
+    );
+}
+
+/// Without a queue URL or a Lambda runtime, the binary stops with one line naming the variable.
+#[test]
+fn the_consumer_refuses_to_start_without_a_queue() {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
+        .env_remove("SQS_QUEUE_URL")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env("DELIVERY", "console")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SQS_QUEUE_URL is not set"));
+}
