@@ -112,6 +112,14 @@ pub struct DeliveryConfig {
     /// `DELIVERY_MAX_ATTEMPTS`: attempts before a retryable failure is dead-lettered
     /// (embedded queue; SQS uses the queue's redrive policy), default 8.
     pub max_attempts: u32,
+    /// `DELIVERY_CONCURRENCY`: deliveries in flight at once (SQS poller and
+    /// embedded worker), default 16.
+    pub concurrency: usize,
+    /// `DELIVERY_RETRY_BASE_MS`: delay before the second attempt, doubling per
+    /// attempt, default 2 000 ms.
+    pub retry_base: Duration,
+    /// `DELIVERY_RETRY_MAX_MS`: longest delay between attempts, default 300 000 ms.
+    pub retry_max: Duration,
 }
 
 /// Everything `herald-gateway` needs.
@@ -127,6 +135,9 @@ pub struct GatewayConfig {
     pub sns_topic_arn: Option<String>,
     /// `HERALD_DATA_DIR`: where the embedded queue lives, default `./data`.
     pub data_dir: PathBuf,
+    /// `EMBEDDED_MAX_DB_MB`: largest size of the embedded queue's database in MiB;
+    /// past it sends get 503. 0 (default) means only the disk limits it.
+    pub embedded_max_db_mb: u64,
     /// `MAX_BODY_BYTES`: largest request body, default 65 536 bytes.
     pub max_body_bytes: usize,
     /// `REQUEST_TIMEOUT_MS`: limit for one request, including publishing, default 10 000 ms.
@@ -150,8 +161,6 @@ pub struct GatewayConfig {
 pub struct ConsumerConfig {
     /// `SQS_QUEUE_URL`: poll this queue when not running under Lambda.
     pub sqs_queue_url: Option<String>,
-    /// `CONSUMER_CONCURRENCY`: deliveries in flight at once in poller mode, default 16.
-    pub concurrency: usize,
     /// Delivery settings.
     pub delivery: DeliveryConfig,
     /// Logging.
@@ -233,6 +242,7 @@ impl GatewayConfig {
             data_dir: vars
                 .get("HERALD_DATA_DIR")
                 .map_or_else(|| PathBuf::from("./data"), PathBuf::from),
+            embedded_max_db_mb: vars.parse("EMBEDDED_MAX_DB_MB", 0)?,
             max_body_bytes,
             request_timeout: Duration::from_millis(request_timeout_ms),
             idempotency_ttl: Duration::from_secs(vars.parse("IDEMPOTENCY_TTL_SECS", 86_400)?),
@@ -256,7 +266,6 @@ impl ConsumerConfig {
         let vars = Vars(lookup);
         Ok(Self {
             sqs_queue_url: vars.get("SQS_QUEUE_URL"),
-            concurrency: vars.ranged("CONSUMER_CONCURRENCY", 16, 1, 1000)?,
             delivery: delivery_from(&vars)?,
             log: log_from(&vars)?,
         })
@@ -400,6 +409,19 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
         console_by_default,
         max_mps: vars.ranged("WHATSAPP_MAX_MPS", 80, 1, 1000)?,
         max_attempts: vars.ranged("DELIVERY_MAX_ATTEMPTS", 8, 1, 100)?,
+        concurrency: vars.ranged("DELIVERY_CONCURRENCY", 16, 1, 1000)?,
+        retry_base: Duration::from_millis(vars.ranged(
+            "DELIVERY_RETRY_BASE_MS",
+            2000,
+            1,
+            3_600_000,
+        )?),
+        retry_max: Duration::from_millis(vars.ranged(
+            "DELIVERY_RETRY_MAX_MS",
+            300_000,
+            1,
+            43_200_000,
+        )?),
     })
 }
 

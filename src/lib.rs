@@ -14,6 +14,7 @@
 //! - [`channels`]: provider clients (WhatsApp Cloud API, console).
 //! - [`delivery`]: the pipeline from envelope to provider call, with pacing and retries.
 //! - [`consumer`]: the ways envelopes arrive: Lambda (SNS, SQS events) and the SQS poller.
+//! - [`embedded`]: the embedded default's durable queue (SQLite) and in-process worker.
 //! - [`startup`]: builds the gateway from its configuration and runs it.
 
 pub mod channels;
@@ -22,6 +23,7 @@ pub mod consumer;
 pub mod contract;
 pub mod delivery;
 pub mod domain;
+pub mod embedded;
 pub mod gateway;
 pub mod publisher;
 pub mod startup;

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::config::GatewayConfig;
+use crate::config::{DeliveryMode, GatewayConfig};
+use crate::delivery::Pipeline;
+use crate::embedded::{EmbeddedQueue, Worker};
 use crate::gateway::{AppState, router};
-use crate::publisher::{Publisher, SnsPublisher};
+use crate::publisher::{EmbeddedPublisher, Publisher, SnsPublisher};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,24 +33,54 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The embedded default's delivery worker, when there is no SNS topic.
+    worker: Option<Worker>,
 }
 
 impl Application {
-    /// Builds the publisher named by the configuration and binds the listener.
+    /// Builds the publisher named by the configuration and binds the listener:
+    /// SNS when `SNS_TOPIC_ARN` is set, otherwise the embedded queue with its
+    /// in-process delivery worker.
     pub async fn build(config: &GatewayConfig) -> Result<Self, StartupError> {
-        let publisher: Arc<dyn Publisher> = match &config.sns_topic_arn {
-            Some(arn) => {
-                let client = SnsPublisher::client_from_env().await;
-                tracing::info!(mode = "sns", topic = %arn, "publishing to SNS");
-                Arc::new(SnsPublisher::new(client, arn))
-            }
-            None => {
-                return Err(StartupError::Publisher(
-                    "SNS_TOPIC_ARN is not set: the embedded queue is not built yet, so set SNS_TOPIC_ARN to a topic".into(),
-                ));
-            }
+        let Some(arn) = &config.sns_topic_arn else {
+            return Self::build_embedded(config).await;
         };
-        Self::with_publisher(config, publisher).await
+        let client = SnsPublisher::client_from_env().await;
+        tracing::info!(mode = "sns", topic = %arn, "publishing to SNS; delivery is herald-consumer's job");
+        Self::with_publisher(config, Arc::new(SnsPublisher::new(client, arn))).await
+    }
+
+    async fn build_embedded(config: &GatewayConfig) -> Result<Self, StartupError> {
+        let queue = EmbeddedQueue::open(
+            &config.data_dir,
+            config.embedded_max_db_mb.saturating_mul(1 << 20),
+        )
+        .map_err(|e| StartupError::Publisher(format!("HERALD_DATA_DIR: {e}")))?;
+        let pipeline = Pipeline::from_config(&config.delivery)
+            .map_err(|e| StartupError::Publisher(e.to_string()))?;
+        let delivery = match &config.delivery.mode {
+            DeliveryMode::WhatsApp(w) => format!(
+                "whatsapp (phone number id {}, {})",
+                w.phone_number_id, w.api_version
+            ),
+            DeliveryMode::Console => "console (stdout)".to_owned(),
+        };
+        tracing::info!(mode = "embedded", data_dir = %queue.data_dir().display(), delivery = %delivery,
+            "no SNS_TOPIC_ARN: running the whole pipeline here on the embedded durable queue");
+        if config.delivery.console_by_default {
+            tracing::warn!(
+                "no WhatsApp credentials: messages are printed to stdout, not sent; set WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID to send"
+            );
+        }
+        let worker = Worker::new(
+            queue.clone(),
+            Arc::new(pipeline),
+            config.delivery.max_attempts,
+            config.delivery.concurrency,
+        );
+        let mut app = Self::with_publisher(config, Arc::new(EmbeddedPublisher::new(queue))).await?;
+        app.worker = Some(worker);
+        Ok(app)
     }
 
     /// Binds the listener around a given publisher (tests pass their own).
@@ -63,6 +95,7 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState::new(config, publisher),
+            worker: None,
         })
     }
 
@@ -73,17 +106,30 @@ impl Application {
             .expect("a bound TCP listener has a local address")
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections and
-    /// finishes the requests in flight before returning.
+    /// Serves until `shutdown` completes, then stops accepting connections,
+    /// finishes the requests in flight, and (embedded default) lets the worker
+    /// finish its deliveries in flight before returning. What is still queued
+    /// stays on disk for the next start.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         tracing::info!(addr = %self.local_addr(), "listening");
-        axum::serve(self.listener, router(self.state))
+        let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = self.worker.map(|w| {
+            tokio::spawn(w.run_until_stopped(async {
+                let _ = worker_stopped.await;
+            }))
+        });
+        let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(StartupError::Serve)
+            .await;
+        let _ = stop_worker.send(());
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        tracing::info!("stopped");
+        served.map_err(StartupError::Serve)
     }
 }
 

@@ -75,7 +75,7 @@ async fn main() -> ExitCode {
         aws_sdk_sqs::Client::new(&aws),
         &queue_url,
         pipeline,
-        config.concurrency,
+        config.delivery.concurrency,
     )
     .await;
     poller

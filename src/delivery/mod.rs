@@ -95,10 +95,15 @@ impl Pipeline {
             }
             DeliveryMode::Console => Sender::Console(ConsoleChannel),
         };
+        let retry = RetryPolicy {
+            base: config.retry_base,
+            max: config.retry_max,
+            ..RetryPolicy::default()
+        };
         Ok(Self::new(
             sender,
             ThroughputLimiter::new(config.max_mps),
-            RetryPolicy::default(),
+            retry,
         ))
     }
 

@@ -80,6 +80,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let authenticated = Router::new()
         .route("/api/v1/send", post(routes::messages::send))
+        .route("/api/v1/dead-letters", get(routes::dead_letters::list))
         // route_layer: the key is checked only for matched routes, before the body is read.
         .route_layer(middleware::from_fn_with_state(
             state.api_keys.clone(),

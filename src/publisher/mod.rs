@@ -10,10 +10,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::contract::Envelope;
+use crate::embedded::DeadLetter;
 
+pub mod embedded;
 pub mod memory;
 pub mod sns;
 
+pub use embedded::EmbeddedPublisher;
 pub use memory::RecordingPublisher;
 pub use sns::SnsPublisher;
 
@@ -30,6 +33,15 @@ pub trait Publisher: Send + Sync + 'static {
 
     /// Checks that publishing can work right now, for `GET /health`.
     fn check_health(&self) -> BoxFuture<'_, HealthCheck>;
+
+    /// The newest dead letters, where this publisher keeps them (the embedded
+    /// queue). `None`: they live elsewhere (with SNS, in the SQS dead-letter queue).
+    fn dead_letters(
+        &self,
+        _limit: usize,
+    ) -> BoxFuture<'_, Option<Result<Vec<DeadLetter>, PublishError>>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Proof that an envelope was accepted by the queue.

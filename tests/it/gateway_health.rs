@@ -51,3 +51,14 @@ async fn unknown_routes_and_methods_are_problem_documents() {
     app.get("/api/v1/nothing").await.assert_problem(404);
     app.get("/api/v1/send").await.assert_problem(405);
 }
+
+/// Without the embedded queue, dead letters live in the SQS DLQ: the route is a 404.
+#[tokio::test]
+async fn dead_letters_are_404_when_the_publisher_does_not_keep_them() {
+    let app = TestRouter::new();
+    let request = axum::http::Request::get("/api/v1/dead-letters")
+        .header("x-api-key", crate::helpers::KEY)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    app.call(request).await.assert_problem(404);
+}

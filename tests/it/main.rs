@@ -5,6 +5,8 @@ mod helpers;
 mod consumer_binary;
 mod consumer_lambda;
 mod consumer_sqs_e2e;
+mod embedded_gateway;
+mod embedded_queue;
 mod gateway_auth;
 mod gateway_health;
 mod gateway_hostile_input;

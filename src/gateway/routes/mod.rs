@@ -1,4 +1,5 @@
 //! The gateway's route handlers, one file per resource.
 
+pub mod dead_letters;
 pub mod health;
 pub mod messages;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod process;
 pub mod whatsapp;
 
 use std::collections::HashMap;

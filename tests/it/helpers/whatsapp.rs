@@ -45,6 +45,9 @@ impl FakeWhatsApp {
             console_by_default: false,
             max_mps: 1000,
             max_attempts: 4,
+            concurrency: 8,
+            retry_base: Duration::from_millis(10),
+            retry_max: Duration::from_millis(50),
         }
     }
 

@@ -1,0 +1,220 @@
+//! The embedded queue's storage: one SQLite database in WAL mode with
+//! `synchronous = FULL`, so a committed transaction has been fsynced to the WAL
+//! and survives `kill -9` and power loss as far as SQLite and the disk's fsync
+//! promise. The database is opened in exclusive locking mode: one gateway owns
+//! a data directory, and a second one fails to start instead of sharing it.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+/// One envelope taken for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    /// The envelope id.
+    pub id: String,
+    /// The envelope JSON.
+    pub body: String,
+    /// Delivery attempts including this one.
+    pub attempts: u32,
+}
+
+/// A dead-lettered envelope, for listing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// The envelope id (the message id the client got).
+    pub id: String,
+    /// Delivery attempts made.
+    pub attempts: u32,
+    /// Why it was given up.
+    pub reason: String,
+    /// When it was given up, Unix milliseconds.
+    pub failed_at_ms: i64,
+    /// The envelope itself.
+    pub envelope: serde_json::Value,
+}
+
+/// Queue figures for `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Envelopes waiting or being delivered.
+    pub depth: u64,
+    /// Age of the oldest waiting envelope, in milliseconds.
+    pub oldest_age_ms: Option<i64>,
+    /// Envelopes in the dead-letter table.
+    pub dead_letters: u64,
+}
+
+/// The database connection; used only from the queue's writer thread.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) `queue.sqlite3` in `dir`. `max_bytes` > 0 caps
+    /// the database size; writes past it fail as "database or disk is full".
+    pub fn open(dir: &Path, max_bytes: u64) -> rusqlite::Result<Self> {
+        let conn = Connection::open(dir.join("queue.sqlite3"))?;
+        conn.busy_timeout(std::time::Duration::from_millis(0))?;
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        if max_bytes > 0 {
+            let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages = i64::try_from(max_bytes).unwrap_or(i64::MAX) / page_size.max(1);
+            conn.pragma_update(None, "max_page_count", pages.max(16))?;
+        }
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS envelopes (
+                 id TEXT PRIMARY KEY,
+                 body TEXT NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 due_at INTEGER NOT NULL,
+                 leased_until INTEGER,
+                 created_at INTEGER NOT NULL,
+                 last_error TEXT
+             );
+             CREATE INDEX IF NOT EXISTS envelopes_due ON envelopes (due_at);
+             CREATE TABLE IF NOT EXISTS dead_letters (
+                 id TEXT PRIMARY KEY,
+                 body TEXT NOT NULL,
+                 attempts INTEGER NOT NULL,
+                 reason TEXT NOT NULL,
+                 failed_at INTEGER NOT NULL,
+                 created_at INTEGER NOT NULL
+             );",
+        )?;
+        // Whoever held these leases is gone (we hold the exclusive lock now):
+        // deliver them again. At least once, never lost.
+        conn.execute(
+            "UPDATE envelopes SET leased_until = NULL WHERE leased_until IS NOT NULL",
+            [],
+        )?;
+        Ok(Self { conn })
+    }
+
+    /// Runs `f` in one transaction, committed only if `f` succeeds (dropping the
+    /// transaction rolls it back). The commit is the durability point.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let tx = self.conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Adds an envelope (a repeated id is ignored: idempotent).
+    pub fn insert(
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
+        tx.prepare_cached("INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at) VALUES (?1, ?2, ?3, ?3)")?
+            .execute(params![id, body, now_ms])?;
+        Ok(())
+    }
+
+    /// Leases up to `limit` due envelopes until `now + lease_ms`, counting an attempt.
+    pub fn lease(
+        &mut self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<Leased>> {
+        let tx = self.conn.transaction()?;
+        let leased = {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE envelopes SET leased_until = ?1 + ?2, attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM envelopes
+                              WHERE due_at <= ?1 AND (leased_until IS NULL OR leased_until <= ?1)
+                              ORDER BY due_at LIMIT ?3)
+                 RETURNING id, body, attempts",
+            )?;
+            stmt.query_map(params![now_ms, lease_ms, limit as i64], |r| {
+                Ok(Leased {
+                    id: r.get(0)?,
+                    body: r.get(1)?,
+                    attempts: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.commit()?;
+        Ok(leased)
+    }
+
+    /// Removes a delivered envelope.
+    pub fn remove(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Result<()> {
+        tx.prepare_cached("DELETE FROM envelopes WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// Releases an envelope to be tried again at `due_ms`.
+    pub fn reschedule(
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+        due_ms: i64,
+        error: &str,
+    ) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "UPDATE envelopes SET due_at = ?2, leased_until = NULL, last_error = ?3 WHERE id = ?1",
+        )?
+        .execute(params![id, due_ms, error])?;
+        Ok(())
+    }
+
+    /// Moves an envelope to the dead-letter table.
+    pub fn dead_letter(
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO dead_letters (id, body, attempts, reason, failed_at, created_at)
+             SELECT id, body, attempts, ?2, ?3, created_at FROM envelopes WHERE id = ?1",
+        )?
+        .execute(params![id, reason, now_ms])?;
+        Self::remove(tx, id)
+    }
+
+    /// Queue figures for `/health`.
+    pub fn stats(&self, now_ms: i64) -> rusqlite::Result<Stats> {
+        let (depth, oldest): (i64, Option<i64>) =
+            self.conn
+                .query_row("SELECT COUNT(*), MIN(created_at) FROM envelopes", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        let dead_letters: i64 =
+            self.conn
+                .query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
+        Ok(Stats {
+            depth: depth as u64,
+            oldest_age_ms: oldest.map(|t| now_ms - t),
+            dead_letters: dead_letters as u64,
+        })
+    }
+
+    /// The newest dead letters, up to `limit`.
+    pub fn dead_letters(&self, limit: usize) -> rusqlite::Result<Vec<DeadLetter>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, body, attempts, reason, failed_at FROM dead_letters ORDER BY failed_at DESC LIMIT ?1")?;
+        stmt.query_map([limit as i64], |r| {
+            let body: String = r.get(1)?;
+            Ok(DeadLetter {
+                id: r.get(0)?,
+                envelope: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+                attempts: r.get(2)?,
+                reason: r.get(3)?,
+                failed_at_ms: r.get(4)?,
+            })
+        })?
+        .collect()
+    }
+}

@@ -1,0 +1,196 @@
+//! The embedded default as a process: what a new user runs, killed with SIGKILL
+//! and restarted, refusing to start when it cannot keep its promise.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::process::{GatewayProcess, gateway_command};
+use crate::helpers::whatsapp::{
+    FakeWhatsApp, PHONE_NUMBER_ID, TOKEN, VERSION, graph_error, send_endpoint, success,
+};
+use crate::helpers::{KEY, TO};
+
+async fn post(client: &reqwest::Client, address: &str, body: &Value) -> reqwest::Response {
+    client
+        .post(format!("{address}/api/v1/send"))
+        .header("x-api-key", KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Texts of the successful deliveries the fake saw, with how many times each.
+async fn delivered_texts(fake: &FakeWhatsApp) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for body in fake.bodies().await {
+        *counts
+            .entry(body["text"]["body"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Accept while WhatsApp fails, SIGKILL, restart on the same data dir, let
+/// WhatsApp succeed: every accepted message is delivered, each exactly once.
+#[tokio::test]
+async fn accepted_messages_survive_sigkill_and_are_delivered_once() {
+    // Arrange: a fake that fails everything, and a gateway that retries quickly.
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(graph_error(503, 131_016, "Service unavailable", "down"))
+        .mount(&fake.server)
+        .await;
+    let uri = fake.server.uri();
+    let vars = [
+        ("WHATSAPP_ACCESS_TOKEN", TOKEN),
+        ("WHATSAPP_PHONE_NUMBER_ID", PHONE_NUMBER_ID),
+        ("WHATSAPP_API_VERSION", VERSION),
+        ("WHATSAPP_API_BASE_URL", uri.as_str()),
+        ("DELIVERY_RETRY_BASE_MS", "50"),
+        ("DELIVERY_RETRY_MAX_MS", "200"),
+        ("DELIVERY_MAX_ATTEMPTS", "100"),
+    ];
+    let gateway = GatewayProcess::start(&data_dir, &vars);
+    let client = reqwest::Client::new();
+
+    // Act: accept 30 messages, see some attempts fail, then kill -9.
+    let mut accepted = Vec::new();
+    for i in 0..30 {
+        let text = format!("survivor {i}");
+        assert_eq!(
+            post(
+                &client,
+                &gateway.address,
+                &json!({"to": TO, "message": text})
+            )
+            .await
+            .status(),
+            202
+        );
+        accepted.push(text);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !fake.bodies().await.is_empty(),
+        "deliveries were attempted before the kill"
+    );
+    gateway.kill_hard();
+
+    // WhatsApp recovers; the gateway restarts on the same directory.
+    fake.server.reset().await;
+    send_endpoint()
+        .respond_with(success("14155550123", "wamid.ok"))
+        .mount(&fake.server)
+        .await;
+    let restarted = GatewayProcess::start(&data_dir, &vars);
+
+    // Assert: every accepted message arrives exactly once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while delivered_texts(&fake).await.len() < accepted.len()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let delivered = delivered_texts(&fake).await;
+    for text in &accepted {
+        assert_eq!(
+            delivered.get(text),
+            Some(&1),
+            "{text} delivered {:?} times",
+            delivered.get(text)
+        );
+    }
+    assert_eq!(delivered.len(), accepted.len());
+    let health: Value = client
+        .get(format!("{}/health", restarted.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["checks"]["queue"]["detail"]["depth"], 0);
+}
+
+/// The README's first command: only an API key, console delivery, the startup
+/// lines say which mode, which delivery and where the data lives.
+#[tokio::test]
+async fn with_only_an_api_key_sends_are_delivered_to_the_console() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let gateway = GatewayProcess::start(&data_dir, &[]);
+    let client = reqwest::Client::new();
+
+    let response = post(
+        &client,
+        &gateway.address,
+        &json!({"to": TO, "message": "hello console"}),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+
+    let line = gateway
+        .next_stdout_line(Duration::from_secs(10))
+        .expect("a console delivery line");
+    let body: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(body["to"], "14155550123");
+    assert_eq!(body["text"]["body"], "hello console");
+    assert_eq!(body["messaging_product"], "whatsapp");
+
+    let logs = &gateway.startup_logs;
+    let startup = logs
+        .iter()
+        .find(|l| l.contains("\"mode\":\"embedded\""))
+        .expect("a startup line naming the mode");
+    assert!(
+        startup.contains("console") && startup.contains(data_dir.to_str().unwrap()),
+        "{startup}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("no WhatsApp credentials")),
+        "{logs:#?}"
+    );
+}
+
+/// No API key, no start: the one line says what to set.
+#[test]
+fn without_api_keys_the_gateway_refuses_to_start() {
+    let data = tempfile::tempdir().unwrap();
+    let output = gateway_command(data.path(), &[])
+        .env_remove("API_KEYS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("API_KEYS is not set"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// A data directory that cannot be created stops the gateway with a line naming it.
+#[test]
+fn an_unusable_data_dir_stops_the_gateway() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let output = gateway_command(&file, &[]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("HERALD_DATA_DIR"), "{stderr}");
+}
+
+/// A second gateway on the same data directory refuses to start.
+#[tokio::test]
+async fn a_second_gateway_cannot_share_the_data_dir() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let _first = GatewayProcess::start(&data_dir, &[]);
+    let output = gateway_command(&data_dir, &[]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("HERALD_DATA_DIR"));
+}

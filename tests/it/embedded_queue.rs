@@ -1,0 +1,355 @@
+//! The embedded default: durable queue, in-process worker, dead letters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald::contract::Envelope;
+use herald::embedded::{EmbeddedQueue, Worker};
+use serde_json::json;
+
+use crate::helpers::TO;
+use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success};
+
+fn envelope(text: &str) -> Envelope {
+    let message =
+        herald::domain::OutboundMessage::try_from(json!({"to": TO, "message": text})).unwrap();
+    Envelope::new(uuid::Uuid::now_v7(), message, "ops")
+}
+
+/// An enqueued envelope is delivered once and leaves the queue.
+#[tokio::test]
+async fn an_enqueued_envelope_is_delivered_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(success("14155550123", "wamid.e"))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    let worker = Worker::new(
+        queue.clone(),
+        Arc::new(fake.pipeline(Duration::from_secs(5))),
+        3,
+        4,
+    );
+
+    let env = envelope("embedded");
+    queue
+        .enqueue(env.id.to_string(), env.to_json())
+        .await
+        .unwrap();
+    assert_eq!(worker.run_once().await, 1);
+
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.depth, stats.dead_letters), (0, 0));
+}
+
+/// Retryable failures are rescheduled with backoff; past the maximum attempts
+/// the envelope moves to the dead-letter table, which lists it with its reason.
+#[tokio::test]
+async fn retries_end_in_the_dead_letter_table_after_max_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(graph_error(500, 131_000, "Something went wrong", "unknown"))
+        .expect(3)
+        .mount(&fake.server)
+        .await;
+    let worker = Worker::new(
+        queue.clone(),
+        Arc::new(fake.pipeline(Duration::from_secs(5))),
+        3,
+        4,
+    );
+    let env = envelope("doomed");
+    queue
+        .enqueue(env.id.to_string(), env.to_json())
+        .await
+        .unwrap();
+
+    let mut handled = 0;
+    for _ in 0..200 {
+        handled += worker.run_once().await;
+        if queue.stats().await.unwrap().dead_letters == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    assert_eq!(handled, 3);
+    let dead = queue.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, env.id.to_string());
+    assert_eq!(dead[0].attempts, 3);
+    assert!(
+        dead[0].reason.contains("gave up after 3 attempts"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(dead[0].envelope["message"]["text"]["body"], "doomed");
+}
+
+/// A permanent failure is dead-lettered at once, after one request.
+#[tokio::test]
+async fn a_permanent_failure_is_dead_lettered_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(graph_error(
+            400,
+            131_047,
+            "Re-engagement message",
+            "more than 24 hours have passed",
+        ))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    let worker = Worker::new(
+        queue.clone(),
+        Arc::new(fake.pipeline(Duration::from_secs(5))),
+        5,
+        4,
+    );
+    let env = envelope("late");
+    queue
+        .enqueue(env.id.to_string(), env.to_json())
+        .await
+        .unwrap();
+    worker.run_once().await;
+    let dead = queue.dead_letters(10).await.unwrap();
+    assert!(dead[0].reason.contains("131047"), "{}", dead[0].reason);
+}
+
+/// Re-enqueueing the same id is a no-op: one delivery.
+#[tokio::test]
+async fn the_same_id_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    let env = envelope("once");
+    queue
+        .enqueue(env.id.to_string(), env.to_json())
+        .await
+        .unwrap();
+    queue
+        .enqueue(env.id.to_string(), env.to_json())
+        .await
+        .unwrap();
+    assert_eq!(queue.stats().await.unwrap().depth, 1);
+}
+
+/// A second gateway cannot open a data directory another one holds.
+#[tokio::test]
+async fn a_data_directory_has_one_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    first.stats().await.unwrap();
+    let second = EmbeddedQueue::open(dir.path(), 0);
+    assert!(second.is_err(), "two queues opened the same directory");
+}
+
+/// The gateway with no SNS topic accepts a send and delivers it in-process.
+#[tokio::test]
+async fn the_gateway_without_sns_delivers_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(success("14155550123", "wamid.gw"))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    let config = crate::helpers::config_with(&[
+        ("HERALD_DATA_DIR", dir.path().to_str().unwrap()),
+        ("WHATSAPP_ACCESS_TOKEN", crate::helpers::whatsapp::TOKEN),
+        (
+            "WHATSAPP_PHONE_NUMBER_ID",
+            crate::helpers::whatsapp::PHONE_NUMBER_ID,
+        ),
+        ("WHATSAPP_API_VERSION", crate::helpers::whatsapp::VERSION),
+        ("WHATSAPP_API_BASE_URL", &fake.server.uri()),
+    ]);
+    let app = crate::helpers::TestApp::spawn_from_config(&config).await;
+    assert_eq!(
+        app.post_message(&json!({"to": TO, "message": "in process"}))
+            .await
+            .status(),
+        202
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fake.server.received_requests().await.unwrap().is_empty()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fake.bodies().await.len(), 1);
+}
+
+/// A gateway on the embedded queue delivering to `fake`, with extra settings.
+async fn embedded_gateway(
+    dir: &std::path::Path,
+    fake: &FakeWhatsApp,
+    extra: &[(&str, &str)],
+) -> crate::helpers::TestApp {
+    let uri = fake.server.uri();
+    let mut vars = vec![
+        ("HERALD_DATA_DIR", dir.to_str().unwrap()),
+        ("WHATSAPP_ACCESS_TOKEN", crate::helpers::whatsapp::TOKEN),
+        (
+            "WHATSAPP_PHONE_NUMBER_ID",
+            crate::helpers::whatsapp::PHONE_NUMBER_ID,
+        ),
+        ("WHATSAPP_API_VERSION", crate::helpers::whatsapp::VERSION),
+        ("WHATSAPP_API_BASE_URL", uri.as_str()),
+        ("DELIVERY_RETRY_BASE_MS", "20"),
+        ("DELIVERY_RETRY_MAX_MS", "100"),
+    ];
+    vars.extend_from_slice(extra);
+    crate::helpers::TestApp::spawn_from_config(&crate::helpers::config_with(&vars)).await
+}
+
+/// Many concurrent sends: every accepted id is delivered exactly once, none lost.
+#[tokio::test]
+async fn concurrent_sends_are_each_delivered_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(success("14155550123", "wamid.c"))
+        .mount(&fake.server)
+        .await;
+    let app = Arc::new(embedded_gateway(dir.path(), &fake, &[]).await);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let app = app.clone();
+        tasks.spawn(async move {
+            let r = app
+                .post_message(
+                    &json!({"to": TO, "message": format!("c{i}"), "callbackData": format!("c{i}")}),
+                )
+                .await;
+            assert_eq!(r.status(), 202);
+            format!("c{i}")
+        });
+    }
+    let mut accepted = Vec::new();
+    while let Some(t) = tasks.join_next().await {
+        accepted.push(t.unwrap());
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while fake.bodies().await.len() < accepted.len() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut delivered: Vec<String> = fake
+        .bodies()
+        .await
+        .iter()
+        .map(|b| b["biz_opaque_callback_data"].as_str().unwrap().to_owned())
+        .collect();
+    delivered.sort();
+    accepted.sort();
+    assert_eq!(delivered, accepted);
+}
+
+/// When the queue cannot grow (disk full, here the size cap), sends get 503 and
+/// every 202 that was given is an envelope on disk.
+#[tokio::test]
+async fn a_full_queue_answers_503_and_keeps_every_accepted_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeWhatsApp::start().await;
+    // WhatsApp is down, so nothing drains while the queue fills.
+    send_endpoint()
+        .respond_with(graph_error(503, 131_016, "Service unavailable", "down"))
+        .mount(&fake.server)
+        .await;
+    let app = embedded_gateway(
+        dir.path(),
+        &fake,
+        &[
+            ("EMBEDDED_MAX_DB_MB", "1"),
+            ("DELIVERY_RETRY_BASE_MS", "60000"),
+            ("DELIVERY_RETRY_MAX_MS", "60000"),
+        ],
+    )
+    .await;
+
+    let padding = "p".repeat(3500);
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 0..2000 {
+        let r = app
+            .post_message(
+                &json!({"to": TO, "message": format!("fill {i}"), "metadata": {"pad": padding}}),
+            )
+            .await;
+        if r.status() == 202 {
+            accepted += 1;
+        } else {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("the 1 MiB cap was reached");
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(accepted > 10, "only {accepted} accepted");
+
+    let health: serde_json::Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(health["checks"]["queue"]["detail"]["depth"], accepted);
+}
+
+/// `GET /api/v1/dead-letters` lists what the embedded default gave up on.
+#[tokio::test]
+async fn dead_letters_are_listed_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(graph_error(
+            400,
+            131_026,
+            "Message undeliverable",
+            "Receiver is incapable of receiving this message",
+        ))
+        .mount(&fake.server)
+        .await;
+    let app = embedded_gateway(dir.path(), &fake, &[]).await;
+    let id = app
+        .post_message(&json!({"to": TO, "message": "nobody"}))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["messageId"]
+        .clone();
+
+    let list = |app: &crate::helpers::TestApp| {
+        let request = app
+            .client
+            .get(format!("{}/api/v1/dead-letters", app.address))
+            .header("x-api-key", crate::helpers::KEY);
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut body = list(&app).await;
+    while body["deadLetters"].as_array().unwrap().is_empty()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        body = list(&app).await;
+    }
+    let dead = &body["deadLetters"][0];
+    assert_eq!(dead["id"], id);
+    assert!(dead["reason"].as_str().unwrap().contains("131026"));
+    assert_eq!(dead["envelope"]["message"]["text"]["body"], "nobody");
+    assert_eq!(app.get("/api/v1/dead-letters").await.status(), 401);
+}

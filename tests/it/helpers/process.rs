@@ -1,0 +1,113 @@
+//! The `herald-gateway` binary run as an operator runs it, for tests that need a
+//! real process: restarts, SIGKILL, startup refusals, stdout.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A running gateway process; killed with SIGKILL when dropped.
+pub struct GatewayProcess {
+    pub child: Child,
+    pub address: String,
+    /// The log lines up to and including "listening".
+    pub startup_logs: Vec<String>,
+    /// Every later stderr line (the JSON logs), as they arrive.
+    pub logs: mpsc::Receiver<String>,
+    /// Every stdout line (console deliveries), as they arrive.
+    pub stdout: mpsc::Receiver<String>,
+}
+
+/// The command with a clean Herald environment: only what `vars` sets.
+pub fn gateway_command(data_dir: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald-gateway"));
+    for var in [
+        "SNS_TOPIC_ARN",
+        "WHATSAPP_ACCESS_TOKEN",
+        "WHATSAPP_PHONE_NUMBER_ID",
+        "DELIVERY",
+        "API_KEY",
+        "RUST_LOG",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("HERALD_DATA_DIR", data_dir)
+        .env("API_KEYS", format!("ops:{}", super::KEY));
+    // The binary loads .env from its working directory; run it somewhere without one.
+    cmd.current_dir(data_dir.parent().unwrap_or(data_dir));
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn forward(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl GatewayProcess {
+    /// Starts the gateway and waits for its "listening" log line.
+    pub fn start(data_dir: &Path, vars: &[(&str, &str)]) -> Self {
+        let mut child = gateway_command(data_dir, vars)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("herald-gateway starts");
+        let logs = forward(child.stderr.take().unwrap());
+        let stdout = forward(child.stdout.take().unwrap());
+        let mut seen = Vec::new();
+        let address = loop {
+            let line = logs
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no 'listening' line; logs: {seen:#?}"));
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "listening"
+            {
+                let addr = v["addr"].as_str().unwrap().to_owned();
+                seen.push(line);
+                break format!("http://{addr}");
+            }
+            seen.push(line);
+        };
+        Self {
+            child,
+            address,
+            startup_logs: seen,
+            logs,
+            stdout,
+        }
+    }
+
+    /// Kills the process with SIGKILL: no chance to flush or clean up.
+    pub fn kill_hard(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// Waits for the next stdout line.
+    pub fn next_stdout_line(&self, within: Duration) -> Option<String> {
+        self.stdout.recv_timeout(within).ok()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
