@@ -47,7 +47,11 @@ impl Application {
         };
         let client = SnsPublisher::client_from_env().await;
         tracing::info!(mode = "sns", topic = %arn, "publishing to SNS; delivery is herald-consumer's job");
-        Self::with_publisher(config, Arc::new(SnsPublisher::new(client, arn))).await
+        Self::with_publisher(
+            config,
+            Arc::new(SnsPublisher::new(client, arn, config.sns_batch_linger)),
+        )
+        .await
     }
 
     async fn build_embedded(config: &GatewayConfig) -> Result<Self, StartupError> {

@@ -12,5 +12,6 @@ mod gateway_health;
 mod gateway_hostile_input;
 mod gateway_idempotency;
 mod gateway_send;
+mod sns_batching;
 mod sns_publish;
 mod whatsapp_delivery;

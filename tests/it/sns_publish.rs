@@ -141,6 +141,7 @@ async fn an_unreachable_sns_is_503_and_nothing_is_accepted() {
     let publisher = SnsPublisher::new(
         aws_sdk_sns::Client::new(&config),
         "arn:aws:sns:us-east-1:123456789012:nowhere",
+        Duration::from_millis(1),
     );
     let app = TestApp::spawn(&config_with(&[]), Arc::new(publisher)).await;
 

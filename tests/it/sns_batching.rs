@@ -1,0 +1,142 @@
+//! `PublishBatch` coalescing, against the scripted SNS sink in
+//! `examples/support/sns_sink.rs` (moto cannot fail single batch entries, so this
+//! wire-level fake plays SNS here; the rest of the SNS tests use moto).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald::publisher::SnsPublisher;
+use serde_json::{Value, json};
+
+use crate::helpers::{TO, TestApp, config_with};
+
+#[allow(dead_code)]
+#[path = "../../examples/support/sns_sink.rs"]
+mod sns_sink;
+
+/// A sink on a loopback port and a gateway publishing to it with `linger`.
+async fn gateway_with_sink(linger: Duration) -> (Arc<TestApp>, Arc<sns_sink::Sink>) {
+    let sink = sns_sink::Sink::new(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, sns_sink::router(sink.clone())).into_future());
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sns::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    let publisher = SnsPublisher::new(
+        aws_sdk_sns::Client::new(&config),
+        "arn:aws:sns:us-east-1:123456789012:bench",
+        linger,
+    );
+    (
+        Arc::new(TestApp::spawn(&config_with(&[]), Arc::new(publisher)).await),
+        sink,
+    )
+}
+
+async fn send_all(app: &Arc<TestApp>, texts: Vec<String>) -> Vec<(String, u16, Value)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for text in texts {
+        let app = app.clone();
+        tasks.spawn(async move {
+            let r = app.post_message(&json!({"to": TO, "message": text})).await;
+            let status = r.status().as_u16();
+            (text, status, r.json::<Value>().await.unwrap())
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(t) = tasks.join_next().await {
+        out.push(t.unwrap());
+    }
+    out
+}
+
+/// Concurrent sends share PublishBatch calls, and every 202 is a published message.
+#[tokio::test]
+async fn concurrent_sends_are_coalesced_into_batches() {
+    let (app, sink) = gateway_with_sink(Duration::from_millis(5)).await;
+
+    let results = send_all(&app, (0..60).map(|i| format!("batch {i}")).collect()).await;
+
+    assert!(results.iter().all(|(_, status, _)| *status == 202));
+    let published = sink.bodies();
+    assert_eq!(published.len(), 60);
+    for (_, _, body) in &results {
+        let id = body["messageId"].as_str().unwrap();
+        assert!(
+            published.iter().any(|m| m.contains(id)),
+            "{id} was acknowledged but not published"
+        );
+    }
+    assert_eq!(
+        sink.publish_calls
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "single Publish calls were made"
+    );
+    assert!(
+        sink.calls() <= 30,
+        "{} calls for 60 messages: not batched",
+        sink.calls()
+    );
+}
+
+/// In one batch, a permanently failed entry is that request's 503, a transiently
+/// failed entry is retried and accepted, and the others are unaffected.
+#[tokio::test]
+async fn a_failed_entry_fails_only_its_own_request() {
+    let (app, sink) = gateway_with_sink(Duration::from_millis(20)).await;
+    let mut texts: Vec<String> = (0..6).map(|i| format!("fine {i}")).collect();
+    texts.push("FAIL-PERMANENT please".into());
+    texts.push("FAIL-TRANSIENT-ONCE please".into());
+
+    let results = send_all(&app, texts).await;
+
+    for (text, status, body) in &results {
+        if text.contains("FAIL-PERMANENT") {
+            assert_eq!(*status, 503, "{body}");
+            assert!(
+                body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("nothing was published")
+            );
+        } else {
+            assert_eq!(*status, 202, "{text}: {body}");
+        }
+    }
+    let published = sink.bodies();
+    assert_eq!(published.len(), 7);
+    assert!(!published.iter().any(|m| m.contains("FAIL-PERMANENT")));
+    assert_eq!(
+        published
+            .iter()
+            .filter(|m| m.contains("FAIL-TRANSIENT-ONCE"))
+            .count(),
+        1
+    );
+    assert!(
+        sink.failed_entries
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+}
+
+/// With no linger and a single caller, each send is published at once (no waiting for company).
+#[tokio::test]
+async fn a_lone_send_is_not_held_back() {
+    let (app, sink) = gateway_with_sink(Duration::ZERO).await;
+    for i in 0..3 {
+        let r = app
+            .post_message(&json!({"to": TO, "message": format!("lone {i}")}))
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    assert_eq!(sink.calls(), 3);
+    assert_eq!(sink.bodies().len(), 3);
+}
