@@ -33,7 +33,11 @@ fn interactive_list() -> Value {
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("validate");
-    for (name, body) in [("text", text()), ("template", template()), ("interactive_list", interactive_list())] {
+    for (name, body) in [
+        ("text", text()),
+        ("template", template()),
+        ("interactive_list", interactive_list()),
+    ] {
         let raw = body.to_string();
         group.bench_function(format!("{name}/parse+validate"), |b| {
             b.iter(|| {
@@ -42,17 +46,29 @@ fn bench(c: &mut Criterion) {
             })
         });
         group.bench_function(format!("{name}/validate"), |b| {
-            b.iter_batched(|| body.clone(), |v| OutboundMessage::try_from(black_box(v)).unwrap(), BatchSize::SmallInput)
+            b.iter_batched(
+                || body.clone(),
+                |v| OutboundMessage::try_from(black_box(v)).unwrap(),
+                BatchSize::SmallInput,
+            )
         });
     }
     group.finish();
 
     let mut group = c.benchmark_group("envelope");
     for (name, body) in [("text", text()), ("template", template())] {
-        let envelope = Envelope::new(uuid::Uuid::now_v7(), OutboundMessage::try_from(body).unwrap(), "ops");
-        group.bench_function(format!("{name}/to_json"), |b| b.iter(|| black_box(&envelope).to_json()));
+        let envelope = Envelope::new(
+            uuid::Uuid::now_v7(),
+            OutboundMessage::try_from(body).unwrap(),
+            "ops",
+        );
+        group.bench_function(format!("{name}/to_json"), |b| {
+            b.iter(|| black_box(&envelope).to_json())
+        });
         let json = envelope.to_json();
-        group.bench_function(format!("{name}/from_json"), |b| b.iter(|| Envelope::from_json(black_box(&json)).unwrap()));
+        group.bench_function(format!("{name}/from_json"), |b| {
+            b.iter(|| Envelope::from_json(black_box(&json)).unwrap())
+        });
     }
     group.finish();
 }

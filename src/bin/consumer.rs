@@ -10,6 +10,11 @@ use herald::delivery::Pipeline;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
+/// mimalloc: measured side by side with the system allocator by `bench/run.py`
+/// (see the README's Performance section); the gateway allocates per request.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     dotenvy::dotenv().ok();

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use herald::config::GatewayConfig;
 use herald::startup::{Application, shutdown_signal};
 
+/// mimalloc: measured side by side with the system allocator by `bench/run.py`
+/// (see the README's Performance section); the gateway allocates per request.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     dotenvy::dotenv().ok();

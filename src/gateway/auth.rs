@@ -75,9 +75,12 @@ pub async fn require_api_key(
     let key_id = presented_key(request.headers())
         .and_then(|k| keys.identify(k))
         .ok_or(ApiError::Unauthorized)?;
-    tracing::Span::current().record("api_key_id", &*key_id);
-    request.extensions_mut().insert(Caller { key_id });
-    Ok(next.run(request).await)
+    request.extensions_mut().insert(Caller {
+        key_id: key_id.clone(),
+    });
+    let mut response = next.run(request).await;
+    super::access_log::record_key_id(&mut response, key_id);
+    Ok(response)
 }
 
 #[cfg(test)]

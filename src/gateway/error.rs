@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::access_log::ErrorRecord;
 use crate::domain::FieldError;
 use crate::publisher::{PublishError, PublishErrorKind};
 
@@ -119,17 +120,23 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        match &self {
-            // Logged once here, inside the request span; the client sees a generic detail.
-            Self::Unavailable(e) if e.kind == PublishErrorKind::Misconfigured => {
-                tracing::error!(error.message = %e, error.cause = ?e.source, "publishing is misconfigured: {}", e.message);
-            }
-            Self::Unavailable(e) => {
-                tracing::warn!(error.message = %e, error.cause = ?e.source, "publish failed")
-            }
-            Self::Internal(cause) => tracing::error!(error.message = %cause, "internal error"),
-            _ => {}
-        }
+        // Operators learn the cause from the request's log line (see access_log);
+        // the client gets a generic detail.
+        let record = match &self {
+            Self::Unavailable(e) => Some(ErrorRecord {
+                severe: e.kind == PublishErrorKind::Misconfigured,
+                code: self.code(),
+                message: e.message.clone(),
+                cause: e.source.as_ref().map(ToString::to_string),
+            }),
+            Self::Internal(cause) => Some(ErrorRecord {
+                severe: true,
+                code: self.code(),
+                message: cause.clone(),
+                cause: None,
+            }),
+            _ => None,
+        };
         let title = status.canonical_reason().unwrap_or("Error");
         let problem = Problem {
             kind: format!("/problems/{}", self.code()),
@@ -157,6 +164,9 @@ impl IntoResponse for ApiError {
         }
         if matches!(self, Self::Unauthorized) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(record) = record {
+            response.extensions_mut().insert(record);
         }
         response
     }

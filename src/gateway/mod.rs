@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Extension, MatchedPath, Request};
+use axum::extract::Extension;
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
@@ -16,12 +16,11 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
-use tracing::Span;
 
 use crate::config::GatewayConfig;
 use crate::publisher::Publisher;
 
+pub mod access_log;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -97,8 +96,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
         .layer(Extension(body_limit))
-        // Outermost first: every response carries a request id, every log line of
-        // the request sits in a span with that id, and nothing runs forever.
+        // Outermost first: every response carries a request id, every request
+        // gets one log line with that id (panics and timeouts included), and
+        // nothing runs forever.
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(
@@ -106,12 +106,7 @@ pub fn router(state: AppState) -> Router {
                     MakeRequestUuid,
                 ))
                 .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        .on_request(())
-                        .on_response(log_response),
-                )
+                .layer(middleware::from_fn(access_log::log_request))
                 .layer(CatchPanicLayer::custom(|_| {
                     ApiError::Internal("handler panicked".into()).into_response()
                 }))
@@ -120,31 +115,4 @@ pub fn router(state: AppState) -> Router {
                     timeout,
                 )),
         )
-}
-
-fn request_span(request: &Request) -> Span {
-    let request_id = request
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path,
-        request_id,
-        api_key_id = tracing::field::Empty,
-    )
-}
-
-fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _span: &Span) {
-    tracing::info!(
-        status = response.status().as_u16(),
-        latency_us = latency.as_micros() as u64,
-        "request finished"
-    );
 }

@@ -143,6 +143,25 @@ async fn with_only_an_api_key_sends_are_delivered_to_the_console() {
     assert_eq!(body["text"]["body"], "hello console");
     assert_eq!(body["messaging_product"], "whatsapp");
 
+    // One log line for the request: ids and the masked recipient, never the key or the number.
+    let request_line =
+        std::iter::from_fn(|| gateway.logs.recv_timeout(Duration::from_secs(5)).ok())
+            .find(|l| l.contains("\"message\":\"request\""))
+            .expect("a request log line");
+    let line: Value = serde_json::from_str(&request_line).unwrap();
+    assert_eq!(line["status"], 202);
+    assert_eq!(line["api_key_id"], "ops");
+    assert_eq!(line["to"], "+1********23");
+    assert_eq!(line["path"], "/api/v1/send");
+    assert!(
+        line["message_id"].is_string() && line["request_id"].is_string(),
+        "{line}"
+    );
+    assert!(
+        !request_line.contains(KEY) && !request_line.contains("4155550123"),
+        "{request_line}"
+    );
+
     let logs = &gateway.startup_logs;
     let startup = logs
         .iter()

@@ -2,14 +2,14 @@
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::contract::Envelope;
 use crate::domain::OutboundMessage;
 use crate::gateway::AppState;
+use crate::gateway::access_log::AccessRecord;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
 use crate::gateway::extract::JsonBody;
@@ -50,8 +50,12 @@ pub async fn send(
             .await
         {
             Claim::Replay(id) => {
-                tracing::info!(message_id = %id, "idempotent replay; nothing published");
-                return Ok(accepted(id));
+                let record = AccessRecord {
+                    message_id: Some(id),
+                    idempotent_replay: true,
+                    ..AccessRecord::default()
+                };
+                return Ok(accepted(id, record));
             }
             Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
             Claim::New(reservation) => Some(reservation),
@@ -60,25 +64,31 @@ pub async fn send(
 
     let id = reservation.as_ref().map_or_else(Uuid::now_v7, |r| r.id);
     let recipient = message.to.masked();
+    let kind = message.kind;
     let envelope = Envelope::new(id, message, &caller.key_id);
     let receipt = state.publisher.publish(&envelope).await?;
     if let Some(r) = reservation {
         r.complete();
     }
-    tracing::info!(
-        message_id = %id,
-        to = %recipient,
-        message_type = envelope.message_type(),
-        queue_message_id = receipt.queue_message_id.as_deref(),
-        "message accepted"
-    );
-    Ok(accepted(id))
+    // Not logged here: the request's one log line carries these (see access_log).
+    let record = AccessRecord {
+        message_id: Some(id),
+        to: Some(recipient),
+        message_type: Some(kind.as_str()),
+        queue_message_id: receipt.queue_message_id,
+        ..AccessRecord::default()
+    };
+    Ok(accepted(id, record))
 }
 
-fn accepted(id: Uuid) -> Response {
-    (
+fn accepted(id: Uuid, record: AccessRecord) -> Response {
+    let body = format!(r#"{{"messageId":"{id}","status":"accepted"}}"#);
+    let mut response = (
         StatusCode::ACCEPTED,
-        axum::Json(json!({ "messageId": id, "status": "accepted" })),
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(record);
+    response
 }

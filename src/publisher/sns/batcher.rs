@@ -2,7 +2,8 @@
 //!
 //! One task gathers entries: a batch is flushed when it holds 10 entries, when
 //! the next entry would take it past 256 KiB, or when the linger has passed
-//! since its first entry. Each batch is sent by its own task (bounded in
+//! since its first entry; when no other batch is in flight it is flushed at
+//! once, so that light traffic pays no linger at all. Each batch is sent by its own task (bounded in
 //! number), and every entry's outcome goes back to the request waiting for it:
 //! a success to its own request only, a failure likewise. SNS can answer 200
 //! with some entries in `Failed`: a retryable failed entry is sent again in a
@@ -106,10 +107,14 @@ pub async fn run(
         let mut size = first.size;
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + linger;
+        // Linger only while another batch is in flight: a lone request (low load)
+        // is sent at once, and under load the wait for the batches ahead is what
+        // fills the next one.
+        let busy = in_flight.available_permits() < MAX_IN_FLIGHT;
         while batch.len() < MAX_ENTRIES {
             let next = match entries.try_recv() {
                 Ok(e) => Some(e),
-                Err(_) if linger.is_zero() => None,
+                Err(_) if linger.is_zero() || !busy => None,
                 Err(_) => tokio::select! {
                     e = entries.recv() => e,
                     () = tokio::time::sleep_until(deadline) => None,
