@@ -7,8 +7,10 @@ What it does, each round, interleaved so that drift on a noisy machine hits both
   1. baseline (examples/bench_baseline.rs: parse the JSON, answer a fixed 202)
   2. gateway in SNS mode, publishing to a zero-latency SNS sink
      (examples/bench_sns_sink.rs, which counts calls and messages)
-  3. both again with a single connection (latency at no load)
-  4. gateway in embedded mode (durable SQLite queue, console delivery to /dev/null)
+  3. the gateway's own code over a publisher that accepts at once
+     (examples/bench_gateway_null.rs), to split the cost between Herald and the SDK
+  4. baseline and gateway again with a single connection (latency at no load)
+  5. gateway in embedded mode (durable SQLite queue, console delivery to /dev/null)
 
 The server under test is pinned to CPU 0 (`taskset`), the load generator (wrk)
 and the SNS sink to CPU 1. It prints throughput, p50/p99 latency, peak RSS,
@@ -146,7 +148,8 @@ def main():
             sys.exit(f"{tool} is not installed: apt-get install wrk util-linux")
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "herald-gateway",
-                        "--example", "bench_baseline", "--example", "bench_sns_sink"], cwd=ROOT, check=True)
+                        "--example", "bench_baseline", "--example", "bench_sns_sink",
+                        "--example", "bench_gateway_null"], cwd=ROOT, check=True)
 
     work = tempfile.mkdtemp(prefix="herald-bench-")
     script = os.path.join(work, "post.lua")
@@ -170,6 +173,8 @@ def main():
             row = {"round": r}
             row["baseline"] = run_server("baseline", baseline_cmd, {}, port, args.duration, args.connections, script)
             row["gateway"] = run_server("gateway", gateway_cmd, sns_env, port, args.duration, args.connections, script, sink_port)
+            null_cmd = [os.path.join(RELEASE, "examples", "bench_gateway_null")]
+            row["null"] = run_server("gateway, null publisher", null_cmd, dict(common, PORT=str(port)), port, args.duration, args.connections, script)
             row["gateway_c1"] = run_server("gateway", gateway_cmd, sns_env, port, args.duration, 1, script, sink_port)
             row["baseline_c1"] = run_server("baseline", baseline_cmd, {}, port, args.duration, 1, script)
             data_dir = os.path.join(work, f"data-{r}")
@@ -184,11 +189,12 @@ def main():
 
 
 def report_round(row):
-    b, g, gc, bc, e = row["baseline"], row["gateway"], row["gateway_c1"], row["baseline_c1"], row["embedded"]
+    b, g, gc, bc, e, n = row["baseline"], row["gateway"], row["gateway_c1"], row["baseline_c1"], row["embedded"], row["null"]
     print(f"\nround {row['round']}")
-    print(f"  {'':22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8} {'non-2xx':>8}")
-    for name, x in (("baseline", b), ("gateway (SNS)", g), ("embedded (durable)", e), ("baseline, 1 conn", bc), ("gateway, 1 conn", gc)):
-        print(f"  {name:22} {x['rps']:9.0f} {x['p50']:8.3f} {x['p99']:8.3f} {x['rss']:8.1f} {x['non2xx']:8d}")
+    print(f"  {'':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8} {'non-2xx':>8}")
+    for name, x in (("baseline", b), ("gateway (SNS)", g), ("gateway, null publisher", n), ("embedded (durable)", e),
+                    ("baseline, 1 conn", bc), ("gateway, 1 conn", gc)):
+        print(f"  {name:24} {x['rps']:9.0f} {x['p50']:8.3f} {x['p99']:8.3f} {x['rss']:8.1f} {x['non2xx']:8d}")
     print(f"  SNS calls per accepted message: {g['calls_per_msg']:.3f}; accepted {g['accepted']}, reached the sink {g['sink_messages']}")
     sys.stdout.flush()
 
@@ -201,6 +207,8 @@ def ratio_lines(rows):
         ("gateway peak RSS (MiB)", med(lambda r: r["gateway"]["rss"]), "<= 32"),
         ("SNS calls per accepted message", med(lambda r: r["gateway"]["calls_per_msg"]), "<= 0.15"),
         ("1-conn median latency gap (ms)", med(lambda r: r["gateway_c1"]["p50"] - r["baseline_c1"]["p50"]), "<= 1.5"),
+        ("null-publisher/baseline throughput", med(lambda r: r["null"]["rps"] / r["baseline"]["rps"]), ""),
+        ("SNS share of gateway time per request", med(lambda r: 1 - r["gateway"]["rps"] / r["null"]["rps"]), ""),
         ("embedded durable accepts/s", med(lambda r: r["embedded"]["rps"]), ">= 5000"),
         ("embedded/baseline throughput", med(lambda r: r["embedded"]["rps"] / r["baseline"]["rps"]), ""),
         ("baseline req/s", med(lambda r: r["baseline"]["rps"]), ""),
