@@ -29,8 +29,12 @@ impl Channel {
 }
 
 /// One accepted message, as published (DESIGN.md, "The envelope").
+///
+/// Unknown fields are ignored when reading: a field added to version 1 must be
+/// optional, so a gateway can be deployed before its consumers. A change that
+/// old consumers must not read is a new version, which they refuse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Envelope {
     /// Always [`ENVELOPE_VERSION`] when written by this build.
     pub version: u32,
@@ -181,6 +185,13 @@ mod tests {
         v["version"] = json!(2);
         let err = Envelope::from_json(&v.to_string()).unwrap_err();
         assert!(matches!(err, EnvelopeError::UnsupportedVersion(2)), "{err}");
+    }
+
+    #[test]
+    fn an_added_optional_field_is_tolerated() {
+        let mut v: Value = serde_json::from_str(&sample().to_json()).unwrap();
+        v["priority"] = json!("high");
+        assert!(Envelope::from_json(&v.to_string()).is_ok());
     }
 
     #[test]

@@ -16,23 +16,46 @@ fn envelope(text: &str) -> Envelope {
     Envelope::new(uuid::Uuid::now_v7(), message, "ops")
 }
 
-/// An enqueued envelope is delivered once and leaves the queue.
-#[tokio::test]
-async fn an_enqueued_envelope_is_delivered_and_removed() {
+/// A queue in a fresh directory, a fake Graph API and a worker between them.
+struct Setup {
+    _dir: tempfile::TempDir,
+    queue: EmbeddedQueue,
+    fake: FakeWhatsApp,
+    worker: Worker,
+}
+
+async fn setup(max_attempts: u32) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
     let fake = FakeWhatsApp::start().await;
+    let worker = Worker::new(
+        queue.clone(),
+        Arc::new(fake.pipeline(Duration::from_secs(5))),
+        max_attempts,
+        4,
+    );
+    Setup {
+        _dir: dir,
+        queue,
+        fake,
+        worker,
+    }
+}
+
+/// An enqueued envelope is delivered once and leaves the queue.
+#[tokio::test]
+async fn an_enqueued_envelope_is_delivered_and_removed() {
+    let Setup {
+        queue,
+        fake,
+        worker,
+        _dir,
+    } = setup(3).await;
     send_endpoint()
         .respond_with(success("14155550123", "wamid.e"))
         .expect(1)
         .mount(&fake.server)
         .await;
-    let worker = Worker::new(
-        queue.clone(),
-        Arc::new(fake.pipeline(Duration::from_secs(5))),
-        3,
-        4,
-    );
 
     let env = envelope("embedded");
     queue
@@ -49,20 +72,17 @@ async fn an_enqueued_envelope_is_delivered_and_removed() {
 /// the envelope moves to the dead-letter table, which lists it with its reason.
 #[tokio::test]
 async fn retries_end_in_the_dead_letter_table_after_max_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
-    let fake = FakeWhatsApp::start().await;
+    let Setup {
+        queue,
+        fake,
+        worker,
+        _dir,
+    } = setup(3).await;
     send_endpoint()
         .respond_with(graph_error(500, 131_000, "Something went wrong", "unknown"))
         .expect(3)
         .mount(&fake.server)
         .await;
-    let worker = Worker::new(
-        queue.clone(),
-        Arc::new(fake.pipeline(Duration::from_secs(5))),
-        3,
-        4,
-    );
     let env = envelope("doomed");
     queue
         .enqueue(env.id.to_string(), env.to_json())
@@ -94,9 +114,12 @@ async fn retries_end_in_the_dead_letter_table_after_max_attempts() {
 /// A permanent failure is dead-lettered at once, after one request.
 #[tokio::test]
 async fn a_permanent_failure_is_dead_lettered_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
-    let fake = FakeWhatsApp::start().await;
+    let Setup {
+        queue,
+        fake,
+        worker,
+        _dir,
+    } = setup(5).await;
     send_endpoint()
         .respond_with(graph_error(
             400,
@@ -107,12 +130,6 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
         .expect(1)
         .mount(&fake.server)
         .await;
-    let worker = Worker::new(
-        queue.clone(),
-        Arc::new(fake.pipeline(Duration::from_secs(5))),
-        5,
-        4,
-    );
     let env = envelope("late");
     queue
         .enqueue(env.id.to_string(), env.to_json())
