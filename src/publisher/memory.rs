@@ -13,6 +13,7 @@ use crate::contract::Envelope;
 pub struct RecordingPublisher {
     published: Mutex<Vec<Envelope>>,
     failure: Mutex<Option<PublishErrorKind>>,
+    delay: Mutex<std::time::Duration>,
 }
 
 impl RecordingPublisher {
@@ -27,6 +28,11 @@ impl RecordingPublisher {
             .failure
             .lock()
             .expect("recorder lock is never poisoned: no code panics while holding it") = kind;
+    }
+
+    /// Makes every later publish take `delay` before it is recorded (a slow queue).
+    pub fn delay_with(&self, delay: std::time::Duration) {
+        *self.delay.lock().expect("recorder lock is never poisoned") = delay;
     }
 
     /// The envelopes published so far, in order.
@@ -44,6 +50,10 @@ impl Publisher for RecordingPublisher {
         envelope: &'a Envelope,
     ) -> BoxFuture<'a, Result<PublishReceipt, PublishError>> {
         Box::pin(async move {
+            let delay = *self.delay.lock().expect("recorder lock is never poisoned");
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             if let Some(kind) = *self
                 .failure
                 .lock()

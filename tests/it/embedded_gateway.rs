@@ -116,6 +116,23 @@ async fn accepted_messages_survive_sigkill_and_are_delivered_once() {
         .await
         .unwrap();
     assert_eq!(health["checks"]["queue"]["detail"]["depth"], 0);
+    // Secrets and numbers never reach the logs.
+    let logs: Vec<String> = restarted
+        .startup_logs
+        .iter()
+        .cloned()
+        .chain(restarted.logs.try_iter())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.contains("message delivered")),
+        "outcome lines are logged"
+    );
+    for line in &logs {
+        assert!(
+            !line.contains(TOKEN) && !line.contains(KEY) && !line.contains("4155550123"),
+            "{line}"
+        );
+    }
 }
 
 /// The README's first command: only an API key, console delivery, the startup
@@ -212,4 +229,41 @@ async fn a_second_gateway_cannot_share_the_data_dir() {
     let output = gateway_command(&data_dir, &[]).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("HERALD_DATA_DIR"));
+}
+
+/// SIGTERM: the gateway stops accepting, finishes what is in flight and exits 0.
+#[tokio::test]
+async fn sigterm_stops_the_gateway_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let gateway = GatewayProcess::start(&data.path().join("data"), &[]);
+    let client = reqwest::Client::new();
+    assert_eq!(
+        post(
+            &client,
+            &gateway.address,
+            &json!({"to": TO, "message": "last one"})
+        )
+        .await
+        .status(),
+        202
+    );
+
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(gateway.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut gateway = gateway;
+    let (status, stopped) = tokio::task::spawn_blocking(move || {
+        let status = gateway.child.wait().unwrap();
+        // Read until the stream ends: the last lines may still be in the pipe.
+        let stopped = std::iter::from_fn(|| gateway.logs.recv_timeout(Duration::from_secs(5)).ok())
+            .any(|l| l.contains("\"message\":\"stopped\""));
+        (status, stopped)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(stopped, "no 'stopped' line after SIGTERM");
 }

@@ -166,3 +166,19 @@ async fn send_returns_429_when_a_key_exceeds_its_rate() {
     assert_eq!(app.call(other).await.status, 202);
     assert_eq!(app.publisher.published().len(), 3);
 }
+
+/// A publish slower than REQUEST_TIMEOUT_MS ends as a 503 problem document, and the
+/// abandoned publish records nothing.
+#[tokio::test]
+async fn a_request_over_the_timeout_is_a_503_problem() {
+    use crate::helpers::config_with;
+    let app = TestRouter::with_config(&config_with(&[("REQUEST_TIMEOUT_MS", "200")]));
+    app.publisher.delay_with(std::time::Duration::from_secs(2));
+    let response = app
+        .send(json!({"to": TO, "message": "slow"}).to_string())
+        .await;
+    assert_eq!(response.assert_problem(503)["code"], "timeout");
+    assert!(response.headers.contains_key("retry-after"));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(app.publisher.published().is_empty());
+}
