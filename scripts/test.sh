@@ -65,4 +65,10 @@ unset AWS_PROFILE AWS_SESSION_TOKEN SNS_TOPIC_ARN SQS_QUEUE_URL
 
 # --- the tests ---------------------------------------------------------------
 log "cargo test"
-cargo test --locked --all-targets "$@"
+test_log=$(mktemp -t herald-test.XXXXXX.log)
+cargo test --locked --all-targets "$@" 2>&1 | tee "$test_log"
+# One closing line over all test binaries (cargo prints one per binary, and the
+# last binaries — benches and examples built in test mode — hold no tests).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$test_log"
+rm -f "$test_log"
