@@ -44,22 +44,36 @@ for wf in .github/workflows/*.yml; do
 done
 
 # --- the AWS emulator --------------------------------------------------------
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-moto_log=$(mktemp -t herald-moto.XXXXXX.log)
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$moto_log" 2>&1 &
-moto_pid=$!
-cleanup() { kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; }
+# Two moto servers: the main one accepts any credentials; the second checks
+# SigV4 signatures (with botocore's signer) after its first 4 actions, which
+# the signature test spends creating an IAM user, its key and a topic.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-  if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $port)))" 2>/dev/null; then
-    break
-  fi
-  if ! kill -0 "$moto_pid" 2>/dev/null; then
-    echo "moto server exited early:"; cat "$moto_log"; exit 1
-  fi
-  sleep 0.1
-done
-log "moto server on 127.0.0.1:$port (pid $moto_pid)"
+start_moto() { # port, extra env...
+  local port=$1; shift
+  local moto_log; moto_log=$(mktemp -t herald-moto.XXXXXX.log)
+  env "$@" .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$moto_log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 100); do
+    if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $port)))" 2>/dev/null; then
+      log "moto server on 127.0.0.1:$port (pid $pid)"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "moto server exited early:"; cat "$moto_log"; exit 1
+    fi
+    sleep 0.1
+  done
+  echo "moto server did not start on $port"; exit 1
+}
+port=$(free_port)
+start_moto "$port" MOTO_DUMMY=1
+signed_port=$(free_port)
+start_moto "$signed_port" INITIAL_NO_AUTH_ACTION_COUNT=4
+export HERALD_TEST_SIGNED_AWS_URL="http://127.0.0.1:$signed_port"
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_REGION=us-east-1

@@ -150,6 +150,9 @@ pub struct GatewayConfig {
     pub rate_limit_per_key: u32,
     /// `SNS_BATCH_LINGER_MS`: how long a publish waits for others to share a `PublishBatch`, default 1 ms; 0 sends at once.
     pub sns_batch_linger: Duration,
+    /// `SNS_CLIENT`: `sdk` (aws-sdk-sns, default) or `lean` (Herald's own signed
+    /// `PublishBatch` call; faster, see the README's Performance section).
+    pub sns_lean_client: bool,
     /// Delivery settings for the embedded default.
     pub delivery: DeliveryConfig,
     /// Logging.
@@ -249,6 +252,16 @@ impl GatewayConfig {
             idempotency_max_keys: vars.parse("IDEMPOTENCY_MAX_KEYS", 100_000)?,
             rate_limit_per_key: vars.parse("RATE_LIMIT_PER_KEY", 0)?,
             sns_batch_linger: Duration::from_millis(sns_batch_linger_ms),
+            sns_lean_client: match vars.get("SNS_CLIENT").as_deref() {
+                None | Some("sdk") => false,
+                Some("lean") => true,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "SNS_CLIENT".into(),
+                        reason: format!("{other:?} is not one of: sdk, lean"),
+                    });
+                }
+            },
             delivery: delivery_from(&vars)?,
             log: log_from(&vars)?,
         })

@@ -45,13 +45,17 @@ impl Application {
         let Some(arn) = &config.sns_topic_arn else {
             return Self::build_embedded(config).await;
         };
-        let client = SnsPublisher::client_from_env().await;
-        tracing::info!(mode = "sns", topic = %arn, "publishing to SNS; delivery is herald-consumer's job");
-        Self::with_publisher(
-            config,
-            Arc::new(SnsPublisher::new(client, arn, config.sns_batch_linger)),
-        )
-        .await
+        let publisher =
+            SnsPublisher::from_env(arn, config.sns_batch_linger, config.sns_lean_client)
+                .await
+                .map_err(StartupError::Publisher)?;
+        let client = if config.sns_lean_client {
+            "lean"
+        } else {
+            "sdk"
+        };
+        tracing::info!(mode = "sns", topic = %arn, sns_client = client, "publishing to SNS; delivery is herald-consumer's job");
+        Self::with_publisher(config, Arc::new(publisher)).await
     }
 
     async fn build_embedded(config: &GatewayConfig) -> Result<Self, StartupError> {

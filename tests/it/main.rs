@@ -14,4 +14,5 @@ mod gateway_idempotency;
 mod gateway_send;
 mod sns_batching;
 mod sns_publish;
+mod sns_signature;
 mod whatsapp_delivery;

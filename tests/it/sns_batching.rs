@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::publisher::SnsPublisher;
+use herald::publisher::sns::{BatchClient, LeanClient};
 use serde_json::{Value, json};
 
 use crate::helpers::{TO, TestApp, config_with};
@@ -15,7 +16,14 @@ use crate::helpers::{TO, TestApp, config_with};
 mod sns_sink;
 
 /// A sink on a loopback port and a gateway publishing to it with `linger`.
-async fn gateway_with_sink(linger: Duration) -> (Arc<TestApp>, Arc<sns_sink::Sink>) {
+/// Which `PublishBatch` client the gateway uses.
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    Sdk,
+    Lean,
+}
+
+async fn gateway_with_sink(linger: Duration, which: Client) -> (Arc<TestApp>, Arc<sns_sink::Sink>) {
     let sink = sns_sink::Sink::new(true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -28,8 +36,16 @@ async fn gateway_with_sink(linger: Duration) -> (Arc<TestApp>, Arc<sns_sink::Sin
         ))
         .load()
         .await;
+    let client = aws_sdk_sns::Client::new(&config);
+    let batch_client = match which {
+        Client::Sdk => BatchClient::Sdk(client.clone()),
+        Client::Lean => BatchClient::Lean(
+            LeanClient::from_sdk_config(&config).expect("region and credentials are set"),
+        ),
+    };
     let publisher = SnsPublisher::new(
-        aws_sdk_sns::Client::new(&config),
+        client,
+        batch_client,
         "arn:aws:sns:us-east-1:123456789012:bench",
         linger,
     );
@@ -57,9 +73,8 @@ async fn send_all(app: &Arc<TestApp>, texts: Vec<String>) -> Vec<(String, u16, V
 }
 
 /// Concurrent sends share PublishBatch calls, and every 202 is a published message.
-#[tokio::test]
-async fn concurrent_sends_are_coalesced_into_batches() {
-    let (app, sink) = gateway_with_sink(Duration::from_millis(5)).await;
+async fn concurrent_sends_are_coalesced_into_batches(which: Client) {
+    let (app, sink) = gateway_with_sink(Duration::from_millis(5), which).await;
 
     let results = send_all(&app, (0..60).map(|i| format!("batch {i}")).collect()).await;
 
@@ -88,9 +103,8 @@ async fn concurrent_sends_are_coalesced_into_batches() {
 
 /// In one batch, a permanently failed entry is that request's 503, a transiently
 /// failed entry is retried and accepted, and the others are unaffected.
-#[tokio::test]
-async fn a_failed_entry_fails_only_its_own_request() {
-    let (app, sink) = gateway_with_sink(Duration::from_millis(20)).await;
+async fn a_failed_entry_fails_only_its_own_request(which: Client) {
+    let (app, sink) = gateway_with_sink(Duration::from_millis(20), which).await;
     let mut texts: Vec<String> = (0..6).map(|i| format!("fine {i}")).collect();
     texts.push("FAIL-PERMANENT please".into());
     texts.push("FAIL-TRANSIENT-ONCE please".into());
@@ -128,9 +142,8 @@ async fn a_failed_entry_fails_only_its_own_request() {
 }
 
 /// With no linger and a single caller, each send is published at once (no waiting for company).
-#[tokio::test]
-async fn a_lone_send_is_not_held_back() {
-    let (app, sink) = gateway_with_sink(Duration::ZERO).await;
+async fn a_lone_send_is_not_held_back(which: Client) {
+    let (app, sink) = gateway_with_sink(Duration::ZERO, which).await;
     for i in 0..3 {
         let r = app
             .post_message(&json!({"to": TO, "message": format!("lone {i}")}))
@@ -139,4 +152,42 @@ async fn a_lone_send_is_not_held_back() {
     }
     assert_eq!(sink.calls(), 3);
     assert_eq!(sink.bodies().len(), 3);
+}
+
+/// Concurrent sends share PublishBatch calls, and every 202 is a published message.
+#[tokio::test]
+async fn concurrent_sends_are_coalesced_into_batches_with_the_sdk() {
+    concurrent_sends_are_coalesced_into_batches(Client::Sdk).await;
+}
+
+/// Concurrent sends share PublishBatch calls, and every 202 is a published message.
+#[tokio::test]
+async fn concurrent_sends_are_coalesced_into_batches_with_the_lean_client() {
+    concurrent_sends_are_coalesced_into_batches(Client::Lean).await;
+}
+
+/// In one batch, a permanently failed entry is that request's 503, a transiently
+/// failed entry is retried and accepted, and the others are unaffected.
+#[tokio::test]
+async fn a_failed_entry_fails_only_its_own_request_with_the_sdk() {
+    a_failed_entry_fails_only_its_own_request(Client::Sdk).await;
+}
+
+/// In one batch, a permanently failed entry is that request's 503, a transiently
+/// failed entry is retried and accepted, and the others are unaffected.
+#[tokio::test]
+async fn a_failed_entry_fails_only_its_own_request_with_the_lean_client() {
+    a_failed_entry_fails_only_its_own_request(Client::Lean).await;
+}
+
+/// With no linger and a single caller, each send is published at once (no waiting for company).
+#[tokio::test]
+async fn a_lone_send_is_not_held_back_with_the_sdk() {
+    a_lone_send_is_not_held_back(Client::Sdk).await;
+}
+
+/// With no linger and a single caller, each send is published at once (no waiting for company).
+#[tokio::test]
+async fn a_lone_send_is_not_held_back_with_the_lean_client() {
+    a_lone_send_is_not_held_back(Client::Lean).await;
 }

@@ -13,12 +13,15 @@ use crate::helpers::aws::emulator;
 use crate::helpers::{TO, TestApp, config_with};
 
 /// A 202 is an envelope in the subscribed queue, equal field by field to what was sent.
-#[tokio::test]
-async fn an_accepted_message_arrives_in_the_subscribed_queue() {
+async fn an_accepted_message_arrives_in_the_subscribed_queue(sns_client: &str) {
     // Arrange
     let aws = emulator().await;
     let tq = aws.topic_with_queue(false, 5).await;
-    let app = TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await;
+    let app = TestApp::spawn_from_config(&config_with(&[
+        ("SNS_TOPIC_ARN", &tq.topic_arn),
+        ("SNS_CLIENT", sns_client),
+    ]))
+    .await;
 
     // Act
     let response = app
@@ -94,11 +97,14 @@ async fn rejected_requests_never_reach_the_queue() {
 }
 
 /// On a FIFO topic the recipient is the group and the envelope id the deduplication id.
-#[tokio::test]
-async fn a_fifo_topic_gets_group_and_deduplication_ids() {
+async fn a_fifo_topic_gets_group_and_deduplication_ids(sns_client: &str) {
     let aws = emulator().await;
     let tq = aws.topic_with_queue(true, 5).await;
-    let app = TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await;
+    let app = TestApp::spawn_from_config(&config_with(&[
+        ("SNS_TOPIC_ARN", &tq.topic_arn),
+        ("SNS_CLIENT", sns_client),
+    ]))
+    .await;
 
     let response = app
         .post_message(&json!({"to": TO, "message": "in order"}))
@@ -138,7 +144,7 @@ async fn an_unreachable_sns_is_503_and_nothing_is_accepted() {
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
         .load()
         .await;
-    let publisher = SnsPublisher::new(
+    let publisher = SnsPublisher::with_sdk(
         aws_sdk_sns::Client::new(&config),
         "arn:aws:sns:us-east-1:123456789012:nowhere",
         Duration::from_millis(1),
@@ -237,4 +243,30 @@ async fn every_concurrent_202_is_one_queued_envelope() {
     accepted.sort();
     queued.sort();
     assert_eq!(queued, accepted);
+}
+
+/// A 202 is an envelope in the subscribed queue, equal field by field to what was sent.
+#[tokio::test]
+async fn an_accepted_message_arrives_in_the_subscribed_queue_with_the_sdk() {
+    an_accepted_message_arrives_in_the_subscribed_queue("sdk").await;
+}
+
+/// A 202 is an envelope in the subscribed queue, equal field by field to what was sent.
+/// (Herald's own `PublishBatch` client, `SNS_CLIENT=lean`.)
+#[tokio::test]
+async fn an_accepted_message_arrives_in_the_subscribed_queue_with_the_lean_client() {
+    an_accepted_message_arrives_in_the_subscribed_queue("lean").await;
+}
+
+/// On a FIFO topic the recipient is the group and the envelope id the deduplication id.
+#[tokio::test]
+async fn a_fifo_topic_gets_group_and_deduplication_ids_with_the_sdk() {
+    a_fifo_topic_gets_group_and_deduplication_ids("sdk").await;
+}
+
+/// On a FIFO topic the recipient is the group and the envelope id the deduplication id.
+/// (Herald's own `PublishBatch` client, `SNS_CLIENT=lean`.)
+#[tokio::test]
+async fn a_fifo_topic_gets_group_and_deduplication_ids_with_the_lean_client() {
+    a_fifo_topic_gets_group_and_deduplication_ids("lean").await;
 }

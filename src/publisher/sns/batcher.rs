@@ -17,12 +17,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sns::Client;
-use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::Instrument;
 
-use super::{classify_code, classify_sdk_error};
+use super::classify_code;
+use super::client::BatchClient;
 use crate::contract::Envelope;
 use crate::publisher::{PublishError, PublishErrorKind, PublishReceipt};
 
@@ -39,10 +37,11 @@ const MAX_ENTRY_ATTEMPTS: u32 = 3;
 
 /// One envelope waiting to be published, and the request waiting for it.
 pub struct Entry {
-    body: String,
-    message_type: String,
-    group_id: Option<String>,
-    deduplication_id: Option<String>,
+    pub(super) body: String,
+    pub(super) channel: &'static str,
+    pub(super) message_type: String,
+    pub(super) group_id: Option<String>,
+    pub(super) deduplication_id: Option<String>,
     size: usize,
     attempts: u32,
     reply: oneshot::Sender<Result<PublishReceipt, PublishError>>,
@@ -67,6 +66,7 @@ impl Entry {
             + message_type.len();
         Self {
             body,
+            channel,
             message_type,
             // One group per recipient keeps each person's messages in order while
             // different recipients proceed in parallel.
@@ -87,7 +87,7 @@ impl Entry {
 /// Gathers entries into batches until every sender is gone. `requeue` lets
 /// batch tasks send retryable entries back without keeping the loop alive.
 pub async fn run(
-    client: Client,
+    client: BatchClient,
     topic_arn: Arc<str>,
     fifo: bool,
     linger: Duration,
@@ -141,49 +141,17 @@ pub async fn run(
     }
 }
 
-fn attribute(value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .expect("data_type is set, the only required field")
-}
-
 /// Sends one batch and hands each entry its outcome.
 async fn send_batch(
-    client: &Client,
+    client: &BatchClient,
     topic_arn: &str,
     fifo: bool,
     batch: Vec<Entry>,
     requeue: &mpsc::WeakSender<Entry>,
 ) {
-    let request_entries: Vec<PublishBatchRequestEntry> = batch
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            PublishBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message(e.body.as_str())
-                .message_attributes("channel", attribute("whatsapp"))
-                .message_attributes("type", attribute(&e.message_type))
-                .set_message_group_id(e.group_id.clone())
-                .set_message_deduplication_id(e.deduplication_id.clone())
-                .build()
-                .expect("id and message are set")
-        })
-        .collect();
-    let span = tracing::debug_span!("sns.publish_batch", entries = batch.len());
-    let result = client
-        .publish_batch()
-        .topic_arn(topic_arn)
-        .set_publish_batch_request_entries(Some(request_entries))
-        .send()
-        .instrument(span)
-        .await;
-    let output = match result {
+    let output = match client.publish_batch(topic_arn, &batch).await {
         Ok(output) => output,
-        Err(e) => {
-            let error = classify_sdk_error(&e, topic_arn);
+        Err(error) => {
             for entry in batch {
                 entry.finish(Err(PublishError {
                     kind: error.kind,
@@ -196,28 +164,19 @@ async fn send_batch(
     };
 
     let mut slots: Vec<Option<Entry>> = batch.into_iter().map(Some).collect();
-    for ok in output.successful() {
-        if let Some(entry) = ok
-            .id()
-            .and_then(|id| id.parse::<usize>().ok())
-            .and_then(|i| slots.get_mut(i)?.take())
-        {
+    for (i, message_id) in output.successful {
+        if let Some(entry) = slots.get_mut(i).and_then(Option::take) {
             entry.finish(Ok(PublishReceipt {
-                queue_message_id: ok.message_id().map(str::to_owned),
+                queue_message_id: message_id,
             }));
         }
     }
-    for failed in output.failed() {
-        let Some(mut entry) = failed
-            .id()
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| slots.get_mut(i)?.take())
-        else {
+    for (i, code, sender_fault) in output.failed {
+        let Some(mut entry) = slots.get_mut(i).and_then(Option::take) else {
             continue;
         };
-        let code = failed.code();
-        let kind = if failed.sender_fault() {
+        let code = code.as_str();
+        let kind = if sender_fault {
             PublishErrorKind::Misconfigured
         } else {
             classify_code(code)

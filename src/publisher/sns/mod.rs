@@ -17,9 +17,11 @@ use super::{BoxFuture, HealthCheck, PublishError, PublishErrorKind, PublishRecei
 use crate::contract::Envelope;
 
 pub mod batcher;
+pub mod client;
 pub mod errors;
 
 use batcher::{Entry, MAX_QUEUED};
+pub use client::{BatchClient, LeanClient};
 pub(crate) use errors::{classify_code, classify_sdk_error};
 
 /// How long a health result is reused, so that load balancers polling `/health`
@@ -37,16 +39,21 @@ pub struct SnsPublisher {
 }
 
 impl SnsPublisher {
-    /// A publisher for `topic_arn` that waits up to `linger` for other publishes
-    /// to share a batch (zero: send whatever is waiting at once). FIFO fields are
-    /// set when the ARN ends in `.fifo`. Must be called inside a Tokio runtime:
-    /// it starts the batching task.
-    pub fn new(client: Client, topic_arn: &str, linger: Duration) -> Self {
+    /// A publisher for `topic_arn` that sends batches with `batch_client` and
+    /// waits up to `linger` for other publishes to share a batch (zero: send
+    /// whatever is waiting at once). FIFO fields are set when the ARN ends in
+    /// `.fifo`. Must be called inside a Tokio runtime: it starts the batching task.
+    pub fn new(
+        client: Client,
+        batch_client: BatchClient,
+        topic_arn: &str,
+        linger: Duration,
+    ) -> Self {
         let fifo = topic_arn.ends_with(".fifo");
         let topic_arn: Arc<str> = topic_arn.into();
         let (entries, receiver) = mpsc::channel(MAX_QUEUED);
         tokio::spawn(batcher::run(
-            client.clone(),
+            batch_client,
             topic_arn.clone(),
             fifo,
             linger,
@@ -62,10 +69,16 @@ impl SnsPublisher {
         }
     }
 
-    /// Builds the SNS client from the standard AWS environment (`AWS_REGION`,
+    /// A publisher sending batches through aws-sdk-sns.
+    pub fn with_sdk(client: Client, topic_arn: &str, linger: Duration) -> Self {
+        Self::new(client.clone(), BatchClient::Sdk(client), topic_arn, linger)
+    }
+
+    /// Builds the publisher from the standard AWS environment (`AWS_REGION`,
     /// `AWS_ENDPOINT_URL`, credentials chain), with timeouts short enough that a
-    /// stuck call becomes a 503 rather than a hung request.
-    pub async fn client_from_env() -> Client {
+    /// stuck call becomes a 503 rather than a hung request. `lean` selects our own
+    /// `PublishBatch` client over the SDK's (`SNS_CLIENT=lean`).
+    pub async fn from_env(topic_arn: &str, linger: Duration, lean: bool) -> Result<Self, String> {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(2))
             .operation_attempt_timeout(Duration::from_secs(3))
@@ -75,7 +88,15 @@ impl SnsPublisher {
             .timeout_config(timeouts)
             .load()
             .await;
-        Client::new(&config)
+        let client = Client::new(&config);
+        let batch_client = if lean {
+            BatchClient::Lean(LeanClient::from_sdk_config(&config).ok_or_else(|| {
+                "SNS_CLIENT=lean needs AWS_REGION and a credentials provider".to_owned()
+            })?)
+        } else {
+            BatchClient::Sdk(client.clone())
+        };
+        Ok(Self::new(client, batch_client, topic_arn, linger))
     }
 
     /// The topic this publisher writes to.
