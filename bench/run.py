@@ -6,7 +6,8 @@
 What it does, each round, interleaved so that drift on a noisy machine hits both:
   1. baseline (examples/bench_baseline.rs: parse the JSON, answer a fixed 202)
   2. gateway in SNS mode, publishing to a zero-latency SNS sink
-     (examples/bench_sns_sink.rs, which counts calls and messages)
+     (examples/bench_sns_sink.rs, which counts calls and messages), once with
+     aws-sdk-sns (the default) and once with SNS_CLIENT=lean
   3. the gateway's own code over a publisher that accepts at once
      (examples/bench_gateway_null.rs), to split the cost between Herald and the SDK
   4. baseline and gateway again with a single connection (latency at no load)
@@ -173,6 +174,8 @@ def main():
             row = {"round": r}
             row["baseline"] = run_server("baseline", baseline_cmd, {}, port, args.duration, args.connections, script)
             row["gateway"] = run_server("gateway", gateway_cmd, sns_env, port, args.duration, args.connections, script, sink_port)
+            lean_env = dict(sns_env, SNS_CLIENT="lean")
+            row["lean"] = run_server("gateway, lean", gateway_cmd, lean_env, port, args.duration, args.connections, script, sink_port)
             null_cmd = [os.path.join(RELEASE, "examples", "bench_gateway_null")]
             row["null"] = run_server("gateway, null publisher", null_cmd, dict(common, PORT=str(port)), port, args.duration, args.connections, script)
             row["gateway_c1"] = run_server("gateway", gateway_cmd, sns_env, port, args.duration, 1, script, sink_port)
@@ -189,13 +192,16 @@ def main():
 
 
 def report_round(row):
-    b, g, gc, bc, e, n = row["baseline"], row["gateway"], row["gateway_c1"], row["baseline_c1"], row["embedded"], row["null"]
+    b, g, gc, bc, e, n, l = (row["baseline"], row["gateway"], row["gateway_c1"], row["baseline_c1"], row["embedded"],
+                             row["null"], row["lean"])
     print(f"\nround {row['round']}")
     print(f"  {'':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8} {'non-2xx':>8}")
-    for name, x in (("baseline", b), ("gateway (SNS)", g), ("gateway, null publisher", n), ("embedded (durable)", e),
+    for name, x in (("baseline", b), ("gateway (SNS)", g), ("gateway (SNS, lean)", l), ("gateway, null publisher", n),
+                    ("embedded (durable)", e),
                     ("baseline, 1 conn", bc), ("gateway, 1 conn", gc)):
         print(f"  {name:24} {x['rps']:9.0f} {x['p50']:8.3f} {x['p99']:8.3f} {x['rss']:8.1f} {x['non2xx']:8d}")
-    print(f"  SNS calls per accepted message: {g['calls_per_msg']:.3f}; accepted {g['accepted']}, reached the sink {g['sink_messages']}")
+    for name, x in (("sdk", g), ("lean", l)):
+        print(f"  {name}: SNS calls per accepted message {x['calls_per_msg']:.3f}; accepted {x['accepted']}, reached the sink {x['sink_messages']}")
     sys.stdout.flush()
 
 
@@ -207,13 +213,18 @@ def ratio_lines(rows):
         ("gateway peak RSS (MiB)", med(lambda r: r["gateway"]["rss"]), "<= 32"),
         ("SNS calls per accepted message", med(lambda r: r["gateway"]["calls_per_msg"]), "<= 0.15"),
         ("1-conn median latency gap (ms)", med(lambda r: r["gateway_c1"]["p50"] - r["baseline_c1"]["p50"]), "<= 1.5"),
+        ("lean-client gateway/baseline throughput", med(lambda r: r["lean"]["rps"] / r["baseline"]["rps"]), ">= 0.33"),
+        ("lean-client gateway/baseline p99", med(lambda r: r["lean"]["p99"] / r["baseline"]["p99"]), "<= 3"),
+        ("lean-client peak RSS (MiB)", med(lambda r: r["lean"]["rss"]), "<= 32"),
+        ("lean-client SNS calls per accepted message", med(lambda r: r["lean"]["calls_per_msg"]), "<= 0.15"),
         ("null-publisher/baseline throughput", med(lambda r: r["null"]["rps"] / r["baseline"]["rps"]), ""),
         ("SNS share of gateway time per request", med(lambda r: 1 - r["gateway"]["rps"] / r["null"]["rps"]), ""),
         ("embedded durable accepts/s", med(lambda r: r["embedded"]["rps"]), ">= 5000"),
         ("embedded/baseline throughput", med(lambda r: r["embedded"]["rps"] / r["baseline"]["rps"]), ""),
         ("baseline req/s", med(lambda r: r["baseline"]["rps"]), ""),
         ("gateway req/s", med(lambda r: r["gateway"]["rps"]), ""),
-        ("all accepted reached the sink", min(r["gateway"]["sink_messages"] - r["gateway"]["accepted"] for r in rows) >= 0, "True"),
+        ("all accepted reached the sink",
+         min(min(r[k]["sink_messages"] - r[k]["accepted"] for k in ("gateway", "lean")) for r in rows) >= 0, "True"),
     ]
 
 
@@ -221,7 +232,7 @@ def report_medians(rows):
     print(f"\nmedians over {len(rows)} round(s)")
     for name, value, target in ratio_lines(rows):
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-        print(f"  {name:34} {shown:>10}   target {target}")
+        print(f"  {name:44} {shown:>10}   target {target}")
 
 
 if __name__ == "__main__":
