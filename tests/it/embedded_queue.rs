@@ -314,7 +314,20 @@ async fn a_full_queue_answers_503_and_keeps_every_accepted_message() {
     assert!(refused.headers().contains_key("retry-after"));
     assert!(accepted > 10, "only {accepted} accepted");
 
-    let health: serde_json::Value = app.get("/health").await.json().await.unwrap();
+    let health = app.get("/health").await;
+    assert_eq!(
+        health.status(),
+        503,
+        "a queue that cannot write is not ready"
+    );
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(health["failing"], serde_json::json!(["queue"]));
+    assert!(
+        health["checks"]["queue"]["detail"]["writeFailure"]
+            .as_str()
+            .unwrap()
+            .contains("full")
+    );
     assert_eq!(health["checks"]["queue"]["detail"]["depth"], accepted);
 }
 
