@@ -113,12 +113,7 @@ impl SqsPoller {
         wait: Duration,
     ) -> Result<usize, PollError> {
         // At least one permit must be free before receiving, so received messages never wait unseen.
-        let first = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let first = self.permit().await;
         let free = 1 + self.permits.available_permits().min(MAX_BATCH - 1);
         drop(first);
         let output = self
@@ -135,12 +130,7 @@ impl SqsPoller {
         let count = messages.len();
         if self.fifo {
             // One task, in order, stopping at the first failure: FIFO order holds.
-            let permit = self
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+            let permit = self.permit().await;
             let this = self.clone();
             tasks.spawn(async move {
                 let mut messages = messages.into_iter();
@@ -157,12 +147,7 @@ impl SqsPoller {
             });
         } else {
             for message in messages {
-                let permit = self
-                    .permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
+                let permit = self.permit().await;
                 let this = self.clone();
                 tasks.spawn(async move {
                     this.handle(message).await;
@@ -171,6 +156,15 @@ impl SqsPoller {
             }
         }
         Ok(count)
+    }
+
+    /// Waits for a delivery slot.
+    async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// Delivers one message and acknowledges the outcome. True when the message is done with.
