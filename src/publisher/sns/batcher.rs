@@ -171,6 +171,7 @@ async fn send_batch(
             }));
         }
     }
+    let mut resend = Vec::new();
     for (i, code, sender_fault) in output.failed {
         let Some(mut entry) = slots.get_mut(i).and_then(Option::take) else {
             continue;
@@ -186,23 +187,13 @@ async fn send_batch(
             kind,
             PublishErrorKind::Throttled | PublishErrorKind::Transient
         );
-        if retryable
-            && !fifo
-            && entry.attempts < MAX_ENTRY_ATTEMPTS
-            && let Some(sender) = requeue.upgrade()
-        {
+        if retryable && !fifo && entry.attempts < MAX_ENTRY_ATTEMPTS {
             tracing::debug!(
                 code,
                 attempt = entry.attempts,
                 "SNS failed one batch entry; sending it again"
             );
-            tokio::time::sleep(Duration::from_millis(20 * u64::from(entry.attempts))).await;
-            if let Err(mpsc::error::SendError(entry)) = sender.send(entry).await {
-                entry.finish(Err(PublishError::new(
-                    PublishErrorKind::Transient,
-                    "the SNS batcher has stopped",
-                )));
-            }
+            resend.push(entry);
             continue;
         }
         let message = match kind {
@@ -217,5 +208,32 @@ async fn send_batch(
             PublishErrorKind::Transient,
             "SNS returned no result for the entry",
         )));
+    }
+    requeue_after_pause(resend, requeue).await;
+}
+
+/// Sends retryable failed entries back to the batcher after one short pause
+/// (longer for entries that failed more often), all together.
+async fn requeue_after_pause(entries: Vec<Entry>, requeue: &mpsc::WeakSender<Entry>) {
+    let Some(most) = entries.iter().map(|e| e.attempts).max() else {
+        return;
+    };
+    tokio::time::sleep(Duration::from_millis(20 * u64::from(most))).await;
+    let sender = requeue.upgrade();
+    for entry in entries {
+        let unsent = match &sender {
+            Some(sender) => sender
+                .send(entry)
+                .await
+                .err()
+                .map(|mpsc::error::SendError(e)| e),
+            None => Some(entry),
+        };
+        if let Some(entry) = unsent {
+            entry.finish(Err(PublishError::new(
+                PublishErrorKind::Transient,
+                "the SNS batcher has stopped",
+            )));
+        }
     }
 }
