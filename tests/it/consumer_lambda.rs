@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::body_partial_json;
 
 use crate::helpers::TO;
-use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success};
+use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success, undeliverable};
 
 const SNS_EVENT: &str = include_str!("../fixtures/lambda/sns-event.json");
 const SQS_EVENT: &str = include_str!("../fixtures/lambda/sqs-event.json");
@@ -109,12 +109,7 @@ async fn a_retryable_failure_fails_the_sns_invocation() {
 async fn a_permanent_failure_acknowledges_the_sns_invocation() {
     let fake = FakeWhatsApp::start().await;
     send_endpoint()
-        .respond_with(graph_error(
-            400,
-            131_026,
-            "Message undeliverable",
-            "Receiver is incapable of receiving this message",
-        ))
+        .respond_with(undeliverable())
         .expect(1)
         .mount(&fake.server)
         .await;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::body_partial_json;
 
 use crate::helpers::aws::{Emulator, TopicWithQueue, emulator};
-use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success};
+use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success, undeliverable};
 use crate::helpers::{TO, TestApp, config_with};
 
 /// Receives allowed before the queue dead-letters a message.
@@ -129,12 +129,7 @@ async fn a_retryable_failure_ends_delivered_exactly_once() {
 async fn a_permanent_failure_is_sent_once() {
     let p = pipeline().await;
     send_endpoint()
-        .respond_with(graph_error(
-            400,
-            131_026,
-            "Message undeliverable",
-            "Receiver is incapable of receiving this message",
-        ))
+        .respond_with(undeliverable())
         .expect(1)
         .mount(&p.fake.server)
         .await;

@@ -8,7 +8,7 @@ use herald::embedded::{EmbeddedQueue, Worker};
 use serde_json::json;
 
 use crate::helpers::TO;
-use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success};
+use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success, undeliverable};
 
 fn envelope(text: &str) -> Envelope {
     let message =
@@ -337,12 +337,7 @@ async fn dead_letters_are_listed_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeWhatsApp::start().await;
     send_endpoint()
-        .respond_with(graph_error(
-            400,
-            131_026,
-            "Message undeliverable",
-            "Receiver is incapable of receiving this message",
-        ))
+        .respond_with(undeliverable())
         .mount(&fake.server)
         .await;
     let app = embedded_gateway(dir.path(), &fake, &[]).await;

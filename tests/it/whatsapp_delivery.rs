@@ -13,6 +13,7 @@ use wiremock::matchers::body_partial_json;
 use crate::helpers::TO;
 use crate::helpers::whatsapp::{
     FakeWhatsApp, assert_matches_meta_schema, expired_token, graph_error, send_endpoint, success,
+    undeliverable,
 };
 
 fn envelope(body: Value) -> Envelope {
@@ -105,16 +106,7 @@ async fn every_request_matches_metas_message_schema() {
 #[tokio::test]
 async fn each_graph_error_class_leads_to_its_action() {
     let cases: Vec<(ResponseTemplate, Option<FailureClass>, i64)> = vec![
-        (
-            graph_error(
-                400,
-                131_026,
-                "Message undeliverable",
-                "Receiver is incapable of receiving this message",
-            ),
-            None,
-            131_026,
-        ),
+        (undeliverable(), None, 131_026),
         (
             graph_error(
                 400,

@@ -114,6 +114,16 @@ pub fn graph_error(status: u16, code: i64, title: &str, details: &str) -> Respon
     }))
 }
 
+/// Meta's "message undeliverable" error (131026): the recipient cannot receive it.
+pub fn undeliverable() -> ResponseTemplate {
+    graph_error(
+        400,
+        131_026,
+        "Message undeliverable",
+        "Receiver is incapable of receiving this message",
+    )
+}
+
 /// Meta's expired-token error (code 190, HTTP 401).
 pub fn expired_token() -> ResponseTemplate {
     ResponseTemplate::new(401).set_body_json(json!({
