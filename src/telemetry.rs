@@ -1,7 +1,6 @@
 //! Logging: one function that builds and installs the `tracing` subscriber.
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -16,7 +15,6 @@ pub fn init(config: &LogConfig, under_lambda: bool) -> Result<(), String> {
     // Logs go to stderr so that stdout carries only data: the console channel's lines.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_span_events(FmtSpan::NONE)
         .with_writer(std::io::stderr);
     let result = match (config.format, under_lambda) {
         (LogFormat::Json, false) => builder

@@ -70,20 +70,16 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let latency_us = start.elapsed().as_micros() as u64;
     let status = response.status().as_u16();
-    let record = response.extensions().get::<AccessRecord>();
-    let field = |f: fn(&AccessRecord) -> Option<String>| record.and_then(f);
-    let api_key_id = field(|r| r.api_key_id.as_deref().map(str::to_owned));
-    let message_id = field(|r| r.message_id.map(|id| id.to_string()));
-    let to = field(|r| r.to.clone());
-    let message_type = record.and_then(|r| r.message_type);
-    let queue_message_id = field(|r| r.queue_message_id.clone());
-    let replay = record.is_some_and(|r| r.idempotent_replay);
+    // Fields are borrowed from the response's record, not copied: this runs per request.
+    let none = AccessRecord::default();
+    let r = response.extensions().get::<AccessRecord>().unwrap_or(&none);
     macro_rules! line {
         ($level:ident, $($extra:tt)*) => {
             tracing::$level!(
                 %method, path = %path, status, latency_us, request_id = %request_id,
-                api_key_id = api_key_id.as_deref(), message_id = message_id.as_deref(), to = to.as_deref(),
-                message_type, queue_message_id = queue_message_id.as_deref(), idempotent_replay = replay,
+                api_key_id = r.api_key_id.as_deref(), message_id = r.message_id.map(tracing::field::display),
+                to = r.to.as_deref(), message_type = r.message_type, queue_message_id = r.queue_message_id.as_deref(),
+                idempotent_replay = r.idempotent_replay,
                 $($extra)*
             )
         };

@@ -9,19 +9,26 @@ use herald::contract::Envelope;
 use herald::publisher::SnsPublisher;
 use serde_json::{Value, json};
 
-use crate::helpers::aws::emulator;
+use crate::helpers::aws::{Emulator, TopicWithQueue, emulator};
 use crate::helpers::{TO, TestApp, config_with};
 
-/// A 202 is an envelope in the subscribed queue, equal field by field to what was sent.
-async fn an_accepted_message_arrives_in_the_subscribed_queue(sns_client: &str) {
-    // Arrange
+/// A fresh topic with a subscribed queue, and a gateway publishing to it with
+/// the given `SNS_CLIENT`.
+async fn gateway_on_new_topic(fifo: bool, sns_client: &str) -> (Emulator, TopicWithQueue, TestApp) {
     let aws = emulator().await;
-    let tq = aws.topic_with_queue(false, 5).await;
+    let tq = aws.topic_with_queue(fifo, 5).await;
     let app = TestApp::spawn_from_config(&config_with(&[
         ("SNS_TOPIC_ARN", &tq.topic_arn),
         ("SNS_CLIENT", sns_client),
     ]))
     .await;
+    (aws, tq, app)
+}
+
+/// A 202 is an envelope in the subscribed queue, equal field by field to what was sent.
+async fn an_accepted_message_arrives_in_the_subscribed_queue(sns_client: &str) {
+    // Arrange
+    let (aws, tq, app) = gateway_on_new_topic(false, sns_client).await;
 
     // Act
     let response = app
@@ -65,9 +72,7 @@ async fn an_accepted_message_arrives_in_the_subscribed_queue(sns_client: &str) {
 /// Rejected requests publish nothing: only the valid one reaches the queue.
 #[tokio::test]
 async fn rejected_requests_never_reach_the_queue() {
-    let aws = emulator().await;
-    let tq = aws.topic_with_queue(false, 5).await;
-    let app = TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await;
+    let (aws, tq, app) = gateway_on_new_topic(false, "sdk").await;
 
     for bad in [
         json!({"to": "4155550123", "message": "x"}),
@@ -98,13 +103,7 @@ async fn rejected_requests_never_reach_the_queue() {
 
 /// On a FIFO topic the recipient is the group and the envelope id the deduplication id.
 async fn a_fifo_topic_gets_group_and_deduplication_ids(sns_client: &str) {
-    let aws = emulator().await;
-    let tq = aws.topic_with_queue(true, 5).await;
-    let app = TestApp::spawn_from_config(&config_with(&[
-        ("SNS_TOPIC_ARN", &tq.topic_arn),
-        ("SNS_CLIENT", sns_client),
-    ]))
-    .await;
+    let (aws, tq, app) = gateway_on_new_topic(true, sns_client).await;
 
     let response = app
         .post_message(&json!({"to": TO, "message": "in order"}))
@@ -193,9 +192,7 @@ async fn a_missing_topic_is_503_without_account_details() {
 /// With a real topic, /health is 200 and reports SNS reachable.
 #[tokio::test]
 async fn health_is_ok_when_the_topic_is_reachable() {
-    let aws = emulator().await;
-    let tq = aws.topic_with_queue(false, 5).await;
-    let app = TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await;
+    let (_aws, _tq, app) = gateway_on_new_topic(false, "sdk").await;
     let health = app.get("/health").await;
     assert_eq!(health.status(), 200);
     assert_eq!(
@@ -207,11 +204,8 @@ async fn health_is_ok_when_the_topic_is_reachable() {
 /// Many concurrent sends: every 202 is exactly one message in the queue.
 #[tokio::test]
 async fn every_concurrent_202_is_one_queued_envelope() {
-    let aws = emulator().await;
-    let tq = aws.topic_with_queue(false, 5).await;
-    let app = Arc::new(
-        TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await,
-    );
+    let (aws, tq, app) = gateway_on_new_topic(false, "sdk").await;
+    let app = Arc::new(app);
     let mut tasks = Vec::new();
     for i in 0..40 {
         let app = app.clone();

@@ -15,7 +15,6 @@ pub struct WhatsAppClient {
     http: reqwest::Client,
     messages_url: String,
     token: Secret,
-    phone_number_id: String,
 }
 
 impl std::fmt::Debug for WhatsAppClient {
@@ -42,13 +41,7 @@ impl WhatsAppClient {
                 config.base_url, config.api_version, config.phone_number_id
             ),
             token: config.access_token.clone(),
-            phone_number_id: config.phone_number_id.clone(),
         })
-    }
-
-    /// The sending number's id (the key of the throughput limit).
-    pub fn phone_number_id(&self) -> &str {
-        &self.phone_number_id
     }
 
     /// Sends one envelope's message. Every failure is mapped to a [`WhatsAppError`].
