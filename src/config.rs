@@ -142,9 +142,19 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// `REQUEST_TIMEOUT_MS`: limit for one request, including publishing, default 10 000 ms.
     pub request_timeout: Duration,
-    /// `IDEMPOTENCY_TTL_SECS`: how long an `Idempotency-Key` is remembered, default 86 400 s.
+    /// `HEADER_READ_TIMEOUT_MS`: longest a client may take to send a request
+    /// head, and longest a keep-alive connection may sit idle; default 10 000 ms.
+    pub header_read_timeout: Duration,
+    /// `MAX_CONNECTIONS`: most client connections open at once, default 4 096.
+    pub max_connections: usize,
+    /// `SHUTDOWN_TIMEOUT_MS`: on SIGTERM, longest to wait for requests and
+    /// deliveries in flight before exiting, default 15 000 ms.
+    pub shutdown_timeout: Duration,
+    /// `IDEMPOTENCY_TTL_SECS`: how long an `Idempotency-Key` is remembered,
+    /// 1 s to 30 days, default 86 400 s.
     pub idempotency_ttl: Duration,
-    /// `IDEMPOTENCY_MAX_KEYS`: most keys remembered at once (oldest forgotten first), default 100 000.
+    /// `IDEMPOTENCY_MAX_KEYS`: most keys remembered per API key id (oldest settled
+    /// one forgotten first; keys in flight never), 1 to 10 000 000, default 100 000.
     pub idempotency_max_keys: usize,
     /// `RATE_LIMIT_PER_KEY`: requests per second allowed per API key (burst of the same size); 0 turns it off, default 0.
     pub rate_limit_per_key: u32,
@@ -153,6 +163,9 @@ pub struct GatewayConfig {
     /// `SNS_CLIENT`: `sdk` (aws-sdk-sns, default) or `lean` (Herald's own signed
     /// `PublishBatch` call; faster, see the README's Performance section).
     pub sns_lean_client: bool,
+    /// `ADMIN_KEY_IDS`: comma-separated API key ids that may list every
+    /// tenant's dead letters; default none (each key sees its own).
+    pub admin_key_ids: Vec<String>,
     /// Delivery settings for the embedded default.
     pub delivery: DeliveryConfig,
     /// Logging.
@@ -237,10 +250,31 @@ impl GatewayConfig {
                 reason: "must be a topic ARN (arn:aws:sns:<region>:<account>:<name>)".into(),
             });
         }
+        let api_keys = api_keys_from(&vars)?;
+        let admin_key_ids: Vec<String> = vars
+            .get("ADMIN_KEY_IDS")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(unknown) = admin_key_ids
+            .iter()
+            .find(|id| !api_keys.iter().any(|k| &k.id == *id))
+        {
+            return Err(ConfigError::Invalid {
+                var: "ADMIN_KEY_IDS".into(),
+                reason: format!("{unknown:?} is not an id in API_KEYS"),
+            });
+        }
         Ok(Self {
             host,
             port: vars.parse("PORT", 3000)?,
-            api_keys: api_keys_from(&vars)?,
+            api_keys,
+            admin_key_ids,
             sns_topic_arn,
             data_dir: vars
                 .get("HERALD_DATA_DIR")
@@ -248,8 +282,26 @@ impl GatewayConfig {
             embedded_max_db_mb: vars.parse("EMBEDDED_MAX_DB_MB", 0)?,
             max_body_bytes,
             request_timeout: Duration::from_millis(request_timeout_ms),
-            idempotency_ttl: Duration::from_secs(vars.parse("IDEMPOTENCY_TTL_SECS", 86_400)?),
-            idempotency_max_keys: vars.parse("IDEMPOTENCY_MAX_KEYS", 100_000)?,
+            header_read_timeout: Duration::from_millis(vars.ranged(
+                "HEADER_READ_TIMEOUT_MS",
+                10_000,
+                100,
+                300_000,
+            )?),
+            max_connections: vars.ranged("MAX_CONNECTIONS", 4096, 1, 1_000_000)?,
+            shutdown_timeout: Duration::from_millis(vars.ranged(
+                "SHUTDOWN_TIMEOUT_MS",
+                15_000,
+                100,
+                600_000,
+            )?),
+            idempotency_ttl: Duration::from_secs(vars.ranged(
+                "IDEMPOTENCY_TTL_SECS",
+                86_400,
+                1,
+                30 * 86_400,
+            )?),
+            idempotency_max_keys: vars.ranged("IDEMPOTENCY_MAX_KEYS", 100_000, 1, 10_000_000)?,
             rate_limit_per_key: vars.parse("RATE_LIMIT_PER_KEY", 0)?,
             sns_batch_linger: Duration::from_millis(sns_batch_linger_ms),
             sns_lean_client: match vars.get("SNS_CLIENT").as_deref() {
@@ -520,6 +572,18 @@ mod tests {
             (
                 &[("API_KEY", KEY), ("WHATSAPP_MAX_MPS", "0")],
                 "WHATSAPP_MAX_MPS is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("IDEMPOTENCY_TTL_SECS", "0")],
+                "IDEMPOTENCY_TTL_SECS is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("IDEMPOTENCY_MAX_KEYS", "0")],
+                "IDEMPOTENCY_MAX_KEYS is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("ADMIN_KEY_IDS", "root")],
+                "ADMIN_KEY_IDS is invalid",
             ),
             (
                 &[("API_KEY", KEY), ("LOG_FORMAT", "xml")],

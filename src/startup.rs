@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::config::{DeliveryMode, GatewayConfig};
 use crate::delivery::Pipeline;
 use crate::embedded::{EmbeddedQueue, Worker};
+use crate::gateway::server::{ConnectionLimits, serve};
 use crate::gateway::{AppState, router};
 use crate::publisher::{EmbeddedPublisher, Publisher, SnsPublisher};
 
@@ -24,15 +25,13 @@ pub enum StartupError {
     /// No publisher can be built from this configuration.
     #[error("{0}")]
     Publisher(String),
-    /// The server failed while running.
-    #[error("server error: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// A bound, ready-to-run gateway.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    limits: ConnectionLimits,
     /// The embedded default's delivery worker, when there is no SNS topic.
     worker: Option<Worker>,
 }
@@ -103,6 +102,11 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState::new(config, publisher),
+            limits: ConnectionLimits {
+                header_read_timeout: config.header_read_timeout,
+                max_connections: config.max_connections,
+                shutdown_timeout: config.shutdown_timeout,
+            },
             worker: None,
         })
     }
@@ -114,30 +118,46 @@ impl Application {
             .expect("a bound TCP listener has a local address")
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections,
-    /// finishes the requests in flight, and (embedded default) lets the worker
-    /// finish its deliveries in flight before returning. What is still queued
-    /// stays on disk for the next start.
+    /// Serves until `shutdown` completes. Then, at once and together: the
+    /// server stops accepting connections and finishes the requests in flight,
+    /// and (embedded default) the worker stops leasing and finishes its
+    /// deliveries in flight; both within `SHUTDOWN_TIMEOUT_MS`. What is still
+    /// queued stays on disk for the next start.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         tracing::info!(addr = %self.local_addr(), "listening");
-        let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
-        let worker = self.worker.map(|w| {
-            tokio::spawn(w.run_until_stopped(async {
-                let _ = worker_stopped.await;
-            }))
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
         });
-        let served = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await;
-        let _ = stop_worker.send(());
-        if let Some(worker) = worker {
-            let _ = worker.await;
+        let on_stop = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let worker = self
+            .worker
+            .map(|w| tokio::spawn(w.run_until_stopped(on_stop(stopped.clone()))));
+        let limits = self.limits;
+        serve(
+            self.listener,
+            router(self.state),
+            limits,
+            on_stop(stopped.clone()),
+        )
+        .await;
+        if let Some(worker) = worker
+            && tokio::time::timeout(limits.shutdown_timeout, worker)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "deliveries still in flight at the shutdown deadline: they will be delivered again after the restart"
+            );
         }
         tracing::info!("stopped");
-        served.map_err(StartupError::Serve)
+        Ok(())
     }
 }
 

@@ -7,6 +7,11 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 use crate::delivery::{Outcome, Pipeline};
+use crate::embedded::now_ms;
+
+/// Kept free before the invocation's deadline beyond one provider call: time
+/// to build and return the response.
+const DEADLINE_MARGIN_MS: i64 = 1000;
 
 /// A failed invocation. Lambda (or SNS behind it) retries the event, and after
 /// its retries sends it to the function's on-failure destination or DLQ.
@@ -40,6 +45,7 @@ pub async fn handle_event(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline,
 ) -> Result<Value, InvocationError> {
+    let cutoff = start_cutoff(event.context.deadline, pipeline);
     let payload = event.payload;
     let source = payload
         .get("Records")
@@ -52,13 +58,13 @@ pub async fn handle_event(
         "aws:sns" => {
             let event: SnsEvent = serde_json::from_value(payload)
                 .map_err(|e| InvocationError::UnknownEvent(e.to_string()))?;
-            handle_sns(event, pipeline).await?;
+            handle_sns(event, pipeline, cutoff).await?;
             Ok(Value::Null)
         }
         "aws:sqs" => {
             let event: SqsEvent = serde_json::from_value(payload)
                 .map_err(|e| InvocationError::UnknownEvent(e.to_string()))?;
-            let response = handle_sqs(event, pipeline).await;
+            let response = handle_sqs(event, pipeline, cutoff).await;
             Ok(serde_json::to_value(response).expect("a batch response always serialises"))
         }
         other => Err(InvocationError::UnknownEvent(format!(
@@ -67,12 +73,33 @@ pub async fn handle_event(
     }
 }
 
+/// The last moment (Unix ms) to start a record so that it ends before the
+/// invocation's deadline: the deadline less one provider call and a margin.
+/// `None` when there is no deadline (a `Context` built by a test).
+pub fn start_cutoff(deadline_ms: u64, pipeline: &Pipeline) -> Option<i64> {
+    (deadline_ms > 0).then(|| {
+        deadline_ms as i64 - pipeline.call_timeout().as_millis() as i64 - DEADLINE_MARGIN_MS
+    })
+}
+
+fn past(cutoff: Option<i64>) -> bool {
+    cutoff.is_some_and(|c| now_ms() > c)
+}
+
 /// SNS → Lambda: SNS invokes asynchronously, so the only way to get a retry is to
 /// fail the invocation. Permanent failures are logged and acknowledged.
-pub async fn handle_sns(event: SnsEvent, pipeline: &Pipeline) -> Result<(), InvocationError> {
+pub async fn handle_sns(
+    event: SnsEvent,
+    pipeline: &Pipeline,
+    cutoff: Option<i64>,
+) -> Result<(), InvocationError> {
     let total = event.records.len();
     let mut failed = 0;
     for record in event.records {
+        if past(cutoff) {
+            failed += 1;
+            continue;
+        }
         let outcome = pipeline.deliver_payload(&record.sns.message, 1).await;
         if matches!(outcome, Outcome::Retry { .. } | Outcome::Rejected { .. }) {
             failed += 1;
@@ -89,7 +116,15 @@ pub async fn handle_sns(event: SnsEvent, pipeline: &Pipeline) -> Result<(), Invo
 /// `batchItemFailures`; the queue's redrive policy dead-letters them after its
 /// max receive count. On a FIFO queue, stop at the first failure and report it
 /// and every later record, so that order within a group holds.
-pub async fn handle_sqs(event: SqsEvent, pipeline: &Pipeline) -> SqsBatchResponse {
+///
+/// No record is started after `cutoff`: those left are reported as failures
+/// without being sent, so that a timed-out invocation never makes Lambda
+/// retry records this invocation already delivered.
+pub async fn handle_sqs(
+    event: SqsEvent,
+    pipeline: &Pipeline,
+    cutoff: Option<i64>,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     let mut stop = false;
     for record in event.records {
@@ -98,7 +133,7 @@ pub async fn handle_sqs(event: SqsEvent, pipeline: &Pipeline) -> SqsBatchRespons
             .event_source_arn
             .as_deref()
             .is_some_and(|a| a.ends_with(".fifo"));
-        if stop {
+        if stop || past(cutoff) {
             response.batch_item_failures.push(item_failure(id));
             continue;
         }

@@ -5,13 +5,23 @@
 //! schedules the retry, and the queue's redrive policy dead-letters it after its
 //! max receive count. An unreadable envelope is moved to the dead-letter queue at
 //! once (found from the queue's redrive policy), since no retry can fix it.
+//!
+//! While a message is held (waiting for a delivery slot, for the pacer, or for
+//! the provider's answer) a heartbeat keeps it invisible: every half of the
+//! queue's `VisibilityTimeout` it extends every held message by that timeout
+//! (`ChangeMessageVisibilityBatch`), so a timeout shorter than one delivery
+//! never makes SQS hand the message to another receive while it is being sent.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
+    QueueAttributeName,
+};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -22,6 +32,8 @@ use crate::delivery::{Outcome, Pipeline};
 const MAX_BATCH: usize = 10;
 /// SQS's largest visibility timeout (12 hours).
 const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+/// SQS's default visibility timeout, assumed when the queue's cannot be read.
+const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 
 /// Polls one queue and delivers what it receives through the pipeline.
 #[derive(Clone)]
@@ -33,6 +45,10 @@ pub struct SqsPoller {
     pipeline: Arc<Pipeline>,
     permits: Arc<Semaphore>,
     concurrency: usize,
+    /// The queue's `VisibilityTimeout`: what the heartbeat extends held messages by.
+    visibility: Duration,
+    /// Receipt handles of the messages received and not yet acknowledged.
+    held: Arc<Mutex<HashSet<String>>>,
 }
 
 /// A receive that failed; the poll loop logs it and tries again.
@@ -41,14 +57,28 @@ pub struct SqsPoller {
 pub struct PollError(String);
 
 impl SqsPoller {
-    /// Prepares a poller; reads the queue's redrive policy to find its dead-letter queue.
+    /// Prepares a poller; reads the queue's redrive policy (to find its
+    /// dead-letter queue) and its visibility timeout.
     pub async fn new(
         sqs: Client,
         queue_url: &str,
         pipeline: Arc<Pipeline>,
         concurrency: usize,
     ) -> Self {
-        let dlq_url = find_dead_letter_queue(&sqs, queue_url).await;
+        let attributes = queue_attributes(&sqs, queue_url).await;
+        let visibility = attributes
+            .as_ref()
+            .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+            .and_then(|v| v.parse().ok())
+            .map_or(DEFAULT_VISIBILITY, Duration::from_secs);
+        if visibility < pipeline.call_timeout() + Duration::from_secs(5) {
+            tracing::warn!(
+                visibility_timeout_secs = visibility.as_secs(),
+                provider_timeout_secs = pipeline.call_timeout().as_secs(),
+                "the queue's VisibilityTimeout is shorter than one delivery can take: Herald extends it while delivering, but set it to at least the provider timeout plus 5 s to spare the extra calls"
+            );
+        }
+        let dlq_url = find_dead_letter_queue(&sqs, attributes.as_ref()).await;
         match &dlq_url {
             Some(url) => {
                 tracing::info!(dlq = %url, "unreadable envelopes go to the queue's dead-letter queue")
@@ -66,16 +96,73 @@ impl SqsPoller {
             pipeline,
             permits: Arc::new(Semaphore::new(concurrency)),
             concurrency,
+            visibility: visibility.max(Duration::from_secs(1)),
+            held: Arc::default(),
+        }
+    }
+
+    /// Messages received and not yet acknowledged.
+    pub fn held(&self) -> usize {
+        self.lock_held().len()
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Extends every held message's visibility by the queue's timeout, every
+    /// half of it, until dropped (aborted).
+    fn start_heartbeat(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let every = this.visibility / 2;
+            loop {
+                tokio::time::sleep(every).await;
+                this.extend_held().await;
+            }
+        })
+    }
+
+    async fn extend_held(&self) {
+        let handles: Vec<String> = self.lock_held().iter().cloned().collect();
+        let seconds = self.visibility.min(MAX_VISIBILITY).as_secs() as i32;
+        for chunk in handles.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            if let Err(e) = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(self.queue_url.as_ref())
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                tracing::warn!(error.message = %DisplayErrorContext(&e), "could not extend the visibility of messages being delivered");
+            }
         }
     }
 
     /// Receives once (waiting up to `wait` for messages), delivers everything
     /// received and acknowledges each outcome. Returns how many were handled.
     pub async fn poll_once(&self, wait: Duration) -> Result<usize, PollError> {
+        let heartbeat = self.start_heartbeat();
         let mut tasks = JoinSet::new();
-        let received = self.receive_into(&mut tasks, wait).await?;
+        let received = self.receive_into(&mut tasks, wait).await;
         while tasks.join_next().await.is_some() {}
-        Ok(received)
+        heartbeat.abort();
+        received
     }
 
     /// Polls until `shutdown` completes, then stops receiving and finishes the
@@ -83,6 +170,7 @@ impl SqsPoller {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
         tracing::info!(queue = %self.queue_url, concurrency = self.concurrency, fifo = self.fifo, "polling SQS");
         tokio::pin!(shutdown);
+        let heartbeat = self.start_heartbeat();
         let mut tasks = JoinSet::new();
         loop {
             tokio::select! {
@@ -102,6 +190,7 @@ impl SqsPoller {
             "shutting down: finishing deliveries in flight"
         );
         while tasks.join_next().await.is_some() {}
+        heartbeat.abort();
         tracing::info!("poller stopped");
     }
 
@@ -128,6 +217,11 @@ impl SqsPoller {
             .map_err(|e| PollError(DisplayErrorContext(&e).to_string()))?;
         let messages = output.messages.unwrap_or_default();
         let count = messages.len();
+        self.lock_held().extend(
+            messages
+                .iter()
+                .filter_map(|m| m.receipt_handle().map(str::to_owned)),
+        );
         if self.fifo {
             // One task, in order, stopping at the first failure: FIFO order holds.
             let permit = self.permit().await;
@@ -141,6 +235,7 @@ impl SqsPoller {
                 }
                 // The rest become visible again now, rather than after the visibility timeout.
                 for rest in messages {
+                    this.release(&rest);
                     this.set_visibility(&rest, Duration::ZERO).await;
                 }
                 drop(permit);
@@ -167,6 +262,13 @@ impl SqsPoller {
             .expect("the semaphore is never closed")
     }
 
+    /// Stops extending a message's visibility: it is being acknowledged.
+    fn release(&self, message: &Message) {
+        if let Some(handle) = message.receipt_handle() {
+            self.lock_held().remove(handle);
+        }
+    }
+
     /// Delivers one message and acknowledges the outcome. True when the message is done with.
     async fn handle(&self, message: Message) -> bool {
         let attempt = message
@@ -178,6 +280,7 @@ impl SqsPoller {
             .pipeline
             .deliver_payload(message.body().unwrap_or_default(), attempt)
             .await;
+        self.release(&message);
         match outcome {
             Outcome::Delivered { .. } | Outcome::Failed { .. } => {
                 self.delete(&message).await;
@@ -257,19 +360,29 @@ impl SqsPoller {
     }
 }
 
-/// The dead-letter queue named by the queue's redrive policy, if any.
-async fn find_dead_letter_queue(sqs: &Client, queue_url: &str) -> Option<String> {
+/// The queue's redrive policy and visibility timeout.
+async fn queue_attributes(
+    sqs: &Client,
+    queue_url: &str,
+) -> Option<std::collections::HashMap<QueueAttributeName, String>> {
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(queue_url)
         .attribute_names(QueueAttributeName::RedrivePolicy)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
         .send()
         .await
-        .map_err(|e| tracing::warn!(error.message = %DisplayErrorContext(&e), "cannot read the queue's redrive policy"))
+        .map_err(|e| tracing::warn!(error.message = %DisplayErrorContext(&e), "cannot read the queue's attributes"))
         .ok()?;
-    let policy = attrs
-        .attributes()?
-        .get(&QueueAttributeName::RedrivePolicy)?;
+    attrs.attributes
+}
+
+/// The dead-letter queue named by the queue's redrive policy, if any.
+async fn find_dead_letter_queue(
+    sqs: &Client,
+    attributes: Option<&std::collections::HashMap<QueueAttributeName, String>>,
+) -> Option<String> {
+    let policy = attributes?.get(&QueueAttributeName::RedrivePolicy)?;
     let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
     let arn = policy.get("deadLetterTargetArn")?.as_str()?;
     // arn:aws:sqs:<region>:<account>:<name>

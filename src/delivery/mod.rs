@@ -116,6 +116,23 @@ impl Pipeline {
         }
     }
 
+    /// How long the pacer needs before `n` more sends have all had their slot
+    /// (zero for the console, which is not paced).
+    pub fn pacing_backlog(&self, n: usize) -> Duration {
+        match self.sender {
+            Sender::WhatsApp(_) => self.limiter.backlog(n),
+            Sender::Console(_) => Duration::ZERO,
+        }
+    }
+
+    /// The longest one provider call can take (its timeout); zero for the console.
+    pub fn call_timeout(&self) -> Duration {
+        match &self.sender {
+            Sender::WhatsApp(client) => client.timeout(),
+            Sender::Console(_) => Duration::ZERO,
+        }
+    }
+
     /// Describes the sender for the startup log line.
     pub fn describe(&self) -> &'static str {
         match self.sender {
@@ -211,6 +228,15 @@ fn log_outcome(outcome: &Outcome, message_type: &str) {
         } => tracing::error!(
             action, error.code = code, retry_in_ms = after.as_millis() as u64, error.message = %reason,
             "WhatsApp account or token problem: every message will fail until an operator fixes it; message kept"
+        ),
+        Outcome::Retry {
+            after,
+            class: FailureClass::Unconfirmed,
+            reason,
+            ..
+        } => tracing::warn!(
+            action, retry_in_ms = after.as_millis() as u64, error.message = %reason,
+            "sent, answer unknown: the provider may have accepted the message; it will be sent again (a possible duplicate)"
         ),
         Outcome::Retry {
             after,

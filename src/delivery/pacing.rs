@@ -23,6 +23,18 @@ impl ThroughputLimiter {
         }
     }
 
+    /// How long until `n` more sends would all have had their slot: the wait
+    /// already booked plus `n` intervals. The embedded worker leases for at
+    /// least this long, so an envelope never waits out its lease in the pacer.
+    pub fn backlog(&self, n: usize) -> Duration {
+        let next = *self
+            .next_free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let booked = next.saturating_duration_since(Instant::now());
+        booked + self.interval * u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// Waits until this caller may send.
     pub async fn acquire(&self) {
         let slot = {
@@ -42,6 +54,18 @@ impl ThroughputLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backlog_counts_booked_slots_and_the_new_ones() {
+        let limiter = ThroughputLimiter::new(10);
+        assert_eq!(limiter.backlog(5), Duration::from_millis(500));
+        for _ in 0..3 {
+            limiter.acquire().await;
+        }
+        // Three slots taken at 0, 100 and 200 ms; the next is free at 300 ms,
+        // and "now" is 200 ms.
+        assert_eq!(limiter.backlog(1), Duration::from_millis(200));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn sends_are_spaced_by_the_rate() {

@@ -19,6 +19,9 @@ pub struct RetryPolicy {
     /// Least delay after a rate-limit error. WhatsApp's pair limit is about one
     /// message per six seconds to the same user.
     pub throttled_floor: Duration,
+    /// Least delay after an unconfirmed send (the provider may have the
+    /// message): long enough for a status webhook to arrive first, once there is one.
+    pub unconfirmed_floor: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -28,6 +31,7 @@ impl Default for RetryPolicy {
             max: Duration::from_secs(300),
             configuration: Duration::from_secs(300),
             throttled_floor: Duration::from_secs(6),
+            unconfirmed_floor: Duration::from_secs(60),
         }
     }
 }
@@ -48,6 +52,7 @@ impl RetryPolicy {
         let computed = match class {
             FailureClass::Configuration => self.configuration,
             FailureClass::Throttled => exponential.max(self.throttled_floor),
+            FailureClass::Unconfirmed => exponential.max(self.unconfirmed_floor),
             FailureClass::Retryable | FailureClass::Permanent => exponential,
         };
         // Equal jitter: half fixed, half random, so the delay never collapses to zero.
@@ -89,5 +94,6 @@ mod tests {
         let p = RetryPolicy::default();
         assert!(p.delay(FailureClass::Throttled, 1, None) >= Duration::from_secs(3));
         assert!(p.delay(FailureClass::Configuration, 1, None) >= Duration::from_secs(150));
+        assert!(p.delay(FailureClass::Unconfirmed, 1, None) >= Duration::from_secs(30));
     }
 }

@@ -71,16 +71,24 @@ impl PhoneNumber {
 }
 
 /// Masks a string of digits (no `+`) the way [`PhoneNumber::masked`] does.
-/// Used for numbers that arrive from outside and were never validated, too.
-pub fn mask_digits(digits: &str) -> String {
-    let cc = country_code_len(digits).min(digits.len());
-    let keep_tail = 2.min(digits.len() - cc);
-    let hidden = digits.len() - cc - keep_tail;
-    let mut out = String::with_capacity(digits.len() + 1);
+///
+/// Crate-private, and safe on any text: it counts characters, not bytes, and
+/// keeps a country code only when the input is all ASCII digits, so a number
+/// that arrives from outside unvalidated (`"ab€"`) is masked, never a panic.
+pub(crate) fn mask_digits(digits: &str) -> String {
+    let chars: Vec<char> = digits.chars().collect();
+    let cc = if digits.bytes().all(|b| b.is_ascii_digit()) {
+        country_code_len(digits).min(chars.len())
+    } else {
+        0
+    };
+    let keep_tail = 2.min(chars.len() - cc);
+    let hidden = chars.len() - cc - keep_tail;
+    let mut out = String::with_capacity(chars.len() + 1);
     out.push('+');
-    out.push_str(&digits[..cc]);
+    out.extend(&chars[..cc]);
     out.extend(std::iter::repeat_n('*', hidden));
-    out.push_str(&digits[digits.len() - keep_tail..]);
+    out.extend(&chars[chars.len() - keep_tail..]);
     out
 }
 
@@ -210,6 +218,13 @@ mod tests {
         assert_eq!(mask_digits("4"), "+4");
         assert_eq!(mask_digits("44"), "+44");
         assert_eq!(mask_digits("441"), "+441");
+    }
+
+    #[test]
+    fn masking_never_slices_inside_a_character() {
+        assert_eq!(mask_digits("ab€"), "+*b€");
+        assert_eq!(mask_digits("€€€€€"), "+***€€");
+        assert_eq!(mask_digits("٣٣٣٣٣٣"), "+****٣٣");
     }
 
     #[test]

@@ -8,9 +8,13 @@
 //! rather than one per message.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
+
+use crate::contract::Envelope;
 
 pub mod store;
 pub mod worker;
@@ -22,6 +26,11 @@ use store::Store;
 
 /// Most requests committed in one transaction.
 const MAX_GROUP: usize = 1024;
+/// How long a delivered id is remembered, so that a retried publish of it is
+/// refused: as long as the gateway remembers an `Idempotency-Key` by default.
+const DELIVERED_RETENTION: Duration = Duration::from_secs(86_400);
+/// How often the writer forgets delivered ids past their retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +72,7 @@ enum Request {
     Enqueue {
         id: String,
         body: String,
+        api_key_id: String,
         reply: oneshot::Sender<Result<(), QueueError>>,
     },
     Settle {
@@ -75,13 +85,25 @@ enum Request {
         limit: usize,
         reply: oneshot::Sender<Result<Vec<Leased>, QueueError>>,
     },
-    Stats {
-        reply: oneshot::Sender<Result<Stats, QueueError>>,
+    OldestCreated {
+        reply: oneshot::Sender<Result<Option<i64>, QueueError>>,
     },
     DeadLetters {
         limit: usize,
+        api_key_id: Option<String>,
         reply: oneshot::Sender<Result<Vec<DeadLetter>, QueueError>>,
     },
+}
+
+/// Figures the writer keeps up to date after each commit, read without a query.
+#[derive(Debug, Default)]
+struct Counters {
+    depth: AtomicU64,
+    dead_letters: AtomicU64,
+    /// Reads of the database for `/health` (tests check it stays cached).
+    health_reads: AtomicU64,
+    /// Operators' and tests' switch: every write fails as if the disk were full.
+    simulate_full_disk: AtomicBool,
 }
 
 /// A handle to the queue; cheap to clone. The writer thread stops when the last handle is dropped.
@@ -89,8 +111,9 @@ enum Request {
 pub struct EmbeddedQueue {
     requests: mpsc::UnboundedSender<Request>,
     data_dir: PathBuf,
+    counters: Arc<Counters>,
     /// Wakes the worker when an envelope is enqueued.
-    pub(crate) enqueued: std::sync::Arc<tokio::sync::Notify>,
+    pub(crate) enqueued: Arc<tokio::sync::Notify>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -111,14 +134,22 @@ impl EmbeddedQueue {
         std::fs::create_dir_all(data_dir).map_err(|e| open_error(Box::new(e)))?;
         let data_dir = std::fs::canonicalize(data_dir).map_err(|e| open_error(Box::new(e)))?;
         let store = Store::open(&data_dir, max_bytes).map_err(|e| open_error(Box::new(e)))?;
+        let (depth, dead_letters) = store.counts().map_err(|e| open_error(Box::new(e)))?;
+        let counters = Arc::new(Counters {
+            depth: depth.into(),
+            dead_letters: dead_letters.into(),
+            ..Counters::default()
+        });
         let (requests, receiver) = mpsc::unbounded_channel();
+        let writer_counters = counters.clone();
         std::thread::Builder::new()
             .name("herald-queue-writer".into())
-            .spawn(move || writer_loop(store, receiver))
+            .spawn(move || writer_loop(store, receiver, &writer_counters))
             .map_err(|e| open_error(Box::new(e)))?;
         Ok(Self {
             requests,
             data_dir,
+            counters,
             enqueued: Default::default(),
         })
     }
@@ -140,9 +171,23 @@ impl EmbeddedQueue {
     }
 
     /// Stores an envelope durably; returns once its transaction is committed.
-    pub async fn enqueue(&self, id: String, body: String) -> Result<(), QueueError> {
-        self.call(|reply| Request::Enqueue { id, body, reply })
-            .await?;
+    /// An id already held, dead-lettered or recently delivered is not stored
+    /// twice (and the call still succeeds: that envelope was accepted before).
+    /// If the caller stops waiting before the writer reaches the envelope
+    /// (its request timed out), the envelope is not written at all.
+    pub async fn enqueue(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        let (id, body, api_key_id) = (
+            envelope.id.to_string(),
+            envelope.to_json(),
+            envelope.api_key_id.clone(),
+        );
+        self.call(|reply| Request::Enqueue {
+            id,
+            body,
+            api_key_id,
+            reply,
+        })
+        .await?;
         self.enqueued.notify_one();
         Ok(())
     }
@@ -167,23 +212,57 @@ impl EmbeddedQueue {
         .await
     }
 
-    /// Depth, oldest age and dead letters.
+    /// Depth, oldest age and dead letters: two counters and one index lookup.
     pub async fn stats(&self) -> Result<Stats, QueueError> {
-        self.call(|reply| Request::Stats { reply }).await
+        self.counters.health_reads.fetch_add(1, Ordering::Relaxed);
+        let oldest = self.call(|reply| Request::OldestCreated { reply }).await?;
+        Ok(Stats {
+            depth: self.counters.depth.load(Ordering::Relaxed),
+            oldest_age_ms: oldest.map(|t| now_ms() - t),
+            dead_letters: self.counters.dead_letters.load(Ordering::Relaxed),
+        })
     }
 
-    /// The newest dead letters.
-    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        self.call(|reply| Request::DeadLetters { limit, reply })
-            .await
+    /// How many times [`EmbeddedQueue::stats`] has read the database.
+    pub fn stats_reads(&self) -> u64 {
+        self.counters.health_reads.load(Ordering::Relaxed)
+    }
+
+    /// The newest dead letters; only `api_key_id`'s when given (`None`: all, for admins).
+    pub async fn dead_letters(
+        &self,
+        limit: usize,
+        api_key_id: Option<&str>,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let api_key_id = api_key_id.map(str::to_owned);
+        self.call(|reply| Request::DeadLetters {
+            limit,
+            api_key_id,
+            reply,
+        })
+        .await
+    }
+
+    /// Makes every later write fail as a full disk does (`true`), or work again
+    /// (`false`). For tests of what Herald does when the disk fills up.
+    #[doc(hidden)]
+    pub fn simulate_full_disk(&self, on: bool) {
+        self.counters
+            .simulate_full_disk
+            .store(on, Ordering::Relaxed);
     }
 }
 
 /// Applies requests until every handle is dropped. Writes that arrive together
 /// share one transaction; if it fails, each is retried alone so that one bad
 /// write (say, past the size cap) does not fail its neighbours.
-fn writer_loop(mut store: Store, mut receiver: mpsc::UnboundedReceiver<Request>) {
+fn writer_loop(
+    mut store: Store,
+    mut receiver: mpsc::UnboundedReceiver<Request>,
+    counters: &Counters,
+) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
+    let mut last_prune = Instant::now();
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_GROUP {
@@ -195,32 +274,61 @@ fn writer_loop(mut store: Store, mut receiver: mpsc::UnboundedReceiver<Request>)
         let (writes, reads): (Vec<_>, Vec<_>) = batch
             .drain(..)
             .partition(|r| matches!(r, Request::Enqueue { .. } | Request::Settle { .. }));
-        commit_writes(&mut store, writes);
+        commit_writes(&mut store, writes, counters);
         for read in reads {
-            answer_read(&mut store, read);
+            answer_read(&mut store, read, counters);
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            let before = now_ms() - DELIVERED_RETENTION.as_millis() as i64;
+            if let Err(e) = store.prune_delivered(before) {
+                tracing::warn!(error.message = %e, "cannot forget old delivered ids; will try again");
+            }
         }
     }
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, request: &Request, now: i64) -> rusqlite::Result<()> {
+/// How one committed write changes the counters.
+#[derive(Debug, Default, Clone, Copy)]
+struct Delta {
+    depth: i64,
+    dead_letters: i64,
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, request: &Request, now: i64) -> rusqlite::Result<Delta> {
+    let removed = |gone: bool| Delta {
+        depth: -i64::from(gone),
+        dead_letters: 0,
+    };
     match request {
-        Request::Enqueue { id, body, .. } => Store::insert(tx, id, body, now),
+        Request::Enqueue {
+            id,
+            body,
+            api_key_id,
+            ..
+        } => Store::insert(tx, id, body, api_key_id, now).map(|added| Delta {
+            depth: i64::from(added),
+            dead_letters: 0,
+        }),
         Request::Settle {
             id,
             settlement: Settlement::Delivered,
             ..
-        } => Store::remove(tx, id),
+        } => Store::remove_delivered(tx, id, now).map(removed),
         Request::Settle {
             id,
             settlement: Settlement::Retry { due_ms, error },
             ..
-        } => Store::reschedule(tx, id, *due_ms, error),
+        } => Store::reschedule(tx, id, *due_ms, error).map(|()| Delta::default()),
         Request::Settle {
             id,
             settlement: Settlement::DeadLetter { reason },
             ..
-        } => Store::dead_letter(tx, id, reason, now),
-        _ => Ok(()),
+        } => Store::dead_letter(tx, id, reason, now).map(|gone| Delta {
+            depth: -i64::from(gone),
+            dead_letters: i64::from(gone),
+        }),
+        _ => Ok(Delta::default()),
     }
 }
 
@@ -230,26 +338,68 @@ fn reply_write(request: Request, result: Result<(), QueueError>) {
     }
 }
 
-fn commit_writes(store: &mut Store, writes: Vec<Request>) {
+/// The error a full disk gives, for [`EmbeddedQueue::simulate_full_disk`].
+fn full_disk() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+        Some("database or disk is full (simulated)".into()),
+    )
+}
+
+fn commit_writes(store: &mut Store, writes: Vec<Request>, counters: &Counters) {
+    // An enqueue whose caller stopped waiting (its request timed out and was
+    // answered) is not written: nothing was promised, and its retry carries
+    // the same id.
+    let writes: Vec<Request> = writes
+        .into_iter()
+        .filter(|w| !matches!(w, Request::Enqueue { reply, .. } if reply.is_closed()))
+        .collect();
     if writes.is_empty() {
         return;
     }
     let now = now_ms();
-    let grouped = store.transaction(|tx| writes.iter().try_for_each(|w| apply(tx, w, now)));
-    if grouped.is_ok() {
+    let fail = counters.simulate_full_disk.load(Ordering::Relaxed);
+    let run = |store: &mut Store, writes: &[Request]| {
+        if fail {
+            return Err(full_disk());
+        }
+        store.transaction(|tx| {
+            writes.iter().try_fold(Delta::default(), |sum, w| {
+                let d = apply(tx, w, now)?;
+                Ok(Delta {
+                    depth: sum.depth + d.depth,
+                    dead_letters: sum.dead_letters + d.dead_letters,
+                })
+            })
+        })
+    };
+    let count = |d: Delta| {
+        add(&counters.depth, d.depth);
+        add(&counters.dead_letters, d.dead_letters);
+    };
+    if let Ok(delta) = run(store, &writes) {
+        count(delta);
         writes.into_iter().for_each(|w| reply_write(w, Ok(())));
         return;
     }
     // The group failed and was rolled back: try each write alone.
     for w in writes {
-        let result = store
-            .transaction(|tx| apply(tx, &w, now))
+        let result = run(store, std::slice::from_ref(&w))
+            .map(count)
             .map_err(QueueError::Storage);
         reply_write(w, result);
     }
 }
 
-fn answer_read(store: &mut Store, request: Request) {
+fn add(counter: &AtomicU64, delta: i64) {
+    if delta >= 0 {
+        counter.fetch_add(delta as u64, Ordering::Relaxed);
+    } else {
+        counter.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+    }
+}
+
+fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
     let now = now_ms();
     match request {
         Request::Lease {
@@ -257,13 +407,26 @@ fn answer_read(store: &mut Store, request: Request) {
             limit,
             reply,
         } => {
-            let _ = reply.send(store.lease(now, lease_ms, limit).map_err(QueueError::from));
+            let result = if counters.simulate_full_disk.load(Ordering::Relaxed) {
+                Err(QueueError::Storage(full_disk()))
+            } else {
+                store.lease(now, lease_ms, limit).map_err(QueueError::from)
+            };
+            let _ = reply.send(result);
         }
-        Request::Stats { reply } => {
-            let _ = reply.send(store.stats(now).map_err(QueueError::from));
+        Request::OldestCreated { reply } => {
+            let _ = reply.send(store.oldest_created_ms().map_err(QueueError::from));
         }
-        Request::DeadLetters { limit, reply } => {
-            let _ = reply.send(store.dead_letters(limit).map_err(QueueError::from));
+        Request::DeadLetters {
+            limit,
+            api_key_id,
+            reply,
+        } => {
+            let _ = reply.send(
+                store
+                    .dead_letters(limit, api_key_id.as_deref())
+                    .map_err(QueueError::from),
+            );
         }
         write => reply_write(write, Err(QueueError::Closed)),
     }

@@ -33,9 +33,14 @@ pub struct DeadLetter {
     pub failed_at_ms: i64,
     /// The envelope itself.
     pub envelope: serde_json::Value,
+    /// The API key id that sent it (the dead letter belongs to that tenant).
+    #[serde(skip)]
+    pub api_key_id: Option<String>,
 }
 
-/// Queue figures for `/health`.
+/// Queue figures for `/health`. Depth and dead letters are counters kept in
+/// memory by the writer (counted once at open), so reading them costs nothing;
+/// the oldest age is one lookup on the `created_at` index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     /// Envelopes waiting or being delivered.
@@ -76,6 +81,7 @@ impl Store {
                  last_error TEXT
              );
              CREATE INDEX IF NOT EXISTS envelopes_due ON envelopes (due_at);
+             CREATE INDEX IF NOT EXISTS envelopes_created ON envelopes (created_at);
              CREATE TABLE IF NOT EXISTS dead_letters (
                  id TEXT PRIMARY KEY,
                  body TEXT NOT NULL,
@@ -83,8 +89,33 @@ impl Store {
                  reason TEXT NOT NULL,
                  failed_at INTEGER NOT NULL,
                  created_at INTEGER NOT NULL
-             );",
+             );
+             -- Ids delivered recently: an envelope published again under one of
+             -- them (an idempotent retry after an unknown outcome) is refused.
+             CREATE TABLE IF NOT EXISTS delivered (
+                 id TEXT PRIMARY KEY,
+                 delivered_at INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);",
         )?;
+        // Databases made before dead letters were scoped to their API key.
+        for table in ["envelopes", "dead_letters"] {
+            let has_column: bool = conn.query_row(
+                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'api_key_id'"),
+                [],
+                |r| r.get(0),
+            )?;
+            if !has_column {
+                conn.execute(
+                    &format!("ALTER TABLE {table} ADD COLUMN api_key_id TEXT"),
+                    [],
+                )?;
+                conn.execute(
+                    &format!("UPDATE {table} SET api_key_id = json_extract(body, '$.apiKeyId') WHERE json_valid(body)"),
+                    [],
+                )?;
+            }
+        }
         // Whoever held these leases is gone (we hold the exclusive lock now):
         // deliver them again. At least once, never lost.
         conn.execute(
@@ -106,16 +137,32 @@ impl Store {
         Ok(out)
     }
 
-    /// Adds an envelope (a repeated id is ignored: idempotent).
+    /// Adds an envelope. An id the queue already holds, has dead-lettered or
+    /// has delivered recently is not added again (an idempotent retry of a
+    /// publish whose first outcome was unknown). Returns true when it was added.
     pub fn insert(
         tx: &rusqlite::Transaction<'_>,
         id: &str,
         body: &str,
+        api_key_id: &str,
         now_ms: i64,
-    ) -> rusqlite::Result<()> {
-        tx.prepare_cached("INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at) VALUES (?1, ?2, ?3, ?3)")?
-            .execute(params![id, body, now_ms])?;
-        Ok(())
+    ) -> rusqlite::Result<bool> {
+        let added = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at, api_key_id)
+                 SELECT ?1, ?2, ?3, ?3, ?4
+                 WHERE NOT EXISTS (SELECT 1 FROM delivered WHERE id = ?1)
+                   AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE id = ?1)",
+            )?
+            .execute(params![id, body, now_ms, api_key_id])?;
+        Ok(added == 1)
+    }
+
+    /// Forgets delivered ids older than `before_ms`.
+    pub fn prune_delivered(&self, before_ms: i64) -> rusqlite::Result<usize> {
+        self.conn
+            .prepare_cached("DELETE FROM delivered WHERE delivered_at < ?1")?
+            .execute([before_ms])
     }
 
     /// Leases up to `limit` due envelopes until `now + lease_ms`, counting an attempt.
@@ -147,11 +194,23 @@ impl Store {
         Ok(leased)
     }
 
-    /// Removes a delivered envelope.
-    pub fn remove(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Result<()> {
-        tx.prepare_cached("DELETE FROM envelopes WHERE id = ?1")?
+    /// Removes a delivered envelope and remembers its id. Returns true when
+    /// the envelope was there.
+    pub fn remove_delivered(
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+        now_ms: i64,
+    ) -> rusqlite::Result<bool> {
+        tx.prepare_cached("INSERT OR REPLACE INTO delivered (id, delivered_at) VALUES (?1, ?2)")?
+            .execute(params![id, now_ms])?;
+        Self::remove(tx, id)
+    }
+
+    fn remove(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Result<bool> {
+        let removed = tx
+            .prepare_cached("DELETE FROM envelopes WHERE id = ?1")?
             .execute([id])?;
-        Ok(())
+        Ok(removed == 1)
     }
 
     /// Releases an envelope to be tried again at `due_ms`.
@@ -168,44 +227,53 @@ impl Store {
         Ok(())
     }
 
-    /// Moves an envelope to the dead-letter table.
+    /// Moves an envelope to the dead-letter table. Returns true when the
+    /// envelope was there.
     pub fn dead_letter(
         tx: &rusqlite::Transaction<'_>,
         id: &str,
         reason: &str,
         now_ms: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<bool> {
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO dead_letters (id, body, attempts, reason, failed_at, created_at)
-             SELECT id, body, attempts, ?2, ?3, created_at FROM envelopes WHERE id = ?1",
+            "INSERT OR REPLACE INTO dead_letters (id, body, attempts, reason, failed_at, created_at, api_key_id)
+             SELECT id, body, attempts, ?2, ?3, created_at, api_key_id FROM envelopes WHERE id = ?1",
         )?
         .execute(params![id, reason, now_ms])?;
         Self::remove(tx, id)
     }
 
-    /// Queue figures for `/health`.
-    pub fn stats(&self, now_ms: i64) -> rusqlite::Result<Stats> {
-        let (depth, oldest): (i64, Option<i64>) =
-            self.conn
-                .query_row("SELECT COUNT(*), MIN(created_at) FROM envelopes", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-        let dead_letters: i64 =
-            self.conn
-                .query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
-        Ok(Stats {
-            depth: depth as u64,
-            oldest_age_ms: oldest.map(|t| now_ms - t),
-            dead_letters: dead_letters as u64,
-        })
+    /// Envelopes and dead letters, counted once at open; the writer keeps the
+    /// figures up to date from then on.
+    pub fn counts(&self) -> rusqlite::Result<(u64, u64)> {
+        let depth: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM envelopes", [], |r| r.get(0))?;
+        let dead: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
+        Ok((depth as u64, dead as u64))
     }
 
-    /// The newest dead letters, up to `limit`.
-    pub fn dead_letters(&self, limit: usize) -> rusqlite::Result<Vec<DeadLetter>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, body, attempts, reason, failed_at FROM dead_letters ORDER BY failed_at DESC LIMIT ?1")?;
-        stmt.query_map([limit as i64], |r| {
+    /// When the oldest waiting envelope was accepted (Unix ms): one index lookup.
+    pub fn oldest_created_ms(&self) -> rusqlite::Result<Option<i64>> {
+        self.conn
+            .prepare_cached("SELECT MIN(created_at) FROM envelopes")?
+            .query_row([], |r| r.get(0))
+    }
+
+    /// The newest dead letters, up to `limit`; only `api_key_id`'s when given.
+    pub fn dead_letters(
+        &self,
+        limit: usize,
+        api_key_id: Option<&str>,
+    ) -> rusqlite::Result<Vec<DeadLetter>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, body, attempts, reason, failed_at, api_key_id FROM dead_letters
+             WHERE ?2 IS NULL OR api_key_id = ?2
+             ORDER BY failed_at DESC LIMIT ?1",
+        )?;
+        stmt.query_map(params![limit as i64, api_key_id], |r| {
             let body: String = r.get(1)?;
             Ok(DeadLetter {
                 id: r.get(0)?,
@@ -213,6 +281,7 @@ impl Store {
                 attempts: r.get(2)?,
                 reason: r.get(3)?,
                 failed_at_ms: r.get(4)?,
+                api_key_id: r.get(5)?,
             })
         })?
         .collect()

@@ -34,14 +34,27 @@ pub enum ApiError {
     /// `422`: an `Idempotency-Key` was reused with a different body.
     #[error("this Idempotency-Key was already used with a different body")]
     IdempotencyMismatch,
+    /// `503`: this API key has `IDEMPOTENCY_MAX_KEYS` keyed requests in flight;
+    /// none can be forgotten, so a new key cannot be remembered.
+    #[error(
+        "too many requests with an Idempotency-Key are in flight for this API key; nothing was published"
+    )]
+    IdempotencyStoreFull,
     /// `429`: the API key is over its request rate.
     #[error("too many requests for this API key")]
     RateLimited { retry_after: Duration },
-    /// `503`: the queue could not take the message; nothing was published.
-    #[error("the message queue is unavailable; nothing was published")]
+    /// `503`: the queue could not take the message. The detail says whether
+    /// nothing was published or the outcome is unknown (see [`PublishErrorKind`]).
+    #[error("{}", unavailable_detail(.0.kind))]
     Unavailable(#[source] PublishError),
-    /// `503`: the request took longer than the gateway allows.
-    #[error("the request timed out; nothing is known to have been published")]
+    /// `413`: the envelope is larger than the queue accepts.
+    #[error("the message is larger than the queue accepts (SNS takes 256 KiB per envelope)")]
+    EnvelopeTooLarge(#[source] PublishError),
+    /// `503`: the request took longer than the gateway allows; the publish may
+    /// still complete.
+    #[error(
+        "the request timed out; the message may have been published: retry with the same Idempotency-Key"
+    )]
     TimedOut,
     /// `404`: no such route.
     #[error("no such endpoint")]
@@ -76,11 +89,13 @@ impl ApiError {
             Self::MalformedJson(_) | Self::InvalidFields(_) | Self::InvalidHeader(_) => {
                 StatusCode::BAD_REQUEST
             }
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge(_) | Self::EnvelopeTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::TimedOut | Self::IdempotencyStoreFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,11 +109,13 @@ impl ApiError {
             Self::MalformedJson(_) => "malformed-json",
             Self::InvalidFields(_) => "invalid-fields",
             Self::InvalidHeader(_) => "invalid-header",
-            Self::PayloadTooLarge(_) => "payload-too-large",
+            Self::PayloadTooLarge(_) | Self::EnvelopeTooLarge(_) => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::IdempotencyMismatch => "idempotency-key-reused",
+            Self::IdempotencyStoreFull => "idempotency-keys-in-flight",
             Self::RateLimited { .. } => "rate-limited",
             Self::Unavailable(e) if e.kind == PublishErrorKind::Throttled => "queue-throttled",
+            Self::Unavailable(e) if e.kind.may_have_published() => "outcome-unknown",
             Self::Unavailable(_) => "queue-unavailable",
             Self::TimedOut => "timeout",
             Self::NotFound => "not-found",
@@ -111,7 +128,7 @@ impl ApiError {
         match self {
             Self::RateLimited { retry_after } => Some(*retry_after),
             Self::Unavailable(e) => Some(e.retry_after()),
-            Self::TimedOut => Some(Duration::from_secs(1)),
+            Self::TimedOut | Self::IdempotencyStoreFull => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -123,11 +140,11 @@ impl IntoResponse for ApiError {
         // Operators learn the cause from the request's log line (see access_log);
         // the client gets a generic detail.
         let record = match &self {
-            Self::Unavailable(e) => Some(ErrorRecord {
+            Self::Unavailable(e) | Self::EnvelopeTooLarge(e) => Some(ErrorRecord {
                 severe: e.kind == PublishErrorKind::Misconfigured,
                 code: self.code(),
                 message: e.message.clone(),
-                cause: e.source.as_ref().map(ToString::to_string),
+                cause: e.cause_chain(),
             }),
             Self::Internal(cause) => Some(ErrorRecord {
                 severe: true,
@@ -174,7 +191,20 @@ impl IntoResponse for ApiError {
 
 impl From<PublishError> for ApiError {
     fn from(error: PublishError) -> Self {
-        Self::Unavailable(error)
+        match error.kind {
+            PublishErrorKind::TooLarge => Self::EnvelopeTooLarge(error),
+            _ => Self::Unavailable(error),
+        }
+    }
+}
+
+/// What a client is told about a publish that failed: whether it may retry
+/// freely, or must retry with the same `Idempotency-Key`.
+fn unavailable_detail(kind: PublishErrorKind) -> &'static str {
+    if kind.may_have_published() {
+        "the queue did not answer in time; the message may have been published: retry with the same Idempotency-Key"
+    } else {
+        "the message queue is unavailable; nothing was published"
     }
 }
 
@@ -211,6 +241,24 @@ mod tests {
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error:?}");
         }
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_never_called_nothing_published() {
+        let unknown = ApiError::from(PublishError::new(PublishErrorKind::OutcomeUnknown, "t"));
+        assert_eq!(unknown.status().as_u16(), 503);
+        assert_eq!(unknown.code(), "outcome-unknown");
+        assert!(unknown.to_string().contains("may have been published"));
+        assert!(!unknown.to_string().contains("nothing was published"));
+        assert!(
+            ApiError::TimedOut
+                .to_string()
+                .contains("same Idempotency-Key")
+        );
+        let definite = ApiError::from(PublishError::new(PublishErrorKind::Transient, "t"));
+        assert!(definite.to_string().contains("nothing was published"));
+        let too_large = ApiError::from(PublishError::new(PublishErrorKind::TooLarge, "t"));
+        assert_eq!(too_large.status().as_u16(), 413);
     }
 
     #[test]

@@ -1,13 +1,23 @@
 //! `Idempotency-Key` support: a retried send with the same key and body gets the
-//! same message id and publishes nothing new.
+//! same message id, and publishes nothing new once the first attempt succeeded.
 //!
-//! Scope: one gateway process. Keys live in memory, bounded in number and age, so
-//! a retry that lands on another instance or after a restart is published again.
-//! On FIFO topics SNS still drops such a duplicate within its five-minute window,
-//! because the envelope id is the `MessageDeduplicationId`; elsewhere the consumer
-//! sees the same id twice. The README says so.
+//! The message id is bound to (API key id, `Idempotency-Key`) at the first
+//! attempt and kept whatever that attempt's outcome: a publish that failed or
+//! whose outcome is unknown (a timeout: SNS may have stored it) leaves the key
+//! *unsettled*, and the retry publishes again **under the same id**. So a FIFO
+//! topic drops the copy (the id is its deduplication id), the embedded queue
+//! refuses it (see `embedded::store`), and any consumer can recognise it.
+//!
+//! Memory: each API key id has its own capacity (`IDEMPOTENCY_MAX_KEYS`), so one
+//! tenant's traffic never evicts another's keys; a key whose request is still
+//! in flight is never evicted (a full table of in-flight keys answers `503`);
+//! the expiry index holds exactly the live entries.
+//!
+//! Scope: one gateway process. A retry that lands on another instance or
+//! after a restart is published again, under a new id unless the topic is FIFO
+//! and within SNS's five-minute window. The README says so.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,64 +28,74 @@ use uuid::Uuid;
 /// Longest key accepted, per DESIGN.md.
 pub const MAX_KEY_LEN: usize = 255;
 
-type StoreKey = (Arc<str>, String);
-
-/// Remembered keys: per API key id, so two clients cannot collide.
+/// Remembered keys, per API key id.
 #[derive(Debug)]
 pub struct IdempotencyStore {
-    inner: Mutex<Inner>,
+    tenants: Mutex<HashMap<Arc<str>, Tenant>>,
     ttl: Duration,
     capacity: usize,
 }
 
+/// One API key id's keys.
 #[derive(Debug, Default)]
-struct Inner {
-    entries: HashMap<StoreKey, Entry>,
-    /// Insertion order, for expiry and for evicting the oldest when full.
-    order: VecDeque<(Instant, StoreKey)>,
+struct Tenant {
+    entries: HashMap<String, Entry>,
+    /// Creation order (time, then a sequence number), for expiry and eviction.
+    /// Holds one item per entry, removed with it.
+    order: BTreeMap<(Instant, u64), String>,
+    next_seq: u64,
 }
 
 #[derive(Debug)]
 struct Entry {
     body_digest: [u8; 32],
     created: Instant,
+    seq: u64,
+    /// The message id, bound at the first attempt.
+    id: Uuid,
     state: State,
 }
 
 #[derive(Debug)]
 enum State {
-    /// A request with this key is being published; others wait for its outcome.
+    /// A request with this key is publishing; others wait for its outcome.
     InFlight(Arc<Notify>),
-    /// Published under this message id.
-    Done(Uuid),
+    /// Published under the entry's id.
+    Published,
+    /// An attempt failed or its outcome is unknown; the next one publishes
+    /// again under the same id.
+    Unsettled,
 }
 
 /// What a request with an idempotency key should do.
 #[derive(Debug)]
 pub enum Claim {
-    /// First use: publish under the reservation's id, then complete it.
+    /// Publish under the reservation's id (a first attempt, or a retry of an
+    /// unsettled one), then complete it.
     New(Reservation),
     /// Already published: answer with this id and publish nothing.
     Replay(Uuid),
     /// The key was used with another body: `422`.
     Mismatch,
+    /// This API key id's table is full of requests still in flight: `503`.
+    Full,
 }
 
-/// A claimed key. Dropping it without [`Reservation::complete`] releases the key,
-/// so a failed or cancelled publish can be retried with the same key.
+/// A claimed key. Dropping it without [`Reservation::complete`] leaves the key
+/// unsettled: the next attempt with it publishes again under the same id.
 #[derive(Debug)]
 pub struct Reservation {
     store: Arc<IdempotencyStore>,
-    key: Option<StoreKey>,
+    key: Option<(Arc<str>, String)>,
     /// The message id to publish under.
     pub id: Uuid,
 }
 
 impl IdempotencyStore {
-    /// A store that remembers keys for `ttl`, at most `capacity` of them.
+    /// A store that remembers keys for `ttl`, at most `capacity` per API key id.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner::default()),
+            tenants: Mutex::default(),
             ttl,
             capacity: capacity.max(1),
         }
@@ -84,36 +104,30 @@ impl IdempotencyStore {
     /// Claims `key` for the caller `key_id` and a body with `body`.
     pub async fn claim(self: &Arc<Self>, key_id: &Arc<str>, key: &str, body: &[u8]) -> Claim {
         let body_digest: [u8; 32] = Sha256::digest(body).into();
-        let store_key: StoreKey = (key_id.clone(), key.to_owned());
         loop {
             let notified = {
-                let mut inner = self.lock();
+                let mut tenants = self.lock();
                 let now = Instant::now();
-                self.evict(&mut inner, now);
-                match inner.entries.get(&store_key) {
+                let tenant = tenants.entry(key_id.clone()).or_default();
+                tenant.expire(now, self.ttl);
+                match tenant.entries.get_mut(key) {
                     Some(e) if e.body_digest != body_digest => return Claim::Mismatch,
-                    Some(Entry {
-                        state: State::Done(id),
-                        ..
-                    }) => return Claim::Replay(*id),
-                    // Created under the lock, so a notify_waiters() after it is released still wakes it.
-                    Some(Entry {
-                        state: State::InFlight(notify),
-                        ..
-                    }) => notify.clone().notified_owned(),
+                    Some(e) => match &e.state {
+                        State::Published => return Claim::Replay(e.id),
+                        // Created under the lock, so a notify_waiters() after it is released still wakes it.
+                        State::InFlight(notify) => notify.clone().notified_owned(),
+                        State::Unsettled => {
+                            e.state = State::InFlight(Arc::new(Notify::new()));
+                            return Claim::New(self.reservation(key_id, key, e.id));
+                        }
+                    },
                     None => {
-                        let entry = Entry {
-                            body_digest,
-                            created: now,
-                            state: State::InFlight(Arc::new(Notify::new())),
-                        };
-                        inner.entries.insert(store_key.clone(), entry);
-                        inner.order.push_back((now, store_key.clone()));
-                        return Claim::New(Reservation {
-                            store: self.clone(),
-                            key: Some(store_key),
-                            id: Uuid::now_v7(),
-                        });
+                        if tenant.entries.len() >= self.capacity && !tenant.evict_oldest_settled() {
+                            return Claim::Full;
+                        }
+                        let id = Uuid::now_v7();
+                        tenant.insert(key, body_digest, now, id);
+                        return Claim::New(self.reservation(key_id, key, id));
                     }
                 }
             };
@@ -121,34 +135,26 @@ impl IdempotencyStore {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn reservation(self: &Arc<Self>, key_id: &Arc<str>, key: &str, id: Uuid) -> Reservation {
+        Reservation {
+            store: self.clone(),
+            key: Some((key_id.clone(), key.to_owned())),
+            id,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Tenant>> {
         // A panic while holding this lock cannot leave the maps inconsistent
-        // (every update is a single insert or remove), so a poisoned lock is usable.
-        self.inner
+        // (every update keeps entries and order in step before any call that
+        // could panic), so a poisoned lock is usable.
+        self.tenants
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn evict(&self, inner: &mut Inner, now: Instant) {
-        while let Some((created, _)) = inner.order.front() {
-            let expired = now.duration_since(*created) >= self.ttl;
-            if !expired && inner.entries.len() < self.capacity {
-                break;
-            }
-            let (created, key) = inner.order.pop_front().expect("front exists");
-            if inner
-                .entries
-                .get(&key)
-                .is_some_and(|e| e.created == created)
-            {
-                inner.entries.remove(&key);
-            }
-        }
-    }
-
-    /// Number of keys remembered (for tests and metrics).
+    /// Number of keys remembered, over all API key ids (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.lock().values().map(|t| t.entries.len()).sum()
     }
 
     /// True when no key is remembered.
@@ -156,27 +162,85 @@ impl IdempotencyStore {
         self.len() == 0
     }
 
-    fn finish(&self, key: &StoreKey, published: Option<Uuid>) {
-        let mut inner = self.lock();
-        let notify = match inner.entries.get_mut(key) {
-            Some(entry) => match (&entry.state, published) {
-                (State::InFlight(notify), Some(id)) => {
-                    let notify = notify.clone();
-                    entry.state = State::Done(id);
-                    Some(notify)
-                }
-                (State::InFlight(notify), None) => {
-                    let notify = notify.clone();
-                    inner.entries.remove(key);
-                    Some(notify)
-                }
-                (State::Done(_), _) => None,
-            },
-            None => None,
+    /// Items in the expiry index, over all API key ids: equal to [`Self::len`]
+    /// (a test checks that memory follows the live entries).
+    pub fn index_len(&self) -> usize {
+        self.lock().values().map(|t| t.order.len()).sum()
+    }
+
+    fn finish(&self, key_id: &Arc<str>, key: &str, published: bool) {
+        let mut tenants = self.lock();
+        let Some(entry) = tenants.get_mut(key_id).and_then(|t| t.entries.get_mut(key)) else {
+            return;
         };
-        drop(inner);
-        if let Some(n) = notify {
-            n.notify_waiters();
+        let next = if published {
+            State::Published
+        } else {
+            State::Unsettled
+        };
+        if let State::InFlight(notify) = std::mem::replace(&mut entry.state, next) {
+            drop(tenants);
+            notify.notify_waiters();
+        }
+    }
+}
+
+impl Tenant {
+    fn insert(&mut self, key: &str, body_digest: [u8; 32], now: Instant, id: Uuid) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert((now, seq), key.to_owned());
+        self.entries.insert(
+            key.to_owned(),
+            Entry {
+                body_digest,
+                created: now,
+                seq,
+                id,
+                state: State::InFlight(Arc::new(Notify::new())),
+            },
+        );
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(e) = self.entries.remove(key) {
+            self.order.remove(&(e.created, e.seq));
+        }
+    }
+
+    fn in_flight(&self, key: &str) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|e| matches!(e.state, State::InFlight(_)))
+    }
+
+    /// Forgets entries older than `ttl`, except those still in flight.
+    fn expire(&mut self, now: Instant, ttl: Duration) {
+        let expired: Vec<String> = self
+            .order
+            .iter()
+            .take_while(|((created, _), _)| now.duration_since(*created) >= ttl)
+            .filter(|(_, key)| !self.in_flight(key))
+            .map(|(_, key)| key.clone())
+            .collect();
+        for key in expired {
+            self.remove(&key);
+        }
+    }
+
+    /// Forgets the oldest entry not in flight; false when every entry is in flight.
+    fn evict_oldest_settled(&mut self) -> bool {
+        let oldest = self
+            .order
+            .values()
+            .find(|key| !self.in_flight(key))
+            .cloned();
+        match oldest {
+            Some(key) => {
+                self.remove(&key);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -184,16 +248,16 @@ impl IdempotencyStore {
 impl Reservation {
     /// Records that the message was published under [`Reservation::id`].
     pub fn complete(mut self) {
-        if let Some(key) = self.key.take() {
-            self.store.finish(&key, Some(self.id));
+        if let Some((key_id, key)) = self.key.take() {
+            self.store.finish(&key_id, &key, true);
         }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            self.store.finish(&key, None);
+        if let Some((key_id, key)) = self.key.take() {
+            self.store.finish(&key_id, &key, false);
         }
     }
 }
@@ -261,17 +325,84 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_abandoned_reservation_frees_the_key() {
+    async fn an_abandoned_reservation_keeps_the_id_for_the_retry() {
         let s = store(60_000, 10);
         let Claim::New(r) = s.claim(&caller(), "k1", b"body").await else {
             panic!()
         };
+        let first = r.id;
         drop(r);
-        assert!(s.is_empty());
+        assert_eq!(s.len(), 1);
+        let Claim::New(retry) = s.claim(&caller(), "k1", b"body").await else {
+            panic!("an unsettled key is claimed again")
+        };
+        assert_eq!(
+            retry.id, first,
+            "every retry carries the first attempt's id"
+        );
+        retry.complete();
+        assert!(matches!(s.claim(&caller(), "k1", b"body").await, Claim::Replay(x) if x == first));
         assert!(matches!(
-            s.claim(&caller(), "k1", b"body").await,
-            Claim::New(_)
+            s.claim(&caller(), "k1", b"other").await,
+            Claim::Mismatch
         ));
+    }
+
+    #[tokio::test]
+    async fn one_tenant_cannot_evict_another_tenants_keys() {
+        let s = store(60_000, 3);
+        let Claim::New(r) = s.claim(&caller(), "mine", b"body").await else {
+            panic!()
+        };
+        let id = r.id;
+        r.complete();
+        let other: Arc<str> = Arc::from("billing");
+        for i in 0..100 {
+            let Claim::New(r) = s.claim(&other, &format!("k{i}"), b"x").await else {
+                panic!()
+            };
+            r.complete();
+        }
+        assert!(matches!(s.claim(&caller(), "mine", b"body").await, Claim::Replay(x) if x == id));
+    }
+
+    #[tokio::test]
+    async fn keys_in_flight_are_never_evicted() {
+        let s = store(60_000, 2);
+        let Claim::New(a) = s.claim(&caller(), "a", b"x").await else {
+            panic!()
+        };
+        let Claim::New(b) = s.claim(&caller(), "b", b"x").await else {
+            panic!()
+        };
+        // Both in flight and the table full: a third key cannot be remembered.
+        assert!(matches!(s.claim(&caller(), "c", b"x").await, Claim::Full));
+        a.complete();
+        // Now "a" (settled) is evicted for "c"; "b" is still in flight and stays.
+        let Claim::New(c) = s.claim(&caller(), "c", b"x").await else {
+            panic!()
+        };
+        c.complete();
+        let s2 = s.clone();
+        let waiter = tokio::spawn(async move { s2.claim(&caller(), "b", b"x").await });
+        tokio::task::yield_now().await;
+        let b_id = b.id;
+        b.complete();
+        assert!(matches!(waiter.await.unwrap(), Claim::Replay(x) if x == b_id));
+    }
+
+    #[tokio::test]
+    async fn memory_follows_the_live_entries() {
+        let s = store(60_000, 50);
+        for i in 0..10_000 {
+            // Failed keyed sends (the reservation dropped), as under an outage.
+            let Claim::New(r) = s.claim(&caller(), &format!("k{i}"), b"x").await else {
+                panic!()
+            };
+            drop(r);
+        }
+        assert_eq!(s.len(), 50);
+        assert_eq!(s.index_len(), 50);
     }
 
     #[tokio::test]

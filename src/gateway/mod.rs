@@ -3,6 +3,7 @@
 //! [`router`] is a plain function over [`AppState`] so tests can drive it with
 //! `tower::ServiceExt::oneshot`, without a socket.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,9 +26,11 @@ pub mod access_log;
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod hyper_errors;
 pub mod idempotency;
 pub mod rate_limit;
 pub mod routes;
+pub mod server;
 
 use auth::ApiKeys;
 use error::ApiError;
@@ -50,6 +53,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Longest a request may take, publishing included.
     pub request_timeout: Duration,
+    /// API key ids that may see every tenant's dead letters (`ADMIN_KEY_IDS`).
+    pub admin_key_ids: Arc<HashSet<String>>,
 }
 
 impl AppState {
@@ -70,6 +75,7 @@ impl AppState {
             }),
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
+            admin_key_ids: Arc::new(config.admin_key_ids.iter().cloned().collect()),
         }
     }
 }

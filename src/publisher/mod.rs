@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -35,11 +36,14 @@ pub trait Publisher: Send + Sync + 'static {
     fn check_health(&self) -> BoxFuture<'_, HealthCheck>;
 
     /// The newest dead letters, where this publisher keeps them (the embedded
-    /// queue). `None`: they live elsewhere (with SNS, in the SQS dead-letter queue).
-    fn dead_letters(
-        &self,
+    /// queue): only those sent with `api_key_id` when it is given, all of them
+    /// for `None` (an admin). `None` back: they live elsewhere (with SNS, in the
+    /// SQS dead-letter queue).
+    fn dead_letters<'a>(
+        &'a self,
         _limit: usize,
-    ) -> BoxFuture<'_, Option<Result<Vec<DeadLetter>, PublishError>>> {
+        _api_key_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
         Box::pin(async { None })
     }
 }
@@ -65,26 +69,44 @@ pub struct HealthCheck {
 /// How a publish failed, which decides what the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishErrorKind {
-    /// The queue asked us to slow down; retry after a short wait.
+    /// The queue asked us to slow down; nothing was published; retry after a short wait.
     Throttled,
-    /// A transient failure (timeout, connection, server error); retry soon.
+    /// A transient failure the queue reported for this message; nothing was
+    /// published; retry soon.
     Transient,
+    /// No answer came (a timeout, a connection lost after the request was sent,
+    /// a 5xx, an unreadable response): the message **may have been published**.
+    /// The client must retry with the same `Idempotency-Key`, so that the retry
+    /// carries the same message id.
+    OutcomeUnknown,
+    /// The envelope is larger than the queue accepts (SNS: 256 KiB). Retrying
+    /// cannot help: `413`.
+    TooLarge,
     /// Publishing cannot work until an operator fixes something (missing topic,
     /// credentials, permissions, full disk). Every message would fail alike.
     Misconfigured,
 }
 
-/// A failed publish. Nothing was published: the client may retry.
-#[derive(Debug, thiserror::Error)]
+impl PublishErrorKind {
+    /// True when the message may have reached the queue despite the error.
+    pub fn may_have_published(self) -> bool {
+        self == Self::OutcomeUnknown
+    }
+}
+
+/// A failed publish. Unless its kind is [`PublishErrorKind::OutcomeUnknown`],
+/// nothing was published and the client may retry freely.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct PublishError {
     /// What kind of failure this is.
     pub kind: PublishErrorKind,
     /// For operators: what happened and, for misconfiguration, what to fix.
     pub message: String,
-    /// The underlying error, kept for the log line.
+    /// The underlying error, kept for the log line. Shared, so that one failed
+    /// `PublishBatch` call hands the same cause to each of its entries.
     #[source]
-    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl PublishError {
@@ -99,14 +121,30 @@ impl PublishError {
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.source = Some(Arc::new(source));
         self
+    }
+
+    /// The cause and its own causes on one line, for the log.
+    pub fn cause_chain(&self) -> Option<String> {
+        let first: &(dyn std::error::Error + 'static) = self.source.as_deref()?;
+        let mut line = first.to_string();
+        let mut cause = first.source();
+        while let Some(e) = cause {
+            line.push_str(": ");
+            line.push_str(&e.to_string());
+            cause = e.source();
+        }
+        Some(line)
     }
 
     /// How long a client should wait before retrying (`Retry-After`).
     pub fn retry_after(&self) -> Duration {
         match self.kind {
-            PublishErrorKind::Throttled | PublishErrorKind::Transient => Duration::from_secs(1),
+            PublishErrorKind::Throttled
+            | PublishErrorKind::Transient
+            | PublishErrorKind::OutcomeUnknown
+            | PublishErrorKind::TooLarge => Duration::from_secs(1),
             PublishErrorKind::Misconfigured => Duration::from_secs(30),
         }
     }

@@ -257,3 +257,37 @@ async fn an_unknown_event_is_refused() {
     let result = handle_event(event, &fake.pipeline(Duration::from_secs(5))).await;
     assert!(matches!(result, Err(InvocationError::UnknownEvent(_))));
 }
+
+/// Near the invocation's deadline the handler starts no new record: those left
+/// are reported as failures without being sent, so the invocation never times
+/// out and Lambda never retries records it already delivered.
+#[tokio::test]
+async fn records_left_at_the_deadline_are_reported_not_sent() {
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(success("14155550123", "wamid.slow").set_delay(Duration::from_millis(700)))
+        .expect(2)
+        .mount(&fake.server)
+        .await;
+    let mut event = sqs_event(
+        [
+            &envelope_json("one"),
+            &envelope_json("two"),
+            &envelope_json("three"),
+        ],
+        false,
+    );
+    // One call may take 1 s and 1 s is kept free: records may start for 1 s.
+    let now_ms = herald::embedded::now_ms() as u64;
+    event.context.deadline = now_ms + 3_000;
+
+    let response = handle_event(event, &fake.pipeline(Duration::from_secs(1)))
+        .await
+        .unwrap();
+
+    // Record 1 starts at 0 s, record 2 at 0.7 s, record 3 would start at 1.4 s.
+    assert_eq!(
+        failed_ids(&response),
+        ["f3a1b7c2-0d4e-4c5f-9a8b-7e6d5c4b3a21"]
+    );
+}

@@ -58,10 +58,7 @@ async fn an_enqueued_envelope_is_delivered_and_removed() {
         .await;
 
     let env = envelope("embedded");
-    queue
-        .enqueue(env.id.to_string(), env.to_json())
-        .await
-        .unwrap();
+    queue.enqueue(&env).await.unwrap();
     assert_eq!(worker.run_once().await, 1);
 
     let stats = queue.stats().await.unwrap();
@@ -84,10 +81,7 @@ async fn retries_end_in_the_dead_letter_table_after_max_attempts() {
         .mount(&fake.server)
         .await;
     let env = envelope("doomed");
-    queue
-        .enqueue(env.id.to_string(), env.to_json())
-        .await
-        .unwrap();
+    queue.enqueue(&env).await.unwrap();
 
     let mut handled = 0;
     for _ in 0..200 {
@@ -99,7 +93,7 @@ async fn retries_end_in_the_dead_letter_table_after_max_attempts() {
     }
 
     assert_eq!(handled, 3);
-    let dead = queue.dead_letters(10).await.unwrap();
+    let dead = queue.dead_letters(10, None).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, env.id.to_string());
     assert_eq!(dead[0].attempts, 3);
@@ -131,12 +125,9 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
         .mount(&fake.server)
         .await;
     let env = envelope("late");
-    queue
-        .enqueue(env.id.to_string(), env.to_json())
-        .await
-        .unwrap();
+    queue.enqueue(&env).await.unwrap();
     worker.run_once().await;
-    let dead = queue.dead_letters(10).await.unwrap();
+    let dead = queue.dead_letters(10, None).await.unwrap();
     assert!(dead[0].reason.contains("131047"), "{}", dead[0].reason);
 }
 
@@ -146,14 +137,8 @@ async fn the_same_id_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
     let env = envelope("once");
-    queue
-        .enqueue(env.id.to_string(), env.to_json())
-        .await
-        .unwrap();
-    queue
-        .enqueue(env.id.to_string(), env.to_json())
-        .await
-        .unwrap();
+    queue.enqueue(&env).await.unwrap();
+    queue.enqueue(&env).await.unwrap();
     assert_eq!(queue.stats().await.unwrap().depth, 1);
 }
 

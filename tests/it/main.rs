@@ -5,6 +5,7 @@ mod helpers;
 mod consumer_binary;
 mod consumer_lambda;
 mod consumer_sqs_e2e;
+mod consumer_sqs_visibility;
 mod embedded_gateway;
 mod embedded_queue;
 mod gateway_auth;

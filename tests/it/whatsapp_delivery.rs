@@ -213,9 +213,11 @@ async fn each_graph_error_class_leads_to_its_action() {
     }
 }
 
-/// A slow API is a timeout, which is retryable.
+/// A timeout after the request was sent is "sent, answer unknown": Meta may
+/// have accepted the message, so it is retried only after the longer delay,
+/// under its own action name.
 #[tokio::test]
-async fn a_timeout_is_retryable() {
+async fn a_timeout_after_sending_is_unconfirmed() {
     let fake = FakeWhatsApp::start().await;
     send_endpoint()
         .respond_with(success("14155550123", "wamid.late").set_delay(Duration::from_secs(3)))
@@ -229,8 +231,68 @@ async fn a_timeout_is_retryable() {
         matches!(
             outcome,
             Outcome::Retry {
-                class: FailureClass::Retryable,
+                class: FailureClass::Unconfirmed,
                 code: None,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.action(), "unconfirmed");
+}
+
+/// A 200 Meta answers with a body Herald cannot read (an HTML page from a
+/// proxy, or JSON without `messages[0].id`) is not a permanent failure: the
+/// message may be on its way, so it is unconfirmed, not dead-lettered.
+#[tokio::test]
+async fn an_unreadable_success_is_unconfirmed_not_permanent() {
+    for body in [
+        ResponseTemplate::new(200).set_body_raw("<html>ok</html>", "text/html"),
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"messaging_product": "whatsapp", "messages": []})),
+    ] {
+        let fake = FakeWhatsApp::start().await;
+        send_endpoint().respond_with(body).mount(&fake.server).await;
+        let outcome = fake
+            .pipeline(Duration::from_secs(5))
+            .deliver(&text("hi"), 1)
+            .await;
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Retry {
+                    class: FailureClass::Unconfirmed,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+    }
+}
+
+/// A connection that cannot be made sent nothing: plainly retryable.
+#[tokio::test]
+async fn a_refused_connection_is_retryable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let config = herald::config::WhatsAppConfig {
+        base_url: base,
+        ..FakeWhatsApp::start().await.config(Duration::from_secs(2))
+    };
+    let pipeline = herald::delivery::Pipeline::new(
+        herald::delivery::Sender::WhatsApp(
+            herald::channels::whatsapp::WhatsAppClient::new(&config).unwrap(),
+        ),
+        herald::delivery::ThroughputLimiter::new(1000),
+        crate::helpers::whatsapp::fast_retries(),
+    );
+    let outcome = pipeline.deliver(&text("hi"), 1).await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Retry {
+                class: FailureClass::Retryable,
                 ..
             }
         ),

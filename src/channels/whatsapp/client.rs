@@ -15,6 +15,7 @@ pub struct WhatsAppClient {
     http: reqwest::Client,
     messages_url: String,
     token: Secret,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for WhatsAppClient {
@@ -41,7 +42,13 @@ impl WhatsAppClient {
                 config.base_url, config.api_version, config.phone_number_id
             ),
             token: config.access_token.clone(),
+            timeout: config.request_timeout,
         })
+    }
+
+    /// The per-call timeout (`WHATSAPP_TIMEOUT_MS`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Sends one envelope's message. Every failure is mapped to a [`WhatsAppError`].
@@ -53,22 +60,10 @@ impl WhatsAppClient {
             .json(&request_body(envelope))
             .send()
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    WhatsAppError::Timeout
-                } else {
-                    WhatsAppError::Connect(e)
-                }
-            })?;
+            .map_err(sent_or_not)?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
-        let bytes = response.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                WhatsAppError::Timeout
-            } else {
-                WhatsAppError::Connect(e)
-            }
-        })?;
+        let bytes = response.bytes().await.map_err(sent_or_not)?;
         if (200..300).contains(&status) {
             return match serde_json::from_slice::<SendResponse>(&bytes) {
                 Ok(r) if !r.messages.is_empty() => Ok(r),
@@ -91,6 +86,18 @@ impl WhatsAppClient {
                 retry_after,
             }),
         }
+    }
+}
+
+/// Whether a transport error happened before anything was sent (a connection
+/// that could not be made: safe to retry) or after (Meta may have the message).
+fn sent_or_not(e: reqwest::Error) -> WhatsAppError {
+    if e.is_connect() {
+        WhatsAppError::Connect(e)
+    } else if e.is_timeout() {
+        WhatsAppError::Timeout
+    } else {
+        WhatsAppError::Interrupted(e)
     }
 }
 

@@ -21,6 +21,11 @@ pub enum FailureClass {
     /// restricted account): every message would fail alike, so keep the message,
     /// retry slowly and alert an operator.
     Configuration,
+    /// The request was sent but no readable answer came back (a timeout after
+    /// sending, a connection lost mid-answer, a 2xx without a message id): the
+    /// provider may have accepted the message. Retried after a longer delay, and
+    /// the one way a message can be delivered twice when nothing else failed.
+    Unconfirmed,
 }
 
 impl FailureClass {
@@ -31,6 +36,7 @@ impl FailureClass {
             Self::Throttled => "pace",
             Self::Permanent => "permanent",
             Self::Configuration => "alert",
+            Self::Unconfirmed => "unconfirmed",
         }
     }
 }
@@ -38,12 +44,17 @@ impl FailureClass {
 /// A failed call to the Cloud API.
 #[derive(Debug, thiserror::Error)]
 pub enum WhatsAppError {
-    /// No response within `WHATSAPP_TIMEOUT_MS`.
-    #[error("the WhatsApp API did not answer in time")]
+    /// No response within `WHATSAPP_TIMEOUT_MS` after the request was sent.
+    #[error("the WhatsApp API did not answer in time; it may have accepted the message")]
     Timeout,
-    /// The connection could not be made or broke.
-    #[error("could not reach the WhatsApp API: {0}")]
+    /// The connection could not be made: nothing was sent.
+    #[error("could not connect to the WhatsApp API: {0}")]
     Connect(#[source] reqwest::Error),
+    /// The connection broke after the request was sent.
+    #[error(
+        "the connection to the WhatsApp API broke after sending; it may have accepted the message: {0}"
+    )]
+    Interrupted(#[source] reqwest::Error),
     /// The API answered with a Graph error.
     #[error("WhatsApp API error {} (HTTP {status}): {}", .error.code, .error.message)]
     Api {
@@ -70,8 +81,13 @@ impl WhatsAppError {
     /// What this failure means for the message.
     pub fn class(&self) -> FailureClass {
         match self {
-            Self::Timeout | Self::Connect(_) => FailureClass::Retryable,
+            Self::Connect(_) => FailureClass::Retryable,
+            Self::Timeout | Self::Interrupted(_) => FailureClass::Unconfirmed,
             Self::Api { status, error, .. } => classify(error.code, *status, error.is_transient),
+            // A success status whose body we cannot read: sent, answer unknown.
+            Self::Unexpected { status, .. } if (200..300).contains(status) => {
+                FailureClass::Unconfirmed
+            }
             Self::Unexpected { status, .. } => classify_status(*status),
         }
     }
@@ -203,6 +219,7 @@ mod tests {
         assert_eq!(e(401).class(), FailureClass::Configuration);
         assert_eq!(e(404).class(), FailureClass::Configuration);
         assert_eq!(e(400).class(), FailureClass::Permanent);
-        assert_eq!(WhatsAppError::Timeout.class(), FailureClass::Retryable);
+        assert_eq!(e(200).class(), FailureClass::Unconfirmed);
+        assert_eq!(WhatsAppError::Timeout.class(), FailureClass::Unconfirmed);
     }
 }

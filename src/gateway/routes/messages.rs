@@ -58,6 +58,7 @@ pub async fn send(
                 return Ok(accepted(id, record));
             }
             Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
+            Claim::Full => return Err(ApiError::IdempotencyStoreFull),
             Claim::New(reservation) => Some(reservation),
         },
     };

@@ -3,11 +3,23 @@
 //! One task gathers entries: a batch is flushed when it holds 10 entries, when
 //! the next entry would take it past 256 KiB, or when the linger has passed
 //! since its first entry; when no other batch is in flight it is flushed at
-//! once, so that light traffic pays no linger at all. Each batch is sent by its own task (bounded in
-//! number), and every entry's outcome goes back to the request waiting for it:
-//! a success to its own request only, a failure likewise. SNS can answer 200
-//! with some entries in `Failed`: a retryable failed entry is sent again in a
-//! later batch (standard topics only), any other becomes that request's 503.
+//! once, so that light traffic pays no linger at all. Each batch is sent by its
+//! own task (bounded in number), and every entry's outcome goes back to the
+//! request waiting for it: a success to its own request only, a failure
+//! likewise. SNS can answer 200 with some entries in `Failed`: a retryable
+//! failed entry is sent again in a later batch (standard topics only), any
+//! other becomes that request's 503.
+//!
+//! No cycle can wedge it: batch tasks hand retryable entries back through an
+//! unbounded channel that only the gathering loop reads, so a batch task never
+//! waits for the loop while holding its in-flight permit. Memory is bounded by
+//! bytes instead: a publish first takes its size from [`BatcherLimits::max_queued_bytes`]
+//! and gives it back when its entry is finished; when the budget is spent the
+//! publish is refused at once (503, nothing published).
+//!
+//! An entry whose request has gone (the client disconnected or the request
+//! timed out) is dropped before it is put in a batch: its client was not told
+//! it was accepted, and its retry carries the same message id.
 //!
 //! FIFO topics: entries of one group stay in submission order inside a batch,
 //! and failed entries are not re-sent behind their successors; the client's
@@ -15,25 +27,78 @@
 //! only resend.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::classify_code;
 use super::client::BatchClient;
 use crate::contract::Envelope;
+use crate::embedded::now_ms;
 use crate::publisher::{PublishError, PublishErrorKind, PublishReceipt};
 
 /// SNS's most entries per `PublishBatch`.
 pub const MAX_ENTRIES: usize = 10;
 /// SNS's largest batch payload: the sum of all messages and their attributes.
+/// It is also the largest single message.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
-/// Most publishes waiting for a batch before `publish` waits (backpressure).
-pub const MAX_QUEUED: usize = 16_384;
-/// Most batches in flight at once.
-const MAX_IN_FLIGHT: usize = 256;
 /// Times a retryable failed entry is sent again before the request gets a 503.
 const MAX_ENTRY_ATTEMPTS: u32 = 3;
+
+/// How much the batcher may hold and send at once.
+#[derive(Debug, Clone, Copy)]
+pub struct BatcherLimits {
+    /// Most `PublishBatch` calls in flight at once.
+    pub max_in_flight: usize,
+    /// Most bytes of envelopes waiting or in flight; past it a publish gets a
+    /// 503 (throttled) at once.
+    pub max_queued_bytes: usize,
+}
+
+impl Default for BatcherLimits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 256,
+            max_queued_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Whether the batcher is getting anywhere, for `/health`: entries waiting and
+/// the last time a `PublishBatch` call came back (or the queue became busy).
+#[derive(Debug, Default)]
+pub struct Progress {
+    waiting: AtomicUsize,
+    last_progress_ms: AtomicI64,
+}
+
+impl Progress {
+    /// Entries admitted and not yet answered.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// How long entries have been waiting with no `PublishBatch` call coming
+    /// back; zero when nothing waits.
+    pub fn stalled_for(&self) -> Duration {
+        if self.waiting() == 0 {
+            return Duration::ZERO;
+        }
+        let since = now_ms() - self.last_progress_ms.load(Ordering::Relaxed);
+        Duration::from_millis(since.max(0) as u64)
+    }
+
+    fn touch(&self) {
+        self.last_progress_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn admit(&self) {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.touch();
+        }
+    }
+}
 
 /// One envelope waiting to be published, and the request waiting for it.
 pub struct Entry {
@@ -45,15 +110,38 @@ pub struct Entry {
     size: usize,
     attempts: u32,
     reply: oneshot::Sender<Result<PublishReceipt, PublishError>>,
+    /// This entry's share of the byte budget and of the waiting count; both
+    /// are given back when the entry is dropped, answered or not.
+    _admission: Admission,
 }
 
-impl Entry {
-    /// Serialises the envelope once; its size counts the message attributes too.
-    pub fn new(
+struct Admission {
+    _bytes: OwnedSemaphorePermit,
+    progress: Arc<Progress>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.progress.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The admission side of the batcher: what a publish needs to hand in an entry.
+#[derive(Clone)]
+pub struct Admitter {
+    entries: mpsc::UnboundedSender<Entry>,
+    bytes: Arc<Semaphore>,
+    progress: Arc<Progress>,
+    fifo: bool,
+}
+
+impl Admitter {
+    /// Serialises the envelope once, checks its size, takes its bytes from the
+    /// budget and queues it. The receiver gets the entry's outcome.
+    pub fn submit(
+        &self,
         envelope: &Envelope,
-        fifo: bool,
-        reply: oneshot::Sender<Result<PublishReceipt, PublishError>>,
-    ) -> Self {
+    ) -> Result<oneshot::Receiver<Result<PublishReceipt, PublishError>>, PublishError> {
         let body = envelope.to_json();
         let message_type = envelope.message_type().to_owned();
         let channel = envelope.channel.as_str();
@@ -64,55 +152,135 @@ impl Entry {
             + "type".len()
             + "String".len()
             + message_type.len();
-        Self {
+        if size > MAX_BATCH_BYTES {
+            return Err(PublishError::new(
+                PublishErrorKind::TooLarge,
+                format!("the envelope is {size} bytes; SNS takes at most {MAX_BATCH_BYTES}"),
+            ));
+        }
+        let bytes = u32::try_from(size).expect("at most 256 KiB");
+        let permit = self
+            .bytes
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .map_err(|_| {
+                PublishError::new(
+                    PublishErrorKind::Throttled,
+                    "the SNS publish queue is full (SNS is slower than the traffic)",
+                )
+            })?;
+        self.progress.admit();
+        let (reply, outcome) = oneshot::channel();
+        let entry = Entry {
             body,
             channel,
             message_type,
             // One group per recipient keeps each person's messages in order while
             // different recipients proceed in parallel.
-            group_id: fifo.then(|| envelope.to.as_str().to_owned()),
-            deduplication_id: fifo.then(|| envelope.id.to_string()),
+            group_id: self.fifo.then(|| envelope.to.as_str().to_owned()),
+            deduplication_id: self.fifo.then(|| envelope.id.to_string()),
             size,
             attempts: 0,
             reply,
-        }
+            _admission: Admission {
+                _bytes: permit,
+                progress: self.progress.clone(),
+            },
+        };
+        self.entries.send(entry).map_err(|_| {
+            PublishError::new(PublishErrorKind::Transient, "the SNS batcher has stopped")
+        })?;
+        Ok(outcome)
     }
 
+    /// The batcher's progress, for `/health`.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+}
+
+impl Entry {
     fn finish(self, result: Result<PublishReceipt, PublishError>) {
         // The request may have gone (client disconnected, timeout): nothing to tell.
         let _ = self.reply.send(result);
     }
+
+    /// True when nobody waits for this entry any more.
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
 }
 
-/// Gathers entries into batches until every sender is gone. `requeue` lets
-/// batch tasks send retryable entries back without keeping the loop alive.
-pub async fn run(
+/// Starts the gathering loop; returns the handle publishes use. Must be called
+/// inside a Tokio runtime.
+pub fn start(
     client: BatchClient,
     topic_arn: Arc<str>,
     fifo: bool,
     linger: Duration,
-    mut entries: mpsc::Receiver<Entry>,
-    requeue: mpsc::WeakSender<Entry>,
+    limits: BatcherLimits,
+) -> Admitter {
+    let (entries, receiver) = mpsc::unbounded_channel();
+    let progress = Arc::new(Progress::default());
+    tokio::spawn(run(
+        client,
+        topic_arn,
+        fifo,
+        linger,
+        limits.max_in_flight.max(1),
+        receiver,
+        progress.clone(),
+    ));
+    Admitter {
+        entries,
+        bytes: Arc::new(Semaphore::new(limits.max_queued_bytes.max(MAX_BATCH_BYTES))),
+        progress,
+        fifo,
+    }
+}
+
+/// Gathers entries into batches until every publisher handle is gone.
+async fn run(
+    client: BatchClient,
+    topic_arn: Arc<str>,
+    fifo: bool,
+    linger: Duration,
+    max_in_flight: usize,
+    mut entries: mpsc::UnboundedReceiver<Entry>,
+    progress: Arc<Progress>,
 ) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
+    // Retryable entries handed back by batch tasks; read before new entries.
+    // The loop holds a sender, so this channel never closes under it.
+    let (requeue, mut requeued) = mpsc::unbounded_channel::<Entry>();
     let mut carried: Option<Entry> = None;
     loop {
         let first = match carried.take() {
             Some(e) => e,
-            None => match entries.recv().await {
-                Some(e) => e,
-                None => return,
-            },
+            None => {
+                let next = tokio::select! {
+                    biased;
+                    Some(e) = requeued.recv() => Some(e),
+                    e = entries.recv() => e,
+                };
+                match next {
+                    Some(e) => e,
+                    None => return,
+                }
+            }
         };
+        if first.abandoned() {
+            continue;
+        }
         let mut size = first.size;
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + linger;
         // Linger only while another batch is in flight: a lone request (low load)
         // is sent at once, and under load the wait for the batches ahead is what
         // fills the next one.
-        let busy = in_flight.available_permits() < MAX_IN_FLIGHT;
+        let busy = in_flight.available_permits() < max_in_flight;
         while batch.len() < MAX_ENTRIES {
-            let next = match entries.try_recv() {
+            let next = match requeued.try_recv().or_else(|_| entries.try_recv()) {
                 Ok(e) => Some(e),
                 Err(_) if linger.is_zero() || !busy => None,
                 Err(_) => tokio::select! {
@@ -121,6 +289,9 @@ pub async fn run(
                 },
             };
             let Some(next) = next else { break };
+            if next.abandoned() {
+                continue;
+            }
             if size + next.size > MAX_BATCH_BYTES {
                 carried = Some(next);
                 break;
@@ -133,9 +304,19 @@ pub async fn run(
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let (client, topic_arn, requeue) = (client.clone(), topic_arn.clone(), requeue.clone());
+        // Entries whose caller went away while we waited for a permit are not sent.
+        batch.retain(|e| !e.abandoned());
+        if batch.is_empty() {
+            continue;
+        }
+        let (client, topic_arn, requeue, progress) = (
+            client.clone(),
+            topic_arn.clone(),
+            requeue.clone(),
+            progress.clone(),
+        );
         tokio::spawn(async move {
-            send_batch(&client, &topic_arn, fifo, batch, &requeue).await;
+            send_batch(&client, &topic_arn, fifo, batch, &requeue, &progress).await;
             drop(permit);
         });
     }
@@ -147,17 +328,17 @@ async fn send_batch(
     topic_arn: &str,
     fifo: bool,
     batch: Vec<Entry>,
-    requeue: &mpsc::WeakSender<Entry>,
+    requeue: &mpsc::UnboundedSender<Entry>,
+    progress: &Progress,
 ) {
-    let output = match client.publish_batch(topic_arn, &batch).await {
+    let result = client.publish_batch(topic_arn, &batch).await;
+    progress.touch();
+    let output = match result {
         Ok(output) => output,
         Err(error) => {
+            // The same error, cause included, for every entry of the call.
             for entry in batch {
-                entry.finish(Err(PublishError {
-                    kind: error.kind,
-                    message: error.message.clone(),
-                    source: None,
-                }));
+                entry.finish(Err(error.clone()));
             }
             return;
         }
@@ -202,34 +383,27 @@ async fn send_batch(
         };
         entry.finish(Err(PublishError::new(kind, message)));
     }
-    // An entry SNS did not mention: unknown outcome, so not a 202.
+    // An entry SNS did not mention: unknown outcome, so not a 202 and not
+    // "nothing was published" either.
     for entry in slots.into_iter().flatten() {
         entry.finish(Err(PublishError::new(
-            PublishErrorKind::Transient,
+            PublishErrorKind::OutcomeUnknown,
             "SNS returned no result for the entry",
         )));
     }
     requeue_after_pause(resend, requeue).await;
 }
 
-/// Sends retryable failed entries back to the batcher after one short pause
-/// (longer for entries that failed more often), all together.
-async fn requeue_after_pause(entries: Vec<Entry>, requeue: &mpsc::WeakSender<Entry>) {
+/// Sends retryable failed entries back to the gathering loop after one short
+/// pause (longer for entries that failed more often), all together. The
+/// channel is unbounded, so this never waits for the loop.
+async fn requeue_after_pause(entries: Vec<Entry>, requeue: &mpsc::UnboundedSender<Entry>) {
     let Some(most) = entries.iter().map(|e| e.attempts).max() else {
         return;
     };
     tokio::time::sleep(Duration::from_millis(20 * u64::from(most))).await;
-    let sender = requeue.upgrade();
     for entry in entries {
-        let unsent = match &sender {
-            Some(sender) => sender
-                .send(entry)
-                .await
-                .err()
-                .map(|mpsc::error::SendError(e)| e),
-            None => Some(entry),
-        };
-        if let Some(entry) = unsent {
+        if let Err(mpsc::error::SendError(entry)) = requeue.send(entry) {
             entry.finish(Err(PublishError::new(
                 PublishErrorKind::Transient,
                 "the SNS batcher has stopped",

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use tracing::Instrument;
 
 use super::batcher::Entry;
-use super::{classify_code, classify_sdk_error};
+use super::{classify_call_code, classify_sdk_error};
 use crate::publisher::{PublishError, PublishErrorKind};
 
 /// What SNS said about each entry of a batch, by position.
@@ -223,6 +223,9 @@ impl LeanClient {
         loop {
             attempt += 1;
             let result = self.call(&body, topic_arn).await;
+            // A throttled call published nothing and is safe to repeat; an
+            // unknown outcome is repeated too (SDK behaviour: the same entries,
+            // the same ids, so a FIFO topic drops a second copy), see README.
             let retry = matches!(&result, Err(e) if e.kind != PublishErrorKind::Misconfigured);
             if !retry || attempt >= LEAN_ATTEMPTS {
                 return result;
@@ -282,16 +285,26 @@ impl LeanClient {
         let request = reqwest::Request::try_from(request)
             .expect("an http::Request with a string body converts");
         let response = self.http.execute(request).await.map_err(|e| {
-            let what = if e.is_timeout() {
-                "SNS did not answer in time"
+            // A connection that was never made sent nothing; anything later
+            // may have reached SNS.
+            let (kind, what) = if e.is_connect() {
+                (PublishErrorKind::Transient, "could not connect to SNS")
+            } else if e.is_timeout() {
+                (
+                    PublishErrorKind::OutcomeUnknown,
+                    "SNS did not answer in time",
+                )
             } else {
-                "could not reach SNS (connection failed)"
+                (
+                    PublishErrorKind::OutcomeUnknown,
+                    "the connection to SNS failed after the request was sent",
+                )
             };
-            PublishError::new(PublishErrorKind::Transient, what).with_source(e)
+            PublishError::new(kind, what).with_source(e)
         })?;
         let status = response.status();
         let text = response.text().await.map_err(|e| {
-            PublishError::new(PublishErrorKind::Transient, "SNS's answer was cut off")
+            PublishError::new(PublishErrorKind::OutcomeUnknown, "SNS's answer was cut off")
                 .with_source(e)
         })?;
         if !status.is_success() {
@@ -300,7 +313,7 @@ impl LeanClient {
             } else {
                 "Unknown"
             });
-            let kind = classify_code(code);
+            let kind = classify_call_code(code);
             let message = match kind {
                 PublishErrorKind::Misconfigured => super::errors::remedy(code, topic_arn),
                 _ => format!("SNS answered {code}"),

@@ -33,6 +33,18 @@ pub(crate) fn classify_code(code: &str) -> PublishErrorKind {
     }
 }
 
+/// What a failed *call* (not one entry of a batch) means. SNS's server-side
+/// failures answer without saying whether the messages were stored, so those
+/// are an unknown outcome, never "nothing was published".
+pub(crate) fn classify_call_code(code: &str) -> PublishErrorKind {
+    match code {
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" => {
+            PublishErrorKind::OutcomeUnknown
+        }
+        other => classify_code(other),
+    }
+}
+
 /// What an operator should do about a misconfiguration code.
 pub(crate) fn remedy(code: &str, topic_arn: &str) -> String {
     match code {
@@ -63,21 +75,26 @@ where
 {
     let (kind, message) = match error {
         SdkError::ServiceError(_) => {
-            let code = error.code().unwrap_or("Unknown");
-            match classify_code(code) {
+            let code = error.code().unwrap_or("InternalError");
+            match classify_call_code(code) {
                 PublishErrorKind::Misconfigured => {
                     (PublishErrorKind::Misconfigured, remedy(code, topic_arn))
                 }
                 kind => (kind, format!("SNS answered {code}")),
             }
         }
+        // The request may have reached SNS and been processed: unknown outcome.
         SdkError::TimeoutError(_) => (
-            PublishErrorKind::Transient,
+            PublishErrorKind::OutcomeUnknown,
             "SNS did not answer in time".to_owned(),
         ),
-        SdkError::DispatchFailure(f) if f.is_io() || f.is_timeout() => (
+        SdkError::DispatchFailure(_) if connection_never_made(error) => (
             PublishErrorKind::Transient,
-            "could not reach SNS (connection failed)".to_owned(),
+            "could not connect to SNS".to_owned(),
+        ),
+        SdkError::DispatchFailure(f) if f.is_io() || f.is_timeout() => (
+            PublishErrorKind::OutcomeUnknown,
+            "the connection to SNS failed after the request was sent".to_owned(),
         ),
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => (
             PublishErrorKind::Misconfigured,
@@ -85,12 +102,33 @@ where
                 .to_owned(),
         ),
         _ => (
-            PublishErrorKind::Transient,
+            PublishErrorKind::OutcomeUnknown,
             "SNS returned an unreadable response".to_owned(),
         ),
     };
     let cause = StringError(DisplayErrorContext(error).to_string());
     PublishError::new(kind, message).with_source(cause)
+}
+
+/// True when the error's causes show a connection that was never made
+/// (refused, unreachable): then nothing was sent, a definite failure.
+fn connection_never_made(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::NetworkUnreachable
+                    | std::io::ErrorKind::HostUnreachable
+            )
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// An error cause kept as text (the SDK's context is rendered once, with all causes).
@@ -120,6 +158,22 @@ mod tests {
         );
         assert_eq!(classify_code("InternalError"), PublishErrorKind::Transient);
         assert_eq!(classify_code("SomethingNew"), PublishErrorKind::Transient);
+    }
+
+    #[test]
+    fn a_failed_call_with_a_server_error_has_an_unknown_outcome() {
+        assert_eq!(
+            classify_call_code("InternalError"),
+            PublishErrorKind::OutcomeUnknown
+        );
+        assert_eq!(
+            classify_call_code("Throttling"),
+            PublishErrorKind::Throttled
+        );
+        assert_eq!(
+            classify_call_code("NotFound"),
+            PublishErrorKind::Misconfigured
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sns::Client;
 use serde_json::json;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::Mutex;
 
 use super::{BoxFuture, HealthCheck, PublishError, PublishErrorKind, PublishReceipt, Publisher};
 use crate::contract::Envelope;
@@ -20,22 +20,25 @@ pub mod batcher;
 pub mod client;
 pub mod errors;
 
-use batcher::{Entry, MAX_QUEUED};
+use batcher::Admitter;
+pub use batcher::BatcherLimits;
 pub use client::{BatchClient, LeanClient};
-pub(crate) use errors::{classify_code, classify_sdk_error};
+pub(crate) use errors::{classify_call_code, classify_code, classify_sdk_error};
 
 /// How long a health result is reused, so that load balancers polling `/health`
 /// do not turn into a stream of `GetTopicAttributes` calls.
 const HEALTH_CACHE: Duration = Duration::from_secs(5);
+/// Entries waiting this long with no `PublishBatch` call coming back make
+/// `/health` fail: longer than the SDK's whole operation timeout (8 s).
+const STALL_AFTER: Duration = Duration::from_secs(20);
 
 /// Publishes to one SNS topic with a client built once at startup.
 #[derive(Clone)]
 pub struct SnsPublisher {
     client: Client,
     topic_arn: Arc<str>,
-    fifo: bool,
-    entries: mpsc::Sender<Entry>,
-    health: Arc<Mutex<Option<(Instant, HealthCheck)>>>,
+    batcher: Admitter,
+    health: Arc<Mutex<Option<(Instant, bool)>>>,
 }
 
 impl SnsPublisher {
@@ -49,22 +52,30 @@ impl SnsPublisher {
         topic_arn: &str,
         linger: Duration,
     ) -> Self {
+        Self::with_limits(
+            client,
+            batch_client,
+            topic_arn,
+            linger,
+            BatcherLimits::default(),
+        )
+    }
+
+    /// As [`SnsPublisher::new`], with the batcher's limits set (tests shrink them).
+    pub fn with_limits(
+        client: Client,
+        batch_client: BatchClient,
+        topic_arn: &str,
+        linger: Duration,
+        limits: BatcherLimits,
+    ) -> Self {
         let fifo = topic_arn.ends_with(".fifo");
         let topic_arn: Arc<str> = topic_arn.into();
-        let (entries, receiver) = mpsc::channel(MAX_QUEUED);
-        tokio::spawn(batcher::run(
-            batch_client,
-            topic_arn.clone(),
-            fifo,
-            linger,
-            receiver,
-            entries.downgrade(),
-        ));
+        let batcher = batcher::start(batch_client, topic_arn.clone(), fifo, linger, limits);
         Self {
             client,
             topic_arn,
-            fifo,
-            entries,
+            batcher,
             health: Arc::new(Mutex::new(None)),
         }
     }
@@ -104,7 +115,10 @@ impl SnsPublisher {
         &self.topic_arn
     }
 
-    async fn probe_topic(&self) -> HealthCheck {
+    /// Whether the topic answers `GetTopicAttributes`. What went wrong (which
+    /// names the topic ARN, hence the AWS account) goes to the log, not to
+    /// `/health`'s unauthenticated callers.
+    async fn probe_topic(&self) -> bool {
         match self
             .client
             .get_topic_attributes()
@@ -112,20 +126,25 @@ impl SnsPublisher {
             .send()
             .await
         {
-            Ok(_) => HealthCheck {
-                name: "sns",
-                healthy: true,
-                detail: json!({ "topic": "reachable" }),
-            },
+            Ok(_) => true,
             Err(e) => {
                 let error = classify_sdk_error(&e, &self.topic_arn);
-                HealthCheck {
-                    name: "sns",
-                    healthy: false,
-                    detail: json!({ "topic": "unreachable", "reason": error.message }),
-                }
+                tracing::warn!(error.message = %error.message, error.cause = error.cause_chain().as_deref(), "health check: the SNS topic is unreachable");
+                false
             }
         }
+    }
+
+    async fn topic_reachable(&self) -> bool {
+        let mut cached = self.health.lock().await;
+        if let Some((at, reachable)) = *cached
+            && at.elapsed() < HEALTH_CACHE
+        {
+            return reachable;
+        }
+        let reachable = self.probe_topic().await;
+        *cached = Some((Instant::now(), reachable));
+        reachable
     }
 }
 
@@ -135,26 +154,47 @@ impl Publisher for SnsPublisher {
         envelope: &'a Envelope,
     ) -> BoxFuture<'a, Result<PublishReceipt, PublishError>> {
         Box::pin(async move {
-            let (reply, outcome) = oneshot::channel();
-            let entry = Entry::new(envelope, self.fifo, reply);
-            let stopped =
-                || PublishError::new(PublishErrorKind::Transient, "the SNS batcher has stopped");
-            self.entries.send(entry).await.map_err(|_| stopped())?;
-            outcome.await.map_err(|_| stopped())?
+            let outcome = self.batcher.submit(envelope)?;
+            // The batch task ended without answering (it panicked, or the
+            // runtime is shutting down): the entry may or may not have been sent.
+            outcome.await.unwrap_or_else(|_| {
+                Err(PublishError::new(
+                    PublishErrorKind::OutcomeUnknown,
+                    "the SNS batcher stopped before answering",
+                ))
+            })
         })
     }
 
     fn check_health(&self) -> BoxFuture<'_, HealthCheck> {
         Box::pin(async move {
-            let mut cached = self.health.lock().await;
-            if let Some((at, check)) = cached.as_ref()
-                && at.elapsed() < HEALTH_CACHE
-            {
-                return check.clone();
+            let progress = self.batcher.progress();
+            let stalled = progress.stalled_for();
+            if stalled >= STALL_AFTER {
+                tracing::error!(
+                    waiting = progress.waiting(),
+                    stalled_secs = stalled.as_secs(),
+                    "health check: the SNS batcher has made no progress"
+                );
+                return HealthCheck {
+                    name: "sns",
+                    healthy: false,
+                    detail: json!({ "reason": "publisher-stalled" }),
+                };
             }
-            let check = self.probe_topic().await;
-            *cached = Some((Instant::now(), check.clone()));
-            check
+            if self.topic_reachable().await {
+                HealthCheck {
+                    name: "sns",
+                    healthy: true,
+                    detail: json!({ "topic": "reachable", "waiting": progress.waiting() }),
+                }
+            } else {
+                HealthCheck {
+                    name: "sns",
+                    healthy: false,
+                    detail: json!({ "reason": "topic-unreachable" }),
+                }
+            }
         })
     }
 }

@@ -161,6 +161,19 @@ impl Emulator {
         received
     }
 
+    /// A plain queue (no dead-letter queue) with this visibility timeout.
+    pub async fn queue_with_visibility(&self, seconds: u32) -> String {
+        self.sqs
+            .create_queue()
+            .queue_name(unique_name("herald-vis"))
+            .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string())
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue has a URL")
+    }
+
     /// How many messages a queue holds now (visible and in flight).
     pub async fn depth(&self, queue_url: &str) -> usize {
         let attrs = self

@@ -80,6 +80,7 @@ pub fn fast_retries() -> RetryPolicy {
         max: Duration::from_millis(50),
         configuration: Duration::from_millis(50),
         throttled_floor: Duration::from_millis(20),
+        unconfirmed_floor: Duration::from_millis(30),
     }
 }
 
