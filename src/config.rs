@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use validator::{ValidateRange, ValidateUrl};
 
+/// SNS's largest message (256 KiB), envelope and attributes included.
+pub const SNS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
 /// Graph API version used when `WHATSAPP_API_VERSION` is unset (supported until 2028-07).
 pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v25.0";
 
@@ -248,6 +251,16 @@ impl GatewayConfig {
             return Err(ConfigError::Invalid {
                 var: "SNS_TOPIC_ARN".into(),
                 reason: "must be a topic ARN (arn:aws:sns:<region>:<account>:<name>)".into(),
+            });
+        }
+        // A body SNS can never take would be a 503 for ever; refuse the setting.
+        // (Envelopes over SNS's limit from smaller bodies are a 413 at publish.)
+        if sns_topic_arn.is_some() && max_body_bytes > SNS_MAX_MESSAGE_BYTES {
+            return Err(ConfigError::Invalid {
+                var: "MAX_BODY_BYTES".into(),
+                reason: format!(
+                    "is {max_body_bytes}, but SNS takes at most {SNS_MAX_MESSAGE_BYTES} bytes per message: lower it when SNS_TOPIC_ARN is set"
+                ),
             });
         }
         let api_keys = api_keys_from(&vars)?;
@@ -580,6 +593,14 @@ mod tests {
             (
                 &[("API_KEY", KEY), ("IDEMPOTENCY_MAX_KEYS", "0")],
                 "IDEMPOTENCY_MAX_KEYS is invalid",
+            ),
+            (
+                &[
+                    ("API_KEY", KEY),
+                    ("SNS_TOPIC_ARN", "arn:aws:sns:us-east-1:1:t"),
+                    ("MAX_BODY_BYTES", "1048576"),
+                ],
+                "MAX_BODY_BYTES is invalid",
             ),
             (
                 &[("API_KEY", KEY), ("ADMIN_KEY_IDS", "root")],

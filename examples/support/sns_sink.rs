@@ -6,7 +6,8 @@
 //! Scripted faults, for tests of partial batch failures: an entry whose message
 //! contains `FAIL-PERMANENT` fails with `InvalidParameter` (sender fault); one
 //! containing `FAIL-TRANSIENT-ONCE` fails with `InternalError` the first time
-//! that exact message is seen and succeeds after.
+//! that exact message is seen and succeeds after; while [`Sink::fail_all`] is
+//! set, every entry fails with `InternalError` (SNS failing for a while).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct Sink {
     pub batch_calls: AtomicU64,
     pub messages: AtomicU64,
     pub failed_entries: AtomicU64,
+    /// While true, every `PublishBatch` entry fails with `InternalError`.
+    pub fail_all: std::sync::atomic::AtomicBool,
     seen_transient: std::sync::Mutex<HashSet<String>>,
     bodies: std::sync::Mutex<Vec<String>>,
     keep_bodies: bool,
@@ -111,7 +114,9 @@ async fn api(
             }
             let (mut ok, mut failed) = (String::new(), String::new());
             for (id, message) in entries.values() {
-                let fault = if message.contains("FAIL-PERMANENT") {
+                let fault = if sink.fail_all.load(Ordering::Relaxed) {
+                    Some(("InternalError", false))
+                } else if message.contains("FAIL-PERMANENT") {
                     Some(("InvalidParameter", true))
                 } else if message.contains("FAIL-TRANSIENT-ONCE") && sink.seen_transient.lock().unwrap().insert(message.clone()) {
                     Some(("InternalError", false))

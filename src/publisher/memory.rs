@@ -23,6 +23,8 @@ impl RecordingPublisher {
     }
 
     /// Makes every later publish fail with `kind` (`None` restores success).
+    /// With [`PublishErrorKind::OutcomeUnknown`] the envelope is recorded as
+    /// published and the caller still gets the error: an answer that was lost.
     pub fn fail_with(&self, kind: Option<PublishErrorKind>) {
         *self
             .failure
@@ -59,6 +61,13 @@ impl Publisher for RecordingPublisher {
                 .lock()
                 .expect("recorder lock is never poisoned")
             {
+                // "May have been published": it was, as after a lost answer.
+                if kind.may_have_published() {
+                    self.published
+                        .lock()
+                        .expect("recorder lock is never poisoned")
+                        .push(envelope.clone());
+                }
                 return Err(PublishError::new(kind, "scripted failure"));
             }
             self.published

@@ -363,3 +363,221 @@ async fn dead_letters_are_listed_over_http() {
     assert_eq!(dead["envelope"]["message"]["text"]["body"], "nobody");
     assert_eq!(app.get("/api/v1/dead-letters").await.status(), 401);
 }
+
+fn envelope_from(key_id: &str, text: &str) -> Envelope {
+    let message =
+        herald::domain::OutboundMessage::try_from(json!({"to": TO, "message": text})).unwrap();
+    Envelope::new(uuid::Uuid::now_v7(), message, key_id)
+}
+
+/// An envelope published again after it was delivered (an idempotent retry of
+/// a publish whose first answer was lost) is refused: it is delivered once.
+#[tokio::test]
+async fn an_id_delivered_recently_is_not_queued_again() {
+    let Setup {
+        queue,
+        fake,
+        worker,
+        _dir,
+    } = setup(3).await;
+    send_endpoint()
+        .respond_with(success("14155550123", "wamid.once"))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    let env = envelope("retried publish");
+    queue.enqueue(&env).await.unwrap();
+    assert_eq!(worker.run_once().await, 1);
+    queue.enqueue(&env).await.unwrap();
+    assert_eq!(queue.stats().await.unwrap().depth, 0);
+    assert_eq!(worker.run_once().await, 0);
+}
+
+/// Envelopes leased together wait in the pacer one after another; their lease
+/// covers that wait, so none is leased and sent a second time while it waits
+/// (before: a 300 s lease with more than 300 s of pacing sent duplicates).
+#[tokio::test]
+async fn leases_cover_the_pacing_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(success("14155550123", "wamid.paced"))
+        .mount(&fake.server)
+        .await;
+    // 10 per second and 20 leased at once: the last waits 2 s in the pacer,
+    // ten times the base lease.
+    let client =
+        herald::channels::whatsapp::WhatsAppClient::new(&fake.config(Duration::from_secs(5)))
+            .unwrap();
+    let pipeline = herald::delivery::Pipeline::new(
+        herald::delivery::Sender::WhatsApp(client),
+        herald::delivery::ThroughputLimiter::new(10),
+        crate::helpers::whatsapp::fast_retries(),
+    );
+    let worker = Worker::new(queue.clone(), Arc::new(pipeline), 3, 20)
+        .with_lease(Duration::from_millis(200));
+    for i in 0..20 {
+        queue
+            .enqueue(&envelope(&format!("paced {i}")))
+            .await
+            .unwrap();
+    }
+    let run = tokio::spawn(worker.run_until_stopped(tokio::time::sleep(Duration::from_secs(4))));
+    run.await.unwrap();
+    let sent = fake.server.received_requests().await.unwrap().len();
+    assert_eq!(sent, 20, "each envelope sent once");
+    assert_eq!(queue.stats().await.unwrap().depth, 0);
+}
+
+/// A delivery whose outcome cannot be written (the disk is full) is not
+/// forgotten: the worker keeps the settlement, leases nothing new until it is
+/// written, and writes it once space is back. Nothing is sent twice.
+#[tokio::test]
+async fn settlements_survive_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(success("14155550123", "wamid.full").set_delay(Duration::from_millis(300)))
+        .mount(&fake.server)
+        .await;
+    let worker = Worker::new(
+        queue.clone(),
+        Arc::new(fake.pipeline(Duration::from_secs(5))),
+        3,
+        8,
+    )
+    .with_lease(Duration::from_millis(100));
+    for i in 0..5 {
+        queue
+            .enqueue(&envelope(&format!("full {i}")))
+            .await
+            .unwrap();
+    }
+    // The disk fills while the five are with WhatsApp.
+    let delivering = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run_once().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    queue.simulate_full_disk(true);
+    assert_eq!(delivering.await.unwrap(), 5);
+    assert_eq!(worker.pending_settlements(), 5);
+
+    // Still full, and the leases have expired: nothing is leased or sent again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(worker.run_once().await, 0);
+    assert_eq!(worker.pending_settlements(), 5);
+
+    // Space is back: the settlements are written first, so nothing is due.
+    queue.simulate_full_disk(false);
+    assert_eq!(worker.run_once().await, 0);
+    assert_eq!(worker.pending_settlements(), 0);
+    assert_eq!(queue.stats().await.unwrap().depth, 0);
+    assert_eq!(fake.server.received_requests().await.unwrap().len(), 5);
+}
+
+/// `/health` on the embedded default reads the database at most once a
+/// second, however often it is called: it cannot be used to stall sends.
+#[tokio::test]
+async fn health_checks_are_cached_and_read_no_table() {
+    use herald::publisher::{EmbeddedPublisher, Publisher};
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    for i in 0..3 {
+        queue
+            .enqueue(&envelope(&format!("waiting {i}")))
+            .await
+            .unwrap();
+    }
+    let publisher = Arc::new(EmbeddedPublisher::new(queue.clone()));
+    let mut checks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let publisher = publisher.clone();
+        checks.spawn(async move { publisher.check_health().await });
+    }
+    while let Some(check) = checks.join_next().await {
+        let check = check.unwrap();
+        assert!(check.healthy);
+        assert_eq!(check.detail["depth"], 3);
+    }
+    assert_eq!(queue.stats_reads(), 1);
+}
+
+/// A full disk shows in `/health` as a reason anyone may read: no path.
+#[tokio::test]
+async fn health_names_a_full_disk_without_the_data_directory() {
+    use herald::publisher::{EmbeddedPublisher, Publisher};
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    let publisher = EmbeddedPublisher::new(queue.clone());
+    queue.simulate_full_disk(true);
+    let error = publisher.publish(&envelope("no room")).await.unwrap_err();
+    assert!(!error.kind.may_have_published());
+    let check = publisher.check_health().await;
+    assert!(!check.healthy);
+    assert_eq!(check.detail["writeFailure"], "disk-full");
+    let shown = check.detail.to_string();
+    let dir_name = dir.path().file_name().unwrap().to_str().unwrap();
+    assert!(!shown.contains(dir_name), "{shown}");
+}
+
+/// Dead letters belong to the API key that sent them; an admin key id sees all.
+#[tokio::test]
+async fn dead_letters_are_listed_per_api_key() {
+    use herald::publisher::EmbeddedPublisher;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    for (key_id, text) in [("ops", "ops secret"), ("billing", "billing secret")] {
+        queue.enqueue(&envelope_from(key_id, text)).await.unwrap();
+    }
+    for leased in queue.lease(60_000, 10).await.unwrap() {
+        queue
+            .settle(
+                leased.id,
+                herald::embedded::Settlement::DeadLetter {
+                    reason: "test".into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let list = |app: &crate::helpers::TestApp, key: &'static str| {
+        let request = app
+            .client
+            .get(format!("{}/api/v1/dead-letters", app.address))
+            .header("x-api-key", key);
+        async move {
+            let body: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            body["deadLetters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    d["envelope"]["message"]["text"]["body"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let publisher = Arc::new(EmbeddedPublisher::new(queue.clone()));
+    let app =
+        crate::helpers::TestApp::spawn(&crate::helpers::config_with(&[]), publisher.clone()).await;
+    assert_eq!(list(&app, crate::helpers::KEY).await, ["ops secret"]);
+    assert_eq!(
+        list(&app, crate::helpers::OTHER_KEY).await,
+        ["billing secret"]
+    );
+
+    let admin = crate::helpers::TestApp::spawn(
+        &crate::helpers::config_with(&[("ADMIN_KEY_IDS", "ops")]),
+        publisher,
+    )
+    .await;
+    let mut all = list(&admin, crate::helpers::KEY).await;
+    all.sort();
+    assert_eq!(all, ["billing secret", "ops secret"]);
+}

@@ -24,6 +24,19 @@ enum Client {
 }
 
 async fn gateway_with_sink(linger: Duration, which: Client) -> (Arc<TestApp>, Arc<sns_sink::Sink>) {
+    gateway_with_sink_limited(
+        linger,
+        which,
+        herald::publisher::sns::BatcherLimits::default(),
+    )
+    .await
+}
+
+async fn gateway_with_sink_limited(
+    linger: Duration,
+    which: Client,
+    limits: herald::publisher::sns::BatcherLimits,
+) -> (Arc<TestApp>, Arc<sns_sink::Sink>) {
     let sink = sns_sink::Sink::new(true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -43,11 +56,12 @@ async fn gateway_with_sink(linger: Duration, which: Client) -> (Arc<TestApp>, Ar
             LeanClient::from_sdk_config(&config).expect("region and credentials are set"),
         ),
     };
-    let publisher = SnsPublisher::new(
+    let publisher = SnsPublisher::with_limits(
         client,
         batch_client,
         "arn:aws:sns:us-east-1:123456789012:bench",
         linger,
+        limits,
     );
     (
         Arc::new(TestApp::spawn(&config_with(&[]), Arc::new(publisher)).await),
@@ -190,4 +204,49 @@ async fn a_lone_send_is_not_held_back_with_the_sdk() {
 #[tokio::test]
 async fn a_lone_send_is_not_held_back_with_the_lean_client() {
     a_lone_send_is_not_held_back(Client::Lean).await;
+}
+
+/// SNS failing every entry under load cannot wedge the batcher: every request
+/// gets an answer, and once SNS recovers sends are accepted again and `/health`
+/// is 200. (Before, a batch task held its in-flight permit while waiting to
+/// re-queue into a full channel whose reader waited for a permit: after such
+/// an outage every send got 503 for good.)
+#[tokio::test]
+async fn a_failing_sns_cannot_wedge_the_batcher() {
+    let limits = herald::publisher::sns::BatcherLimits {
+        max_in_flight: 2,
+        max_queued_bytes: 512 * 1024,
+    };
+    let (app, sink) =
+        gateway_with_sink_limited(Duration::from_millis(1), Client::Lean, limits).await;
+    sink.fail_all
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let outage = tokio::time::timeout(
+        Duration::from_secs(30),
+        send_all(&app, (0..300).map(|i| format!("outage {i}")).collect()),
+    )
+    .await
+    .expect("every request is answered during the outage");
+    assert!(outage.iter().all(|(_, status, _)| *status == 503));
+    assert!(outage.iter().all(|(_, _, problem)| {
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was published")
+    }));
+
+    sink.fail_all
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let after = tokio::time::timeout(
+        Duration::from_secs(30),
+        send_all(&app, (0..50).map(|i| format!("after {i}")).collect()),
+    )
+    .await
+    .expect("every request is answered after the outage");
+    assert!(
+        after.iter().all(|(_, status, _)| *status == 202),
+        "{after:?}"
+    );
+    assert_eq!(app.get("/health").await.status(), 200);
 }

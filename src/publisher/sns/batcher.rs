@@ -42,7 +42,7 @@ use crate::publisher::{PublishError, PublishErrorKind, PublishReceipt};
 pub const MAX_ENTRIES: usize = 10;
 /// SNS's largest batch payload: the sum of all messages and their attributes.
 /// It is also the largest single message.
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+pub const MAX_BATCH_BYTES: usize = crate::config::SNS_MAX_MESSAGE_BYTES;
 /// Times a retryable failed entry is sent again before the request gets a 503.
 const MAX_ENTRY_ATTEMPTS: u32 = 3;
 
@@ -408,6 +408,37 @@ async fn requeue_after_pause(entries: Vec<Entry>, requeue: &mpsc::UnboundedSende
                 PublishErrorKind::Transient,
                 "the SNS batcher has stopped",
             )));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_entries_with_no_call_back_count_as_a_stall() {
+        let progress = Progress::default();
+        assert_eq!(progress.stalled_for(), Duration::ZERO);
+        progress.admit();
+        assert!(progress.stalled_for() < Duration::from_secs(1));
+        progress
+            .last_progress_ms
+            .store(now_ms() - 30_000, Ordering::Relaxed);
+        assert!(progress.stalled_for() >= Duration::from_secs(30));
+        progress.waiting.fetch_sub(1, Ordering::Relaxed);
+        assert_eq!(progress.stalled_for(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_failed_call_hands_each_entry_its_cause() {
+        let error = PublishError::new(PublishErrorKind::OutcomeUnknown, "SNS did not answer")
+            .with_source(std::io::Error::other("connection reset by peer"));
+        for copy in [error.clone(), error] {
+            assert_eq!(
+                copy.cause_chain().as_deref(),
+                Some("connection reset by peer")
+            );
         }
     }
 }
