@@ -92,6 +92,8 @@ pub struct WhatsAppConfig {
     pub base_url: String,
     /// `WHATSAPP_TIMEOUT_MS`: limit for one API call, default 10 000 ms.
     pub request_timeout: Duration,
+    /// `WHATSAPP_MAX_MPS`: messages per second for this sending number, default 80.
+    pub max_mps: u32,
 }
 
 /// How envelopes are delivered.
@@ -110,14 +112,17 @@ pub struct DeliveryConfig {
     pub mode: DeliveryMode,
     /// True when `DELIVERY` was unset and console was chosen because no credentials exist.
     pub console_by_default: bool,
-    /// `WHATSAPP_MAX_MPS`: messages per second per sending number, default 80.
-    pub max_mps: u32,
-    /// `DELIVERY_MAX_ATTEMPTS`: attempts before a retryable failure is dead-lettered
-    /// (embedded queue; SQS uses the queue's redrive policy), default 8.
+    /// `DELIVERY_MAX_ATTEMPTS`: attempts before a retryable failure is
+    /// dead-lettered, in all three transports (SQS's redrive policy may act
+    /// sooner), default 8.
     pub max_attempts: u32,
-    /// `DELIVERY_CONCURRENCY`: deliveries in flight at once (SQS poller and
-    /// embedded worker), default 16.
-    pub concurrency: usize,
+    /// `DELIVERY_CONCURRENCY`: the most deliveries in flight at once. Unset
+    /// (default): as many as the rate caps and the observed provider latency
+    /// need, up to the caps × 2.5 s.
+    pub concurrency: Option<usize>,
+    /// `CIRCUIT_COOLDOWN_MS`: how long a provider's circuit stays open before a
+    /// probe, default 30 000 ms.
+    pub circuit_cooldown: Duration,
     /// `DELIVERY_RETRY_BASE_MS`: delay before the second attempt, doubling per
     /// attempt, default 2 000 ms.
     pub retry_base: Duration,
@@ -414,6 +419,7 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
         .get("WHATSAPP_API_BASE_URL")
         .unwrap_or_else(|| "https://graph.facebook.com".into());
     let timeout_ms = vars.ranged("WHATSAPP_TIMEOUT_MS", 10_000, 100, 120_000)?;
+    let max_mps = vars.ranged("WHATSAPP_MAX_MPS", 80, 1, 1000)?;
     let api_version = vars
         .get("WHATSAPP_API_VERSION")
         .unwrap_or_else(|| DEFAULT_WHATSAPP_API_VERSION.into());
@@ -444,6 +450,7 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
             api_version: api_version.clone(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             request_timeout: Duration::from_millis(timeout_ms),
+            max_mps,
         }))
     };
     let (mode, console_by_default) = match (vars.get("DELIVERY").as_deref(), token, phone_number_id)
@@ -485,9 +492,17 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
     Ok(DeliveryConfig {
         mode,
         console_by_default,
-        max_mps: vars.ranged("WHATSAPP_MAX_MPS", 80, 1, 1000)?,
         max_attempts: vars.ranged("DELIVERY_MAX_ATTEMPTS", 8, 1, 100)?,
-        concurrency: vars.ranged("DELIVERY_CONCURRENCY", 16, 1, 1000)?,
+        concurrency: match vars.get("DELIVERY_CONCURRENCY") {
+            None => None,
+            Some(_) => Some(vars.ranged("DELIVERY_CONCURRENCY", 16, 1, 10_000)?),
+        },
+        circuit_cooldown: Duration::from_millis(vars.ranged(
+            "CIRCUIT_COOLDOWN_MS",
+            30_000,
+            100,
+            3_600_000,
+        )?),
         retry_base: Duration::from_millis(vars.ranged(
             "DELIVERY_RETRY_BASE_MS",
             2000,
@@ -551,7 +566,7 @@ mod tests {
         assert!(c.sns_topic_arn.is_none());
         assert!(matches!(c.delivery.mode, DeliveryMode::Console));
         assert!(c.delivery.console_by_default);
-        assert_eq!(c.delivery.max_mps, 80);
+        assert_eq!(c.delivery.concurrency, None);
         assert_eq!(c.log.format, LogFormat::Json);
     }
 

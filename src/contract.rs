@@ -28,6 +28,12 @@ impl Channel {
     }
 }
 
+/// True for a FIFO topic or queue, named by ARN or URL: AWS marks them with a
+/// `.fifo` suffix. The one place Herald decides it.
+pub fn is_fifo(arn_or_url: &str) -> bool {
+    arn_or_url.ends_with(".fifo")
+}
+
 /// One accepted message, as published (DESIGN.md, "The envelope").
 ///
 /// Unknown fields are ignored when reading: a field added to version 1 must be

@@ -79,13 +79,10 @@ impl Application {
                 "no WhatsApp credentials: messages are printed to stdout, not sent; set WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID to send"
             );
         }
-        let worker = Worker::new(
-            queue.clone(),
-            Arc::new(pipeline),
-            config.delivery.max_attempts,
-            config.delivery.concurrency,
-        );
+        let pipeline = Arc::new(pipeline);
+        let worker = Worker::new(queue.clone(), pipeline.clone());
         let mut app = Self::with_publisher(config, Arc::new(EmbeddedPublisher::new(queue))).await?;
+        app.state.delivery = Some(pipeline);
         app.worker = Some(worker);
         Ok(app)
     }
@@ -129,8 +126,13 @@ impl Application {
     ) -> Result<(), StartupError> {
         tracing::info!(addr = %self.local_addr(), "listening");
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        // One deadline for everything, fixed when the signal arrives.
+        let deadline = Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
+        let limits = self.limits;
+        let set_deadline = deadline.clone();
         tokio::spawn(async move {
             shutdown.await;
+            let _ = set_deadline.set(tokio::time::Instant::now() + limits.shutdown_timeout);
             let _ = stop.send(true);
         });
         let on_stop = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -139,7 +141,6 @@ impl Application {
         let worker = self
             .worker
             .map(|w| tokio::spawn(w.run_until_stopped(on_stop(stopped.clone()))));
-        let limits = self.limits;
         serve(
             self.listener,
             router(self.state),
@@ -147,10 +148,12 @@ impl Application {
             on_stop(stopped.clone()),
         )
         .await;
+        let until = deadline
+            .get()
+            .copied()
+            .unwrap_or_else(|| tokio::time::Instant::now() + limits.shutdown_timeout);
         if let Some(worker) = worker
-            && tokio::time::timeout(limits.shutdown_timeout, worker)
-                .await
-                .is_err()
+            && tokio::time::timeout_at(until, worker).await.is_err()
         {
             tracing::warn!(
                 "deliveries still in flight at the shutdown deadline: they will be delivered again after the restart"

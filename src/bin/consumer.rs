@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use herald::config::ConsumerConfig;
-use herald::consumer::{lambda, sqs_poller::SqsPoller};
+use herald::consumer::lambda::{self, LambdaConsumer};
+use herald::consumer::sqs_poller::SqsPoller;
 use herald::delivery::Pipeline;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
@@ -46,12 +47,13 @@ async fn main() -> ExitCode {
     if under_lambda {
         tracing::info!(
             mode = "lambda",
-            delivery = pipeline.describe(),
+            delivery = %pipeline.describe(),
             "herald-consumer starting"
         );
+        let consumer = Arc::new(LambdaConsumer::new(pipeline));
         let handler = service_fn(move |event: LambdaEvent<Value>| {
-            let pipeline = pipeline.clone();
-            async move { lambda::handle_event(event, &pipeline).await }
+            let consumer = consumer.clone();
+            async move { lambda::handle_event(event, &consumer).await }
         });
         return match lambda_runtime::run(handler).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -70,19 +72,13 @@ async fn main() -> ExitCode {
     };
     tracing::info!(
         mode = "sqs-poller",
-        delivery = pipeline.describe(),
+        delivery = %pipeline.describe(),
         "herald-consumer starting"
     );
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
-    let poller = SqsPoller::new(
-        aws_sdk_sqs::Client::new(&aws),
-        &queue_url,
-        pipeline,
-        config.delivery.concurrency,
-    )
-    .await;
+    let poller = SqsPoller::new(aws_sdk_sqs::Client::new(&aws), &queue_url, pipeline).await;
     poller
         .run_until_stopped(herald::startup::shutdown_signal())
         .await;

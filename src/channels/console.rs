@@ -1,11 +1,14 @@
-//! The console channel: prints the exact request body that would be posted to the
-//! WhatsApp Cloud API, one JSON line per message on stdout, for development
-//! without WhatsApp credentials. Logs go to stderr, so stdout holds only these lines.
+//! The console channel: prints the exact request body its envelope's channel
+//! would send, one JSON line per message on stdout, for development without
+//! provider credentials. Logs go to stderr, so stdout holds only these lines.
 
 use std::io::Write;
+use std::time::Duration;
 
-use crate::channels::whatsapp::request_body;
+use super::{Channel, request_body};
 use crate::contract::Envelope;
+use crate::delivery::{ChannelError, FailureClass, ThroughputLimiter};
+use crate::publisher::BoxFuture;
 
 /// Writes one line per delivered message to stdout.
 #[derive(Debug, Clone, Default)]
@@ -13,7 +16,7 @@ pub struct ConsoleChannel;
 
 impl ConsoleChannel {
     /// Prints the request body for `envelope`; returns a synthetic message id.
-    pub fn send(&self, envelope: &Envelope) -> std::io::Result<String> {
+    pub fn print(&self, envelope: &Envelope) -> std::io::Result<String> {
         let mut line =
             serde_json::to_vec(&request_body(envelope)).expect("a JSON value always serialises");
         line.push(b'\n');
@@ -21,5 +24,30 @@ impl ConsoleChannel {
         // deliveries never interleave within a line.
         std::io::stdout().lock().write_all(&line)?;
         Ok(format!("console.{}", envelope.id))
+    }
+}
+
+impl Channel for ConsoleChannel {
+    fn name(&self) -> &'static str {
+        "console"
+    }
+
+    fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ChannelError>> {
+        Box::pin(async move {
+            self.print(envelope).map_err(|e| ChannelError {
+                class: FailureClass::Retryable,
+                code: None,
+                retry_after: None,
+                message: format!("stdout write failed: {e}"),
+            })
+        })
+    }
+
+    fn pacer(&self) -> Option<&ThroughputLimiter> {
+        None
+    }
+
+    fn call_timeout(&self) -> Duration {
+        Duration::ZERO
     }
 }

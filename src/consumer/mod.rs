@@ -1,6 +1,7 @@
 //! How envelopes reach the delivery pipeline in `herald-consumer`: as AWS Lambda
 //! events (SNS or SQS), or by long-polling an SQS queue. Each way maps the
-//! pipeline's [`Outcome`](crate::delivery::Outcome) to its own acknowledgement.
+//! X
 
+pub mod dead_letter;
 pub mod lambda;
 pub mod sqs_poller;

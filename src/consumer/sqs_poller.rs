@@ -1,19 +1,26 @@
 //! The SQS long-poller: `herald-consumer` outside Lambda, with `SQS_QUEUE_URL` set.
 //!
-//! Success and permanent failure delete the message. A retryable failure sets
-//! the message's visibility timeout to the backoff delay, so SQS itself
-//! schedules the retry, and the queue's redrive policy dead-letters it after its
-//! max receive count. An unreadable envelope is moved to the dead-letter queue at
-//! once (found from the queue's redrive policy), since no retry can fix it.
+//! It maps the pipeline's [`Decision`] to SQS: delivered and given up → delete;
+//! retry → set the message's visibility timeout to the backoff delay, so SQS
+//! itself schedules the retry (and the queue's redrive policy dead-letters it
+//! after its max receive count); dead letter → move it to the queue's
+//! dead-letter queue at once.
 //!
-//! While a message is held (waiting for a delivery slot, for the pacer, or for
-//! the provider's answer) a heartbeat keeps it invisible: every half of the
-//! queue's `VisibilityTimeout` it extends every held message by that timeout
+//! How many messages it holds is the pipeline's call
+//! ([`Pipeline::in_flight_target`]: enough to fill the rate cap at the observed
+//! latency); several receive loops keep it fed at high caps. While every
+//! provider's circuit is open it receives nothing, so queued messages do not
+//! spend receives.
+//!
+//! While a message is held (waiting for the pacer or for the provider's
+//! answer) a heartbeat keeps it invisible: every half of the queue's
+//! `VisibilityTimeout` it extends every held message by that timeout
 //! (`ChangeMessageVisibilityBatch`), so a timeout shorter than one delivery
 //! never makes SQS hand the message to another receive while it is being sent.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,10 +30,11 @@ use aws_sdk_sqs::types::{
     QueueAttributeName,
 };
 use aws_smithy_types::error::display::DisplayErrorContext;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::delivery::{Outcome, Pipeline};
+use super::dead_letter::DeadLetterQueues;
+use crate::contract::is_fifo;
+use crate::delivery::{Decision, Pipeline};
 
 /// SQS's limit on one receive.
 const MAX_BATCH: usize = 10;
@@ -34,17 +42,21 @@ const MAX_BATCH: usize = 10;
 const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 /// SQS's default visibility timeout, assumed when the queue's cannot be read.
 const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
+/// Most receive calls in flight at once (each takes up to 10 messages).
+const MAX_RECEIVERS: usize = 8;
+/// How long a receive loop waits when the in-flight target is reached.
+const FULL_WAIT: Duration = Duration::from_millis(10);
 
 /// Polls one queue and delivers what it receives through the pipeline.
 #[derive(Clone)]
 pub struct SqsPoller {
     sqs: Client,
     queue_url: Arc<str>,
-    dlq_url: Option<Arc<str>>,
     fifo: bool,
     pipeline: Arc<Pipeline>,
-    permits: Arc<Semaphore>,
-    concurrency: usize,
+    dead_letters: Arc<DeadLetterQueues>,
+    /// Messages received and not yet acknowledged, counted against the target.
+    in_flight: Arc<AtomicUsize>,
     /// The queue's `VisibilityTimeout`: what the heartbeat extends held messages by.
     visibility: Duration,
     /// Receipt handles of the messages received and not yet acknowledged.
@@ -57,18 +69,19 @@ pub struct SqsPoller {
 pub struct PollError(String);
 
 impl SqsPoller {
-    /// Prepares a poller; reads the queue's redrive policy (to find its
-    /// dead-letter queue) and its visibility timeout.
-    pub async fn new(
-        sqs: Client,
-        queue_url: &str,
-        pipeline: Arc<Pipeline>,
-        concurrency: usize,
-    ) -> Self {
-        let attributes = queue_attributes(&sqs, queue_url).await;
-        let visibility = attributes
-            .as_ref()
-            .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+    /// Prepares a poller; reads the queue's visibility timeout and finds its
+    /// dead-letter queue.
+    pub async fn new(sqs: Client, queue_url: &str, pipeline: Arc<Pipeline>) -> Self {
+        let visibility = sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::VisibilityTimeout)
+            .send()
+            .await
+            .map_err(|e| tracing::warn!(error.message = %DisplayErrorContext(&e), "cannot read the queue's visibility timeout; assuming 30 s"))
+            .ok()
+            .and_then(|a| a.attributes)
+            .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout).cloned())
             .and_then(|v| v.parse().ok())
             .map_or(DEFAULT_VISIBILITY, Duration::from_secs);
         if visibility < pipeline.call_timeout() + Duration::from_secs(5) {
@@ -78,24 +91,22 @@ impl SqsPoller {
                 "the queue's VisibilityTimeout is shorter than one delivery can take: Herald extends it while delivering, but set it to at least the provider timeout plus 5 s to spare the extra calls"
             );
         }
-        let dlq_url = find_dead_letter_queue(&sqs, attributes.as_ref()).await;
-        match &dlq_url {
+        let dead_letters = DeadLetterQueues::with_client(sqs.clone());
+        match dead_letters.for_queue(queue_url).await {
             Some(url) => {
-                tracing::info!(dlq = %url, "unreadable envelopes go to the queue's dead-letter queue")
+                tracing::info!(dlq = %url, "dead letters go to the queue's dead-letter queue")
             }
             None => tracing::warn!(
                 "the queue has no redrive policy: failing messages are retried until they expire"
             ),
         }
-        let concurrency = concurrency.max(1);
         Self {
             sqs,
-            fifo: queue_url.ends_with(".fifo"),
+            fifo: is_fifo(queue_url),
             queue_url: queue_url.into(),
-            dlq_url: dlq_url.map(Into::into),
             pipeline,
-            permits: Arc::new(Semaphore::new(concurrency)),
-            concurrency,
+            dead_letters: Arc::new(dead_letters),
+            in_flight: Arc::default(),
             visibility: visibility.max(Duration::from_secs(1)),
             held: Arc::default(),
         }
@@ -113,7 +124,7 @@ impl SqsPoller {
     }
 
     /// Extends every held message's visibility by the queue's timeout, every
-    /// half of it, until dropped (aborted).
+    /// half of it, until aborted.
     fn start_heartbeat(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
@@ -168,68 +179,123 @@ impl SqsPoller {
     /// Polls until `shutdown` completes, then stops receiving and finishes the
     /// deliveries in flight before returning.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
-        tracing::info!(queue = %self.queue_url, concurrency = self.concurrency, fifo = self.fifo, "polling SQS");
-        tokio::pin!(shutdown);
+        let receivers = self
+            .pipeline
+            .max_in_flight()
+            .div_ceil(MAX_BATCH * 10)
+            .clamp(1, MAX_RECEIVERS);
+        tracing::info!(queue = %self.queue_url, max_in_flight = self.pipeline.max_in_flight(), receivers, fifo = self.fifo, "polling SQS");
         let heartbeat = self.start_heartbeat();
-        let mut tasks = JoinSet::new();
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                result = self.receive_into(&mut tasks, Duration::from_secs(20)) => {
-                    if let Err(e) = result {
-                        tracing::warn!(error.message = %e, "receive failed; retrying in 1 s");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-            // Reap finished tasks so the set does not grow.
-            while tasks.try_join_next().is_some() {}
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut loops = JoinSet::new();
+        for _ in 0..receivers {
+            loops.spawn(self.clone().receive_loop(stopped.clone()));
         }
+        shutdown.await;
+        let _ = stop.send(true);
         tracing::info!(
-            in_flight = tasks.len(),
+            in_flight = self.in_flight.load(Ordering::Relaxed),
             "shutting down: finishing deliveries in flight"
         );
-        while tasks.join_next().await.is_some() {}
+        while loops.join_next().await.is_some() {}
         heartbeat.abort();
         tracing::info!("poller stopped");
     }
 
-    /// Waits for free capacity, receives up to that many messages and spawns
+    /// One receive loop: receives while below the in-flight target, until stopped.
+    async fn receive_loop(self, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        let mut tasks = JoinSet::new();
+        loop {
+            let wait = self.pipeline.ready_in();
+            let result = tokio::select! {
+                _ = stopped.wait_for(|s| *s) => break,
+                result = async {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+                        return Ok(0);
+                    }
+                    self.receive_into(&mut tasks, Duration::from_secs(20)).await
+                } => result,
+            };
+            if let Err(e) = result {
+                tracing::warn!(error.message = %e, "receive failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            // Reap finished tasks so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Takes up to `want` slots below the in-flight target; returns how many.
+    fn reserve(&self, want: usize) -> usize {
+        let target = self.pipeline.in_flight_target();
+        let mut current = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            let n = target.saturating_sub(current).min(want);
+            if n == 0 {
+                return 0;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return n,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    fn release_slots(&self, n: usize) {
+        self.in_flight.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Reserves free slots, receives up to that many messages and spawns
     /// their deliveries into `tasks`.
     async fn receive_into(
         &self,
         tasks: &mut JoinSet<()>,
         wait: Duration,
     ) -> Result<usize, PollError> {
-        // At least one permit must be free before receiving, so received messages never wait unseen.
-        let first = self.permit().await;
-        let free = 1 + self.permits.available_permits().min(MAX_BATCH - 1);
-        drop(first);
+        let slots = self.reserve(MAX_BATCH);
+        if slots == 0 {
+            tokio::time::sleep(FULL_WAIT).await;
+            return Ok(0);
+        }
         let output = self
             .sqs
             .receive_message()
             .queue_url(self.queue_url.as_ref())
-            .max_number_of_messages(free as i32)
+            .max_number_of_messages(slots as i32)
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
-            .await
-            .map_err(|e| PollError(DisplayErrorContext(&e).to_string()))?;
+            .await;
+        let output = match output {
+            Ok(o) => o,
+            Err(e) => {
+                self.release_slots(slots);
+                return Err(PollError(DisplayErrorContext(&e).to_string()));
+            }
+        };
         let messages = output.messages.unwrap_or_default();
         let count = messages.len();
+        self.release_slots(slots - count);
         self.lock_held().extend(
             messages
                 .iter()
                 .filter_map(|m| m.receipt_handle().map(str::to_owned)),
         );
         if self.fifo {
-            // One task, in order, stopping at the first failure: FIFO order holds.
-            let permit = self.permit().await;
+            // One task, in order, stopping at the first retry: FIFO order holds.
             let this = self.clone();
             tasks.spawn(async move {
                 let mut messages = messages.into_iter();
                 for message in messages.by_ref() {
-                    if !this.handle(message).await {
+                    let done = this.handle(message).await;
+                    if !done {
                         break;
                     }
                 }
@@ -238,62 +304,49 @@ impl SqsPoller {
                     this.release(&rest);
                     this.set_visibility(&rest, Duration::ZERO).await;
                 }
-                drop(permit);
             });
         } else {
             for message in messages {
-                let permit = self.permit().await;
                 let this = self.clone();
                 tasks.spawn(async move {
                     this.handle(message).await;
-                    drop(permit);
                 });
             }
         }
         Ok(count)
     }
 
-    /// Waits for a delivery slot.
-    async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
-    }
-
-    /// Stops extending a message's visibility: it is being acknowledged.
+    /// Stops holding a message: it is being acknowledged or given back.
     fn release(&self, message: &Message) {
         if let Some(handle) = message.receipt_handle() {
             self.lock_held().remove(handle);
         }
+        self.release_slots(1);
     }
 
-    /// Delivers one message and acknowledges the outcome. True when the message is done with.
+    /// Delivers one message and acknowledges the decision. True when the
+    /// message left the queue (delivered, given up or dead-lettered).
     async fn handle(&self, message: Message) -> bool {
         let attempt = message
             .attributes()
             .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
-        let outcome = self
+        let decision = self
             .pipeline
             .deliver_payload(message.body().unwrap_or_default(), attempt)
             .await;
         self.release(&message);
-        match outcome {
-            Outcome::Delivered { .. } | Outcome::Failed { .. } => {
+        match decision {
+            Decision::Delivered { .. } | Decision::GiveUp { .. } => {
                 self.delete(&message).await;
                 true
             }
-            Outcome::Retry { after, .. } => {
+            Decision::Retry { after, .. } => {
                 self.set_visibility(&message, after).await;
                 false
             }
-            Outcome::Rejected { .. } => {
-                self.dead_letter(&message).await;
-                false
-            }
+            Decision::DeadLetter { .. } => self.dead_letter(&message).await,
         }
     }
 
@@ -333,68 +386,22 @@ impl SqsPoller {
         }
     }
 
-    async fn dead_letter(&self, message: &Message) {
-        let Some(dlq) = &self.dlq_url else {
-            tracing::error!(
-                "no dead-letter queue: the unreadable message stays until the queue's retention expires"
-            );
-            return;
-        };
-        let mut send = self
-            .sqs
-            .send_message()
-            .queue_url(dlq.as_ref())
-            .message_body(message.body().unwrap_or_default());
-        if dlq.ends_with(".fifo") {
-            let id = message.message_id().unwrap_or("unknown");
-            send = send
-                .message_group_id("dead-letters")
-                .message_deduplication_id(id);
-        }
-        match send.send().await {
-            Ok(_) => self.delete(message).await,
+    /// Moves the message to the dead-letter queue; true when it left the queue.
+    async fn dead_letter(&self, message: &Message) -> bool {
+        let id = message.message_id().unwrap_or("unknown");
+        match self
+            .dead_letters
+            .send(&self.queue_url, message.body().unwrap_or_default(), id)
+            .await
+        {
+            Ok(()) => {
+                self.delete(message).await;
+                true
+            }
             Err(e) => {
-                tracing::error!(error.message = %DisplayErrorContext(&e), "could not move the message to the dead-letter queue; it stays")
+                tracing::error!(error.message = %e, "could not move the message to the dead-letter queue; it stays until the redrive policy or its retention acts");
+                false
             }
         }
     }
-}
-
-/// The queue's redrive policy and visibility timeout.
-async fn queue_attributes(
-    sqs: &Client,
-    queue_url: &str,
-) -> Option<std::collections::HashMap<QueueAttributeName, String>> {
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::RedrivePolicy)
-        .attribute_names(QueueAttributeName::VisibilityTimeout)
-        .send()
-        .await
-        .map_err(|e| tracing::warn!(error.message = %DisplayErrorContext(&e), "cannot read the queue's attributes"))
-        .ok()?;
-    attrs.attributes
-}
-
-/// The dead-letter queue named by the queue's redrive policy, if any.
-async fn find_dead_letter_queue(
-    sqs: &Client,
-    attributes: Option<&std::collections::HashMap<QueueAttributeName, String>>,
-) -> Option<String> {
-    let policy = attributes?.get(&QueueAttributeName::RedrivePolicy)?;
-    let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
-    let arn = policy.get("deadLetterTargetArn")?.as_str()?;
-    // arn:aws:sqs:<region>:<account>:<name>
-    let mut parts = arn.rsplitn(3, ':');
-    let name = parts.next()?;
-    let account = parts.next()?;
-    let out = sqs
-        .get_queue_url()
-        .queue_name(name)
-        .queue_owner_aws_account_id(account)
-        .send()
-        .await
-        .ok()?;
-    out.queue_url().map(str::to_owned)
 }

@@ -1,235 +1,355 @@
-//! The delivery pipeline: turns one envelope into one provider call and says what
-//! should happen to it next. The same code runs under Lambda, under the SQS
-//! poller and in-process behind the embedded queue; those differ only in how an
-//! envelope arrives and how its outcome is acknowledged.
+//! The delivery pipeline: turns one envelope into one provider call and decides
+//! what should happen to it next. The same code runs under Lambda, under the
+//! SQS poller and in-process behind the embedded queue; those differ only in
+//! how an envelope arrives and how a [`Decision`] is acknowledged.
+//!
+//! Per provider the pipeline keeps a circuit breaker and an estimate of the
+//! call latency; from the rate caps and that latency it tells the transports
+//! how many deliveries to hold in flight ([`Pipeline::in_flight_target`]), so
+//! that the cap is reached at any latency without tuning: rate is the pacer's
+//! job, not the concurrency limit's.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::channels::console::ConsoleChannel;
-use crate::channels::whatsapp::{FailureClass, WhatsAppClient, WhatsAppError};
-use crate::config::{DeliveryConfig, DeliveryMode};
+use crate::channels::{Channel, Channels};
+use crate::config::DeliveryConfig;
 use crate::contract::{Envelope, EnvelopeError};
 
+pub mod breaker;
+pub mod decision;
 pub mod pacing;
 pub mod retry;
 
+pub use breaker::{Admission, CircuitBreaker};
+pub use decision::{ChannelError, Decision, FailureClass};
 pub use pacing::ThroughputLimiter;
 pub use retry::RetryPolicy;
 
-/// Where messages are sent.
-#[derive(Debug, Clone)]
-pub enum Sender {
-    /// The WhatsApp Cloud API.
-    WhatsApp(WhatsAppClient),
-    /// Stdout (development without credentials).
-    Console(ConsoleChannel),
+/// Provider failures in a row that open a circuit.
+const TRIP_AFTER: u32 = 5;
+/// Latency assumed before the first answer: on the high side, so the first
+/// seconds fill the cap rather than trickle.
+const INITIAL_LATENCY: Duration = Duration::from_secs(1);
+/// Time in flight beyond the call itself (pacing slot, scheduling), per delivery.
+const IN_FLIGHT_SLACK: Duration = Duration::from_millis(250);
+/// With no `DELIVERY_CONCURRENCY`, the ceiling is this much time at the caps:
+/// enough for provider latencies up to 2 s.
+const CEILING_SPAN: Duration = Duration::from_millis(2500);
+/// Bounds on the automatic ceiling (memory, and the provider's patience).
+const CEILING_MIN: usize = 16;
+const CEILING_MAX: usize = 4096;
+
+/// Limits of the pipeline that are not per channel.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineLimits {
+    /// Attempts before a retryable failure is dead-lettered.
+    pub max_attempts: u32,
+    /// Most deliveries in flight; `None`: from the caps (see [`CEILING_SPAN`]).
+    pub max_in_flight: Option<usize>,
+    /// How long an open circuit waits before its probe.
+    pub circuit_cooldown: Duration,
 }
 
-/// What happened to one envelope, and so what the transport should do with it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Accepted by the provider: acknowledge (delete) it.
-    Delivered {
-        /// The provider's message id (`wamid.…`).
-        provider_id: String,
-    },
-    /// A retryable failure: keep it and try again after `after`.
-    Retry {
-        /// How long to wait before the next attempt.
-        after: Duration,
-        /// Why: retryable, throttled or configuration.
-        class: FailureClass,
-        /// The provider's error code, when it sent one.
-        code: Option<i64>,
-        /// A one-line explanation.
-        reason: String,
-    },
-    /// A permanent failure: report and acknowledge; retrying cannot help.
-    Failed {
-        /// The provider's error code, when it sent one.
-        code: Option<i64>,
-        /// A one-line explanation.
-        reason: String,
-    },
-    /// Not a valid envelope: never sent; goes to the dead-letter path.
-    Rejected {
-        /// Why it could not be read.
-        reason: String,
-    },
-}
-
-impl Outcome {
-    /// The action name used in the outcome's log line.
-    pub fn action(&self) -> &'static str {
-        match self {
-            Self::Delivered { .. } => "delivered",
-            Self::Retry { class, .. } => class.as_str(),
-            Self::Failed { .. } => "failed",
-            Self::Rejected { .. } => "dead-letter",
+impl Default for PipelineLimits {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            max_in_flight: None,
+            circuit_cooldown: Duration::from_secs(30),
         }
     }
 }
 
-/// The sender, its pacing and its retry policy.
+/// One provider: its channel, its circuit and how long its calls take.
+#[derive(Debug)]
+struct Provider {
+    channel: Arc<dyn Channel>,
+    breaker: CircuitBreaker,
+    /// Exponentially weighted moving average of the call latency.
+    latency: Mutex<Duration>,
+}
+
+impl Provider {
+    fn latency(&self) -> Duration {
+        *self
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn observe(&self, took: Duration) {
+        let mut latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *latency = latency.mul_f64(0.8) + took.mul_f64(0.2);
+    }
+}
+
+/// The channels, their circuits and pacing, and the retry policy.
 #[derive(Debug)]
 pub struct Pipeline {
-    sender: Sender,
-    limiter: ThroughputLimiter,
+    channels: Channels,
+    providers: Vec<Provider>,
     retry: RetryPolicy,
+    max_attempts: u32,
+    ceiling: usize,
 }
 
 /// Why the pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the WhatsApp HTTP client: {0}")]
-pub struct PipelineError(#[source] reqwest::Error);
+#[error(transparent)]
+pub struct PipelineError(#[from] crate::channels::ChannelBuildError);
 
 impl Pipeline {
     /// Builds the pipeline once per process from the delivery configuration.
     pub fn from_config(config: &DeliveryConfig) -> Result<Self, PipelineError> {
-        let sender = match &config.mode {
-            DeliveryMode::WhatsApp(w) => {
-                Sender::WhatsApp(WhatsAppClient::new(w).map_err(PipelineError)?)
-            }
-            DeliveryMode::Console => Sender::Console(ConsoleChannel),
-        };
         let retry = RetryPolicy {
             base: config.retry_base,
             max: config.retry_max,
             ..RetryPolicy::default()
         };
-        Ok(Self::new(
-            sender,
-            ThroughputLimiter::new(config.max_mps),
-            retry,
-        ))
+        let limits = PipelineLimits {
+            max_attempts: config.max_attempts,
+            max_in_flight: config.concurrency,
+            circuit_cooldown: config.circuit_cooldown,
+        };
+        Ok(Self::new(Channels::from_config(config)?, retry, limits))
     }
 
     /// Assembles a pipeline from parts (tests shorten the retry policy).
-    pub fn new(sender: Sender, limiter: ThroughputLimiter, retry: RetryPolicy) -> Self {
+    pub fn new(channels: Channels, retry: RetryPolicy, limits: PipelineLimits) -> Self {
+        let providers: Vec<Provider> = channels
+            .all()
+            .into_iter()
+            .map(|channel| Provider {
+                breaker: CircuitBreaker::new(channel.name(), limits.circuit_cooldown, TRIP_AFTER),
+                channel,
+                latency: Mutex::new(INITIAL_LATENCY),
+            })
+            .collect();
+        let automatic = providers
+            .iter()
+            .map(|p| match p.channel.pacer() {
+                Some(pacer) => {
+                    (f64::from(pacer.per_second()) * CEILING_SPAN.as_secs_f64()).ceil() as usize
+                }
+                None => CEILING_MIN * 4,
+            })
+            .sum::<usize>()
+            .clamp(CEILING_MIN, CEILING_MAX);
         Self {
-            sender,
-            limiter,
+            channels,
+            providers,
             retry,
+            max_attempts: limits.max_attempts.max(1),
+            ceiling: limits.max_in_flight.unwrap_or(automatic).max(1),
         }
     }
 
-    /// How long the pacer needs before `n` more sends have all had their slot
-    /// (zero for the console, which is not paced).
+    /// Describes the channels for the startup log line.
+    pub fn describe(&self) -> String {
+        self.channels.describe()
+    }
+
+    /// The most deliveries a transport should hold in flight now: enough for
+    /// each provider's cap at its observed latency (Little's law, with slack),
+    /// never more than the ceiling.
+    pub fn in_flight_target(&self) -> usize {
+        let wanted: f64 = self
+            .providers
+            .iter()
+            .map(|p| match p.channel.pacer() {
+                Some(pacer) => {
+                    f64::from(pacer.per_second()) * (p.latency() + IN_FLIGHT_SLACK).as_secs_f64()
+                        + 1.0
+                }
+                None => self.ceiling as f64,
+            })
+            .sum();
+        (wanted.ceil() as usize).clamp(1, self.ceiling)
+    }
+
+    /// The most deliveries ever held in flight.
+    pub fn max_in_flight(&self) -> usize {
+        self.ceiling
+    }
+
+    /// How long the pacers need before `n` more sends have all had their slot
+    /// (the slowest provider's; zero when none is paced).
     pub fn pacing_backlog(&self, n: usize) -> Duration {
-        match self.sender {
-            Sender::WhatsApp(_) => self.limiter.backlog(n),
-            Sender::Console(_) => Duration::ZERO,
-        }
+        self.providers
+            .iter()
+            .filter_map(|p| p.channel.pacer().map(|pacer| pacer.backlog(n)))
+            .max()
+            .unwrap_or_default()
     }
 
-    /// The longest one provider call can take (its timeout); zero for the console.
+    /// The longest one provider call can take (the largest timeout).
     pub fn call_timeout(&self) -> Duration {
-        match &self.sender {
-            Sender::WhatsApp(client) => client.timeout(),
-            Sender::Console(_) => Duration::ZERO,
-        }
+        self.providers
+            .iter()
+            .map(|p| p.channel.call_timeout())
+            .max()
+            .unwrap_or_default()
     }
 
-    /// Describes the sender for the startup log line.
-    pub fn describe(&self) -> &'static str {
-        match self.sender {
-            Sender::WhatsApp(_) => "whatsapp",
-            Sender::Console(_) => "console",
-        }
+    /// How long until some provider may be sent to: zero unless every
+    /// provider's circuit is open. Transports wait this long before taking
+    /// messages, so queued messages do not spend attempts on an open circuit.
+    pub fn ready_in(&self) -> Duration {
+        self.providers
+            .iter()
+            .map(|p| p.breaker.wait())
+            .min()
+            .unwrap_or_default()
+    }
+
+    /// Each provider's circuit, for `/health`.
+    pub fn circuits(&self) -> Value {
+        Value::Array(self.providers.iter().map(|p| p.breaker.status()).collect())
+    }
+
+    /// True when some provider's circuit is not closed.
+    pub fn any_circuit_open(&self) -> bool {
+        self.providers.iter().any(|p| p.breaker.is_open())
     }
 
     /// Decodes a queue body (an envelope, or SNS's JSON wrapper around one) and
     /// delivers it. `attempt` is 1 for the first delivery.
-    pub async fn deliver_payload(&self, body: &str, attempt: u32) -> Outcome {
+    pub async fn deliver_payload(&self, body: &str, attempt: u32) -> Decision {
         match envelope_from_queue_body(body) {
             Ok(envelope) => self.deliver(&envelope, attempt).await,
             Err(e) => {
-                let outcome = Outcome::Rejected {
-                    reason: e.to_string(),
+                let decision = Decision::DeadLetter {
+                    reason: format!("unreadable envelope: {e}"),
                 };
-                tracing::error!(action = outcome.action(), attempt, error.message = %e, "envelope rejected; it is never sent");
-                outcome
+                tracing::error!(action = decision.action(), attempt, error.message = %e, "envelope rejected; it is never sent");
+                decision
             }
         }
     }
 
     /// Delivers one envelope and logs its outcome as one structured line.
-    pub async fn deliver(&self, envelope: &Envelope, attempt: u32) -> Outcome {
+    pub async fn deliver(&self, envelope: &Envelope, attempt: u32) -> Decision {
         let span = tracing::info_span!("deliver", envelope_id = %envelope.id, to = %envelope.to.masked(), attempt);
         async move {
-            let outcome = self.send(envelope, attempt).await;
-            log_outcome(&outcome, envelope.message_type());
-            outcome
+            let decision = self.send(envelope, attempt).await;
+            log_decision(&decision, envelope.message_type());
+            decision
         }
         .instrument(span)
         .await
     }
 
-    async fn send(&self, envelope: &Envelope, attempt: u32) -> Outcome {
-        match &self.sender {
-            Sender::Console(console) => match console.send(envelope) {
-                Ok(provider_id) => Outcome::Delivered { provider_id },
-                Err(e) => Outcome::Retry {
-                    after: self.retry.delay(FailureClass::Retryable, attempt, None),
+    async fn send(&self, envelope: &Envelope, attempt: u32) -> Decision {
+        let Some(provider) = self
+            .channels
+            .for_channel(envelope.channel)
+            .and_then(|c| self.providers.iter().find(|p| p.channel.name() == c.name()))
+        else {
+            return self.decide(
+                ChannelError {
+                    class: FailureClass::Configuration,
+                    code: None,
+                    retry_after: None,
+                    message: format!(
+                        "no {} channel is configured here",
+                        envelope.channel.as_str()
+                    ),
+                },
+                attempt,
+            );
+        };
+        let admission = match provider.breaker.admit() {
+            Ok(a) => a,
+            Err(wait) => {
+                return Decision::Retry {
+                    after: wait,
                     class: FailureClass::Retryable,
                     code: None,
-                    reason: format!("stdout write failed: {e}"),
-                },
-            },
-            Sender::WhatsApp(client) => {
-                self.limiter.acquire().await;
-                match client.send(envelope).await {
-                    Ok(response) => Outcome::Delivered {
-                        provider_id: response
-                            .messages
-                            .into_iter()
-                            .next()
-                            .map(|m| m.id)
-                            .unwrap_or_default(),
-                    },
-                    Err(error) => self.failure(&error, attempt),
-                }
+                    reason: format!("the {} circuit is open", provider.channel.name()),
+                    counted: false,
+                };
             }
+        };
+        if let Some(pacer) = provider.channel.pacer() {
+            pacer.acquire().await;
+        }
+        let started = tokio::time::Instant::now();
+        let result = provider.channel.send(envelope).await;
+        provider.observe(started.elapsed());
+        provider
+            .breaker
+            .record(admission, result.as_ref().err().map(|e| e.class));
+        match result {
+            Ok(provider_id) => Decision::Delivered { provider_id },
+            Err(error) => self.decide(error, attempt),
         }
     }
 
-    fn failure(&self, error: &WhatsAppError, attempt: u32) -> Outcome {
-        let class = error.class();
-        let reason = error.to_string();
-        match class {
-            FailureClass::Permanent => Outcome::Failed {
-                code: error.code(),
-                reason,
+    /// The decision for a failed attempt: permanent failures are given up,
+    /// account problems wait for an operator whatever the attempt, anything
+    /// else is retried until `DELIVERY_MAX_ATTEMPTS`, then dead-lettered.
+    fn decide(&self, error: ChannelError, attempt: u32) -> Decision {
+        match error.class {
+            FailureClass::Permanent => Decision::GiveUp {
+                code: error.code,
+                reason: error.message,
             },
-            _ => Outcome::Retry {
-                after: self.retry.delay(class, attempt, error.retry_after()),
+            class if class != FailureClass::Configuration && attempt >= self.max_attempts => {
+                Decision::DeadLetter {
+                    reason: format!("gave up after {attempt} attempts: {}", error.message),
+                }
+            }
+            class => Decision::Retry {
+                after: self.retry.delay(class, attempt, error.retry_after),
                 class,
-                code: error.code(),
-                reason,
+                code: error.code,
+                reason: error.message,
+                counted: true,
             },
         }
+    }
+
+    /// A snapshot for `/health`: the circuits and the in-flight target.
+    pub fn health(&self) -> Value {
+        json!({
+            "circuits": self.circuits(),
+            "inFlightTarget": self.in_flight_target(),
+        })
     }
 }
 
-fn log_outcome(outcome: &Outcome, message_type: &str) {
-    let action = outcome.action();
-    match outcome {
-        Outcome::Delivered { provider_id } => {
+fn log_decision(decision: &Decision, message_type: &str) {
+    let action = decision.action();
+    match decision {
+        Decision::Delivered { provider_id } => {
             tracing::info!(action, provider_id = %provider_id, message_type, "message delivered");
         }
-        Outcome::Retry {
+        Decision::Retry {
+            counted: false,
+            after,
+            reason,
+            ..
+        } => tracing::debug!(
+            action, retry_in_ms = after.as_millis() as u64, error.message = %reason, "not sent: the provider's circuit is open; message kept"
+        ),
+        Decision::Retry {
             after,
             class: FailureClass::Configuration,
             code,
             reason,
+            ..
         } => tracing::error!(
             action, error.code = code, retry_in_ms = after.as_millis() as u64, error.message = %reason,
-            "WhatsApp account or token problem: every message will fail until an operator fixes it; message kept"
+            "account or token problem: every message will fail until an operator fixes it; message kept"
         ),
-        Outcome::Retry {
+        Decision::Retry {
             after,
             class: FailureClass::Unconfirmed,
             reason,
@@ -238,7 +358,7 @@ fn log_outcome(outcome: &Outcome, message_type: &str) {
             action, retry_in_ms = after.as_millis() as u64, error.message = %reason,
             "sent, answer unknown: the provider may have accepted the message; it will be sent again (a possible duplicate)"
         ),
-        Outcome::Retry {
+        Decision::Retry {
             after,
             code,
             reason,
@@ -246,11 +366,11 @@ fn log_outcome(outcome: &Outcome, message_type: &str) {
         } => tracing::warn!(
             action, error.code = code, retry_in_ms = after.as_millis() as u64, error.message = %reason, "delivery will be retried"
         ),
-        Outcome::Failed { code, reason } => {
+        Decision::GiveUp { code, reason } => {
             tracing::warn!(action, error.code = code, error.message = %reason, "delivery failed permanently");
         }
-        Outcome::Rejected { reason } => {
-            tracing::error!(action, error.message = %reason, "envelope rejected")
+        Decision::DeadLetter { reason } => {
+            tracing::error!(action, error.message = %reason, "sent to the dead-letter path")
         }
     }
 }
@@ -273,7 +393,6 @@ pub fn envelope_from_queue_body(body: &str) -> Result<Envelope, EnvelopeError> {
 mod tests {
     use super::*;
     use crate::domain::OutboundMessage;
-    use serde_json::json;
 
     fn envelope_json() -> String {
         let msg =
@@ -299,5 +418,80 @@ mod tests {
             envelope_from_queue_body(&wrapped),
             Err(EnvelopeError::UnsupportedVersion(9))
         ));
+    }
+
+    #[tokio::test]
+    async fn every_transport_gets_the_same_decisions() {
+        let pipeline = Pipeline::new(
+            Channels::console(),
+            RetryPolicy::default(),
+            PipelineLimits {
+                max_attempts: 3,
+                ..PipelineLimits::default()
+            },
+        );
+        assert!(matches!(
+            pipeline.deliver_payload("not json", 1).await,
+            Decision::DeadLetter { .. }
+        ));
+        let retryable = ChannelError {
+            class: FailureClass::Retryable,
+            code: Some(131_000),
+            retry_after: None,
+            message: "x".into(),
+        };
+        assert!(matches!(
+            pipeline.decide(retryable.clone(), 2),
+            Decision::Retry { counted: true, .. }
+        ));
+        assert!(matches!(
+            pipeline.decide(retryable, 3),
+            Decision::DeadLetter { .. }
+        ));
+        let alert = ChannelError {
+            class: FailureClass::Configuration,
+            code: Some(190),
+            retry_after: None,
+            message: "token".into(),
+        };
+        assert!(matches!(pipeline.decide(alert, 50), Decision::Retry { .. }));
+        let permanent = ChannelError {
+            class: FailureClass::Permanent,
+            code: Some(131_026),
+            retry_after: None,
+            message: "undeliverable".into(),
+        };
+        assert!(matches!(
+            pipeline.decide(permanent, 1),
+            Decision::GiveUp { .. }
+        ));
+    }
+
+    #[test]
+    fn in_flight_follows_the_cap_and_the_latency() {
+        let config = crate::config::WhatsAppConfig {
+            access_token: crate::config::Secret::new("t"),
+            phone_number_id: "1".into(),
+            api_version: "v25.0".into(),
+            base_url: "http://127.0.0.1:9".into(),
+            request_timeout: Duration::from_secs(5),
+            max_mps: 80,
+        };
+        let client = crate::channels::whatsapp::WhatsAppClient::new(&config).unwrap();
+        let pipeline = Pipeline::new(
+            Channels::whatsapp(client),
+            RetryPolicy::default(),
+            PipelineLimits::default(),
+        );
+        assert_eq!(pipeline.max_in_flight(), 200);
+        for _ in 0..50 {
+            pipeline.providers[0].observe(Duration::from_millis(400));
+        }
+        // 80/s × (0.4 s + 0.25 s) + 1 = 53 (54 with the average's remainder).
+        assert!((53..=54).contains(&pipeline.in_flight_target()));
+        for _ in 0..50 {
+            pipeline.providers[0].observe(Duration::from_secs(5));
+        }
+        assert_eq!(pipeline.in_flight_target(), 200, "bounded by the ceiling");
     }
 }

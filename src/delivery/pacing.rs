@@ -10,6 +10,7 @@ use tokio::time::Instant;
 /// callers wait for their slot, so concurrency does not matter.
 #[derive(Debug)]
 pub struct ThroughputLimiter {
+    per_second: u32,
     interval: Duration,
     next_free: Mutex<Instant>,
 }
@@ -18,9 +19,15 @@ impl ThroughputLimiter {
     /// A limiter allowing `max_per_second` sends per second.
     pub fn new(max_per_second: u32) -> Self {
         Self {
+            per_second: max_per_second.max(1),
             interval: Duration::from_secs(1) / max_per_second.max(1),
             next_free: Mutex::new(Instant::now()),
         }
+    }
+
+    /// The rate this limiter keeps to, per second.
+    pub fn per_second(&self) -> u32 {
+        self.per_second
     }
 
     /// How long until `n` more sends would all have had their slot: the wait

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::channels::whatsapp::FailureClass;
+use super::decision::FailureClass;
 
 /// The backoff schedule, as data.
 #[derive(Debug, Clone)]

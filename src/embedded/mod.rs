@@ -62,8 +62,13 @@ impl QueueError {
 pub enum Settlement {
     /// Delivered: remove it.
     Delivered,
-    /// Try again at `due_ms` (Unix ms).
-    Retry { due_ms: i64, error: String },
+    /// Try again at `due_ms` (Unix ms). `refund`: the attempt was never made
+    /// (the provider's circuit was open), so it does not count.
+    Retry {
+        due_ms: i64,
+        error: String,
+        refund: bool,
+    },
     /// Give up: move it to the dead-letter table.
     DeadLetter { reason: String },
 }
@@ -317,9 +322,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, request: &Request, now: i64) -> rusqlit
         } => Store::remove_delivered(tx, id, now).map(removed),
         Request::Settle {
             id,
-            settlement: Settlement::Retry { due_ms, error },
+            settlement:
+                Settlement::Retry {
+                    due_ms,
+                    error,
+                    refund,
+                },
             ..
-        } => Store::reschedule(tx, id, *due_ms, error).map(|()| Delta::default()),
+        } => Store::reschedule(tx, id, *due_ms, error, *refund).map(|()| Delta::default()),
         Request::Settle {
             id,
             settlement: Settlement::DeadLetter { reason },

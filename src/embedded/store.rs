@@ -213,17 +213,20 @@ impl Store {
         Ok(removed == 1)
     }
 
-    /// Releases an envelope to be tried again at `due_ms`.
+    /// Releases an envelope to be tried again at `due_ms`; `refund` gives back
+    /// the attempt its lease counted (it was never made).
     pub fn reschedule(
         tx: &rusqlite::Transaction<'_>,
         id: &str,
         due_ms: i64,
         error: &str,
+        refund: bool,
     ) -> rusqlite::Result<()> {
         tx.prepare_cached(
-            "UPDATE envelopes SET due_at = ?2, leased_until = NULL, last_error = ?3 WHERE id = ?1",
+            "UPDATE envelopes SET due_at = ?2, leased_until = NULL, last_error = ?3,
+                 attempts = MAX(attempts - ?4, 0) WHERE id = ?1",
         )?
-        .execute(params![id, due_ms, error])?;
+        .execute(params![id, due_ms, error, i64::from(refund)])?;
         Ok(())
     }
 

@@ -8,17 +8,20 @@
 //! - A settlement is never lost: one that cannot be written (a full disk) is
 //!   kept in memory and written again before anything new is leased; until it
 //!   is, the worker leases nothing and backs off, logging once per transition.
+//!
+//! How many deliveries it holds in flight is the pipeline's call
+//! ([`Pipeline::in_flight_target`]): enough to fill the rate caps at the
+//! observed latency. While every provider's circuit is open it leases nothing.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{EmbeddedQueue, Leased, QueueError, Settlement, now_ms};
-use crate::channels::whatsapp::FailureClass;
-use crate::delivery::{Outcome, Pipeline};
+use crate::delivery::{Decision, Pipeline};
 
 /// How long a lease lasts beyond the pacing wait. Only this process can hold
 /// a lease (the database is opened exclusively and a restart clears leases),
@@ -34,26 +37,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub struct Worker {
     queue: EmbeddedQueue,
     pipeline: Arc<Pipeline>,
-    max_attempts: u32,
-    permits: Arc<Semaphore>,
+    /// Deliveries leased and not yet settled.
+    in_flight: Arc<AtomicUsize>,
     lease: Duration,
     /// Settlements that could not be written yet, oldest first.
     pending: Arc<Mutex<Vec<(String, Settlement)>>>,
 }
 
 impl Worker {
-    /// A worker with at most `concurrency` deliveries in flight.
-    pub fn new(
-        queue: EmbeddedQueue,
-        pipeline: Arc<Pipeline>,
-        max_attempts: u32,
-        concurrency: usize,
-    ) -> Self {
+    /// A worker delivering through `pipeline`, which sets how many
+    /// deliveries are in flight and how many attempts a message gets.
+    pub fn new(queue: EmbeddedQueue, pipeline: Arc<Pipeline>) -> Self {
         Self {
             queue,
             pipeline,
-            max_attempts,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            in_flight: Arc::default(),
             lease: LEASE,
             pending: Arc::default(),
         }
@@ -87,6 +85,9 @@ impl Worker {
         let mut backoff: Option<Duration> = None;
         loop {
             let wait = match self.fill(&mut tasks).await {
+                Ok(_) if !self.pipeline.ready_in().is_zero() => {
+                    self.pipeline.ready_in().min(MAX_BACKOFF)
+                }
                 Ok(_) => {
                     if backoff.take().is_some() {
                         tracing::info!("the embedded queue can be written again: delivery resumed");
@@ -123,13 +124,20 @@ impl Worker {
         }
     }
 
-    /// Writes pending settlements, then leases into free permits until
-    /// nothing more is due. Returns how many were leased.
+    /// Writes pending settlements, then leases up to the pipeline's in-flight
+    /// target until nothing more is due. Leases nothing while every provider's
+    /// circuit is open. Returns how many were leased.
     async fn fill(&self, tasks: &mut JoinSet<()>) -> Result<usize, QueueError> {
         self.write_pending().await?;
         let mut leased = 0;
         loop {
-            let free = self.permits.available_permits();
+            if !self.pipeline.ready_in().is_zero() {
+                return Ok(leased);
+            }
+            let free = self
+                .pipeline
+                .in_flight_target()
+                .saturating_sub(self.in_flight.load(Ordering::Relaxed));
             if free == 0 {
                 return Ok(leased);
             }
@@ -174,26 +182,22 @@ impl Worker {
         let leased = self.queue.lease(lease.as_millis() as i64, free).await?;
         let n = leased.len();
         for envelope in leased {
-            let permit = self
-                .permits
-                .clone()
-                .try_acquire_owned()
-                .expect("leased no more than the free permits");
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
             let this = self.clone();
             tasks.spawn(async move {
                 this.deliver(envelope).await;
-                drop(permit);
+                this.in_flight.fetch_sub(1, Ordering::Relaxed);
             });
         }
         Ok(n)
     }
 
     async fn deliver(&self, leased: Leased) {
-        let outcome = self
+        let decision = self
             .pipeline
             .deliver_payload(&leased.body, leased.attempts)
             .await;
-        let settlement = self.settlement(&outcome, leased.attempts);
+        let settlement = settlement(&decision);
         if let Settlement::DeadLetter { reason } = &settlement {
             tracing::warn!(envelope_id = %leased.id, attempt = leased.attempts, reason = %reason, "moved to the dead-letter table");
         }
@@ -214,32 +218,32 @@ impl Worker {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
-    /// What to record for an outcome. Account problems are never dead-lettered
-    /// for their attempts: every message would fail alike, so they wait for an operator.
-    fn settlement(&self, outcome: &Outcome, attempts: u32) -> Settlement {
-        match outcome {
-            Outcome::Delivered { .. } => Settlement::Delivered,
-            Outcome::Failed { code, reason } => Settlement::DeadLetter {
-                reason: match code {
-                    Some(c) => format!("permanent failure (WhatsApp error {c}): {reason}"),
-                    None => format!("permanent failure: {reason}"),
-                },
+/// The embedded queue's acknowledgement of a decision: what was given up on
+/// (permanently failed, unreadable, out of attempts) goes to the dead-letter
+/// table, where `GET /api/v1/dead-letters` shows it.
+fn settlement(decision: &Decision) -> Settlement {
+    match decision {
+        Decision::Delivered { .. } => Settlement::Delivered,
+        Decision::Retry {
+            after,
+            reason,
+            counted,
+            ..
+        } => Settlement::Retry {
+            due_ms: now_ms() + after.as_millis() as i64,
+            error: reason.clone(),
+            refund: !counted,
+        },
+        Decision::GiveUp { code, reason } => Settlement::DeadLetter {
+            reason: match code {
+                Some(c) => format!("permanent failure (provider error {c}): {reason}"),
+                None => format!("permanent failure: {reason}"),
             },
-            Outcome::Rejected { reason } => Settlement::DeadLetter {
-                reason: format!("unreadable envelope: {reason}"),
-            },
-            Outcome::Retry { class, reason, .. }
-                if *class != FailureClass::Configuration && attempts >= self.max_attempts =>
-            {
-                Settlement::DeadLetter {
-                    reason: format!("gave up after {attempts} attempts: {reason}"),
-                }
-            }
-            Outcome::Retry { after, reason, .. } => Settlement::Retry {
-                due_ms: now_ms() + after.as_millis() as i64,
-                error: reason.clone(),
-            },
-        }
+        },
+        Decision::DeadLetter { reason } => Settlement::DeadLetter {
+            reason: reason.clone(),
+        },
     }
 }

@@ -55,6 +55,9 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// API key ids that may see every tenant's dead letters (`ADMIN_KEY_IDS`).
     pub admin_key_ids: Arc<HashSet<String>>,
+    /// The in-process delivery pipeline (embedded default), for `/health`'s
+    /// view of the providers' circuits.
+    pub delivery: Option<Arc<crate::delivery::Pipeline>>,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
             admin_key_ids: Arc::new(config.admin_key_ids.iter().cloned().collect()),
+            delivery: None,
         }
     }
 }

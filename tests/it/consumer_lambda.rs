@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use herald::consumer::lambda::{InvocationError, handle_event};
+use herald::consumer::lambda::{InvocationError, LambdaConsumer, handle_event};
 use herald::contract::Envelope;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -72,7 +72,7 @@ async fn an_sns_event_is_delivered() {
         .await;
     let result = handle_event(
         sns_event(&envelope_json("from sns")),
-        &fake.pipeline(Duration::from_secs(5)),
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(5)))),
     )
     .await;
     assert_eq!(result.unwrap(), Value::Null);
@@ -89,7 +89,7 @@ async fn a_retryable_failure_fails_the_sns_invocation() {
         .await;
     let result = handle_event(
         sns_event(&envelope_json("retry me")),
-        &fake.pipeline(Duration::from_secs(5)),
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(5)))),
     )
     .await;
     assert!(
@@ -115,7 +115,7 @@ async fn a_permanent_failure_acknowledges_the_sns_invocation() {
         .await;
     let result = handle_event(
         sns_event(&envelope_json("undeliverable")),
-        &fake.pipeline(Duration::from_secs(5)),
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(5)))),
     )
     .await;
     assert!(result.is_ok());
@@ -135,7 +135,7 @@ async fn an_unknown_envelope_version_is_never_sent() {
     v["version"] = json!(2);
     let result = handle_event(
         sns_event(&v.to_string()),
-        &fake.pipeline(Duration::from_secs(5)),
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(5)))),
     )
     .await;
     assert!(result.is_err());
@@ -174,9 +174,12 @@ async fn an_sqs_batch_reports_exactly_the_records_to_retry() {
         false,
     );
 
-    let response = handle_event(event, &fake.pipeline(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let response = handle_event(
+        event,
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(5)))),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(
         failed_ids(&response),
@@ -216,9 +219,12 @@ async fn a_fifo_batch_stops_at_the_first_failure() {
         true,
     );
 
-    let response = handle_event(event, &fake.pipeline(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let response = handle_event(
+        event,
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(5)))),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(failed_ids(&response).len(), 3);
 }
@@ -240,9 +246,12 @@ async fn a_clean_sqs_batch_reports_no_failures() {
         ],
         false,
     );
-    let response = handle_event(event, &fake.pipeline(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let response = handle_event(
+        event,
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(5)))),
+    )
+    .await
+    .unwrap();
     assert_eq!(response, json!({"batchItemFailures": []}));
 }
 
@@ -254,7 +263,11 @@ async fn an_unknown_event_is_refused() {
         json!({"detail-type": "Scheduled Event"}),
         Context::default(),
     );
-    let result = handle_event(event, &fake.pipeline(Duration::from_secs(5))).await;
+    let result = handle_event(
+        event,
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(5)))),
+    )
+    .await;
     assert!(matches!(result, Err(InvocationError::UnknownEvent(_))));
 }
 
@@ -269,25 +282,80 @@ async fn records_left_at_the_deadline_are_reported_not_sent() {
         .expect(2)
         .mount(&fake.server)
         .await;
+    // FIFO, one group: the records go one after another (a standard batch
+    // would start all three at once).
     let mut event = sqs_event(
         [
             &envelope_json("one"),
             &envelope_json("two"),
             &envelope_json("three"),
         ],
-        false,
+        true,
     );
     // One call may take 1 s and 1 s is kept free: records may start for 1 s.
     let now_ms = herald::embedded::now_ms() as u64;
     event.context.deadline = now_ms + 3_000;
 
-    let response = handle_event(event, &fake.pipeline(Duration::from_secs(1)))
-        .await
-        .unwrap();
+    let response = handle_event(
+        event,
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(1)))),
+    )
+    .await
+    .unwrap();
 
     // Record 1 starts at 0 s, record 2 at 0.7 s, record 3 would start at 1.4 s.
     assert_eq!(
         failed_ids(&response),
         ["f3a1b7c2-0d4e-4c5f-9a8b-7e6d5c4b3a21"]
+    );
+}
+
+/// FIFO batches: the records of one message group go in order and a group
+/// stops at its first failure (it and its later records are reported), while
+/// other groups are delivered alongside.
+#[tokio::test]
+async fn fifo_groups_are_ordered_within_and_independent_between() {
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .and(body_partial_json(json!({"text": {"body": "a1"}})))
+        .respond_with(graph_error(
+            503,
+            131_016,
+            "Service unavailable",
+            "temporarily unavailable",
+        ))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    send_endpoint()
+        .and(body_partial_json(json!({"text": {"body": "b1"}})))
+        .respond_with(success("14155550123", "wamid.b1"))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    let mut event = sqs_event(
+        [
+            &envelope_json("a1"),
+            &envelope_json("a2"),
+            &envelope_json("b1"),
+        ],
+        true,
+    );
+    for (i, group) in ["a", "a", "b"].iter().enumerate() {
+        event.payload["Records"][i]["attributes"]["MessageGroupId"] = json!(group);
+    }
+    let response = handle_event(
+        event,
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(5)))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        failed_ids(&response),
+        [
+            "059f36b4-87a3-44ab-83d2-661975830a7d",
+            "2e1424d4-f796-459a-8184-9c92662be6da"
+        ],
+        "a1 failed, a2 waits behind it, b1 went through"
     );
 }

@@ -33,7 +33,6 @@ async fn pipeline() -> Pipeline {
         aws.sqs.clone(),
         &tq.queue_url,
         Arc::new(fake.pipeline(Duration::from_secs(5))),
-        4,
     )
     .await;
     Pipeline {

@@ -38,7 +38,6 @@ async fn a_slow_delivery_outlives_a_short_visibility_timeout_without_a_second_se
         aws.sqs.clone(),
         &queue_url,
         Arc::new(fake.pipeline(Duration::from_secs(10))),
-        4,
     )
     .await;
     poller

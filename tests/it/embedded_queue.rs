@@ -30,9 +30,7 @@ async fn setup(max_attempts: u32) -> Setup {
     let fake = FakeWhatsApp::start().await;
     let worker = Worker::new(
         queue.clone(),
-        Arc::new(fake.pipeline(Duration::from_secs(5))),
-        max_attempts,
-        4,
+        Arc::new(fake.pipeline_with_attempts(Duration::from_secs(5), max_attempts)),
     );
     Setup {
         _dir: dir,
@@ -407,16 +405,13 @@ async fn leases_cover_the_pacing_wait() {
         .await;
     // 10 per second and 20 leased at once: the last waits 2 s in the pacer,
     // ten times the base lease.
-    let client =
-        herald::channels::whatsapp::WhatsAppClient::new(&fake.config(Duration::from_secs(5)))
-            .unwrap();
-    let pipeline = herald::delivery::Pipeline::new(
-        herald::delivery::Sender::WhatsApp(client),
-        herald::delivery::ThroughputLimiter::new(10),
-        crate::helpers::whatsapp::fast_retries(),
-    );
-    let worker = Worker::new(queue.clone(), Arc::new(pipeline), 3, 20)
-        .with_lease(Duration::from_millis(200));
+    let config = herald::config::WhatsAppConfig {
+        max_mps: 10,
+        ..fake.config(Duration::from_secs(5))
+    };
+    let pipeline = crate::helpers::whatsapp::pipeline_for(&config, 3);
+    let worker =
+        Worker::new(queue.clone(), Arc::new(pipeline)).with_lease(Duration::from_millis(200));
     for i in 0..20 {
         queue
             .enqueue(&envelope(&format!("paced {i}")))
@@ -445,8 +440,6 @@ async fn settlements_survive_a_full_disk() {
     let worker = Worker::new(
         queue.clone(),
         Arc::new(fake.pipeline(Duration::from_secs(5))),
-        3,
-        8,
     )
     .with_lease(Duration::from_millis(100));
     for i in 0..5 {

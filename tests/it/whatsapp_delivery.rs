@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use herald::channels::whatsapp::FailureClass;
 use herald::contract::Envelope;
-use herald::delivery::Outcome;
+use herald::delivery::Decision as Outcome;
+use herald::delivery::FailureClass;
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 use wiremock::matchers::body_partial_json;
@@ -196,7 +196,7 @@ async fn each_graph_error_class_leads_to_its_action() {
             .deliver(&text("hi"), 1)
             .await;
         match (class, outcome) {
-            (None, Outcome::Failed { code: Some(c), .. }) => assert_eq!(c, code),
+            (None, Outcome::GiveUp { code: Some(c), .. }) => assert_eq!(c, code),
             (
                 Some(expected),
                 Outcome::Retry {
@@ -268,36 +268,6 @@ async fn an_unreadable_success_is_unconfirmed_not_permanent() {
             "{outcome:?}"
         );
     }
-}
-
-/// A connection that cannot be made sent nothing: plainly retryable.
-#[tokio::test]
-async fn a_refused_connection_is_retryable() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
-    let config = herald::config::WhatsAppConfig {
-        base_url: base,
-        ..FakeWhatsApp::start().await.config(Duration::from_secs(2))
-    };
-    let pipeline = herald::delivery::Pipeline::new(
-        herald::delivery::Sender::WhatsApp(
-            herald::channels::whatsapp::WhatsAppClient::new(&config).unwrap(),
-        ),
-        herald::delivery::ThroughputLimiter::new(1000),
-        crate::helpers::whatsapp::fast_retries(),
-    );
-    let outcome = pipeline.deliver(&text("hi"), 1).await;
-    assert!(
-        matches!(
-            outcome,
-            Outcome::Retry {
-                class: FailureClass::Retryable,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
 }
 
 /// A slow but timely answer is a success.
@@ -373,12 +343,7 @@ async fn transport_failures_and_garbage_are_classified() {
         .port();
     let mut config = fake.config(Duration::from_secs(2));
     config.base_url = format!("http://127.0.0.1:{closed_port}");
-    let client = herald::channels::whatsapp::WhatsAppClient::new(&config).unwrap();
-    let pipeline = herald::delivery::Pipeline::new(
-        herald::delivery::Sender::WhatsApp(client),
-        herald::delivery::ThroughputLimiter::new(100),
-        crate::helpers::whatsapp::fast_retries(),
-    );
+    let pipeline = crate::helpers::whatsapp::pipeline_for(&config, 4);
     let outcome = pipeline.deliver(&text("hi"), 1).await;
     assert!(
         matches!(

@@ -6,16 +6,20 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::error::WhatsAppError;
 use super::types::{GraphErrorBody, SendResponse, request_body};
+use crate::channels::Channel;
 use crate::config::{Secret, WhatsAppConfig};
 use crate::contract::Envelope;
+use crate::delivery::{ChannelError, ThroughputLimiter};
+use crate::publisher::BoxFuture;
 
-/// One connection-pooled client for one sending number, built once per process.
-#[derive(Clone)]
+/// One connection-pooled client for one sending number, built once per
+/// process, with the pacer that keeps that number under `WHATSAPP_MAX_MPS`.
 pub struct WhatsAppClient {
     http: reqwest::Client,
     messages_url: String,
     token: Secret,
     timeout: Duration,
+    pacer: ThroughputLimiter,
 }
 
 impl std::fmt::Debug for WhatsAppClient {
@@ -43,6 +47,7 @@ impl WhatsAppClient {
             ),
             token: config.access_token.clone(),
             timeout: config.request_timeout,
+            pacer: ThroughputLimiter::new(config.max_mps),
         })
     }
 
@@ -86,6 +91,33 @@ impl WhatsAppClient {
                 retry_after,
             }),
         }
+    }
+}
+
+impl Channel for WhatsAppClient {
+    fn name(&self) -> &'static str {
+        "whatsapp"
+    }
+
+    fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ChannelError>> {
+        Box::pin(async move {
+            let response = WhatsAppClient::send(self, envelope).await?;
+            // `send` only returns Ok with at least one message id.
+            Ok(response
+                .messages
+                .into_iter()
+                .next()
+                .map(|m| m.id)
+                .unwrap_or_default())
+        })
+    }
+
+    fn pacer(&self) -> Option<&ThroughputLimiter> {
+        Some(&self.pacer)
+    }
+
+    fn call_timeout(&self) -> Duration {
+        self.timeout
     }
 }
 

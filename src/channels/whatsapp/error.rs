@@ -4,42 +4,7 @@
 use std::time::Duration;
 
 use super::types::GraphError;
-
-/// What a failure means for the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
-    /// A temporary fault (timeout, connection, 5xx, Meta's transient codes):
-    /// retry with exponential backoff.
-    Retryable,
-    /// A rate limit (throughput 130429, pair limit 131056, API call limits 4
-    /// and 80007): retry after the limit's window, honouring `Retry-After`.
-    Throttled,
-    /// The message itself cannot be sent (invalid recipient, template missing or
-    /// mismatched, outside the 24-hour window, policy): report, do not retry.
-    Permanent,
-    /// The account or token is broken (expired token, missing permission,
-    /// restricted account): every message would fail alike, so keep the message,
-    /// retry slowly and alert an operator.
-    Configuration,
-    /// The request was sent but no readable answer came back (a timeout after
-    /// sending, a connection lost mid-answer, a 2xx without a message id): the
-    /// provider may have accepted the message. Retried after a longer delay, and
-    /// the one way a message can be delivered twice when nothing else failed.
-    Unconfirmed,
-}
-
-impl FailureClass {
-    /// The name used in logs and in the outcome's `action`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Retryable => "retry",
-            Self::Throttled => "pace",
-            Self::Permanent => "permanent",
-            Self::Configuration => "alert",
-            Self::Unconfirmed => "unconfirmed",
-        }
-    }
-}
+use crate::delivery::{ChannelError, FailureClass};
 
 /// A failed call to the Cloud API.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +70,17 @@ impl WhatsAppError {
         match self {
             Self::Api { retry_after, .. } | Self::Unexpected { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+}
+
+impl From<WhatsAppError> for ChannelError {
+    fn from(error: WhatsAppError) -> Self {
+        Self {
+            class: error.class(),
+            code: error.code(),
+            retry_after: error.retry_after(),
+            message: error.to_string(),
         }
     }
 }

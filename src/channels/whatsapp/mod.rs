@@ -5,5 +5,5 @@ pub mod error;
 pub mod types;
 
 pub use client::WhatsAppClient;
-pub use error::{FailureClass, WhatsAppError};
+pub use error::WhatsAppError;
 pub use types::{GraphError, SendResponse, request_body};

@@ -20,6 +20,19 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         check.name.to_owned(),
         json!({ "status": if check.healthy { "ok" } else { "failing" }, "detail": check.detail }),
     );
+    // Delivery (embedded default): an open circuit is shown, but does not make
+    // the gateway unready: it still accepts and keeps messages.
+    if let Some(pipeline) = &state.delivery {
+        let status = if pipeline.any_circuit_open() {
+            "degraded"
+        } else {
+            "ok"
+        };
+        checks.insert(
+            "delivery".to_owned(),
+            json!({ "status": status, "detail": pipeline.health() }),
+        );
+    }
     if check.healthy {
         (
             StatusCode::OK,

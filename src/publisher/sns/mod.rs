@@ -69,7 +69,7 @@ impl SnsPublisher {
         linger: Duration,
         limits: BatcherLimits,
     ) -> Self {
-        let fifo = topic_arn.ends_with(".fifo");
+        let fifo = crate::contract::is_fifo(topic_arn);
         let topic_arn: Arc<str> = topic_arn.into();
         let batcher = batcher::start(batch_client, topic_arn.clone(), fifo, linger, limits);
         Self {

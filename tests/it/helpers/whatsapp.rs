@@ -4,9 +4,10 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use herald::channels::Channels;
 use herald::channels::whatsapp::WhatsAppClient;
 use herald::config::{DeliveryConfig, DeliveryMode, Secret, WhatsAppConfig};
-use herald::delivery::{Pipeline, RetryPolicy, Sender, ThroughputLimiter};
+use herald::delivery::{Pipeline, PipelineLimits, RetryPolicy};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
@@ -35,6 +36,7 @@ impl FakeWhatsApp {
             api_version: VERSION.into(),
             base_url: self.server.uri(),
             request_timeout: timeout,
+            max_mps: 1000,
         }
     }
 
@@ -43,22 +45,22 @@ impl FakeWhatsApp {
         DeliveryConfig {
             mode: DeliveryMode::WhatsApp(self.config(Duration::from_secs(5))),
             console_by_default: false,
-            max_mps: 1000,
             max_attempts: 4,
-            concurrency: 8,
+            concurrency: Some(8),
             retry_base: Duration::from_millis(10),
             retry_max: Duration::from_millis(50),
+            circuit_cooldown: Duration::from_secs(30),
         }
     }
 
     /// A pipeline to this fake with retry delays short enough for tests.
     pub fn pipeline(&self, timeout: Duration) -> Pipeline {
-        let client = WhatsAppClient::new(&self.config(timeout)).expect("client builds");
-        Pipeline::new(
-            Sender::WhatsApp(client),
-            ThroughputLimiter::new(1000),
-            fast_retries(),
-        )
+        pipeline_for(&self.config(timeout), 4)
+    }
+
+    /// The same, giving up after `max_attempts`.
+    pub fn pipeline_with_attempts(&self, timeout: Duration, max_attempts: u32) -> Pipeline {
+        pipeline_for(&self.config(timeout), max_attempts)
     }
 
     /// Every request body the fake received, in order.
@@ -71,6 +73,19 @@ impl FakeWhatsApp {
             .map(|r| serde_json::from_slice(&r.body).expect("the consumer sends JSON"))
             .collect()
     }
+}
+
+/// A pipeline through `config` with short retries, giving up after `max_attempts`.
+pub fn pipeline_for(config: &WhatsAppConfig, max_attempts: u32) -> Pipeline {
+    let client = WhatsAppClient::new(config).expect("client builds");
+    Pipeline::new(
+        Channels::whatsapp(client),
+        fast_retries(),
+        PipelineLimits {
+            max_attempts,
+            ..PipelineLimits::default()
+        },
+    )
 }
 
 /// Retry delays in milliseconds rather than seconds.

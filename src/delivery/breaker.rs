@@ -1,0 +1,249 @@
+//! A circuit breaker per provider: when the provider is down (a run of 5xx or
+//! timeouts) or unusable (an expired token, a missing permission), stop sending
+//! for a cool-down, then let one message through as a probe before resuming.
+//! Without it, every queued message spends its attempts against a provider
+//! that cannot take any of them.
+//!
+//! Closed → Open on an alert-class failure at once, or after `trip_after`
+//! retryable/unconfirmed failures in a row. Open → HalfOpen when the cool-down
+//! has passed: the next delivery is the probe and the others wait. The probe's
+//! success closes the circuit; its failure opens it again with twice the
+//! cool-down (up to 8 times the first). Each transition is logged once.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::decision::FailureClass;
+
+/// How long to wait before asking again while the probe is in flight.
+const WAIT_FOR_PROBE: Duration = Duration::from_secs(1);
+
+/// One provider's circuit.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    provider: &'static str,
+    cooldown: Duration,
+    trip_after: u32,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Closed {
+        failures_in_a_row: u32,
+    },
+    Open {
+        until: Instant,
+        cooldown: Duration,
+        reason: String,
+    },
+    HalfOpen {
+        cooldown: Duration,
+        probing: bool,
+    },
+}
+
+/// Leave to send one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The circuit is closed.
+    Normal,
+    /// The one message sent to see whether the provider is back.
+    Probe,
+}
+
+impl CircuitBreaker {
+    /// A closed circuit for `provider`.
+    pub fn new(provider: &'static str, cooldown: Duration, trip_after: u32) -> Self {
+        Self {
+            provider,
+            cooldown,
+            trip_after: trip_after.max(1),
+            state: Mutex::new(State::Closed {
+                failures_in_a_row: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// May a message be sent now? `Err` says how long to wait.
+    pub fn admit(&self) -> Result<Admission, Duration> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        match &*state {
+            State::Closed { .. } => Ok(Admission::Normal),
+            State::Open { until, .. } if now < *until => Err(*until - now),
+            State::Open { cooldown, .. } => {
+                let cooldown = *cooldown;
+                *state = State::HalfOpen {
+                    cooldown,
+                    probing: true,
+                };
+                tracing::info!(
+                    provider = self.provider,
+                    "circuit half-open: sending one message to see whether the provider is back"
+                );
+                Ok(Admission::Probe)
+            }
+            State::HalfOpen { probing: true, .. } => Err(WAIT_FOR_PROBE),
+            State::HalfOpen { cooldown, .. } => {
+                let cooldown = *cooldown;
+                *state = State::HalfOpen {
+                    cooldown,
+                    probing: true,
+                };
+                Ok(Admission::Probe)
+            }
+        }
+    }
+
+    /// How long until a message may be sent (zero when it may be now). Does
+    /// not change the state: transports ask this before taking messages.
+    pub fn wait(&self) -> Duration {
+        match &*self.lock() {
+            State::Open { until, .. } => until.saturating_duration_since(Instant::now()),
+            State::HalfOpen { probing: true, .. } => WAIT_FOR_PROBE,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Records how an admitted attempt ended: `None` for success, else the
+    /// failure's class.
+    pub fn record(&self, admission: Admission, failure: Option<FailureClass>) {
+        let mut state = self.lock();
+        let provider_fault = failure.filter(|c| c.is_provider_fault());
+        match (&mut *state, provider_fault) {
+            (State::Closed { failures_in_a_row }, None) => *failures_in_a_row = 0,
+            (State::Closed { failures_in_a_row }, Some(class)) => {
+                *failures_in_a_row += 1;
+                if class == FailureClass::Configuration || *failures_in_a_row >= self.trip_after {
+                    let reason = if class == FailureClass::Configuration {
+                        "an account or token problem (alert)".to_owned()
+                    } else {
+                        format!("{failures_in_a_row} failures in a row")
+                    };
+                    *state = self.open(self.cooldown, reason);
+                }
+            }
+            (State::HalfOpen { cooldown, .. }, _) if admission == Admission::Probe => {
+                let cooldown = *cooldown;
+                *state = match provider_fault {
+                    None => {
+                        tracing::info!(
+                            provider = self.provider,
+                            "circuit closed: the provider answered the probe; sending resumes"
+                        );
+                        State::Closed {
+                            failures_in_a_row: 0,
+                        }
+                    }
+                    Some(class) => self.open(
+                        (cooldown * 2).min(self.cooldown * 8),
+                        format!("the probe failed ({})", class.as_str()),
+                    ),
+                };
+            }
+            // An attempt admitted before the circuit opened: its outcome is
+            // already reflected by the failures that opened it.
+            _ => {}
+        }
+    }
+
+    fn open(&self, cooldown: Duration, reason: String) -> State {
+        tracing::error!(
+            provider = self.provider,
+            cooldown_ms = cooldown.as_millis() as u64,
+            reason = %reason,
+            "circuit open: not sending to this provider until the cool-down has passed; queued messages wait without spending attempts"
+        );
+        State::Open {
+            until: Instant::now() + cooldown,
+            cooldown,
+            reason,
+        }
+    }
+
+    /// The circuit for `/health`: its state and, when open, why and for how long.
+    pub fn status(&self) -> Value {
+        match &*self.lock() {
+            State::Closed { .. } => json!({ "provider": self.provider, "circuit": "closed" }),
+            State::Open { until, reason, .. } => json!({
+                "provider": self.provider,
+                "circuit": "open",
+                "reason": reason,
+                "retryInSeconds": until.saturating_duration_since(Instant::now()).as_secs_f64(),
+            }),
+            State::HalfOpen { .. } => json!({ "provider": self.provider, "circuit": "half-open" }),
+        }
+    }
+
+    /// True unless the circuit is closed.
+    pub fn is_open(&self) -> bool {
+        !matches!(&*self.lock(), State::Closed { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker() -> CircuitBreaker {
+        CircuitBreaker::new("test", Duration::from_secs(10), 3)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_of_failures_opens_and_a_probe_closes() {
+        let b = breaker();
+        for _ in 0..2 {
+            let a = b.admit().unwrap();
+            b.record(a, Some(FailureClass::Retryable));
+        }
+        assert!(!b.is_open());
+        let a = b.admit().unwrap();
+        b.record(a, Some(FailureClass::Unconfirmed));
+        assert!(b.is_open());
+        assert_eq!(b.admit(), Err(Duration::from_secs(10)));
+
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(b.admit(), Ok(Admission::Probe));
+        // Only one probe at a time.
+        assert!(b.admit().is_err());
+        b.record(Admission::Probe, None);
+        assert!(!b.is_open());
+        assert_eq!(b.admit(), Ok(Admission::Normal));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_alert_opens_at_once_and_a_failed_probe_doubles_the_cooldown() {
+        let b = breaker();
+        b.record(Admission::Normal, Some(FailureClass::Configuration));
+        assert!(b.is_open());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(b.admit(), Ok(Admission::Probe));
+        b.record(Admission::Probe, Some(FailureClass::Configuration));
+        assert_eq!(b.admit(), Err(Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn permanent_failures_and_rate_limits_do_not_count() {
+        let b = breaker();
+        for _ in 0..10 {
+            b.record(Admission::Normal, Some(FailureClass::Permanent));
+            b.record(Admission::Normal, Some(FailureClass::Throttled));
+        }
+        assert!(!b.is_open());
+        b.record(Admission::Normal, Some(FailureClass::Retryable));
+        b.record(Admission::Normal, Some(FailureClass::Retryable));
+        b.record(Admission::Normal, None);
+        b.record(Admission::Normal, Some(FailureClass::Retryable));
+        assert!(!b.is_open(), "a success resets the run");
+    }
+}

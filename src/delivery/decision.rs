@@ -1,0 +1,121 @@
+//! What a delivery attempt means, in terms every channel and every transport
+//! share: the failure classes a channel sorts its errors into, and the one
+//! [`Decision`] the pipeline hands the transport, which only maps it to its own
+//! acknowledgement (delete, visibility, batch item failure, settlement).
+
+use std::time::Duration;
+
+/// What a failure means for the message. Each channel maps its own errors
+/// (Graph error codes, Infobip status groups) into these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// A temporary fault (a connection that could not be made, 5xx, the
+    /// provider's transient codes): retry with exponential backoff.
+    Retryable,
+    /// A rate limit: retry after the limit's window, honouring `Retry-After`.
+    Throttled,
+    /// The message itself cannot be sent (invalid recipient, template missing or
+    /// mismatched, outside the 24-hour window, policy): report, do not retry.
+    Permanent,
+    /// The account or token is broken (expired token, missing permission,
+    /// restricted account): every message would fail alike, so keep the message,
+    /// retry slowly and alert an operator.
+    Configuration,
+    /// The request was sent but no readable answer came back (a timeout after
+    /// sending, a connection lost mid-answer, a 2xx without a message id): the
+    /// provider may have accepted the message. Retried after a longer delay, and
+    /// the one way a message can be delivered twice when nothing else failed.
+    Unconfirmed,
+}
+
+impl FailureClass {
+    /// The name used in logs and in the decision's `action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "retry",
+            Self::Throttled => "pace",
+            Self::Permanent => "permanent",
+            Self::Configuration => "alert",
+            Self::Unconfirmed => "unconfirmed",
+        }
+    }
+
+    /// True for failures that say the provider itself is down or unusable, which
+    /// the circuit breaker counts.
+    pub fn is_provider_fault(self) -> bool {
+        matches!(
+            self,
+            Self::Retryable | Self::Unconfirmed | Self::Configuration
+        )
+    }
+}
+
+/// A failed provider call, as every channel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelError {
+    /// What it means for the message.
+    pub class: FailureClass,
+    /// The provider's error code, when it sent one.
+    pub code: Option<i64>,
+    /// The provider's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+    /// A one-line explanation for logs and dead letters.
+    pub message: String,
+}
+
+/// What the transport must do with one envelope after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The provider accepted it: acknowledge (delete) it.
+    Delivered {
+        /// The provider's message id (`wamid.…`).
+        provider_id: String,
+    },
+    /// Keep it and try again after `after`.
+    Retry {
+        /// How long to wait before the next attempt.
+        after: Duration,
+        /// Why.
+        class: FailureClass,
+        /// The provider's error code, when it sent one.
+        code: Option<i64>,
+        /// A one-line explanation.
+        reason: String,
+        /// False when the attempt was never made (the provider's circuit is
+        /// open): a transport that counts attempts gives this one back.
+        counted: bool,
+    },
+    /// The message cannot be sent (a permanent failure): report it and
+    /// acknowledge it; retrying cannot help.
+    GiveUp {
+        /// The provider's error code, when it sent one.
+        code: Option<i64>,
+        /// A one-line explanation.
+        reason: String,
+    },
+    /// Send it to the dead-letter path now: the envelope is unreadable, or its
+    /// attempts are spent (`DELIVERY_MAX_ATTEMPTS`).
+    DeadLetter {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// The action name used in the outcome's log line.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Delivered { .. } => "delivered",
+            Self::Retry { counted: false, .. } => "circuit-open",
+            Self::Retry { class, .. } => class.as_str(),
+            Self::GiveUp { .. } => "failed",
+            Self::DeadLetter { .. } => "dead-letter",
+        }
+    }
+
+    /// True when the transport should keep the message for another attempt
+    /// (Lambda: report it in `batchItemFailures`).
+    pub fn is_retry(&self) -> bool {
+        matches!(self, Self::Retry { .. })
+    }
+}
