@@ -61,6 +61,10 @@ pub struct SqsPoller {
     visibility: Duration,
     /// Receipt handles of the messages received and not yet acknowledged.
     held: Arc<Mutex<HashSet<String>>>,
+    /// Orders extensions and acknowledgements: the heartbeat extends under the
+    /// write lock; a task releases and acknowledges under a read lock, so a
+    /// late extension can never undo a retry delay just set.
+    ack_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// A receive that failed; the poll loop logs it and tries again.
@@ -109,6 +113,7 @@ impl SqsPoller {
             in_flight: Arc::default(),
             visibility: visibility.max(Duration::from_secs(1)),
             held: Arc::default(),
+            ack_gate: Arc::default(),
         }
     }
 
@@ -137,6 +142,7 @@ impl SqsPoller {
     }
 
     async fn extend_held(&self) {
+        let _gate = self.ack_gate.write().await;
         let handles: Vec<String> = self.lock_held().iter().cloned().collect();
         let seconds = self.visibility.min(MAX_VISIBILITY).as_secs() as i32;
         for chunk in handles.chunks(MAX_BATCH) {
@@ -152,7 +158,7 @@ impl SqsPoller {
                         .expect("id and receipt handle are set")
                 })
                 .collect();
-            if let Err(e) = self
+            match self
                 .sqs
                 .change_message_visibility_batch()
                 .queue_url(self.queue_url.as_ref())
@@ -160,7 +166,15 @@ impl SqsPoller {
                 .send()
                 .await
             {
-                tracing::warn!(error.message = %DisplayErrorContext(&e), "could not extend the visibility of messages being delivered");
+                Ok(out) if !out.failed.is_empty() => tracing::warn!(
+                    failed = out.failed.len(),
+                    code = out.failed[0].code.as_str(),
+                    "SQS refused to extend the visibility of some messages being delivered"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error.message = %DisplayErrorContext(&e), "could not extend the visibility of messages being delivered")
+                }
             }
         }
     }
@@ -301,6 +315,7 @@ impl SqsPoller {
                 }
                 // The rest become visible again now, rather than after the visibility timeout.
                 for rest in messages {
+                    let _gate = this.ack_gate.read().await;
                     this.release(&rest);
                     this.set_visibility(&rest, Duration::ZERO).await;
                 }
@@ -336,6 +351,7 @@ impl SqsPoller {
             .pipeline
             .deliver_payload(message.body().unwrap_or_default(), attempt)
             .await;
+        let _gate = self.ack_gate.read().await;
         self.release(&message);
         match decision {
             Decision::Delivered { .. } | Decision::GiveUp { .. } => {

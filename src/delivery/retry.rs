@@ -51,14 +51,22 @@ impl RetryPolicy {
             .min(self.max);
         let computed = match class {
             FailureClass::Configuration => self.configuration,
-            FailureClass::Throttled => exponential.max(self.throttled_floor),
-            FailureClass::Unconfirmed => exponential.max(self.unconfirmed_floor),
-            FailureClass::Retryable | FailureClass::Permanent => exponential,
+            FailureClass::Retryable
+            | FailureClass::Permanent
+            | FailureClass::Throttled
+            | FailureClass::Unconfirmed => exponential,
         };
         // Equal jitter: half fixed, half random, so the delay never collapses to zero.
         let half = computed / 2;
         let jittered = half + half.mul_f64(fastrand::f64());
-        jittered.max(retry_after.unwrap_or_default())
+        // Floors apply after the jitter: they are promises (a rate limit's
+        // window; a minute before an unconfirmed message is sent again).
+        let floor = match class {
+            FailureClass::Throttled => self.throttled_floor,
+            FailureClass::Unconfirmed => self.unconfirmed_floor,
+            _ => Duration::ZERO,
+        };
+        jittered.max(floor).max(retry_after.unwrap_or_default())
     }
 }
 
@@ -92,8 +100,10 @@ mod tests {
     #[test]
     fn rate_limits_wait_at_least_the_pair_window_and_account_problems_wait_long() {
         let p = RetryPolicy::default();
-        assert!(p.delay(FailureClass::Throttled, 1, None) >= Duration::from_secs(3));
+        assert!(p.delay(FailureClass::Throttled, 1, None) >= Duration::from_secs(6));
         assert!(p.delay(FailureClass::Configuration, 1, None) >= Duration::from_secs(150));
-        assert!(p.delay(FailureClass::Unconfirmed, 1, None) >= Duration::from_secs(30));
+        for _ in 0..100 {
+            assert!(p.delay(FailureClass::Unconfirmed, 1, None) >= Duration::from_secs(60));
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! next transaction (group commit), so durability costs one fsync per batch
 //! rather than one per message.
 
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,11 +27,9 @@ use store::Store;
 
 /// Most requests committed in one transaction.
 const MAX_GROUP: usize = 1024;
-/// How long a delivered id is remembered, so that a retried publish of it is
-/// refused: as long as the gateway remembers an `Idempotency-Key` by default.
-const DELIVERED_RETENTION: Duration = Duration::from_secs(86_400);
-/// How often the writer forgets delivered ids past their retention.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How long the writer remembers an orphan (below), and how many at most.
+const ORPHAN_RETENTION: Duration = Duration::from_secs(86_400);
+const MAX_ORPHANS: usize = 100_000;
 
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +108,44 @@ struct Counters {
     health_reads: AtomicU64,
     /// Operators' and tests' switch: every write fails as if the disk were full.
     simulate_full_disk: AtomicBool,
+    /// Tests' switch: the writer pauses this many ms after each commit, before
+    /// answering (a slow fsync).
+    simulate_slow_commit_ms: AtomicU64,
+}
+
+/// Envelopes committed after their caller stopped waiting (its request timed
+/// out during a slow commit): the client was told the outcome is unknown, and
+/// its retry with the same `Idempotency-Key` brings the same id. That retry is
+/// not stored again, whether the first copy is still queued or was delivered.
+/// These are the only ids that can come twice (the gateway's idempotency
+/// memory lives in the same process), so the writer remembers just them, in
+/// memory, for a day (at most 100 000).
+#[derive(Debug, Default)]
+struct Orphans {
+    ids: HashSet<String>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl Orphans {
+    fn remember(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back((Instant::now(), id));
+        }
+        while self.order.len() > MAX_ORPHANS
+            || self
+                .order
+                .front()
+                .is_some_and(|(at, _)| at.elapsed() > ORPHAN_RETENTION)
+        {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 /// A handle to the queue; cheap to clone. The writer thread stops when the last handle is dropped.
@@ -256,6 +293,15 @@ impl EmbeddedQueue {
             .simulate_full_disk
             .store(on, Ordering::Relaxed);
     }
+
+    /// Makes the writer pause for `delay` after each commit before answering,
+    /// as a slow fsync would. For tests of callers that give up meanwhile.
+    #[doc(hidden)]
+    pub fn simulate_slow_commit(&self, delay: Duration) {
+        self.counters
+            .simulate_slow_commit_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
 }
 
 /// Applies requests until every handle is dropped. Writes that arrive together
@@ -267,7 +313,7 @@ fn writer_loop(
     counters: &Counters,
 ) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
-    let mut last_prune = Instant::now();
+    let mut orphans = Orphans::default();
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_GROUP {
@@ -279,16 +325,9 @@ fn writer_loop(
         let (writes, reads): (Vec<_>, Vec<_>) = batch
             .drain(..)
             .partition(|r| matches!(r, Request::Enqueue { .. } | Request::Settle { .. }));
-        commit_writes(&mut store, writes, counters);
+        commit_writes(&mut store, writes, counters, &mut orphans);
         for read in reads {
             answer_read(&mut store, read, counters);
-        }
-        if last_prune.elapsed() >= PRUNE_EVERY {
-            last_prune = Instant::now();
-            let before = now_ms() - DELIVERED_RETENTION.as_millis() as i64;
-            if let Err(e) = store.prune_delivered(before) {
-                tracing::warn!(error.message = %e, "cannot forget old delivered ids; will try again");
-            }
         }
     }
 }
@@ -319,7 +358,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, request: &Request, now: i64) -> rusqlit
             id,
             settlement: Settlement::Delivered,
             ..
-        } => Store::remove_delivered(tx, id, now).map(removed),
+        } => Store::remove(tx, id).map(removed),
         Request::Settle {
             id,
             settlement:
@@ -342,9 +381,20 @@ fn apply(tx: &rusqlite::Transaction<'_>, request: &Request, now: i64) -> rusqlit
     }
 }
 
-fn reply_write(request: Request, result: Result<(), QueueError>) {
-    if let Request::Enqueue { reply, .. } | Request::Settle { reply, .. } = request {
-        let _ = reply.send(result);
+/// Answers a write. An enqueue that committed but whose caller has gone is
+/// remembered as an orphan.
+fn reply_write(request: Request, result: Result<(), QueueError>, orphans: &mut Orphans) {
+    match request {
+        Request::Enqueue { id, reply, .. } => {
+            let committed = result.is_ok();
+            if reply.send(result).is_err() && committed {
+                orphans.remember(id);
+            }
+        }
+        Request::Settle { reply, .. } => {
+            let _ = reply.send(result);
+        }
+        _ => {}
     }
 }
 
@@ -356,13 +406,25 @@ fn full_disk() -> rusqlite::Error {
     )
 }
 
-fn commit_writes(store: &mut Store, writes: Vec<Request>, counters: &Counters) {
+fn commit_writes(
+    store: &mut Store,
+    writes: Vec<Request>,
+    counters: &Counters,
+    orphans: &mut Orphans,
+) {
     // An enqueue whose caller stopped waiting (its request timed out and was
     // answered) is not written: nothing was promised, and its retry carries
-    // the same id.
+    // the same id. An enqueue of an orphan's id is answered without a write.
     let writes: Vec<Request> = writes
         .into_iter()
-        .filter(|w| !matches!(w, Request::Enqueue { reply, .. } if reply.is_closed()))
+        .filter_map(|w| match w {
+            Request::Enqueue { ref reply, .. } if reply.is_closed() => None,
+            Request::Enqueue { ref id, .. } if orphans.contains(id) => {
+                reply_write(w, Ok(()), orphans);
+                None
+            }
+            w => Some(w),
+        })
         .collect();
     if writes.is_empty() {
         return;
@@ -387,9 +449,18 @@ fn commit_writes(store: &mut Store, writes: Vec<Request>, counters: &Counters) {
         add(&counters.depth, d.depth);
         add(&counters.dead_letters, d.dead_letters);
     };
+    let slow = counters.simulate_slow_commit_ms.load(Ordering::Relaxed);
+    let pause = || {
+        if slow > 0 {
+            std::thread::sleep(Duration::from_millis(slow));
+        }
+    };
     if let Ok(delta) = run(store, &writes) {
         count(delta);
-        writes.into_iter().for_each(|w| reply_write(w, Ok(())));
+        pause();
+        writes
+            .into_iter()
+            .for_each(|w| reply_write(w, Ok(()), orphans));
         return;
     }
     // The group failed and was rolled back: try each write alone.
@@ -397,7 +468,8 @@ fn commit_writes(store: &mut Store, writes: Vec<Request>, counters: &Counters) {
         let result = run(store, std::slice::from_ref(&w))
             .map(count)
             .map_err(QueueError::Storage);
-        reply_write(w, result);
+        pause();
+        reply_write(w, result, orphans);
     }
 }
 
@@ -438,6 +510,10 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
                     .map_err(QueueError::from),
             );
         }
-        write => reply_write(write, Err(QueueError::Closed)),
+        write => {
+            if let Request::Enqueue { reply, .. } | Request::Settle { reply, .. } = write {
+                let _ = reply.send(Err(QueueError::Closed));
+            }
+        }
     }
 }

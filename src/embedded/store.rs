@@ -89,14 +89,7 @@ impl Store {
                  reason TEXT NOT NULL,
                  failed_at INTEGER NOT NULL,
                  created_at INTEGER NOT NULL
-             );
-             -- Ids delivered recently: an envelope published again under one of
-             -- them (an idempotent retry after an unknown outcome) is refused.
-             CREATE TABLE IF NOT EXISTS delivered (
-                 id TEXT PRIMARY KEY,
-                 delivered_at INTEGER NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);",
+             );",
         )?;
         // Databases made before dead letters were scoped to their API key.
         for table in ["envelopes", "dead_letters"] {
@@ -137,9 +130,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Adds an envelope. An id the queue already holds, has dead-lettered or
-    /// has delivered recently is not added again (an idempotent retry of a
-    /// publish whose first outcome was unknown). Returns true when it was added.
+    /// Adds an envelope. An id the queue already holds or has dead-lettered is
+    /// not added again (an idempotent retry of a publish whose first outcome
+    /// was unknown; the writer also remembers such ids after delivery). Returns
+    /// true when it was added.
     pub fn insert(
         tx: &rusqlite::Transaction<'_>,
         id: &str,
@@ -151,18 +145,10 @@ impl Store {
             .prepare_cached(
                 "INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at, api_key_id)
                  SELECT ?1, ?2, ?3, ?3, ?4
-                 WHERE NOT EXISTS (SELECT 1 FROM delivered WHERE id = ?1)
-                   AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE id = ?1)",
+                 WHERE NOT EXISTS (SELECT 1 FROM dead_letters WHERE id = ?1)",
             )?
             .execute(params![id, body, now_ms, api_key_id])?;
         Ok(added == 1)
-    }
-
-    /// Forgets delivered ids older than `before_ms`.
-    pub fn prune_delivered(&self, before_ms: i64) -> rusqlite::Result<usize> {
-        self.conn
-            .prepare_cached("DELETE FROM delivered WHERE delivered_at < ?1")?
-            .execute([before_ms])
     }
 
     /// Leases up to `limit` due envelopes until `now + lease_ms`, counting an attempt.
@@ -194,19 +180,8 @@ impl Store {
         Ok(leased)
     }
 
-    /// Removes a delivered envelope and remembers its id. Returns true when
-    /// the envelope was there.
-    pub fn remove_delivered(
-        tx: &rusqlite::Transaction<'_>,
-        id: &str,
-        now_ms: i64,
-    ) -> rusqlite::Result<bool> {
-        tx.prepare_cached("INSERT OR REPLACE INTO delivered (id, delivered_at) VALUES (?1, ?2)")?
-            .execute(params![id, now_ms])?;
-        Self::remove(tx, id)
-    }
-
-    fn remove(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Result<bool> {
+    /// Removes a delivered envelope. Returns true when it was there.
+    pub fn remove(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Result<bool> {
         let removed = tx
             .prepare_cached("DELETE FROM envelopes WHERE id = ?1")?
             .execute([id])?;

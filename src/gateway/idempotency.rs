@@ -228,14 +228,27 @@ impl Tenant {
         }
     }
 
-    /// Forgets the oldest entry not in flight; false when every entry is in flight.
+    /// Forgets the oldest published entry, else the oldest unsettled one
+    /// (whose retry would then get a new id: logged); false when every entry
+    /// is in flight.
     fn evict_oldest_settled(&mut self) -> bool {
-        let oldest = self
-            .order
-            .values()
-            .find(|key| !self.in_flight(key))
-            .cloned();
-        match oldest {
+        let oldest_with = |want: fn(&State) -> bool| {
+            self.order
+                .values()
+                .find(|key| self.entries.get(*key).is_some_and(|e| want(&e.state)))
+                .cloned()
+        };
+        let published = oldest_with(|s| matches!(s, State::Published));
+        let victim = published.or_else(|| {
+            let unsettled = oldest_with(|s| matches!(s, State::Unsettled));
+            if unsettled.is_some() {
+                tracing::warn!(
+                    "idempotency table full of unsettled keys: forgetting the oldest; its retry will be a new message (raise IDEMPOTENCY_MAX_KEYS)"
+                );
+            }
+            unsettled
+        });
+        match victim {
             Some(key) => {
                 self.remove(&key);
                 true
@@ -389,6 +402,28 @@ mod tests {
         let b_id = b.id;
         b.complete();
         assert!(matches!(waiter.await.unwrap(), Claim::Replay(x) if x == b_id));
+    }
+
+    #[tokio::test]
+    async fn published_keys_are_forgotten_before_unsettled_ones() {
+        let s = store(60_000, 2);
+        let Claim::New(unsettled) = s.claim(&caller(), "unsettled", b"x").await else {
+            panic!()
+        };
+        let kept = unsettled.id;
+        drop(unsettled);
+        let Claim::New(published) = s.claim(&caller(), "published", b"x").await else {
+            panic!()
+        };
+        published.complete();
+        let Claim::New(new) = s.claim(&caller(), "new", b"x").await else {
+            panic!()
+        };
+        new.complete();
+        let Claim::New(retry) = s.claim(&caller(), "unsettled", b"x").await else {
+            panic!()
+        };
+        assert_eq!(retry.id, kept, "the unsettled key kept its id");
     }
 
     #[tokio::test]

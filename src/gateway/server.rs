@@ -4,9 +4,13 @@
 //! on graceful shutdown, so 200 clients that never finish a request head kept
 //! 200 descriptors open and kept SIGTERM from ending the process. This loop
 //! runs the same hyper server with:
+//! - HTTP/1 only: hyper's automatic HTTP/2 detection reads the first bytes
+//!   with no timeout at all, and h2c is not what load balancers send;
 //! - a header-read timeout (`HEADER_READ_TIMEOUT_MS`), which also closes
 //!   keep-alive connections that sit idle that long (hyper starts the timer
 //!   whenever a connection waits for a request head);
+//! - the same limit on a stalled write: a client that stops reading its
+//!   responses loses its connection instead of holding it;
 //! - a connection cap (`MAX_CONNECTIONS`): at the cap, new connections wait in
 //!   the kernel's backlog instead of taking descriptors;
 //! - a shutdown deadline (`SHUTDOWN_TIMEOUT_MS`): on the signal, stop
@@ -14,7 +18,10 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -23,8 +30,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 use tower::ServiceExt;
 
 use super::hyper_errors::ProblemOnParseError;
@@ -49,16 +58,11 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.header_read_timeout)
-        .keep_alive_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -108,10 +112,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(ProblemOnParseError::new(stream));
-        let connection = builder
-            .serve_connection_with_upgrades(io, service.clone())
-            .into_owned();
+        let io = TokioIo::new(ProblemOnParseError::new(WriteDeadline::new(
+            stream,
+            limits.header_read_timeout,
+        )));
+        let connection = builder.serve_connection(io, service.clone()).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -129,5 +134,80 @@ pub async fn serve(
                 "connections still open at the shutdown deadline: closing them"
             );
         }
+    }
+}
+
+/// A connection whose writes may not stall longer than `limit`: a client that
+/// stops reading (its receive window full) gets an error instead of holding
+/// the connection for ever.
+struct WriteDeadline<T> {
+    inner: T,
+    limit: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(inner: T, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner write or flush returned `Pending`: fails once the
+    /// stall has lasted `limit`.
+    fn check_stall<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Pending => self.check_stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.check_stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -368,10 +368,12 @@ fn envelope_from(key_id: &str, text: &str) -> Envelope {
     Envelope::new(uuid::Uuid::now_v7(), message, key_id)
 }
 
-/// An envelope published again after it was delivered (an idempotent retry of
-/// a publish whose first answer was lost) is refused: it is delivered once.
+/// A slow commit whose caller gave up (its request timed out: "may have been
+/// published") still stores the envelope; the client's retry with the same
+/// Idempotency-Key brings the same id, and the queue does not store it again,
+/// even after the first copy was delivered. One delivery.
 #[tokio::test]
-async fn an_id_delivered_recently_is_not_queued_again() {
+async fn a_retry_of_a_commit_whose_caller_gave_up_is_not_queued_again() {
     let Setup {
         queue,
         fake,
@@ -383,7 +385,19 @@ async fn an_id_delivered_recently_is_not_queued_again() {
         .expect(1)
         .mount(&fake.server)
         .await;
-    let env = envelope("retried publish");
+    let env = envelope("slow fsync");
+    queue.simulate_slow_commit(Duration::from_millis(400));
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), queue.enqueue(&env)).await;
+    assert!(gave_up.is_err(), "the caller stopped waiting");
+    queue.simulate_slow_commit(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        queue.stats().await.unwrap().depth,
+        1,
+        "the commit went through"
+    );
+
+    // The retry while the first copy is queued, and again after its delivery.
     queue.enqueue(&env).await.unwrap();
     assert_eq!(worker.run_once().await, 1);
     queue.enqueue(&env).await.unwrap();

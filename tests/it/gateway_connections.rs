@@ -65,6 +65,17 @@ fn clients_that_never_finish_a_request_head_are_disconnected() {
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
+/// A connection that sends nothing at all is closed too (hyper's HTTP/2
+/// detection used to wait for its first bytes with no timeout).
+#[test]
+fn silent_connections_are_disconnected() {
+    let (_dir, gateway) = start(&[("HEADER_READ_TIMEOUT_MS", "500")]);
+    let mut streams: Vec<TcpStream> = (0..5).map(|_| connect(&gateway)).collect();
+    for s in &mut streams {
+        assert!(closed_by_server(s), "a silent connection stayed open");
+    }
+}
+
 /// A keep-alive connection left idle is closed after the same timeout.
 #[test]
 fn idle_keep_alive_connections_are_closed() {

@@ -41,9 +41,47 @@ pub enum BatchClient {
     Lean(LeanClient),
 }
 
+/// Attempts per `PublishBatch` call before its error is returned.
+const CALL_ATTEMPTS: u32 = 3;
+
 impl BatchClient {
-    /// Publishes `entries` (at most 10) to `topic_arn` in one call.
+    /// Publishes `entries` (at most 10) to `topic_arn`, retrying a failed call
+    /// (but not a misconfiguration) up to [`CALL_ATTEMPTS`] times with jittered
+    /// backoff. Both clients retry here, so the result can say whether *any*
+    /// attempt's outcome was unknown: then the error is
+    /// [`PublishErrorKind::OutcomeUnknown`] even if the last attempt was a
+    /// definite refusal (a timeout, then a throttle: the first may have
+    /// published). The SDK's own retries are turned off for this call.
     pub async fn publish_batch(
+        &self,
+        topic_arn: &str,
+        entries: &[Entry],
+    ) -> Result<BatchOutcome, PublishError> {
+        let mut maybe_published = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut error = match self.publish_batch_once(topic_arn, entries).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) => e,
+            };
+            maybe_published |= error.kind.may_have_published();
+            let retry = !matches!(
+                error.kind,
+                PublishErrorKind::Misconfigured | PublishErrorKind::TooLarge
+            );
+            if !retry || attempt >= CALL_ATTEMPTS {
+                if maybe_published {
+                    error.kind = PublishErrorKind::OutcomeUnknown;
+                }
+                return Err(error);
+            }
+            let backoff = Duration::from_millis(25 << attempt);
+            tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+        }
+    }
+
+    async fn publish_batch_once(
         &self,
         topic_arn: &str,
         entries: &[Entry],
@@ -57,7 +95,7 @@ impl BatchClient {
             }
             Self::Lean(client) => {
                 client
-                    .publish_batch(topic_arn, entries)
+                    .call(&LeanClient::body(topic_arn, entries), topic_arn)
                     .instrument(span)
                     .await
             }
@@ -113,9 +151,6 @@ async fn sdk_publish_batch(
             .collect(),
     })
 }
-
-/// Attempts per lean call before its error is returned.
-const LEAN_ATTEMPTS: u32 = 3;
 
 /// A minimal SNS query-protocol client for `PublishBatch`.
 #[derive(Clone)]
@@ -211,28 +246,6 @@ impl LeanClient {
             }
         }
         form.finish()
-    }
-
-    async fn publish_batch(
-        &self,
-        topic_arn: &str,
-        entries: &[Entry],
-    ) -> Result<BatchOutcome, PublishError> {
-        let body = Self::body(topic_arn, entries);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self.call(&body, topic_arn).await;
-            // A throttled call published nothing and is safe to repeat; an
-            // unknown outcome is repeated too (SDK behaviour: the same entries,
-            // the same ids, so a FIFO topic drops a second copy), see README.
-            let retry = matches!(&result, Err(e) if e.kind != PublishErrorKind::Misconfigured);
-            if !retry || attempt >= LEAN_ATTEMPTS {
-                return result;
-            }
-            let backoff = Duration::from_millis(25 << attempt);
-            tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
-        }
     }
 
     async fn call(&self, body: &str, topic_arn: &str) -> Result<BatchOutcome, PublishError> {

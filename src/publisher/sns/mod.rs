@@ -105,7 +105,12 @@ impl SnsPublisher {
                 "SNS_CLIENT=lean needs AWS_REGION and a credentials provider".to_owned()
             })?)
         } else {
-            BatchClient::Sdk(client.clone())
+            // BatchClient retries itself, so that it knows whether any attempt's
+            // outcome was unknown; the SDK's own retries would hide that.
+            let publish_config = aws_sdk_sns::config::Builder::from(&config)
+                .retry_config(aws_config::retry::RetryConfig::disabled())
+                .build();
+            BatchClient::Sdk(Client::from_conf(publish_config))
         };
         Ok(Self::new(client, batch_client, topic_arn, linger))
     }
