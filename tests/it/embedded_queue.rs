@@ -588,3 +588,69 @@ async fn dead_letters_are_listed_per_api_key() {
     all.sort();
     assert_eq!(all, ["billing secret", "ops secret"]);
 }
+
+/// WhatsApp goes down: after five failures in a row the circuit opens, nothing
+/// is sent during the cool-down and queued messages spend no attempts; when it
+/// comes back, one probe closes the circuit and everything is delivered.
+#[tokio::test]
+async fn an_open_circuit_holds_messages_until_the_provider_is_back() {
+    use herald::delivery::{Pipeline, PipelineLimits};
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(graph_error(503, 131_016, "Service unavailable", "down"))
+        .mount(&fake.server)
+        .await;
+    let client =
+        herald::channels::whatsapp::WhatsAppClient::new(&fake.config(Duration::from_secs(5)))
+            .unwrap();
+    let pipeline = Arc::new(Pipeline::new(
+        herald::channels::Channels::whatsapp(client),
+        crate::helpers::whatsapp::fast_retries(),
+        PipelineLimits {
+            max_attempts: 3,
+            max_in_flight: Some(4),
+            circuit_cooldown: Duration::from_millis(800),
+        },
+    ));
+    for i in 0..10 {
+        queue.enqueue(&envelope(&format!("outage {i}"))).await.unwrap();
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::new(queue.clone(), pipeline.clone());
+    let running = tokio::spawn(worker.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !pipeline.any_circuit_open() {
+        assert!(tokio::time::Instant::now() < deadline, "the circuit never opened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pipeline.circuits()[0]["circuit"], "open");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent_when_open = fake.server.received_requests().await.unwrap().len();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        fake.server.received_requests().await.unwrap().len(),
+        sent_when_open,
+        "nothing is sent while the circuit is open"
+    );
+
+    fake.server.reset().await;
+    send_endpoint()
+        .respond_with(success("14155550123", "wamid.back"))
+        .mount(&fake.server)
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while queue.stats().await.unwrap().depth > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "not delivered after the outage");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    running.await.unwrap();
+    assert_eq!(queue.stats().await.unwrap().dead_letters, 0, "no attempts were burnt");
+    assert!(!pipeline.any_circuit_open());
+    assert_eq!(fake.server.received_requests().await.unwrap().len(), 10);
+}
