@@ -44,6 +44,9 @@ const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 /// Most receive calls in flight at once (each takes up to 10 messages).
 const MAX_RECEIVERS: usize = 8;
+/// Messages per second one receive loop is counted on for (10 per receive at
+/// SQS's 20–50 ms per call leaves a wide margin).
+const RATE_PER_RECEIVER: u32 = 200;
 /// How long a receive loop waits when the in-flight target is reached.
 const FULL_WAIT: Duration = Duration::from_millis(10);
 
@@ -195,8 +198,8 @@ impl SqsPoller {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
         let receivers = self
             .pipeline
-            .max_in_flight()
-            .div_ceil(MAX_BATCH * 10)
+            .max_rate()
+            .map_or(1, |rate| rate.div_ceil(RATE_PER_RECEIVER) as usize)
             .clamp(1, MAX_RECEIVERS);
         tracing::info!(queue = %self.queue_url, max_in_flight = self.pipeline.max_in_flight(), receivers, fifo = self.fifo, "polling SQS");
         let heartbeat = self.start_heartbeat();

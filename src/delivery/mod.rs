@@ -31,9 +31,11 @@ pub use retry::RetryPolicy;
 
 /// Provider failures in a row that open a circuit.
 const TRIP_AFTER: u32 = 5;
-/// Latency assumed before the first answer: on the high side, so the first
-/// seconds fill the cap rather than trickle.
-const INITIAL_LATENCY: Duration = Duration::from_secs(1);
+/// Latency assumed before the first answers: the highest Herald plans for, so
+/// the first seconds fill the cap rather than trickle (the average comes down
+/// within a few dozen answers when the provider is faster; the extra messages
+/// only wait in the pacer, inside their lease).
+const INITIAL_LATENCY: Duration = Duration::from_secs(2);
 /// Time in flight beyond the call itself (pacing slot, scheduling), per delivery.
 const IN_FLIGHT_SLACK: Duration = Duration::from_millis(250);
 /// With no `DELIVERY_CONCURRENCY`, the ceiling is this much time at the caps:
@@ -172,6 +174,15 @@ impl Pipeline {
             })
             .sum();
         (wanted.ceil() as usize).clamp(1, self.ceiling)
+    }
+
+    /// The sum of the providers' rate caps per second (`None` when a provider
+    /// is not paced: the console).
+    pub fn max_rate(&self) -> Option<u32> {
+        self.providers
+            .iter()
+            .map(|p| p.channel.pacer().map(ThroughputLimiter::per_second))
+            .sum()
     }
 
     /// The most deliveries ever held in flight.

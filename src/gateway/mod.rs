@@ -24,9 +24,9 @@ use crate::publisher::Publisher;
 
 pub mod access_log;
 pub mod auth;
+mod connection_io;
 pub mod error;
 pub mod extract;
-mod hyper_errors;
 pub mod idempotency;
 pub mod rate_limit;
 pub mod routes;

@@ -18,10 +18,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -30,13 +27,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::time::Sleep;
 use tower::ServiceExt;
 
-use super::hyper_errors::ProblemOnParseError;
+use super::connection_io::ConnectionIo;
 
 /// Limits on connections, from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -112,10 +107,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(ProblemOnParseError::new(WriteDeadline::new(
-            stream,
-            limits.header_read_timeout,
-        )));
+        let io = TokioIo::new(ConnectionIo::new(stream, limits.header_read_timeout));
         let connection = builder.serve_connection(io, service.clone()).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -134,80 +126,5 @@ pub async fn serve(
                 "connections still open at the shutdown deadline: closing them"
             );
         }
-    }
-}
-
-/// A connection whose writes may not stall longer than `limit`: a client that
-/// stops reading (its receive window full) gets an error instead of holding
-/// the connection for ever.
-struct WriteDeadline<T> {
-    inner: T,
-    limit: Duration,
-    stalled: Option<Pin<Box<Sleep>>>,
-}
-
-impl<T> WriteDeadline<T> {
-    fn new(inner: T, limit: Duration) -> Self {
-        Self {
-            inner,
-            limit,
-            stalled: None,
-        }
-    }
-
-    /// After the inner write or flush returned `Pending`: fails once the
-    /// stall has lasted `limit`.
-    fn check_stall<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
-        let limit = self.limit;
-        let sleep = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client stopped reading",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Pending => self.check_stall(cx),
-            ready => {
-                self.stalled = None;
-                ready
-            }
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending => self.check_stall(cx),
-            ready => {
-                self.stalled = None;
-                ready
-            }
-        }
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -615,7 +615,10 @@ async fn an_open_circuit_holds_messages_until_the_provider_is_back() {
         },
     ));
     for i in 0..10 {
-        queue.enqueue(&envelope(&format!("outage {i}"))).await.unwrap();
+        queue
+            .enqueue(&envelope(&format!("outage {i}")))
+            .await
+            .unwrap();
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = Worker::new(queue.clone(), pipeline.clone());
@@ -625,7 +628,10 @@ async fn an_open_circuit_holds_messages_until_the_provider_is_back() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !pipeline.any_circuit_open() {
-        assert!(tokio::time::Instant::now() < deadline, "the circuit never opened");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the circuit never opened"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(pipeline.circuits()[0]["circuit"], "open");
@@ -645,12 +651,19 @@ async fn an_open_circuit_holds_messages_until_the_provider_is_back() {
         .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while queue.stats().await.unwrap().depth > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "not delivered after the outage");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered after the outage"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop.send(());
     running.await.unwrap();
-    assert_eq!(queue.stats().await.unwrap().dead_letters, 0, "no attempts were burnt");
+    assert_eq!(
+        queue.stats().await.unwrap().dead_letters,
+        0,
+        "no attempts were burnt"
+    );
     assert!(!pipeline.any_circuit_open());
     assert_eq!(fake.server.received_requests().await.unwrap().len(), 10);
 }

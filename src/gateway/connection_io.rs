@@ -1,33 +1,76 @@
-//! Problem documents for the errors hyper answers by itself.
+//! The byte stream of one client connection, with two guards hyper lacks.
 //!
-//! A request hyper cannot parse (a malformed request line or header, a head
-//! over its buffer, a URI too long) never reaches the router: hyper writes
-//! `400`, `414` or `431` with an empty body and closes the connection. Every
-//! other error Herald sends is an RFC 9457 problem document, so this I/O
-//! wrapper recognises exactly that automatic response as hyper writes it
-//! (status 400/414/431 and `content-length: 0`; the router never sends one:
-//! its errors all have bodies) and writes a problem document in its place.
+//! - **Problem documents for the errors hyper answers by itself.** A request
+//!   hyper cannot parse (a malformed request line or header, a head over its
+//!   buffer, a URI too long) never reaches the router: hyper writes `400`,
+//!   `414` or `431` with an empty body and closes the connection. Every other
+//!   error Herald sends is an RFC 9457 problem document, so this wrapper
+//!   recognises exactly that automatic response as hyper writes it (status
+//!   400/414/431 and `content-length: 0`; the router never sends one: its
+//!   errors all have bodies) and writes a problem document in its place.
+//! - **A deadline on stalled writes.** A client that stops reading its
+//!   responses (its receive window full) gets an error after the limit
+//!   instead of holding the connection for ever.
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
-/// A connection whose automatic parse-error responses become problem documents.
-pub struct ProblemOnParseError<T> {
+/// A client connection with both guards.
+pub struct ConnectionIo<T> {
     inner: T,
     /// A replacement being written: its bytes, how many are written, and the
     /// length of the original buffer to report once done.
     replacing: Option<(Vec<u8>, usize, usize)>,
+    /// Longest a write or flush may stay pending.
+    write_limit: Duration,
+    /// Armed while a write or flush is pending.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl<T> ProblemOnParseError<T> {
-    /// Wraps a connection.
-    pub fn new(inner: T) -> Self {
+impl<T> ConnectionIo<T> {
+    /// Wraps a connection; writes may stall at most `write_limit`.
+    pub fn new(inner: T, write_limit: Duration) -> Self {
         Self {
             inner,
             replacing: None,
+            write_limit,
+            stalled: None,
+        }
+    }
+
+    /// Called when the inner write or flush is pending: fails once the stall
+    /// has lasted the limit.
+    fn check_stall<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let limit = self.write_limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Passes on the inner result, disarming the stall timer when it is ready.
+    fn track<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Pending => self.check_stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
         }
     }
 }
@@ -80,7 +123,7 @@ fn replacement_for(buf: &[u8]) -> Option<Vec<u8>> {
     )
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for ProblemOnParseError<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for ConnectionIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -90,7 +133,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ProblemOnParseError<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemOnParseError<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for ConnectionIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -102,23 +145,28 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemOnParseError<T> {
         {
             this.replacing = Some((bytes, 0, buf.len()));
         }
-        let Some((bytes, written, original)) = &mut this.replacing else {
-            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        let Some((bytes, mut written, original)) = this.replacing.take() else {
+            let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+            return this.track(cx, polled);
         };
-        while *written < bytes.len() {
-            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..]))?;
-            if n == 0 {
-                return Poll::Ready(Ok(0));
+        while written < bytes.len() {
+            let polled = Pin::new(&mut this.inner).poll_write(cx, &bytes[written..]);
+            match this.track(cx, polled) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(0)),
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    this.replacing = Some((bytes, written, original));
+                    return Poll::Pending;
+                }
             }
-            *written += n;
         }
-        let original = *original;
-        this.replacing = None;
         Poll::Ready(Ok(original))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.track(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
