@@ -412,17 +412,31 @@ def run_sqs(cap, latency_ms, args, work, venv, moto_port):
         gateway, port, _ = start_gateway(dict(aws_env, SNS_TOPIC_ARN=names["topic"]), work,
                                          f"gateway-sns-{cap}-{latency_ms}")
         consumer_log = os.path.join(work, f"consumer-{cap}-{latency_ms}.log")
-        log = open(consumer_log, "w")
-        try:
-            consumer = spawn([os.path.join(RELEASE, "herald-consumer")],
+
+        def start_consumer():
+            log = open(consumer_log, "w")
+            try:
+                return spawn([os.path.join(RELEASE, "herald-consumer")],
                              dict(aws_env, **delivery_env(fake_port, cap, args.delivery_concurrency),
                                   SQS_QUEUE_URL=names["queue"], LOG_LEVEL="warn"),
                              work, stderr=log)
-        finally:
-            log.close()
+            finally:
+                log.close()
+
         count = cap * args.duration
+        if not args.sqs_prefill:
+            consumer = start_consumer()
         t0 = time.monotonic()
         sent, refused, enqueue_s = enqueue(port, count)
+        if args.sqs_prefill:
+            # Wait for moto's SNS -> SQS fan-out, then measure the poller alone.
+            deadline = time.monotonic() + 120
+            while aws(python, moto_port, "count", names["queue"], names["dlq"])["queued"] < sent:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("moto never fanned every message out to the queue")
+                time.sleep(0.5)
+            consumer = start_consumer()
+            t0 = time.monotonic()
         stats, why = wait_delivered(fake_port, sent, args.max_wait, args.stall)
         drain_s = time.monotonic() - t0
         stats = settle(fake_port, latency_ms)
@@ -516,6 +530,9 @@ def main():
     ap.add_argument("--scenarios", default=DEFAULT_SCENARIOS, help=f"CAP@LATENCY_MS,... (default {DEFAULT_SCENARIOS})")
     ap.add_argument("--delivery-concurrency", type=int, default=None,
                     help="DELIVERY_CONCURRENCY for the gateway/consumer (default: unset, Herald's automatic in-flight)")
+    ap.add_argument("--sqs-prefill", action="store_true",
+                    help="with --sqs: fill the queue first, then start the poller (measures the poller "
+                         "without moto's slow SNS fan-out competing for the emulator)")
     ap.add_argument("--max-wait", type=int, default=None,
                     help="longest wait for delivery per scenario, s (default max(120, 12 × duration))")
     ap.add_argument("--stall", type=int, default=30, help="give up after this many seconds without a request")

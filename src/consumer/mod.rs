@@ -4,4 +4,5 @@
 
 pub mod dead_letter;
 pub mod lambda;
+pub mod sqs_deletes;
 pub mod sqs_poller;

@@ -8,7 +8,8 @@
 //!
 //! How many messages it holds is the pipeline's call
 //! ([`Pipeline::in_flight_target`]: enough to fill the rate cap at the observed
-//! latency); several receive loops keep it fed at high caps. While every
+//! latency); one receive loop per 200 msg/s of cap (up to 8) keeps it fed.
+//! While every
 //! provider's circuit is open it receives nothing, so queued messages do not
 //! spend receives.
 //!
@@ -33,6 +34,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::task::JoinSet;
 
 use super::dead_letter::DeadLetterQueues;
+use super::sqs_deletes::Deletes;
 use crate::contract::is_fifo;
 use crate::delivery::{Decision, Pipeline};
 
@@ -45,7 +47,8 @@ const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 /// Most receive calls in flight at once (each takes up to 10 messages).
 const MAX_RECEIVERS: usize = 8;
 /// Messages per second one receive loop is counted on for (10 per receive at
-/// SQS's 20–50 ms per call leaves a wide margin).
+/// SQS's 20–50 ms per call leaves a wide margin). More loops than needed only
+/// add calls: measured against moto, extra concurrent receives made it slower.
 const RATE_PER_RECEIVER: u32 = 200;
 /// How long a receive loop waits when the in-flight target is reached.
 const FULL_WAIT: Duration = Duration::from_millis(10);
@@ -58,15 +61,18 @@ pub struct SqsPoller {
     fifo: bool,
     pipeline: Arc<Pipeline>,
     dead_letters: Arc<DeadLetterQueues>,
+    /// Acknowledgements, sent in batches.
+    deletes: Deletes,
     /// Messages received and not yet acknowledged, counted against the target.
     in_flight: Arc<AtomicUsize>,
     /// The queue's `VisibilityTimeout`: what the heartbeat extends held messages by.
     visibility: Duration,
     /// Receipt handles of the messages received and not yet acknowledged.
     held: Arc<Mutex<HashSet<String>>>,
-    /// Orders extensions and acknowledgements: the heartbeat extends under the
-    /// write lock; a task releases and acknowledges under a read lock, so a
-    /// late extension can never undo a retry delay just set.
+    /// Orders extensions and acknowledgements: the heartbeat takes its list and
+    /// extends under the write lock; a task stops holding a message under a
+    /// read lock before acknowledging it, so a late extension can never undo a
+    /// retry delay just set.
     ack_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
@@ -107,10 +113,12 @@ impl SqsPoller {
                 "the queue has no redrive policy: failing messages are retried until they expire"
             ),
         }
+        let queue_url: Arc<str> = queue_url.into();
         Self {
+            deletes: Deletes::start(sqs.clone(), queue_url.clone()),
             sqs,
-            fifo: is_fifo(queue_url),
-            queue_url: queue_url.into(),
+            fifo: is_fifo(&queue_url),
+            queue_url,
             pipeline,
             dead_letters: Arc::new(dead_letters),
             in_flight: Arc::default(),
@@ -189,6 +197,7 @@ impl SqsPoller {
         let mut tasks = JoinSet::new();
         let received = self.receive_into(&mut tasks, wait).await;
         while tasks.join_next().await.is_some() {}
+        self.deletes.flush().await;
         heartbeat.abort();
         received
     }
@@ -196,14 +205,14 @@ impl SqsPoller {
     /// Polls until `shutdown` completes, then stops receiving and finishes the
     /// deliveries in flight before returning.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
+        tracing::info!(queue = %self.queue_url, max_in_flight = self.pipeline.max_in_flight(), fifo = self.fifo, "polling SQS");
+        let heartbeat = self.start_heartbeat();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let receivers = self
             .pipeline
             .max_rate()
             .map_or(1, |rate| rate.div_ceil(RATE_PER_RECEIVER) as usize)
             .clamp(1, MAX_RECEIVERS);
-        tracing::info!(queue = %self.queue_url, max_in_flight = self.pipeline.max_in_flight(), receivers, fifo = self.fifo, "polling SQS");
-        let heartbeat = self.start_heartbeat();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut loops = JoinSet::new();
         for _ in 0..receivers {
             loops.spawn(self.clone().receive_loop(stopped.clone()));
@@ -215,6 +224,7 @@ impl SqsPoller {
             "shutting down: finishing deliveries in flight"
         );
         while loops.join_next().await.is_some() {}
+        self.deletes.flush().await;
         heartbeat.abort();
         tracing::info!("poller stopped");
     }
@@ -318,8 +328,9 @@ impl SqsPoller {
                 }
                 // The rest become visible again now, rather than after the visibility timeout.
                 for rest in messages {
-                    let _gate = this.ack_gate.read().await;
+                    let gate = this.ack_gate.read().await;
                     this.release(&rest);
+                    drop(gate);
                     this.set_visibility(&rest, Duration::ZERO).await;
                 }
             });
@@ -354,11 +365,14 @@ impl SqsPoller {
             .pipeline
             .deliver_payload(message.body().unwrap_or_default(), attempt)
             .await;
-        let _gate = self.ack_gate.read().await;
+        // Released under the gate: a heartbeat extension already under way
+        // lands before this acknowledgement, and a later one skips the message.
+        let gate = self.ack_gate.read().await;
         self.release(&message);
+        drop(gate);
         match decision {
             Decision::Delivered { .. } | Decision::GiveUp { .. } => {
-                self.delete(&message).await;
+                self.delete(&message);
                 true
             }
             Decision::Retry { after, .. } => {
@@ -369,21 +383,10 @@ impl SqsPoller {
         }
     }
 
-    async fn delete(&self, message: &Message) {
-        let Some(handle) = message.receipt_handle() else {
-            return;
-        };
-        if let Err(e) = self
-            .sqs
-            .delete_message()
-            .queue_url(self.queue_url.as_ref())
-            .receipt_handle(handle)
-            .send()
-            .await
-        {
-            // The message reappears after its visibility timeout and is delivered again:
-            // at least once, never lost.
-            tracing::warn!(error.message = %DisplayErrorContext(&e), "could not delete a handled message; it will be redelivered");
+    /// Acknowledges a handled message (batched; see [`Deletes`]).
+    fn delete(&self, message: &Message) {
+        if let Some(handle) = message.receipt_handle() {
+            self.deletes.delete(handle);
         }
     }
 
@@ -414,7 +417,7 @@ impl SqsPoller {
             .await
         {
             Ok(()) => {
-                self.delete(message).await;
+                self.delete(message);
                 true
             }
             Err(e) => {
