@@ -278,7 +278,7 @@ async fn an_unknown_event_is_refused() {
 async fn records_left_at_the_deadline_are_reported_not_sent() {
     let fake = FakeWhatsApp::start().await;
     send_endpoint()
-        .respond_with(success("14155550123", "wamid.slow").set_delay(Duration::from_millis(700)))
+        .respond_with(success("14155550123", "wamid.slow").set_delay(Duration::from_millis(1000)))
         .expect(2)
         .mount(&fake.server)
         .await;
@@ -292,18 +292,18 @@ async fn records_left_at_the_deadline_are_reported_not_sent() {
         ],
         true,
     );
-    // One call may take 1 s and 1 s is kept free: records may start for 1 s.
+    // One call may take 3 s and 1 s is kept free: records may start for 1.5 s.
     let now_ms = herald::embedded::now_ms() as u64;
-    event.context.deadline = now_ms + 3_000;
+    event.context.deadline = now_ms + 5_500;
 
     let response = handle_event(
         event,
-        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(1)))),
+        &LambdaConsumer::new(std::sync::Arc::new(fake.pipeline(Duration::from_secs(3)))),
     )
     .await
     .unwrap();
 
-    // Record 1 starts at 0 s, record 2 at 0.7 s, record 3 would start at 1.4 s.
+    // Record 1 starts at 0 s, record 2 at 1 s, record 3 would start at 2 s.
     assert_eq!(
         failed_ids(&response),
         ["f3a1b7c2-0d4e-4c5f-9a8b-7e6d5c4b3a21"]

@@ -386,11 +386,11 @@ async fn a_retry_of_a_commit_whose_caller_gave_up_is_not_queued_again() {
         .mount(&fake.server)
         .await;
     let env = envelope("slow fsync");
-    queue.simulate_slow_commit(Duration::from_millis(400));
-    let gave_up = tokio::time::timeout(Duration::from_millis(100), queue.enqueue(&env)).await;
+    queue.simulate_slow_commit(Duration::from_millis(1000));
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), queue.enqueue(&env)).await;
     assert!(gave_up.is_err(), "the caller stopped waiting");
     queue.simulate_slow_commit(Duration::ZERO);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
         queue.stats().await.unwrap().depth,
         1,
@@ -467,7 +467,14 @@ async fn settlements_survive_a_full_disk() {
         let worker = worker.clone();
         async move { worker.run_once().await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fake.server.received_requests().await.unwrap().len() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the five were never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     queue.simulate_full_disk(true);
     assert_eq!(delivering.await.unwrap(), 5);
     assert_eq!(worker.pending_settlements(), 5);
@@ -611,7 +618,7 @@ async fn an_open_circuit_holds_messages_until_the_provider_is_back() {
         PipelineLimits {
             max_attempts: 3,
             max_in_flight: Some(4),
-            circuit_cooldown: Duration::from_millis(800),
+            circuit_cooldown: Duration::from_millis(2000),
         },
     ));
     for i in 0..10 {
