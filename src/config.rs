@@ -113,8 +113,8 @@ pub struct DeliveryConfig {
     /// True when `DELIVERY` was unset and console was chosen because no credentials exist.
     pub console_by_default: bool,
     /// `DELIVERY_MAX_ATTEMPTS`: attempts before a retryable failure is
-    /// dead-lettered, in all three transports (SQS's redrive policy may act
-    /// sooner), default 8.
+    /// dead-lettered, counted by the embedded queue or by SQS's receive count
+    /// (its redrive policy may act sooner; SNS → Lambda has no count), default 8.
     pub max_attempts: u32,
     /// `DELIVERY_CONCURRENCY`: the most deliveries in flight at once. Unset
     /// (default): as many as the rate caps and the observed provider latency

@@ -194,7 +194,18 @@ pub async fn handle_sqs(
         }
     }
 
-    let slots = Arc::new(Semaphore::new(consumer.pipeline.in_flight_target()));
+    // While only a circuit's probe may go, one record at a time.
+    let slots = Arc::new(Semaphore::new(
+        consumer
+            .pipeline
+            .take_limit()
+            .unwrap_or_else(|| consumer.pipeline.in_flight_target()),
+    ));
+    // The same cutoff as a pacer deadline: a record whose pacing slot would
+    // come later is not sent (it is reported for retry).
+    let pacing_deadline = cutoff.map(|c| {
+        tokio::time::Instant::now() + std::time::Duration::from_millis((c - now_ms()).max(0) as u64)
+    });
     let mut running = JoinSet::new();
     for lane in lanes {
         let (pipeline, dead_letters, slots) = (
@@ -215,7 +226,13 @@ pub async fn handle_sqs(
                     .acquire()
                     .await
                     .expect("the semaphore is never closed");
-                if !deliver_record(&pipeline, &dead_letters, &record).await {
+                // The wait for a slot may have taken us past the cutoff.
+                if past(cutoff) {
+                    failed.push((index, id));
+                    stop = true;
+                    continue;
+                }
+                if !deliver_record(&pipeline, &dead_letters, &record, pacing_deadline).await {
                     failed.push((index, id));
                     // FIFO: the group's later records wait behind this one.
                     stop = true;
@@ -239,6 +256,7 @@ async fn deliver_record(
     pipeline: &Pipeline,
     dead_letters: &DeadLetterQueues,
     record: &SqsMessage,
+    pacing_deadline: Option<tokio::time::Instant>,
 ) -> bool {
     let attempt = record
         .attributes
@@ -246,7 +264,10 @@ async fn deliver_record(
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
     let body = record.body.as_deref().unwrap_or_default();
-    match pipeline.deliver_payload(body, attempt).await {
+    match pipeline
+        .deliver_payload_before(body, attempt, pacing_deadline)
+        .await
+    {
         Decision::Delivered { .. } | Decision::GiveUp { .. } => true,
         Decision::Retry { .. } => false,
         Decision::DeadLetter { .. } => {

@@ -11,12 +11,16 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use aws_smithy_types::error::display::DisplayErrorContext;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
 
 /// SQS's most entries per batch call.
 const MAX_BATCH: usize = 10;
 /// How long the first delete of a batch waits for others to join it.
 const LINGER: Duration = Duration::from_millis(20);
+/// Most batch calls in flight at once: at 1,000 msg/s that is 100 calls a
+/// second, more than one call at a time can make.
+const MAX_IN_FLIGHT: usize = 8;
 
 enum Command {
     Delete(String),
@@ -54,7 +58,10 @@ impl Deletes {
 }
 
 async fn run(sqs: Client, queue_url: Arc<str>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let calls = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut sending = JoinSet::new();
     while let Some(first) = commands.recv().await {
+        while sending.try_join_next().is_some() {}
         let mut handles = Vec::with_capacity(MAX_BATCH);
         let mut flushes = Vec::new();
         let mut next = Some(first);
@@ -77,12 +84,27 @@ async fn run(sqs: Client, queue_url: Arc<str>, mut commands: mpsc::UnboundedRece
             };
         }
         if !handles.is_empty() {
-            send(&sqs, &queue_url, &handles).await;
+            let permit = calls
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let (sqs, queue_url) = (sqs.clone(), queue_url.clone());
+            sending.spawn(async move {
+                send(&sqs, &queue_url, &handles).await;
+                drop(permit);
+            });
         }
-        for done in flushes {
-            let _ = done.send(());
+        if !flushes.is_empty() {
+            // Everything queued before the flush has been handed to a call;
+            // wait for those calls.
+            while sending.join_next().await.is_some() {}
+            for done in flushes {
+                let _ = done.send(());
+            }
         }
     }
+    while sending.join_next().await.is_some() {}
 }
 
 async fn send(sqs: &Client, queue_url: &str, handles: &[String]) {

@@ -256,7 +256,12 @@ impl SqsPoller {
 
     /// Takes up to `want` slots below the in-flight target; returns how many.
     fn reserve(&self, want: usize) -> usize {
-        let target = self.pipeline.in_flight_target();
+        // While only a circuit's probe may go, hold one message: each extra
+        // one would spend a receive (SQS counts them) for nothing.
+        let target = match self.pipeline.take_limit() {
+            Some(limit) => limit,
+            None => self.pipeline.in_flight_target(),
+        };
         let mut current = self.in_flight.load(Ordering::Relaxed);
         loop {
             let n = target.saturating_sub(current).min(want);

@@ -20,6 +20,9 @@ use super::decision::FailureClass;
 
 /// How long to wait before asking again while the probe is in flight.
 const WAIT_FOR_PROBE: Duration = Duration::from_secs(1);
+/// A probe not heard of after this long (its task was cancelled, say) no
+/// longer blocks the next one.
+const PROBE_EXPIRES: Duration = Duration::from_secs(120);
 
 /// One provider's circuit.
 #[derive(Debug)]
@@ -42,7 +45,8 @@ enum State {
     },
     HalfOpen {
         cooldown: Duration,
-        probing: bool,
+        /// When the probe in flight was admitted.
+        probing_since: Option<Instant>,
     },
 }
 
@@ -85,7 +89,7 @@ impl CircuitBreaker {
                 let cooldown = *cooldown;
                 *state = State::HalfOpen {
                     cooldown,
-                    probing: true,
+                    probing_since: Some(now),
                 };
                 tracing::info!(
                     provider = self.provider,
@@ -93,12 +97,15 @@ impl CircuitBreaker {
                 );
                 Ok(Admission::Probe)
             }
-            State::HalfOpen { probing: true, .. } => Err(WAIT_FOR_PROBE),
+            State::HalfOpen {
+                probing_since: Some(since),
+                ..
+            } if now.duration_since(*since) < PROBE_EXPIRES => Err(WAIT_FOR_PROBE),
             State::HalfOpen { cooldown, .. } => {
                 let cooldown = *cooldown;
                 *state = State::HalfOpen {
                     cooldown,
-                    probing: true,
+                    probing_since: Some(now),
                 };
                 Ok(Admission::Probe)
             }
@@ -110,8 +117,36 @@ impl CircuitBreaker {
     pub fn wait(&self) -> Duration {
         match &*self.lock() {
             State::Open { until, .. } => until.saturating_duration_since(Instant::now()),
-            State::HalfOpen { probing: true, .. } => WAIT_FOR_PROBE,
+            State::HalfOpen {
+                probing_since: Some(since),
+                ..
+            } if since.elapsed() < PROBE_EXPIRES => WAIT_FOR_PROBE,
             _ => Duration::ZERO,
+        }
+    }
+
+    /// True when the circuit is not closed but may be sent to now: the next
+    /// delivery is the probe, and it should be the only one taken.
+    pub fn probe_due(&self) -> bool {
+        !self.is_closed() && self.wait().is_zero()
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(&*self.lock(), State::Closed { .. })
+    }
+
+    /// Gives back an admission that was not used (the message was not sent):
+    /// a probe leaves the circuit half-open for the next one.
+    pub fn cancel(&self, admission: Admission) {
+        if admission == Admission::Probe {
+            let mut state = self.lock();
+            if let State::HalfOpen { cooldown, .. } = &*state {
+                let cooldown = *cooldown;
+                *state = State::HalfOpen {
+                    cooldown,
+                    probing_since: None,
+                };
+            }
         }
     }
 
@@ -230,6 +265,17 @@ mod tests {
         assert_eq!(b.admit(), Ok(Admission::Probe));
         b.record(Admission::Probe, Some(FailureClass::Configuration));
         assert_eq!(b.admit(), Err(Duration::from_secs(20)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_never_heard_of_does_not_block_for_ever() {
+        let b = breaker();
+        b.record(Admission::Normal, Some(FailureClass::Configuration));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(b.admit(), Ok(Admission::Probe));
+        // Its task is cancelled: no record. Later, another probe may go.
+        tokio::time::advance(PROBE_EXPIRES).await;
+        assert_eq!(b.admit(), Ok(Admission::Probe));
     }
 
     #[test]

@@ -81,8 +81,10 @@ pub enum Decision {
         code: Option<i64>,
         /// A one-line explanation.
         reason: String,
-        /// False when the attempt was never made (the provider's circuit is
-        /// open): a transport that counts attempts gives this one back.
+        /// False when the attempt does not count against the message: it was
+        /// never made (the provider's circuit is open, or no pacing slot before
+        /// a deadline), or it failed on the account, not the message. A
+        /// transport that counts attempts gives it back.
         counted: bool,
     },
     /// The message cannot be sent (a permanent failure): report it and
@@ -106,7 +108,11 @@ impl Decision {
     pub fn action(&self) -> &'static str {
         match self {
             Self::Delivered { .. } => "delivered",
-            Self::Retry { counted: false, .. } => "circuit-open",
+            Self::Retry {
+                class: FailureClass::Configuration,
+                ..
+            } => "alert",
+            Self::Retry { counted: false, .. } => "not-sent",
             Self::Retry { class, .. } => class.as_str(),
             Self::GiveUp { .. } => "failed",
             Self::DeadLetter { .. } => "dead-letter",

@@ -220,6 +220,13 @@ impl Pipeline {
             .unwrap_or_default()
     }
 
+    /// The most messages a transport should take now: one while no circuit is
+    /// closed (the probe; the others would only spend a receive), else no limit.
+    pub fn take_limit(&self) -> Option<usize> {
+        let any_closed = self.providers.iter().any(|p| !p.breaker.is_open());
+        (!any_closed && self.providers.iter().any(|p| p.breaker.probe_due())).then_some(1)
+    }
+
     /// Each provider's circuit, for `/health`.
     pub fn circuits(&self) -> Value {
         Value::Array(self.providers.iter().map(|p| p.breaker.status()).collect())
@@ -233,8 +240,20 @@ impl Pipeline {
     /// Decodes a queue body (an envelope, or SNS's JSON wrapper around one) and
     /// delivers it. `attempt` is 1 for the first delivery.
     pub async fn deliver_payload(&self, body: &str, attempt: u32) -> Decision {
+        self.deliver_payload_before(body, attempt, None).await
+    }
+
+    /// As [`Pipeline::deliver_payload`], but a message whose pacing slot would
+    /// come after `deadline` is not sent: it is a retry that does not count
+    /// (Lambda uses this to end before its invocation's deadline).
+    pub async fn deliver_payload_before(
+        &self,
+        body: &str,
+        attempt: u32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Decision {
         match envelope_from_queue_body(body) {
-            Ok(envelope) => self.deliver(&envelope, attempt).await,
+            Ok(envelope) => self.deliver_before(&envelope, attempt, deadline).await,
             Err(e) => {
                 let decision = Decision::DeadLetter {
                     reason: format!("unreadable envelope: {e}"),
@@ -247,9 +266,18 @@ impl Pipeline {
 
     /// Delivers one envelope and logs its outcome as one structured line.
     pub async fn deliver(&self, envelope: &Envelope, attempt: u32) -> Decision {
+        self.deliver_before(envelope, attempt, None).await
+    }
+
+    async fn deliver_before(
+        &self,
+        envelope: &Envelope,
+        attempt: u32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Decision {
         let span = tracing::info_span!("deliver", envelope_id = %envelope.id, to = %envelope.to.masked(), attempt);
         async move {
-            let decision = self.send(envelope, attempt).await;
+            let decision = self.send(envelope, attempt, deadline).await;
             log_decision(&decision, envelope.message_type());
             decision
         }
@@ -257,7 +285,12 @@ impl Pipeline {
         .await
     }
 
-    async fn send(&self, envelope: &Envelope, attempt: u32) -> Decision {
+    async fn send(
+        &self,
+        envelope: &Envelope,
+        attempt: u32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Decision {
         let Some(provider) = self
             .channels
             .for_channel(envelope.channel)
@@ -288,8 +321,18 @@ impl Pipeline {
                 };
             }
         };
-        if let Some(pacer) = provider.channel.pacer() {
-            pacer.acquire().await;
+        if let Some(pacer) = provider.channel.pacer()
+            && !pacer.acquire_before(deadline).await
+        {
+            // Admitted but not sent: the circuit hears nothing of it.
+            provider.breaker.cancel(admission);
+            return Decision::Retry {
+                after: Duration::ZERO,
+                class: FailureClass::Retryable,
+                code: None,
+                reason: "no pacing slot before the deadline".to_owned(),
+                counted: false,
+            };
         }
         let started = tokio::time::Instant::now();
         let result = provider.channel.send(envelope).await;
@@ -322,7 +365,8 @@ impl Pipeline {
                 class,
                 code: error.code,
                 reason: error.message,
-                counted: true,
+                // Account problems are the operator's, not the message's.
+                counted: class != FailureClass::Configuration,
             },
         }
     }

@@ -53,6 +53,12 @@ impl ThroughputLimiter {
 
     /// Waits until this caller may send.
     pub async fn acquire(&self) {
+        self.acquire_before(None).await;
+    }
+
+    /// Waits for this caller's slot, unless the slot would come after
+    /// `deadline`: then takes no slot and returns false at once.
+    pub async fn acquire_before(&self, deadline: Option<Instant>) -> bool {
         let slot = {
             let mut next = self
                 .next_free
@@ -60,10 +66,14 @@ impl ThroughputLimiter {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = Instant::now();
             let slot = (*next).max(now);
+            if deadline.is_some_and(|d| slot > d) {
+                return false;
+            }
             *next = slot + self.interval;
             slot
         };
         tokio::time::sleep_until(slot).await;
+        true
     }
 }
 
@@ -74,6 +84,18 @@ mod tests {
     /// Tokio's timer rounds sleeps to milliseconds.
     fn close(a: Duration, b: Duration) -> bool {
         a.abs_diff(b) <= Duration::from_millis(25)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_past_the_deadline_is_not_taken() {
+        let limiter = ThroughputLimiter::new(10);
+        let deadline = Instant::now() + Duration::from_millis(250);
+        let mut sent = 0;
+        while limiter.acquire_before(Some(deadline)).await {
+            sent += 1;
+        }
+        // Slots at 0, 103 and 206 ms fit; the fourth (309 ms) does not.
+        assert_eq!(sent, 3);
     }
 
     #[tokio::test(start_paused = true)]

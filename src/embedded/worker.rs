@@ -134,10 +134,13 @@ impl Worker {
             if !self.pipeline.ready_in().is_zero() {
                 return Ok(leased);
             }
-            let free = self
-                .pipeline
-                .in_flight_target()
-                .saturating_sub(self.in_flight.load(Ordering::Relaxed));
+            let in_flight = self.in_flight.load(Ordering::Relaxed);
+            let mut free = self.pipeline.in_flight_target().saturating_sub(in_flight);
+            if let Some(limit) = self.pipeline.take_limit() {
+                // A circuit's probe is due: one message, not a lease's worth
+                // of refunds.
+                free = free.min(limit.saturating_sub(in_flight));
+            }
             if free == 0 {
                 return Ok(leased);
             }
