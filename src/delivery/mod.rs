@@ -522,6 +522,26 @@ mod tests {
         ));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn when_a_probe_is_due_only_one_message_is_taken() {
+        let pipeline = Pipeline::new(
+            Channels::console(),
+            RetryPolicy::default(),
+            PipelineLimits {
+                circuit_cooldown: Duration::from_secs(10),
+                ..PipelineLimits::default()
+            },
+        );
+        assert_eq!(pipeline.take_limit(), None);
+        pipeline.providers[0]
+            .breaker
+            .record(Admission::Normal, Some(FailureClass::Configuration));
+        assert_eq!(pipeline.ready_in(), Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(pipeline.ready_in().is_zero());
+        assert_eq!(pipeline.take_limit(), Some(1));
+    }
+
     #[test]
     fn in_flight_follows_the_cap_and_the_latency() {
         let config = crate::config::WhatsAppConfig {
