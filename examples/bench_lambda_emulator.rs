@@ -178,6 +178,8 @@ async fn main() {
         .env("WHATSAPP_PHONE_NUMBER_ID", "123")
         .env("WHATSAPP_API_BASE_URL", format!("http://{addr}"))
         .env("WHATSAPP_MAX_MPS", mps.to_string())
+        // Every record goes to one test number: the pair rate is not measured here.
+        .env("WHATSAPP_PAIR_RATE", "0")
         .env("LOG_LEVEL", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

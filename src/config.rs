@@ -94,6 +94,9 @@ pub struct WhatsAppConfig {
     pub request_timeout: Duration,
     /// `WHATSAPP_MAX_MPS`: messages per second for this sending number, default 80.
     pub max_mps: u32,
+    /// `WHATSAPP_PAIR_RATE`: messages to one recipient per 6 s, default 1; 0 turns
+    /// the limit off (a number Meta allows more, or tests).
+    pub pair_rate: u32,
 }
 
 /// How envelopes are delivered.
@@ -171,6 +174,10 @@ pub struct GatewayConfig {
     /// `SNS_CLIENT`: `sdk` (aws-sdk-sns, default) or `lean` (Herald's own signed
     /// `PublishBatch` call; faster, see the README's Performance section).
     pub sns_lean_client: bool,
+    /// `BATCH_MAX_MESSAGES`: most entries in one batch, 1 to 10 000, default 1 000.
+    pub batch_max_messages: usize,
+    /// `BATCH_MAX_BODY_BYTES`: largest batch body, default 4 MiB.
+    pub batch_max_body_bytes: usize,
     /// `ADMIN_KEY_IDS`: comma-separated API key ids that may list every
     /// tenant's dead letters; default none (each key sees its own).
     pub admin_key_ids: Vec<String>,
@@ -293,6 +300,8 @@ impl GatewayConfig {
             port: vars.parse("PORT", 3000)?,
             api_keys,
             admin_key_ids,
+            batch_max_messages: vars.ranged("BATCH_MAX_MESSAGES", 1000, 1, 10_000)?,
+            batch_max_body_bytes: vars.ranged("BATCH_MAX_BODY_BYTES", 4 << 20, 1024, 64 << 20)?,
             sns_topic_arn,
             data_dir: vars
                 .get("HERALD_DATA_DIR")
@@ -420,6 +429,7 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
         .unwrap_or_else(|| "https://graph.facebook.com".into());
     let timeout_ms = vars.ranged("WHATSAPP_TIMEOUT_MS", 10_000, 100, 120_000)?;
     let max_mps = vars.ranged("WHATSAPP_MAX_MPS", 80, 1, 1000)?;
+    let pair_rate = vars.ranged("WHATSAPP_PAIR_RATE", 1, 0, 1000)?;
     let api_version = vars
         .get("WHATSAPP_API_VERSION")
         .unwrap_or_else(|| DEFAULT_WHATSAPP_API_VERSION.into());
@@ -451,6 +461,7 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
             base_url: base_url.trim_end_matches('/').to_owned(),
             request_timeout: Duration::from_millis(timeout_ms),
             max_mps,
+            pair_rate,
         }))
     };
     let (mode, console_by_default) = match (vars.get("DELIVERY").as_deref(), token, phone_number_id)

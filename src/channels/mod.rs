@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::config::{DeliveryConfig, DeliveryMode};
 use crate::contract::{self, Envelope};
-use crate::delivery::{ChannelError, ThroughputLimiter};
+use crate::delivery::{ChannelError, RecipientLimiter, ThroughputLimiter};
 use crate::publisher::BoxFuture;
 
 pub mod console;
@@ -34,6 +34,12 @@ pub trait Channel: Send + Sync + std::fmt::Debug + 'static {
 
     /// The longest one call can take (its timeout).
     fn call_timeout(&self) -> Duration;
+
+    /// The per-recipient limit this provider enforces (WhatsApp's pair rate),
+    /// if any.
+    fn recipient_limiter(&self) -> Option<&RecipientLimiter> {
+        None
+    }
 }
 
 /// The request a channel sends for `envelope`, as JSON: what the console prints.

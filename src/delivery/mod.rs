@@ -26,7 +26,7 @@ pub mod retry;
 
 pub use breaker::{Admission, CircuitBreaker};
 pub use decision::{ChannelError, Decision, FailureClass};
-pub use pacing::ThroughputLimiter;
+pub use pacing::{RecipientLimiter, ThroughputLimiter};
 pub use retry::RetryPolicy;
 
 /// Provider failures in a row that open a circuit.
@@ -321,11 +321,30 @@ impl Pipeline {
                 };
             }
         };
+        let recipient = envelope.to.as_str();
+        if let Some(pairs) = provider.channel.recipient_limiter()
+            && let Err(wait) = pairs.try_take(recipient)
+        {
+            // Avoided, not retried: the provider is not asked, nothing counts,
+            // and messages to other recipients are not held back.
+            provider.breaker.cancel(admission);
+            return Decision::Retry {
+                after: wait,
+                class: FailureClass::Throttled,
+                code: None,
+                reason: "this recipient is at the pair rate (WHATSAPP_PAIR_RATE per 6 s)"
+                    .to_owned(),
+                counted: false,
+            };
+        }
         if let Some(pacer) = provider.channel.pacer()
             && !pacer.acquire_before(deadline).await
         {
             // Admitted but not sent: the circuit hears nothing of it.
             provider.breaker.cancel(admission);
+            if let Some(pairs) = provider.channel.recipient_limiter() {
+                pairs.give_back(recipient);
+            }
             return Decision::Retry {
                 after: Duration::ZERO,
                 class: FailureClass::Retryable,
@@ -551,6 +570,7 @@ mod tests {
             base_url: "http://127.0.0.1:9".into(),
             request_timeout: Duration::from_secs(5),
             max_mps: 80,
+            pair_rate: 1,
         };
         let client = crate::channels::whatsapp::WhatsAppClient::new(&config).unwrap();
         let pipeline = Pipeline::new(

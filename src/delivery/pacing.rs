@@ -77,6 +77,73 @@ impl ThroughputLimiter {
     }
 }
 
+/// WhatsApp's pair rate: at most `per_window` messages to one recipient in any
+/// `window` (Meta: about one per 6 s, error 131056 past it). A message to a
+/// recipient at the limit is not held in a queue behind the others: the caller
+/// is told how long to wait, and everything for other recipients flows on.
+#[derive(Debug)]
+pub struct RecipientLimiter {
+    per_window: usize,
+    window: Duration,
+    /// Send times in the last window, per recipient; pruned as it goes.
+    sent: Mutex<std::collections::HashMap<String, std::collections::VecDeque<Instant>>>,
+}
+
+impl RecipientLimiter {
+    /// At most `per_window` sends to one recipient per `window`.
+    pub fn new(per_window: u32, window: Duration) -> Self {
+        Self {
+            per_window: per_window.max(1) as usize,
+            window,
+            sent: Mutex::default(),
+        }
+    }
+
+    /// Takes a send to `recipient` now, or says how long until one is free.
+    pub fn try_take(&self, recipient: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut sent = self
+            .sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget recipients whose window has passed, a few at a time, so the
+        // map holds only the recent ones.
+        if sent.len() > 1024 {
+            sent.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < self.window)
+            });
+        }
+        let times = sent.entry(recipient.to_owned()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            times.pop_front();
+        }
+        if times.len() < self.per_window {
+            times.push_back(now);
+            Ok(())
+        } else {
+            let oldest = *times.front().expect("at the limit, so not empty");
+            Err(self.window - now.duration_since(oldest))
+        }
+    }
+
+    /// Gives back a send taken with [`RecipientLimiter::try_take`] that was
+    /// not made (no pacing slot, or the circuit refused it).
+    pub fn give_back(&self, recipient: &str) {
+        let mut sent = self
+            .sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(times) = sent.get_mut(recipient) {
+            times.pop_back();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +151,23 @@ mod tests {
     /// Tokio's timer rounds sleeps to milliseconds.
     fn close(a: Duration, b: Duration) -> bool {
         a.abs_diff(b) <= Duration::from_millis(25)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_recipient_at_its_pair_rate_does_not_hold_back_another() {
+        let pairs = RecipientLimiter::new(1, Duration::from_secs(6));
+        assert!(pairs.try_take("+1").is_ok());
+        assert_eq!(pairs.try_take("+1"), Err(Duration::from_secs(6)));
+        assert!(pairs.try_take("+2").is_ok());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(pairs.try_take("+1"), Err(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(pairs.try_take("+1").is_ok());
+        pairs.give_back("+1");
+        assert!(
+            pairs.try_take("+1").is_ok(),
+            "a send not made is given back"
+        );
     }
 
     #[tokio::test(start_paused = true)]

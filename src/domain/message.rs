@@ -22,7 +22,7 @@ pub const MAX_CALLBACK_DATA_CHARS: usize = 512;
 pub const MAX_METADATA_BYTES: usize = 4096;
 
 /// The content fields of a send request; exactly one must be present.
-const CONTENT_FIELDS: [&str; 12] = [
+pub(crate) const CONTENT_FIELDS: [&str; 12] = [
     "message",
     "text",
     "template",

@@ -1,5 +1,6 @@
 //! What Herald sends: recipients and messages, validated before anything else sees them.
 
+pub mod batch;
 pub mod message;
 pub mod phone_number;
 pub mod validation;

@@ -60,8 +60,9 @@ struct Entry {
 enum State {
     /// A request with this key is publishing; others wait for its outcome.
     InFlight(Arc<Notify>),
-    /// Published under the entry's id.
-    Published,
+    /// Published under the entry's id; for a batch, with the response body
+    /// that every replay answers.
+    Published(Option<Arc<[u8]>>),
     /// An attempt failed or its outcome is unknown; the next one publishes
     /// again under the same id.
     Unsettled,
@@ -75,6 +76,8 @@ pub enum Claim {
     New(Reservation),
     /// Already published: answer with this id and publish nothing.
     Replay(Uuid),
+    /// Already answered (a batch): answer with these bytes and publish nothing.
+    ReplayResponse(Arc<[u8]>),
     /// The key was used with another body: `422`.
     Mismatch,
     /// This API key id's table is full of requests still in flight: `503`.
@@ -113,7 +116,10 @@ impl IdempotencyStore {
                 match tenant.entries.get_mut(key) {
                     Some(e) if e.body_digest != body_digest => return Claim::Mismatch,
                     Some(e) => match &e.state {
-                        State::Published => return Claim::Replay(e.id),
+                        State::Published(None) => return Claim::Replay(e.id),
+                        State::Published(Some(body)) => {
+                            return Claim::ReplayResponse(body.clone());
+                        }
                         // Created under the lock, so a notify_waiters() after it is released still wakes it.
                         State::InFlight(notify) => notify.clone().notified_owned(),
                         State::Unsettled => {
@@ -168,15 +174,14 @@ impl IdempotencyStore {
         self.lock().values().map(|t| t.order.len()).sum()
     }
 
-    fn finish(&self, key_id: &Arc<str>, key: &str, published: bool) {
+    fn finish(&self, key_id: &Arc<str>, key: &str, published: Option<Option<Arc<[u8]>>>) {
         let mut tenants = self.lock();
         let Some(entry) = tenants.get_mut(key_id).and_then(|t| t.entries.get_mut(key)) else {
             return;
         };
-        let next = if published {
-            State::Published
-        } else {
-            State::Unsettled
+        let next = match published {
+            Some(response) => State::Published(response),
+            None => State::Unsettled,
         };
         if let State::InFlight(notify) = std::mem::replace(&mut entry.state, next) {
             drop(tenants);
@@ -238,7 +243,7 @@ impl Tenant {
                 .find(|key| self.entries.get(*key).is_some_and(|e| want(&e.state)))
                 .cloned()
         };
-        let published = oldest_with(|s| matches!(s, State::Published));
+        let published = oldest_with(|s| matches!(s, State::Published(_)));
         let victim = published.or_else(|| {
             let unsettled = oldest_with(|s| matches!(s, State::Unsettled));
             if unsettled.is_some() {
@@ -262,7 +267,15 @@ impl Reservation {
     /// Records that the message was published under [`Reservation::id`].
     pub fn complete(mut self) {
         if let Some((key_id, key)) = self.key.take() {
-            self.store.finish(&key_id, &key, true);
+            self.store.finish(&key_id, &key, Some(None));
+        }
+    }
+
+    /// Records that the request was answered with `response`, which every
+    /// replay gets (a batch: its results and ids).
+    pub fn complete_with(mut self, response: Arc<[u8]>) {
+        if let Some((key_id, key)) = self.key.take() {
+            self.store.finish(&key_id, &key, Some(Some(response)));
         }
     }
 }
@@ -270,9 +283,24 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some((key_id, key)) = self.key.take() {
-            self.store.finish(&key_id, &key, false);
+            self.store.finish(&key_id, &key, None);
         }
     }
+}
+
+/// The request's `Idempotency-Key`, checked, if it sent one.
+pub fn idempotency_key(
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<&str>, crate::gateway::error::ApiError> {
+    use crate::gateway::error::ApiError;
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidHeader("Idempotency-Key must be visible ASCII".into()))?;
+    validate_key(key).map_err(ApiError::InvalidHeader)?;
+    Ok(Some(key))
 }
 
 /// Checks an `Idempotency-Key` header value: 1–255 visible ASCII characters.

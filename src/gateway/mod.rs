@@ -1,4 +1,5 @@
-//! The HTTP API: `GET /ping`, `GET /health`, `POST /api/v1/send`.
+//! The HTTP API: `GET /ping`, `GET /health`, `POST /api/v1/send`,
+//! `POST /api/v1/send/batch`, `GET /api/v1/dead-letters`.
 //!
 //! [`router`] is a plain function over [`AppState`] so tests can drive it with
 //! `tower::ServiceExt::oneshot`, without a socket.
@@ -53,6 +54,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Longest a request may take, publishing included.
     pub request_timeout: Duration,
+    /// Most entries in one batch.
+    pub batch_max_messages: usize,
+    /// Largest batch body in bytes.
+    pub batch_max_body_bytes: usize,
     /// API key ids that may see every tenant's dead letters (`ADMIN_KEY_IDS`).
     pub admin_key_ids: Arc<HashSet<String>>,
     /// The in-process delivery pipeline (embedded default), for `/health`'s
@@ -79,6 +84,8 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
             admin_key_ids: Arc::new(config.admin_key_ids.iter().cloned().collect()),
+            batch_max_messages: config.batch_max_messages,
+            batch_max_body_bytes: config.batch_max_body_bytes,
             delivery: None,
         }
     }
@@ -90,6 +97,12 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let authenticated = Router::new()
         .route("/api/v1/send", post(routes::messages::send))
+        // A batch has its own body limit (the route's extension is inserted
+        // after the router-wide one, so it wins).
+        .route(
+            "/api/v1/send/batch",
+            post(routes::batch::send_batch).layer(Extension(BodyLimit(state.batch_max_body_bytes))),
+        )
         .route("/api/v1/dead-letters", get(routes::dead_letters::list))
         // route_layer: the key is checked only for matched routes, before the body is read.
         .route_layer(middleware::from_fn_with_state(

@@ -45,8 +45,18 @@ impl KeyRateLimiter {
 
     /// Takes one token for `key_id`; on refusal, says how long until one is free.
     pub fn check(&self, key_id: &str) -> Result<(), Duration> {
+        match self.take_up_to(key_id, 1) {
+            (1, _) => Ok(()),
+            (_, wait) => Err(wait),
+        }
+    }
+
+    /// Takes up to `n` tokens for `key_id` (one per message: a batch counts
+    /// its entries). Returns how many were granted and, when fewer than `n`,
+    /// how long until the rest would be.
+    pub fn take_up_to(&self, key_id: &str, n: usize) -> (usize, Duration) {
         let Some(bucket) = self.buckets.get(key_id) else {
-            return Ok(());
+            return (n, Duration::ZERO);
         };
         let mut b = bucket
             .lock()
@@ -55,12 +65,15 @@ impl KeyRateLimiter {
         let refill = now.duration_since(b.refreshed).as_secs_f64() * self.per_second;
         b.tokens = (b.tokens + refill).min(self.per_second);
         b.refreshed = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
+        let granted = (b.tokens.floor() as usize).min(n);
+        b.tokens -= granted as f64;
+        let missing = (n - granted) as f64;
+        let wait = if missing > 0.0 {
+            Duration::from_secs_f64((missing - b.tokens).max(0.0) / self.per_second)
         } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.per_second))
-        }
+            Duration::ZERO
+        };
+        (granted, wait)
     }
 }
 
@@ -87,5 +100,9 @@ mod tests {
         let wait = limiter.check("a").unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(500));
         assert!(limiter.check("b").is_ok());
+        // A batch takes what is left and learns when the rest would be free.
+        let (granted, wait) = limiter.take_up_to("b", 5);
+        assert_eq!(granted, 1);
+        assert!(wait >= Duration::from_millis(1500), "{wait:?}");
     }
 }

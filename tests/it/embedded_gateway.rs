@@ -51,6 +51,7 @@ async fn accepted_messages_survive_sigkill_and_are_delivered_once() {
         ("WHATSAPP_PHONE_NUMBER_ID", PHONE_NUMBER_ID),
         ("WHATSAPP_API_VERSION", VERSION),
         ("WHATSAPP_API_BASE_URL", uri.as_str()),
+        ("WHATSAPP_PAIR_RATE", "0"),
         ("DELIVERY_RETRY_BASE_MS", "50"),
         ("DELIVERY_RETRY_MAX_MS", "200"),
         ("DELIVERY_MAX_ATTEMPTS", "100"),

@@ -168,6 +168,7 @@ async fn the_gateway_without_sns_delivers_in_process() {
             crate::helpers::whatsapp::PHONE_NUMBER_ID,
         ),
         ("WHATSAPP_API_VERSION", crate::helpers::whatsapp::VERSION),
+        ("WHATSAPP_PAIR_RATE", "0"),
         ("WHATSAPP_API_BASE_URL", &fake.server.uri()),
     ]);
     let app = crate::helpers::TestApp::spawn_from_config(&config).await;
@@ -201,6 +202,7 @@ async fn embedded_gateway(
             crate::helpers::whatsapp::PHONE_NUMBER_ID,
         ),
         ("WHATSAPP_API_VERSION", crate::helpers::whatsapp::VERSION),
+        ("WHATSAPP_PAIR_RATE", "0"),
         ("WHATSAPP_API_BASE_URL", uri.as_str()),
         ("DELIVERY_RETRY_BASE_MS", "20"),
         ("DELIVERY_RETRY_MAX_MS", "100"),
@@ -673,4 +675,101 @@ async fn an_open_circuit_holds_messages_until_the_provider_is_back() {
     );
     assert!(!pipeline.any_circuit_open());
     assert_eq!(fake.server.received_requests().await.unwrap().len(), 10);
+}
+
+/// A fake Graph API that enforces WhatsApp's pair rate: a second message to
+/// the same recipient within 6 s gets error 131056.
+struct PairRateFake {
+    last: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl wiremock::Respond for PairRateFake {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let to = body["to"].as_str().unwrap().to_owned();
+        let now = std::time::Instant::now();
+        let mut last = self.last.lock().unwrap();
+        if last
+            .get(&to)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(6))
+        {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return graph_error(
+                400,
+                131_056,
+                "(Business Account, Consumer Account) pair rate limit hit",
+                "Too many messages sent from the sender phone number to the same recipient phone number in a short period of time.",
+            );
+        }
+        last.insert(to.clone(), now);
+        success(&to, &format!("wamid.{}", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+/// Three messages to one person and five to others: the first to that person
+/// and all five others go at once; the person's next two wait for the pair
+/// window (not sent, so no 131056), without holding anyone else back.
+#[tokio::test]
+async fn the_pair_rate_is_avoided_without_holding_back_other_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
+    let fake = FakeWhatsApp::start().await;
+    let responder = Arc::new(PairRateFake {
+        last: Default::default(),
+        refused: Default::default(),
+    });
+    send_endpoint()
+        .respond_with(ArcResponder(responder.clone()))
+        .mount(&fake.server)
+        .await;
+    let config = herald::config::WhatsAppConfig {
+        pair_rate: 1,
+        ..fake.config(Duration::from_secs(5))
+    };
+    let worker = Worker::new(
+        queue.clone(),
+        Arc::new(crate::helpers::whatsapp::pipeline_for(&config, 3)),
+    );
+    for i in 0..3 {
+        queue
+            .enqueue(&envelope(&format!("same person {i}")))
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        let message = herald::domain::OutboundMessage::try_from(
+            json!({"to": format!("+1415555020{i}"), "message": "other"}),
+        )
+        .unwrap();
+        queue
+            .enqueue(&Envelope::new(uuid::Uuid::now_v7(), message, "ops"))
+            .await
+            .unwrap();
+    }
+    worker
+        .run_until_stopped(tokio::time::sleep(Duration::from_millis(1500)))
+        .await;
+    assert_eq!(
+        responder.refused.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no 131056"
+    );
+    assert_eq!(fake.server.received_requests().await.unwrap().len(), 6);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(
+        (stats.depth, stats.dead_letters),
+        (2, 0),
+        "two wait for the window"
+    );
+}
+
+/// Lets a shared responder be mounted (wiremock takes responders by value).
+struct ArcResponder(Arc<PairRateFake>);
+
+impl wiremock::Respond for ArcResponder {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        self.0.respond(request)
+    }
 }

@@ -9,6 +9,7 @@ mod consumer_sqs_visibility;
 mod embedded_gateway;
 mod embedded_queue;
 mod gateway_auth;
+mod gateway_batch;
 mod gateway_connections;
 mod gateway_health;
 mod gateway_hostile_input;

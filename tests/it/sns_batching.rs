@@ -250,3 +250,43 @@ async fn a_failing_sns_cannot_wedge_the_batcher() {
     );
     assert_eq!(app.get("/health").await.status(), 200);
 }
+
+/// A batch whose PublishBatch calls fail some entries (per-entry failures):
+/// exactly those entries are `unavailable`, the others accepted.
+#[tokio::test]
+async fn a_batch_marks_exactly_the_entries_sns_failed_unavailable() {
+    let (app, sink) = gateway_with_sink(Duration::from_millis(1), Client::Lean).await;
+    let messages: Vec<Value> = (0..40)
+        .map(|i| {
+            let text = if i % 7 == 3 {
+                format!("entry {i} FAIL-PERMANENT")
+            } else {
+                format!("entry {i}")
+            };
+            json!({"to": TO, "message": text})
+        })
+        .collect();
+    let answer: Value = app
+        .client
+        .post(format!("{}/api/v1/send/batch", app.address))
+        .header("x-api-key", crate::helpers::KEY)
+        .json(&json!({"messages": messages}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let unavailable: Vec<u64> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "unavailable")
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(unavailable, [3, 10, 17, 24, 31, 38]);
+    assert_eq!(answer["accepted"], 34);
+    let bodies = sink.bodies();
+    assert_eq!(bodies.len(), 34);
+    assert!(bodies.iter().all(|b| !b.contains("FAIL-PERMANENT")));
+}

@@ -9,7 +9,7 @@ use super::types::{GraphErrorBody, SendResponse, request_body};
 use crate::channels::Channel;
 use crate::config::{Secret, WhatsAppConfig};
 use crate::contract::Envelope;
-use crate::delivery::{ChannelError, ThroughputLimiter};
+use crate::delivery::{ChannelError, RecipientLimiter, ThroughputLimiter};
 use crate::publisher::BoxFuture;
 
 /// One connection-pooled client for one sending number, built once per
@@ -20,6 +20,8 @@ pub struct WhatsAppClient {
     token: Secret,
     timeout: Duration,
     pacer: ThroughputLimiter,
+    /// `WHATSAPP_PAIR_RATE` per 6 s to one recipient; `None` when 0 (off).
+    pairs: Option<RecipientLimiter>,
 }
 
 impl std::fmt::Debug for WhatsAppClient {
@@ -48,6 +50,8 @@ impl WhatsAppClient {
             token: config.access_token.clone(),
             timeout: config.request_timeout,
             pacer: ThroughputLimiter::new(config.max_mps),
+            pairs: (config.pair_rate > 0)
+                .then(|| RecipientLimiter::new(config.pair_rate, PAIR_WINDOW)),
         })
     }
 
@@ -119,7 +123,14 @@ impl Channel for WhatsAppClient {
     fn call_timeout(&self) -> Duration {
         self.timeout
     }
+
+    fn recipient_limiter(&self) -> Option<&RecipientLimiter> {
+        self.pairs.as_ref()
+    }
 }
+
+/// The window of WhatsApp's pair rate limit (error 131056).
+const PAIR_WINDOW: Duration = Duration::from_secs(6);
 
 /// Whether a transport error happened before anything was sent (a connection
 /// that could not be made: safe to retry) or after (Meta may have the message).

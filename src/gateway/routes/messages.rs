@@ -13,7 +13,7 @@ use crate::gateway::access_log::AccessRecord;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
 use crate::gateway::extract::JsonBody;
-use crate::gateway::idempotency::{Claim, validate_key};
+use crate::gateway::idempotency::{Claim, idempotency_key};
 
 /// Accepts one message. The `202` is sent only after the publisher confirmed the
 /// envelope; any failure before that publishes nothing and says so.
@@ -28,17 +28,7 @@ pub async fn send(
             .check(&caller.key_id)
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     }
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v.to_str().map_err(|_| {
-                ApiError::InvalidHeader("Idempotency-Key must be visible ASCII".into())
-            })?;
-            validate_key(key).map_err(ApiError::InvalidHeader)?;
-            Some(key)
-        }
-    };
-
+    let idempotency_key = idempotency_key(&headers)?;
     let message =
         OutboundMessage::try_from(body.value).map_err(|e| ApiError::InvalidFields(e.0))?;
 
@@ -57,7 +47,10 @@ pub async fn send(
                 };
                 return Ok(accepted(id, record));
             }
-            Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
+            // The key answered a batch: another request.
+            Claim::Mismatch | Claim::ReplayResponse(_) => {
+                return Err(ApiError::IdempotencyMismatch);
+            }
             Claim::Full => return Err(ApiError::IdempotencyStoreFull),
             Claim::New(reservation) => Some(reservation),
         },

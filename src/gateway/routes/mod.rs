@@ -1,5 +1,6 @@
 //! The gateway's route handlers, one file per resource.
 
+pub mod batch;
 pub mod dead_letters;
 pub mod health;
 pub mod messages;

@@ -37,6 +37,8 @@ impl FakeWhatsApp {
             base_url: self.server.uri(),
             request_timeout: timeout,
             max_mps: 1000,
+            // Tests send many messages to one number; the pair rate has its own test.
+            pair_rate: 0,
         }
     }
 

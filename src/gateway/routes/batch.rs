@@ -1,0 +1,226 @@
+//! `POST /api/v1/send/batch`: many messages in one call, for campaigns.
+//!
+//! Each entry is `defaults` overlaid by the entry and validated by the same
+//! code as a single send; the valid ones are published concurrently (the SNS
+//! batcher coalesces them into `PublishBatch` calls of 10, the embedded queue
+//! commits them in one transaction) and the answer, `200`, lists one result
+//! per entry in input order: `accepted` (with its `messageId`: the 202
+//! promise), `rejected` (the field errors a 400 would list) or `unavailable`
+//! (`retryAfter`; `mayHaveBeenPublished` when the queue's answer was lost).
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::contract::Envelope;
+use crate::domain::batch::BatchRequest;
+use crate::domain::{FieldError, OutboundMessage};
+use crate::gateway::AppState;
+use crate::gateway::access_log::AccessRecord;
+use crate::gateway::auth::Caller;
+use crate::gateway::error::ApiError;
+use crate::gateway::extract::JsonBody;
+use crate::gateway::idempotency::{Claim, idempotency_key};
+
+/// The answer: counts, then one result per entry.
+#[derive(Debug, Serialize)]
+struct BatchResponse {
+    accepted: usize,
+    rejected: usize,
+    unavailable: usize,
+    results: Vec<EntryResult>,
+}
+
+/// What became of one entry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryResult {
+    index: usize,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<FieldError>>,
+    /// Seconds to wait before sending this entry again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    may_have_been_published: bool,
+}
+
+impl EntryResult {
+    fn new(index: usize, status: &'static str) -> Self {
+        Self {
+            index,
+            status,
+            message_id: None,
+            errors: None,
+            retry_after: None,
+            may_have_been_published: false,
+        }
+    }
+}
+
+/// The id of entry `index` of a batch whose first id is `base`: the same
+/// UUID v7 with its last random bits changed, so the entries of one batch sort
+/// together and a retry of the batch (same `Idempotency-Key`) gets the same ids.
+fn entry_id(base: Uuid, index: usize) -> Uuid {
+    let mut bytes = *base.as_bytes();
+    let [hi, lo] = u16::try_from(index).unwrap_or(u16::MAX).to_be_bytes();
+    bytes[14] ^= hi;
+    bytes[15] ^= lo;
+    Uuid::from_bytes(bytes)
+}
+
+/// Accepts a batch; see the module documentation.
+pub async fn send_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
+    let batch = BatchRequest::parse(body.value, state.batch_max_messages)
+        .map_err(ApiError::InvalidFields)?;
+    let validated: Vec<Result<OutboundMessage, Vec<FieldError>>> = batch
+        .entries
+        .into_iter()
+        .map(|entry| OutboundMessage::try_from(entry).map_err(|e| e.0))
+        .collect();
+    if validated.iter().all(Result::is_err) {
+        // Nothing to send: the whole request is bad, every error by its path.
+        let errors = validated
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                r.err()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |e| FieldError {
+                        field: if e.field.is_empty() {
+                            format!("messages[{i}]")
+                        } else {
+                            format!("messages[{i}].{}", e.field)
+                        },
+                        message: e.message,
+                    })
+            })
+            .collect();
+        return Err(ApiError::InvalidFields(errors));
+    }
+
+    let reservation = match idempotency_key {
+        None => None,
+        Some(key) => match state
+            .idempotency
+            .claim(&caller.key_id, key, &body.raw)
+            .await
+        {
+            Claim::ReplayResponse(response) => {
+                let record = AccessRecord {
+                    idempotent_replay: true,
+                    ..AccessRecord::default()
+                };
+                return Ok(answer(response.to_vec(), record));
+            }
+            // The key answered a single send: another request.
+            Claim::Replay(_) | Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
+            Claim::Full => return Err(ApiError::IdempotencyStoreFull),
+            Claim::New(reservation) => Some(reservation),
+        },
+    };
+    let base = reservation.as_ref().map_or_else(Uuid::now_v7, |r| r.id);
+
+    // The rate limit counts messages: a batch takes one token per valid entry,
+    // and the entries past the tokens it got are `unavailable`.
+    let valid = validated.iter().filter(|r| r.is_ok()).count();
+    let (mut granted, wait) = match &state.rate_limiter {
+        Some(limiter) => limiter.take_up_to(&caller.key_id, valid),
+        None => (valid, std::time::Duration::ZERO),
+    };
+
+    let mut results: Vec<EntryResult> = Vec::with_capacity(validated.len());
+    let mut publishing = JoinSet::new();
+    for (index, entry) in validated.into_iter().enumerate() {
+        match entry {
+            Err(errors) => {
+                let mut result = EntryResult::new(index, "rejected");
+                result.errors = Some(errors);
+                results.push(result);
+            }
+            Ok(_) if granted == 0 => {
+                let mut result = EntryResult::new(index, "unavailable");
+                result.retry_after = Some(wait.as_secs().max(1));
+                results.push(result);
+            }
+            Ok(message) => {
+                granted -= 1;
+                let id = entry_id(base, index);
+                let envelope = Envelope::new(id, message, &caller.key_id);
+                let publisher = state.publisher.clone();
+                publishing.spawn(async move { (index, id, publisher.publish(&envelope).await) });
+                results.push(EntryResult::new(index, "accepted"));
+            }
+        }
+    }
+    while let Some(done) = publishing.join_next().await {
+        let (index, id, outcome) = done.map_err(|e| ApiError::Internal(e.to_string()))?;
+        let result = &mut results[index];
+        match outcome {
+            Ok(_) => result.message_id = Some(id),
+            Err(error) => {
+                result.status = "unavailable";
+                result.retry_after = Some(error.retry_after().as_secs().max(1));
+                result.may_have_been_published = error.kind.may_have_published();
+                if result.may_have_been_published {
+                    // The id is the one a retry of this batch would use.
+                    result.message_id = Some(id);
+                }
+            }
+        }
+    }
+    let count = |status| results.iter().filter(|r| r.status == status).count();
+    let response = BatchResponse {
+        accepted: count("accepted"),
+        rejected: count("rejected"),
+        unavailable: count("unavailable"),
+        results,
+    };
+    let bytes = serde_json::to_vec(&response).expect("a batch response always serialises");
+    if let Some(reservation) = reservation {
+        reservation.complete_with(Arc::from(bytes.as_slice()));
+    }
+    Ok(answer(bytes, AccessRecord::default()))
+}
+
+fn answer(body: Vec<u8>, record: AccessRecord) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    response.extensions_mut().insert(record);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_are_distinct_stable_version_7_ids() {
+        let base = Uuid::now_v7();
+        let ids: std::collections::HashSet<Uuid> = (0..1000).map(|i| entry_id(base, i)).collect();
+        assert_eq!(ids.len(), 1000);
+        assert_eq!(entry_id(base, 0), base);
+        assert_eq!(entry_id(base, 7), entry_id(base, 7));
+        assert!(ids.iter().all(|id| id.get_version_num() == 7));
+    }
+}
