@@ -399,7 +399,8 @@ impl SqsPoller {
         let Some(handle) = message.receipt_handle() else {
             return;
         };
-        let seconds = after.min(MAX_VISIBILITY).as_secs() as i32;
+        // Rounded up: a 0.9 s wait must not become "visible now".
+        let seconds = after.min(MAX_VISIBILITY).as_millis().div_ceil(1000) as i32;
         if let Err(e) = self
             .sqs
             .change_message_visibility()

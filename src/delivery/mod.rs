@@ -353,6 +353,11 @@ impl Pipeline {
                 counted: false,
             };
         }
+        if let Some(pairs) = provider.channel.recipient_limiter() {
+            // The pair window starts when the message leaves, not when its
+            // slot was taken before the pacer's wait.
+            pairs.stamp_now(recipient);
+        }
         let started = tokio::time::Instant::now();
         let result = provider.channel.send(envelope).await;
         provider.observe(started.elapsed());

@@ -131,6 +131,18 @@ impl RecipientLimiter {
         }
     }
 
+    /// Moves the newest send to `recipient` to now: it was taken before the
+    /// pacer's wait and is only made now, so its window starts now.
+    pub fn stamp_now(&self, recipient: &str) {
+        let mut sent = self
+            .sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(last) = sent.get_mut(recipient).and_then(|t| t.back_mut()) {
+            *last = Instant::now();
+        }
+    }
+
     /// Gives back a send taken with [`RecipientLimiter::try_take`] that was
     /// not made (no pacing slot, or the circuit refused it).
     pub fn give_back(&self, recipient: &str) {

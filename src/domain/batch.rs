@@ -20,7 +20,13 @@ impl BatchRequest {
     /// entry with a content field of its own takes none of the defaults'
     /// content fields, since a message has exactly one). An entry that is not
     /// an object is kept as it is, and validation names it.
-    pub fn parse(body: Value, max_messages: usize) -> Result<Self, Vec<FieldError>> {
+    /// `defaults` may be at most `max_defaults_bytes` serialised (the size of
+    /// a single send): it is copied into every entry.
+    pub fn parse(
+        body: Value,
+        max_messages: usize,
+        max_defaults_bytes: usize,
+    ) -> Result<Self, Vec<FieldError>> {
         let error = |field: &str, message: String| {
             vec![FieldError {
                 field: field.to_owned(),
@@ -46,6 +52,15 @@ impl BatchRequest {
             Some(Value::Object(d)) => d,
             Some(_) => return Err(error("defaults", "must be an object".into())),
         };
+        let defaults_bytes = serde_json::to_vec(&defaults).map_or(usize::MAX, |v| v.len());
+        if defaults_bytes > max_defaults_bytes {
+            return Err(error(
+                "defaults",
+                format!(
+                    "is {defaults_bytes} bytes; it is copied into every entry, so it may be at most {max_defaults_bytes} (a single send's limit)"
+                ),
+            ));
+        }
         let messages = match body.remove("messages") {
             Some(Value::Array(m)) => m,
             Some(_) => return Err(error("messages", "must be an array of messages".into())),
@@ -94,6 +109,7 @@ mod tests {
                    "messages": [{"to": "+1"}, {"to": "+2", "message": "Hi Ana"},
                                 {"to": "+3", "template": {"name": "t"}}, 7]}),
             10,
+            65_536,
         )
         .unwrap();
         assert_eq!(
@@ -112,7 +128,7 @@ mod tests {
     #[test]
     fn the_batch_shape_is_checked() {
         let fields = |body: Value| -> Vec<String> {
-            BatchRequest::parse(body, 2)
+            BatchRequest::parse(body, 2, 64)
                 .unwrap_err()
                 .into_iter()
                 .map(|e| e.field)
@@ -127,5 +143,9 @@ mod tests {
             ["defaults"]
         );
         assert_eq!(fields(json!({"mesages": [{}]})), ["mesages"]);
+        assert_eq!(
+            fields(json!({"defaults": {"message": "x".repeat(100)}, "messages": [{}]})),
+            ["defaults"]
+        );
     }
 }

@@ -27,6 +27,9 @@ use uuid::Uuid;
 
 /// Longest key accepted, per DESIGN.md.
 pub const MAX_KEY_LEN: usize = 255;
+/// Most bytes of stored batch answers per API key id; past it the oldest
+/// settled keys are forgotten first (a 1000-entry answer is about 90 KB).
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// Remembered keys, per API key id.
 #[derive(Debug)]
@@ -44,6 +47,8 @@ struct Tenant {
     /// Holds one item per entry, removed with it.
     order: BTreeMap<(Instant, u64), String>,
     next_seq: u64,
+    /// Bytes of the batch answers held in `entries`.
+    response_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -92,6 +97,9 @@ pub struct Reservation {
     key: Option<(Arc<str>, String)>,
     /// The message id to publish under.
     pub id: Uuid,
+    /// True when an earlier attempt with this key failed or its outcome was
+    /// lost: this one may be republishing what already went out.
+    pub retry: bool,
 }
 
 impl IdempotencyStore {
@@ -113,6 +121,7 @@ impl IdempotencyStore {
                 let now = Instant::now();
                 let tenant = tenants.entry(key_id.clone()).or_default();
                 tenant.expire(now, self.ttl);
+                while tenant.response_bytes > MAX_RESPONSE_BYTES && tenant.evict_oldest_settled() {}
                 match tenant.entries.get_mut(key) {
                     Some(e) if e.body_digest != body_digest => return Claim::Mismatch,
                     Some(e) => match &e.state {
@@ -124,7 +133,9 @@ impl IdempotencyStore {
                         State::InFlight(notify) => notify.clone().notified_owned(),
                         State::Unsettled => {
                             e.state = State::InFlight(Arc::new(Notify::new()));
-                            return Claim::New(self.reservation(key_id, key, e.id));
+                            let mut reservation = self.reservation(key_id, key, e.id);
+                            reservation.retry = true;
+                            return Claim::New(reservation);
                         }
                     },
                     None => {
@@ -146,6 +157,7 @@ impl IdempotencyStore {
             store: self.clone(),
             key: Some((key_id.clone(), key.to_owned())),
             id,
+            retry: false,
         }
     }
 
@@ -176,9 +188,15 @@ impl IdempotencyStore {
 
     fn finish(&self, key_id: &Arc<str>, key: &str, published: Option<Option<Arc<[u8]>>>) {
         let mut tenants = self.lock();
-        let Some(entry) = tenants.get_mut(key_id).and_then(|t| t.entries.get_mut(key)) else {
+        let Some(tenant) = tenants.get_mut(key_id) else {
             return;
         };
+        let Some(entry) = tenant.entries.get_mut(key) else {
+            return;
+        };
+        if let Some(Some(response)) = &published {
+            tenant.response_bytes += response.len();
+        }
         let next = match published {
             Some(response) => State::Published(response),
             None => State::Unsettled,
@@ -210,6 +228,9 @@ impl Tenant {
     fn remove(&mut self, key: &str) {
         if let Some(e) = self.entries.remove(key) {
             self.order.remove(&(e.created, e.seq));
+            if let State::Published(Some(response)) = &e.state {
+                self.response_bytes -= response.len();
+            }
         }
     }
 
@@ -452,6 +473,24 @@ mod tests {
             panic!()
         };
         assert_eq!(retry.id, kept, "the unsettled key kept its id");
+    }
+
+    #[tokio::test]
+    async fn stored_batch_answers_are_counted_and_given_back() {
+        let s = store(60_000, 2);
+        for k in ["a", "b", "c"] {
+            let Claim::New(r) = s.claim(&caller(), k, b"x").await else {
+                panic!()
+            };
+            r.complete_with(Arc::from(&b"0123456789"[..]));
+        }
+        let tenants = s.lock();
+        let tenant = &tenants[&caller()];
+        assert_eq!(tenant.entries.len(), 2);
+        assert_eq!(
+            tenant.response_bytes, 20,
+            "the evicted answer was given back"
+        );
     }
 
     #[tokio::test]

@@ -86,7 +86,7 @@ pub async fn send_batch(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
-    let batch = BatchRequest::parse(body.value, state.batch_max_messages)
+    let batch = BatchRequest::parse(body.value, state.batch_max_messages, state.max_body_bytes)
         .map_err(ApiError::InvalidFields)?;
     let validated: Vec<Result<OutboundMessage, Vec<FieldError>>> = batch
         .entries
@@ -139,10 +139,14 @@ pub async fn send_batch(
 
     // The rate limit counts messages: a batch takes one token per valid entry,
     // and the entries past the tokens it got are `unavailable`.
+    // A retry of a batch whose first answer was lost is not limited again:
+    // its entries may already be out, and refusing some now would have the
+    // client resend them under new ids.
     let valid = validated.iter().filter(|r| r.is_ok()).count();
+    let retry = reservation.as_ref().is_some_and(|r| r.retry);
     let (mut granted, wait) = match &state.rate_limiter {
-        Some(limiter) => limiter.take_up_to(&caller.key_id, valid),
-        None => (valid, std::time::Duration::ZERO),
+        Some(limiter) if !retry => limiter.take_up_to(&caller.key_id, valid),
+        _ => (valid, std::time::Duration::ZERO),
     };
 
     let mut results: Vec<EntryResult> = Vec::with_capacity(validated.len());
