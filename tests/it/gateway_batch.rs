@@ -145,17 +145,7 @@ async fn a_batch_of_1000_on_the_embedded_default_queues_exactly_the_accepted_ent
     let queue = herald::embedded::EmbeddedQueue::open(dir.path(), 0).unwrap();
     let publisher = Arc::new(herald::publisher::EmbeddedPublisher::new(queue.clone()));
     let app = TestApp::spawn(&config_with(&[]), publisher).await;
-    let answer: Value = app
-        .client
-        .post(format!("{}/api/v1/send/batch", app.address))
-        .header("x-api-key", KEY)
-        .json(&mixed_batch(1000))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = app.post_batch(&mixed_batch(1000)).await;
     assert_eq!(
         (answer["accepted"].as_u64(), answer["rejected"].as_u64()),
         (Some(667), Some(333))
@@ -177,17 +167,7 @@ async fn a_batch_of_1000_through_sns_publishes_exactly_the_accepted_entries() {
     let aws = crate::helpers::aws::emulator().await;
     let tq = aws.topic_with_queue(false, 5).await;
     let app = TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await;
-    let answer: Value = app
-        .client
-        .post(format!("{}/api/v1/send/batch", app.address))
-        .header("x-api-key", KEY)
-        .json(&mixed_batch(1000))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = app.post_batch(&mixed_batch(1000)).await;
     assert_eq!(answer["accepted"], 667, "{answer}");
     // Read until every accepted id has arrived (or two minutes pass): copies
     // of one id (see below) must not end the wait early.

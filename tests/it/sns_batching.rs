@@ -266,17 +266,7 @@ async fn a_batch_marks_exactly_the_entries_sns_failed_unavailable() {
             json!({"to": TO, "message": text})
         })
         .collect();
-    let answer: Value = app
-        .client
-        .post(format!("{}/api/v1/send/batch", app.address))
-        .header("x-api-key", crate::helpers::KEY)
-        .json(&json!({"messages": messages}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = app.post_batch(&json!({"messages": messages})).await;
     let unavailable: Vec<u64> = answer["results"]
         .as_array()
         .unwrap()

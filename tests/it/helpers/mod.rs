@@ -231,6 +231,20 @@ impl TestApp {
             .expect("gateway answers")
     }
 
+    /// `POST /api/v1/send/batch` with the `ops` key; the answer as JSON.
+    pub async fn post_batch(&self, body: &Value) -> Value {
+        self.client
+            .post(format!("{}/api/v1/send/batch", self.address))
+            .header("x-api-key", KEY)
+            .json(body)
+            .send()
+            .await
+            .expect("gateway answers")
+            .json()
+            .await
+            .expect("a batch answer is JSON")
+    }
+
     /// `GET` a path.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
