@@ -128,11 +128,6 @@ impl SqsPoller {
         }
     }
 
-    /// Messages received and not yet acknowledged.
-    pub fn held(&self) -> usize {
-        self.lock_held().len()
-    }
-
     fn lock_held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.held
             .lock()

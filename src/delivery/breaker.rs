@@ -128,11 +128,7 @@ impl CircuitBreaker {
     /// True when the circuit is not closed but may be sent to now: the next
     /// delivery is the probe, and it should be the only one taken.
     pub fn probe_due(&self) -> bool {
-        !self.is_closed() && self.wait().is_zero()
-    }
-
-    fn is_closed(&self) -> bool {
-        matches!(&*self.lock(), State::Closed { .. })
+        self.is_open() && self.wait().is_zero()
     }
 
     /// Gives back an admission that was not used (the message was not sent):

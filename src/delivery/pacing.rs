@@ -87,7 +87,12 @@ pub struct RecipientLimiter {
     window: Duration,
     /// Send times in the last window, per recipient; pruned as it goes.
     sent: Mutex<std::collections::HashMap<String, std::collections::VecDeque<Instant>>>,
+    /// Map size that triggers the next sweep of stale recipients.
+    sweep_at: std::sync::atomic::AtomicUsize,
 }
+
+/// Recipients held before the first sweep.
+const SWEEP_MIN: usize = 1024;
 
 impl RecipientLimiter {
     /// At most `per_window` sends to one recipient per `window`.
@@ -96,6 +101,7 @@ impl RecipientLimiter {
             per_window: per_window.max(1) as usize,
             window,
             sent: Mutex::default(),
+            sweep_at: SWEEP_MIN.into(),
         }
     }
 
@@ -106,14 +112,19 @@ impl RecipientLimiter {
             .sent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Forget recipients whose window has passed, a few at a time, so the
-        // map holds only the recent ones.
-        if sent.len() > 1024 {
+        // Forget recipients whose window has passed once the map has doubled
+        // since the last sweep: it holds only recent recipients, and a sweep
+        // costs O(1) per call on average, not a scan on every send.
+        if sent.len() > self.sweep_at.load(std::sync::atomic::Ordering::Relaxed) {
             sent.retain(|_, times| {
                 times
                     .back()
                     .is_some_and(|t| now.duration_since(*t) < self.window)
             });
+            self.sweep_at.store(
+                (sent.len() * 2).max(SWEEP_MIN),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         let times = sent.entry(recipient.to_owned()).or_default();
         while times

@@ -11,9 +11,7 @@ use crate::helpers::TO;
 use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success, undeliverable};
 
 fn envelope(text: &str) -> Envelope {
-    let message =
-        herald::domain::OutboundMessage::try_from(json!({"to": TO, "message": text})).unwrap();
-    Envelope::new(uuid::Uuid::now_v7(), message, "ops")
+    envelope_from("ops", text)
 }
 
 /// A queue in a fresh directory, a fake Graph API and a worker between them.
