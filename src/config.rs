@@ -183,8 +183,47 @@ pub struct GatewayConfig {
     pub admin_key_ids: Vec<String>,
     /// Delivery settings for the embedded default.
     pub delivery: DeliveryConfig,
+    /// Statuses and events.
+    pub status: StatusConfig,
+    /// The providers' webhooks.
+    pub webhooks: WebhookConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Where statuses are kept and where events go, for the gateway and the consumer.
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    /// `STATUS_TABLE`: the DynamoDB table (SNS mode). The embedded default
+    /// keeps statuses in its own database and ignores it.
+    pub table: Option<String>,
+    /// `STATUS_TTL_DAYS`: how long statuses are kept, 1 to 3 650 days, default 30.
+    pub ttl: Duration,
+    /// `EVENTS_TOPIC_ARN`: publish events here (SNS mode).
+    pub events_topic_arn: Option<String>,
+    /// `EVENTS_WEBHOOK_URL` and `EVENTS_WEBHOOK_SECRET`: POST events here,
+    /// signed (embedded default).
+    pub events_webhook: Option<EventsWebhookConfig>,
+}
+
+/// Where the embedded default POSTs events, and the Standard Webhooks secret.
+#[derive(Debug, Clone)]
+pub struct EventsWebhookConfig {
+    /// `EVENTS_WEBHOOK_URL`.
+    pub url: String,
+    /// `EVENTS_WEBHOOK_SECRET` (`whsec_<base64>`).
+    pub secret: crate::events::signing::WebhookSecret,
+}
+
+/// Authentication of the providers' webhooks; a route whose secret is unset is `404`.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookConfig {
+    /// `WHATSAPP_VERIFY_TOKEN`: the subscription handshake's token.
+    pub whatsapp_verify_token: Option<Secret>,
+    /// `WHATSAPP_APP_SECRET`: the key of `X-Hub-Signature-256`.
+    pub whatsapp_app_secret: Option<Secret>,
+    /// `WEBHOOK_MAX_BODY_BYTES`: largest webhook body, default 4 MiB.
+    pub max_body_bytes: usize,
 }
 
 /// Everything `herald-consumer` needs.
@@ -194,6 +233,8 @@ pub struct ConsumerConfig {
     pub sqs_queue_url: Option<String>,
     /// Delivery settings.
     pub delivery: DeliveryConfig,
+    /// Statuses and events.
+    pub status: StatusConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -342,6 +383,12 @@ impl GatewayConfig {
                 }
             },
             delivery: delivery_from(&vars)?,
+            status: status_from(&vars)?,
+            webhooks: WebhookConfig {
+                whatsapp_verify_token: vars.get("WHATSAPP_VERIFY_TOKEN").map(Secret::new),
+                whatsapp_app_secret: vars.get("WHATSAPP_APP_SECRET").map(Secret::new),
+                max_body_bytes: vars.ranged("WEBHOOK_MAX_BODY_BYTES", 4 << 20, 1024, 64 << 20)?,
+            },
             log: log_from(&vars)?,
         })
     }
@@ -359,9 +406,59 @@ impl ConsumerConfig {
         Ok(Self {
             sqs_queue_url: vars.get("SQS_QUEUE_URL"),
             delivery: delivery_from(&vars)?,
+            status: status_from(&vars)?,
             log: log_from(&vars)?,
         })
     }
+}
+
+fn status_from(vars: &Vars<'_>) -> Result<StatusConfig, ConfigError> {
+    let invalid = |var: &str, reason: &str| ConfigError::Invalid {
+        var: var.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let events_topic_arn = vars.get("EVENTS_TOPIC_ARN");
+    if events_topic_arn
+        .as_ref()
+        .is_some_and(|a| !a.starts_with("arn:"))
+    {
+        return Err(invalid(
+            "EVENTS_TOPIC_ARN",
+            "must be a topic ARN (arn:aws:sns:<region>:<account>:<name>)",
+        ));
+    }
+    let events_webhook = match (
+        vars.get("EVENTS_WEBHOOK_URL"),
+        vars.get("EVENTS_WEBHOOK_SECRET"),
+    ) {
+        (None, _) => None,
+        (Some(url), _)
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || !url.validate_url() =>
+        {
+            return Err(invalid(
+                "EVENTS_WEBHOOK_URL",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::Missing {
+                var: "EVENTS_WEBHOOK_SECRET",
+                hint: "events are signed: set a Standard Webhooks secret (whsec_<base64>) shared with the receiver",
+            });
+        }
+        (Some(url), Some(secret)) => Some(EventsWebhookConfig {
+            url,
+            secret: crate::events::signing::WebhookSecret::parse(&secret)
+                .map_err(|reason| invalid("EVENTS_WEBHOOK_SECRET", &reason))?,
+        }),
+    };
+    Ok(StatusConfig {
+        table: vars.get("STATUS_TABLE"),
+        ttl: Duration::from_secs(86_400 * vars.ranged("STATUS_TTL_DAYS", 30u64, 1, 3650)?),
+        events_topic_arn,
+        events_webhook,
+    })
 }
 
 fn api_keys_from(vars: &Vars<'_>) -> Result<Vec<ApiKey>, ConfigError> {

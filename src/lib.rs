@@ -15,6 +15,8 @@
 //! - [`delivery`]: the pipeline from envelope to provider call, with pacing and retries.
 //! - [`consumer`]: the ways envelopes arrive: Lambda (SNS, SQS events) and the SQS poller.
 //! - [`embedded`]: the embedded default's durable queue (SQLite) and in-process worker.
+//! - [`status`]: what became of each message (the status model and its stores).
+//! - [`events`]: status and inbound events out (SNS topic, signed webhooks).
 //! - [`startup`]: builds the gateway from its configuration and runs it.
 
 pub mod channels;
@@ -24,7 +26,9 @@ pub mod contract;
 pub mod delivery;
 pub mod domain;
 pub mod embedded;
+pub mod events;
 pub mod gateway;
 pub mod publisher;
 pub mod startup;
+pub mod status;
 pub mod telemetry;

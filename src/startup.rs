@@ -7,11 +7,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::{DeliveryMode, GatewayConfig};
-use crate::delivery::Pipeline;
+use crate::delivery::{Pipeline, RetryPolicy};
 use crate::embedded::{EmbeddedQueue, Worker};
+use crate::events::webhook::EventSender;
 use crate::gateway::server::{ConnectionLimits, serve};
 use crate::gateway::{AppState, router};
 use crate::publisher::{EmbeddedPublisher, Publisher, SnsPublisher};
+use crate::status::StatusStore;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,8 @@ pub struct Application {
     limits: ConnectionLimits,
     /// The embedded default's delivery worker, when there is no SNS topic.
     worker: Option<Worker>,
+    /// The embedded default's event sender, when `EVENTS_WEBHOOK_URL` is set.
+    events: Option<EventSender>,
 }
 
 impl Application {
@@ -79,11 +83,37 @@ impl Application {
                 "no WhatsApp credentials: messages are printed to stdout, not sent; set WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID to send"
             );
         }
-        let pipeline = Arc::new(pipeline);
+        let events = config.status.events_webhook.as_ref();
+        queue.configure_statuses(config.status.ttl, events.is_some());
+        let statuses: Arc<dyn StatusStore> = Arc::new(queue.clone());
+        let pipeline = Arc::new(pipeline.with_statuses(statuses.clone()));
         let worker = Worker::new(queue.clone(), pipeline.clone());
+        let events = match events {
+            None => None,
+            Some(webhook) => {
+                tracing::info!(url = %webhook.url, "events are POSTed to EVENTS_WEBHOOK_URL, signed as Standard Webhooks");
+                let retry = RetryPolicy {
+                    base: config.delivery.retry_base,
+                    max: config.delivery.retry_max,
+                    ..RetryPolicy::default()
+                };
+                Some(
+                    EventSender::new(
+                        queue.clone(),
+                        webhook.clone(),
+                        retry,
+                        config.delivery.max_attempts,
+                    )
+                    .map_err(|e| StartupError::Publisher(format!("EVENTS_WEBHOOK_URL: {e}")))?,
+                )
+            }
+        };
         let mut app = Self::with_publisher(config, Arc::new(EmbeddedPublisher::new(queue))).await?;
         app.state.delivery = Some(pipeline);
+        app.state.statuses = Some(statuses);
         app.worker = Some(worker);
+        app.events = events;
+        app.log_webhooks();
         Ok(app)
     }
 
@@ -105,7 +135,29 @@ impl Application {
                 shutdown_timeout: config.shutdown_timeout,
             },
             worker: None,
+            events: None,
         })
+    }
+
+    /// Says which provider webhooks answer, and why one that is configured does not.
+    fn log_webhooks(&self) {
+        let webhooks = &self.state.webhooks;
+        let whatsapp = match (
+            &webhooks.whatsapp_app_secret,
+            &webhooks.whatsapp_verify_token,
+            &self.state.statuses,
+        ) {
+            (Some(_), _, Some(_)) => "on",
+            (Some(_), _, None) => {
+                tracing::warn!(
+                    "WHATSAPP_APP_SECRET is set but no status store is configured (STATUS_TABLE): POST /webhooks/whatsapp is off"
+                );
+                "off (no status store)"
+            }
+            (None, Some(_), _) => "handshake only (set WHATSAPP_APP_SECRET)",
+            (None, None, _) => "off (set WHATSAPP_VERIFY_TOKEN and WHATSAPP_APP_SECRET)",
+        };
+        tracing::info!(whatsapp, "provider webhooks");
     }
 
     /// The address actually bound (useful with port 0).
@@ -141,6 +193,9 @@ impl Application {
         let worker = self
             .worker
             .map(|w| tokio::spawn(w.run_until_stopped(on_stop(stopped.clone()))));
+        let events = self
+            .events
+            .map(|e| tokio::spawn(e.run_until_stopped(on_stop(stopped.clone()))));
         serve(
             self.listener,
             router(self.state),
@@ -157,6 +212,13 @@ impl Application {
         {
             tracing::warn!(
                 "deliveries still in flight at the shutdown deadline: they will be delivered again after the restart"
+            );
+        }
+        if let Some(events) = events
+            && tokio::time::timeout_at(until, events).await.is_err()
+        {
+            tracing::warn!(
+                "events still being sent at the shutdown deadline: they will be sent again after the restart"
             );
         }
         tracing::info!("stopped");

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::channels::{Channel, Channels};
 use crate::config::DeliveryConfig;
 use crate::contract::{Envelope, EnvelopeError};
+use crate::status::{Entry, MessageInfo, Status, StatusError, StatusStore, Update};
 
 pub mod breaker;
 pub mod decision;
@@ -29,6 +30,8 @@ pub use decision::{ChannelError, Decision, FailureClass};
 pub use pacing::{RecipientLimiter, ThroughputLimiter};
 pub use retry::RetryPolicy;
 
+/// Tries at writing a delivery's status before giving up on it (50, 200, 800 ms apart).
+const STATUS_WRITE_ATTEMPTS: u32 = 4;
 /// Provider failures in a row that open a circuit.
 const TRIP_AFTER: u32 = 5;
 /// Latency assumed before the first answers: the highest Herald plans for, so
@@ -100,6 +103,8 @@ pub struct Pipeline {
     retry: RetryPolicy,
     max_attempts: u32,
     ceiling: usize,
+    /// Where `submitted` and `failed` are recorded, when a store is configured.
+    statuses: Option<Arc<dyn StatusStore>>,
 }
 
 /// Why the pipeline could not be built.
@@ -121,6 +126,13 @@ impl Pipeline {
             circuit_cooldown: config.circuit_cooldown,
         };
         Ok(Self::new(Channels::from_config(config)?, retry, limits))
+    }
+
+    /// Records `submitted` and `failed` in `store` (the embedded database, or
+    /// DynamoDB with `STATUS_TABLE`).
+    pub fn with_statuses(mut self, store: Arc<dyn StatusStore>) -> Self {
+        self.statuses = Some(store);
+        self
     }
 
     /// Assembles a pipeline from parts (tests shorten the retry policy).
@@ -150,6 +162,7 @@ impl Pipeline {
             retry,
             max_attempts: limits.max_attempts.max(1),
             ceiling: limits.max_in_flight.unwrap_or(automatic).max(1),
+            statuses: None,
         }
     }
 
@@ -279,6 +292,7 @@ impl Pipeline {
         async move {
             let decision = self.send(envelope, attempt, deadline).await;
             log_decision(&decision, envelope.message_type());
+            self.record_status(envelope, attempt, &decision).await;
             decision
         }
         .instrument(span)
@@ -392,6 +406,65 @@ impl Pipeline {
                 // Account problems are the operator's, not the message's.
                 counted: class != FailureClass::Configuration,
             },
+        }
+    }
+
+    /// Records `submitted` (with the provider's id) or `failed` for a decision
+    /// that ends the message's delivery. The message has left already, so a
+    /// store that cannot be written is retried a few times, then logged: the
+    /// delivery's outcome does not depend on it.
+    async fn record_status(&self, envelope: &Envelope, attempt: u32, decision: &Decision) {
+        let Some(store) = &self.statuses else {
+            return;
+        };
+        let channel = envelope.channel.as_str();
+        let failed = |code: Option<i64>, title: &str, class: &str| StatusError {
+            code,
+            title: title.to_owned(),
+            channel: channel.to_owned(),
+            class: Some(class.to_owned()),
+        };
+        let (status, provider_message_id, error) = match decision {
+            Decision::Delivered { provider_id } => {
+                (Status::Submitted, Some(provider_id.clone()), None)
+            }
+            Decision::GiveUp { code, reason } => (
+                Status::Failed,
+                None,
+                Some(failed(*code, reason, "permanent")),
+            ),
+            Decision::DeadLetter { reason } => (
+                Status::Failed,
+                None,
+                Some(failed(None, reason, "dead-letter")),
+            ),
+            Decision::Retry { .. } => return,
+        };
+        let update = Update::Message {
+            info: MessageInfo::of(envelope),
+            status,
+            entry: Entry {
+                at_ms: chrono::Utc::now().timestamp_millis(),
+                channel: Some(channel.to_owned()),
+                attempt: Some(attempt),
+                provider_status: None,
+                error,
+            },
+            provider_message_id,
+        };
+        let mut wait = Duration::from_millis(50);
+        for left in (0..STATUS_WRITE_ATTEMPTS).rev() {
+            match store.record(vec![update.clone()], Vec::new()).await {
+                Ok(()) => return,
+                Err(e) if left == 0 => {
+                    tracing::error!(status = status.as_str(), error.message = %e,
+                        "could not record the message's status; provider reports for it will wait until a later write")
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                }
+            }
         }
     }
 

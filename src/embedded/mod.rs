@@ -16,7 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::contract::Envelope;
+use crate::status::{Inbound, MessageRecord, Update};
+use statuses::{EventOutcome, OutboxEvent};
 
+pub mod statuses;
 pub mod store;
 pub mod worker;
 
@@ -27,6 +30,9 @@ use store::Store;
 
 /// Most requests committed in one transaction.
 const MAX_GROUP: usize = 1024;
+/// How often expired statuses are removed, and at most how many rows per table each time.
+const EXPIRY_EVERY: Duration = Duration::from_secs(60);
+const EXPIRY_BATCH: usize = 5_000;
 /// How long the writer remembers an orphan (below), and how many at most.
 const ORPHAN_RETENTION: Duration = Duration::from_secs(86_400);
 const MAX_ORPHANS: usize = 100_000;
@@ -77,7 +83,29 @@ enum Request {
         id: String,
         body: String,
         api_key_id: String,
+        /// The `accepted` status, committed with the envelope.
+        accepted: Box<Update>,
         reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    Statuses {
+        updates: Vec<Update>,
+        inbound: Vec<Inbound>,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    SettleEvent {
+        id: String,
+        outcome: EventOutcome,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    LeaseEvents {
+        hold_ms: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<OutboxEvent>, QueueError>>,
+    },
+    GetStatus {
+        id: String,
+        api_key_id: String,
+        reply: oneshot::Sender<Result<Option<MessageRecord>, QueueError>>,
     },
     Settle {
         id: String,
@@ -111,6 +139,10 @@ struct Counters {
     /// Tests' switch: the writer pauses this many ms after each commit, before
     /// answering (a slow fsync).
     simulate_slow_commit_ms: AtomicU64,
+    /// Status changes and inbound messages queue events (`EVENTS_WEBHOOK_URL`).
+    emit_events: AtomicBool,
+    /// How long statuses are kept, ms (`STATUS_TTL_DAYS`).
+    status_ttl_ms: AtomicU64,
 }
 
 /// Envelopes committed after their caller stopped waiting (its request timed
@@ -156,6 +188,16 @@ pub struct EmbeddedQueue {
     counters: Arc<Counters>,
     /// Wakes the worker when an envelope is enqueued.
     pub(crate) enqueued: Arc<tokio::sync::Notify>,
+    /// Wakes the event sender when an event may have been queued.
+    pub(crate) events_queued: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for EmbeddedQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedQueue")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -180,6 +222,7 @@ impl EmbeddedQueue {
         let counters = Arc::new(Counters {
             depth: depth.into(),
             dead_letters: dead_letters.into(),
+            status_ttl_ms: (30 * 86_400_000).into(),
             ..Counters::default()
         });
         let (requests, receiver) = mpsc::unbounded_channel();
@@ -193,7 +236,19 @@ impl EmbeddedQueue {
             data_dir,
             counters,
             enqueued: Default::default(),
+            events_queued: Default::default(),
         })
+    }
+
+    /// Keeps statuses for `ttl`, and queues events for the event sender when
+    /// `emit_events` (an `EVENTS_WEBHOOK_URL` is configured).
+    pub fn configure_statuses(&self, ttl: Duration, emit_events: bool) {
+        self.counters
+            .status_ttl_ms
+            .store(ttl.as_millis() as u64, Ordering::Relaxed);
+        self.counters
+            .emit_events
+            .store(emit_events, Ordering::Relaxed);
     }
 
     /// Where the database lives (absolute).
@@ -223,10 +278,12 @@ impl EmbeddedQueue {
             envelope.to_json(),
             envelope.api_key_id.clone(),
         );
+        let accepted = Box::new(crate::status::accepted(envelope));
         self.call(|reply| Request::Enqueue {
             id,
             body,
             api_key_id,
+            accepted,
             reply,
         })
         .await?;
@@ -252,6 +309,60 @@ impl EmbeddedQueue {
             reply,
         })
         .await
+    }
+
+    /// Merges statuses and records inbound messages (with their events) in one
+    /// commit.
+    pub async fn record_statuses(
+        &self,
+        updates: Vec<Update>,
+        inbound: Vec<Inbound>,
+    ) -> Result<(), QueueError> {
+        self.call(|reply| Request::Statuses {
+            updates,
+            inbound,
+            reply,
+        })
+        .await?;
+        if self.counters.emit_events.load(Ordering::Relaxed) {
+            self.events_queued.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The status record of message `id`, if `api_key_id` sent it.
+    pub async fn status(
+        &self,
+        id: &str,
+        api_key_id: &str,
+    ) -> Result<Option<MessageRecord>, QueueError> {
+        let (id, api_key_id) = (id.to_owned(), api_key_id.to_owned());
+        self.call(|reply| Request::GetStatus {
+            id,
+            api_key_id,
+            reply,
+        })
+        .await
+    }
+
+    /// Takes up to `limit` due events from the outbox, held for `hold_ms`.
+    pub async fn lease_events(
+        &self,
+        hold_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, QueueError> {
+        self.call(|reply| Request::LeaseEvents {
+            hold_ms,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Records how sending an event ended.
+    pub async fn settle_event(&self, id: String, outcome: EventOutcome) -> Result<(), QueueError> {
+        self.call(|reply| Request::SettleEvent { id, outcome, reply })
+            .await
     }
 
     /// Depth, oldest age and dead letters: two counters and one index lookup.
@@ -314,6 +425,7 @@ fn writer_loop(
 ) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
     let mut orphans = Orphans::default();
+    let mut last_expiry = Instant::now();
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_GROUP {
@@ -322,13 +434,33 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let (writes, reads): (Vec<_>, Vec<_>) = batch
-            .drain(..)
-            .partition(|r| matches!(r, Request::Enqueue { .. } | Request::Settle { .. }));
+        let (writes, reads): (Vec<_>, Vec<_>) = batch.drain(..).partition(|r| {
+            matches!(
+                r,
+                Request::Enqueue { .. }
+                    | Request::Settle { .. }
+                    | Request::Statuses { .. }
+                    | Request::SettleEvent { .. }
+            )
+        });
         commit_writes(&mut store, writes, counters, &mut orphans);
         for read in reads {
             answer_read(&mut store, read, counters);
         }
+        if last_expiry.elapsed() >= EXPIRY_EVERY {
+            last_expiry = Instant::now();
+            expire_statuses(&mut store, counters);
+        }
+    }
+}
+
+/// Removes statuses older than `STATUS_TTL_DAYS`, a bounded batch at a time so
+/// the writer is never held long; a backlog clears over the next rounds.
+fn expire_statuses(store: &mut Store, counters: &Counters) {
+    let ttl = counters.status_ttl_ms.load(Ordering::Relaxed) as i64;
+    let before = now_ms() - ttl;
+    if let Err(e) = store.transaction(|tx| statuses::expire(tx, before, EXPIRY_BATCH)) {
+        tracing::warn!(error.message = %e, "could not remove expired statuses; will try again");
     }
 }
 
@@ -339,7 +471,12 @@ struct Delta {
     dead_letters: i64,
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, request: &Request, now: i64) -> rusqlite::Result<Delta> {
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    request: &Request,
+    now: i64,
+    emit: bool,
+) -> rusqlite::Result<Delta> {
     let removed = |gone: bool| Delta {
         depth: -i64::from(gone),
         dead_letters: 0,
@@ -349,11 +486,32 @@ fn apply(tx: &rusqlite::Transaction<'_>, request: &Request, now: i64) -> rusqlit
             id,
             body,
             api_key_id,
+            accepted,
             ..
-        } => Store::insert(tx, id, body, api_key_id, now).map(|added| Delta {
-            depth: i64::from(added),
-            dead_letters: 0,
-        }),
+        } => {
+            let added = Store::insert(tx, id, body, api_key_id, now)?;
+            if added {
+                statuses::apply(tx, accepted, now, emit)?;
+            }
+            Ok(Delta {
+                depth: i64::from(added),
+                dead_letters: 0,
+            })
+        }
+        Request::Statuses {
+            updates, inbound, ..
+        } => {
+            for u in updates {
+                statuses::apply(tx, u, now, emit)?;
+            }
+            for i in inbound {
+                statuses::apply_inbound(tx, i, now, emit)?;
+            }
+            Ok(Delta::default())
+        }
+        Request::SettleEvent { id, outcome, .. } => {
+            statuses::settle_event(tx, id, outcome, now).map(|()| Delta::default())
+        }
         Request::Settle {
             id,
             settlement: Settlement::Delivered,
@@ -391,7 +549,9 @@ fn reply_write(request: Request, result: Result<(), QueueError>, orphans: &mut O
                 orphans.remember(id);
             }
         }
-        Request::Settle { reply, .. } => {
+        Request::Settle { reply, .. }
+        | Request::Statuses { reply, .. }
+        | Request::SettleEvent { reply, .. } => {
             let _ = reply.send(result);
         }
         _ => {}
@@ -431,13 +591,14 @@ fn commit_writes(
     }
     let now = now_ms();
     let fail = counters.simulate_full_disk.load(Ordering::Relaxed);
+    let emit = counters.emit_events.load(Ordering::Relaxed);
     let run = |store: &mut Store, writes: &[Request]| {
         if fail {
             return Err(full_disk());
         }
         store.transaction(|tx| {
             writes.iter().try_fold(Delta::default(), |sum, w| {
-                let d = apply(tx, w, now)?;
+                let d = apply(tx, w, now, emit)?;
                 Ok(Delta {
                     depth: sum.depth + d.depth,
                     dead_letters: sum.dead_letters + d.dead_letters,
@@ -510,10 +671,62 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
                     .map_err(QueueError::from),
             );
         }
+        Request::GetStatus {
+            id,
+            api_key_id,
+            reply,
+        } => {
+            let _ = reply.send(store.status(&id, &api_key_id).map_err(QueueError::from));
+        }
+        Request::LeaseEvents {
+            hold_ms,
+            limit,
+            reply,
+        } => {
+            let result = if counters.simulate_full_disk.load(Ordering::Relaxed) {
+                Err(QueueError::Storage(full_disk()))
+            } else {
+                store
+                    .transaction(|tx| statuses::lease_events(tx, now, hold_ms, limit))
+                    .map_err(QueueError::from)
+            };
+            let _ = reply.send(result);
+        }
         write => {
-            if let Request::Enqueue { reply, .. } | Request::Settle { reply, .. } = write {
+            if let Request::Enqueue { reply, .. }
+            | Request::Settle { reply, .. }
+            | Request::Statuses { reply, .. }
+            | Request::SettleEvent { reply, .. } = write
+            {
                 let _ = reply.send(Err(QueueError::Closed));
             }
         }
+    }
+}
+
+impl crate::status::StatusStore for EmbeddedQueue {
+    fn record(
+        &self,
+        updates: Vec<Update>,
+        inbound: Vec<Inbound>,
+    ) -> crate::status::BoxFuture<'_, Result<(), crate::status::StoreError>> {
+        Box::pin(async move {
+            self.record_statuses(updates, inbound)
+                .await
+                .map_err(|e| crate::status::StoreError(e.to_string()))
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+        api_key_id: &'a str,
+    ) -> crate::status::BoxFuture<'a, Result<Option<MessageRecord>, crate::status::StoreError>>
+    {
+        Box::pin(async move {
+            self.status(id, api_key_id)
+                .await
+                .map_err(|e| crate::status::StoreError(e.to_string()))
+        })
     }
 }

@@ -91,6 +91,7 @@ impl Store {
                  created_at INTEGER NOT NULL
              );",
         )?;
+        super::statuses::create_tables(&conn)?;
         // Databases made before dead letters were scoped to their API key.
         for table in ["envelopes", "dead_letters"] {
             let has_column: bool = conn.query_row(
@@ -238,6 +239,15 @@ impl Store {
         self.conn
             .prepare_cached("SELECT MIN(created_at) FROM envelopes")?
             .query_row([], |r| r.get(0))
+    }
+
+    /// The status record of message `id`, if `api_key_id` sent it.
+    pub fn status(
+        &self,
+        id: &str,
+        api_key_id: &str,
+    ) -> rusqlite::Result<Option<crate::status::MessageRecord>> {
+        super::statuses::get(&self.conn, id, api_key_id)
     }
 
     /// The newest dead letters, up to `limit`; only `api_key_id`'s when given.

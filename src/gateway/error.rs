@@ -59,6 +59,21 @@ pub enum ApiError {
     /// `404`: no such route.
     #[error("no such endpoint")]
     NotFound,
+    /// `404`: no such message for this API key (unknown and foreign ids alike).
+    #[error("no message with this id for this API key")]
+    MessageNotFound,
+    /// `501`: statuses are not kept here (SNS mode without `STATUS_TABLE`).
+    #[error("statuses are not kept by this deployment: set STATUS_TABLE to a DynamoDB table")]
+    NoStatusStore,
+    /// `503`: the status store could not be read or written (logged).
+    #[error("the status store is unavailable; try again")]
+    StoreUnavailable(String),
+    /// `401`: a webhook without its signature.
+    #[error("the request is not signed: {0} is missing")]
+    SignatureMissing(&'static str),
+    /// `403`: a webhook whose signature does not match (or a wrong verify token).
+    #[error("the signature or token does not match")]
+    SignatureInvalid,
     /// `405`: the route exists but not for this method.
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
@@ -85,7 +100,7 @@ impl ApiError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::SignatureMissing(_) => StatusCode::UNAUTHORIZED,
             Self::MalformedJson(_) | Self::InvalidFields(_) | Self::InvalidHeader(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -96,7 +111,10 @@ impl ApiError {
             Self::Unavailable(_) | Self::TimedOut | Self::IdempotencyStoreFull => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::MessageNotFound => StatusCode::NOT_FOUND,
+            Self::NoStatusStore => StatusCode::NOT_IMPLEMENTED,
+            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SignatureInvalid => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -119,6 +137,11 @@ impl ApiError {
             Self::Unavailable(_) => "queue-unavailable",
             Self::TimedOut => "timeout",
             Self::NotFound => "not-found",
+            Self::MessageNotFound => "message-not-found",
+            Self::NoStatusStore => "status-store-not-configured",
+            Self::StoreUnavailable(_) => "store-unavailable",
+            Self::SignatureMissing(_) => "signature-missing",
+            Self::SignatureInvalid => "signature-invalid",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Internal(_) => "internal",
         }
@@ -128,7 +151,9 @@ impl ApiError {
         match self {
             Self::RateLimited { retry_after } => Some(*retry_after),
             Self::Unavailable(e) => Some(e.retry_after()),
-            Self::TimedOut | Self::IdempotencyStoreFull => Some(Duration::from_secs(1)),
+            Self::TimedOut | Self::IdempotencyStoreFull | Self::StoreUnavailable(_) => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -145,6 +170,12 @@ impl IntoResponse for ApiError {
                 code: self.code(),
                 message: e.message.clone(),
                 cause: e.cause_chain(),
+            }),
+            Self::StoreUnavailable(cause) => Some(ErrorRecord {
+                severe: false,
+                code: self.code(),
+                message: cause.clone(),
+                cause: None,
             }),
             Self::Internal(cause) => Some(ErrorRecord {
                 severe: true,

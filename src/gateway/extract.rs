@@ -25,39 +25,57 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let limit = request
-            .extensions()
-            .get::<BodyLimit>()
-            .map_or(65_536, |l| l.0);
         if !is_json(request.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        // A declared length over the limit is refused before a byte is read.
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|len| len > limit) {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
-        let raw = axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|e| {
-                let too_large = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-                if too_large {
-                    ApiError::PayloadTooLarge(limit)
-                } else {
-                    ApiError::MalformedJson("the body could not be read".into())
-                }
-            })?;
+        let RawBody(raw) = read_limited(request).await?;
         // serde_json checks UTF-8 and caps nesting at 128 levels, so hostile
         // bodies fail here with a message instead of exhausting the stack.
         let value =
             serde_json::from_slice(&raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
         Ok(Self { raw, value })
     }
+}
+
+/// A body's bytes, unparsed, up to the route's [`BodyLimit`]: what signed
+/// webhooks need, since their signature covers the exact bytes.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        read_limited(request).await
+    }
+}
+
+async fn read_limited(request: Request) -> Result<RawBody, ApiError> {
+    let limit = request
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(65_536, |l| l.0);
+    // A declared length over the limit is refused before a byte is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map(RawBody)
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::MalformedJson("the body could not be read".into())
+            }
+        })
 }
 
 /// True for `application/json` and `application/<anything>+json`, any parameters.

@@ -1,5 +1,6 @@
 //! The HTTP API: `GET /ping`, `GET /health`, `POST /api/v1/send`,
-//! `POST /api/v1/send/batch`, `GET /api/v1/dead-letters`.
+//! `POST /api/v1/send/batch`, `GET /api/v1/messages/{id}`,
+//! `GET /api/v1/dead-letters`, and the providers' webhooks (`/webhooks/…`).
 //!
 //! [`router`] is a plain function over [`AppState`] so tests can drive it with
 //! `tower::ServiceExt::oneshot`, without a socket.
@@ -20,8 +21,9 @@ use tower::timeout::TimeoutLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, WebhookConfig};
 use crate::publisher::Publisher;
+use crate::status::StatusStore;
 
 pub mod access_log;
 pub mod auth;
@@ -63,6 +65,10 @@ pub struct AppState {
     /// The in-process delivery pipeline (embedded default), for `/health`'s
     /// view of the providers' circuits.
     pub delivery: Option<Arc<crate::delivery::Pipeline>>,
+    /// Where statuses are kept: the embedded database, DynamoDB, or nowhere.
+    pub statuses: Option<Arc<dyn StatusStore>>,
+    /// The providers' webhook secrets.
+    pub webhooks: Arc<WebhookConfig>,
 }
 
 impl AppState {
@@ -87,6 +93,8 @@ impl AppState {
             batch_max_messages: config.batch_max_messages,
             batch_max_body_bytes: config.batch_max_body_bytes,
             delivery: None,
+            statuses: None,
+            webhooks: Arc::new(config.webhooks.clone()),
         }
     }
 }
@@ -104,6 +112,7 @@ pub fn router(state: AppState) -> Router {
             post(routes::batch::send_batch).layer(Extension(BodyLimit(state.batch_max_body_bytes))),
         )
         .route("/api/v1/dead-letters", get(routes::dead_letters::list))
+        .route("/api/v1/messages/{id}", get(routes::status::get))
         // route_layer: the key is checked only for matched routes, before the body is read.
         .route_layer(middleware::from_fn_with_state(
             state.api_keys.clone(),
@@ -112,10 +121,19 @@ pub fn router(state: AppState) -> Router {
 
     let timeout = state.request_timeout;
     let body_limit = BodyLimit(state.max_body_bytes);
+    // The providers' webhooks: no API key (each checks its own signature) and
+    // their own body limit.
+    let webhooks = Router::new()
+        .route(
+            "/webhooks/whatsapp",
+            get(routes::webhooks::whatsapp_verify).post(routes::webhooks::whatsapp_receive),
+        )
+        .layer(Extension(BodyLimit(state.webhooks.max_body_bytes)));
     Router::new()
         .route("/ping", get(routes::health::ping))
         .route("/health", get(routes::health::health))
         .merge(authenticated)
+        .merge(webhooks)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

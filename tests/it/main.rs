@@ -18,4 +18,5 @@ mod gateway_send;
 mod sns_batching;
 mod sns_publish;
 mod sns_signature;
+mod statuses_embedded;
 mod whatsapp_delivery;

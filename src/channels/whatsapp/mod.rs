@@ -1,8 +1,10 @@
-//! The WhatsApp Cloud API: a thin typed client of `POST /{version}/{phone-number-id}/messages`.
+//! The WhatsApp Cloud API: a thin typed client of `POST /{version}/{phone-number-id}/messages`,
+//! and the reading of Meta's signed webhooks.
 
 pub mod client;
 pub mod error;
 pub mod types;
+pub mod webhook;
 
 pub use client::WhatsAppClient;
 pub use error::WhatsAppError;

@@ -4,3 +4,5 @@ pub mod batch;
 pub mod dead_letters;
 pub mod health;
 pub mod messages;
+pub mod status;
+pub mod webhooks;

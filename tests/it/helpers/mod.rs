@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod event_receiver;
+pub mod meta;
 pub mod process;
 pub mod whatsapp;
 

@@ -1,0 +1,334 @@
+//! What Meta POSTs to `/webhooks/whatsapp`: the signature check and the
+//! reading of `entry[].changes[].value` into status updates and inbound
+//! messages (whatsapp-cloud-api.md §1.8).
+//!
+//! The payload is read leniently: a change of another kind, a status Herald
+//! does not track, an unknown field or an entry missing its id is skipped (and
+//! counted), never a reason to refuse the batch — Meta would retry it for
+//! seven days.
+
+use serde_json::Value;
+
+use crate::events::signing;
+use crate::status::{Entry, Inbound, Status, StatusError, Update};
+
+/// The header Meta signs with: `sha256=<hex HMAC-SHA256(raw body, app secret)>`.
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// True when `header` (the `X-Hub-Signature-256` value) signs `body` with
+/// `app_secret`. The raw bytes are checked first; when they do not match and
+/// the body has non-ASCII text, its `\uXXXX`-escaped form is checked too,
+/// since Meta documents signing the escaped form.
+pub fn signature_matches(app_secret: &[u8], body: &[u8], header: &str) -> bool {
+    let Some(hex) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    if signing::verify_hex(app_secret, body, hex) {
+        return true;
+    }
+    match std::str::from_utf8(body) {
+        Ok(text) if !text.is_ascii() => {
+            signing::verify_hex(app_secret, escape_non_ascii(text).as_bytes(), hex)
+        }
+        _ => false,
+    }
+}
+
+/// Writes every non-ASCII character as `\uXXXX` (lower-case hex, UTF-16, so
+/// an emoji becomes a surrogate pair), as Meta escapes bodies it signs. In
+/// JSON such characters only occur inside strings, where the escape means the
+/// same text.
+pub fn escape_non_ascii(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
+    out
+}
+
+/// What one webhook delivery carries.
+#[derive(Debug, Default, PartialEq)]
+pub struct WebhookContent {
+    /// Status reports, keyed by wamid.
+    pub updates: Vec<Update>,
+    /// Inbound messages.
+    pub inbound: Vec<Inbound>,
+    /// `value.errors[]` (account or app level): logged.
+    pub errors: Vec<Value>,
+    /// Statuses or messages skipped: an unknown status, a missing id.
+    pub skipped: usize,
+}
+
+/// Reads a webhook body. `Err` only when it is not a JSON object at all.
+pub fn read(body: &[u8]) -> Result<WebhookContent, String> {
+    let payload: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if !payload.is_object() {
+        return Err("the body is not a JSON object".into());
+    }
+    let mut content = WebhookContent::default();
+    let values = array(&payload, "entry")
+        .iter()
+        .flat_map(|entry| array(entry, "changes"))
+        .filter(|change| change.get("field").and_then(Value::as_str) == Some("messages"))
+        .filter_map(|change| change.get("value"));
+    for value in values {
+        for status in array(value, "statuses") {
+            match status_update(status) {
+                Some(update) => content.updates.push(update),
+                None => content.skipped += 1,
+            }
+        }
+        let contacts = array(value, "contacts");
+        for message in array(value, "messages") {
+            match inbound(message, contacts) {
+                Some(i) => content.inbound.push(i),
+                None => content.skipped += 1,
+            }
+        }
+        content
+            .errors
+            .extend(array(value, "errors").iter().cloned());
+    }
+    Ok(content)
+}
+
+fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+/// Meta's `timestamp`: a string of Unix seconds (a number is taken too).
+fn timestamp_ms(value: &Value) -> Option<i64> {
+    let seconds = match value.get("timestamp")? {
+        Value::String(s) => s.parse::<i64>().ok()?,
+        Value::Number(n) => n.as_i64()?,
+        _ => return None,
+    };
+    seconds.checked_mul(1000)
+}
+
+/// The Herald status for a WhatsApp status name.
+pub fn status_of(name: &str) -> Option<Status> {
+    match name {
+        "sent" => Some(Status::Sent),
+        "delivered" => Some(Status::Delivered),
+        "read" | "played" => Some(Status::Read),
+        "failed" => Some(Status::Failed),
+        _ => None,
+    }
+}
+
+fn status_update(status: &Value) -> Option<Update> {
+    let wamid = text(status, "id").filter(|id| !id.is_empty())?;
+    let name = text(status, "status")?;
+    let herald = status_of(name)?;
+    let error = (herald == Status::Failed).then(|| {
+        let first = array(status, "errors").first();
+        StatusError {
+            code: first.and_then(|e| e.get("code")).and_then(Value::as_i64),
+            title: first
+                .and_then(|e| text(e, "title").or_else(|| text(e, "message")))
+                .unwrap_or("failed")
+                .to_owned(),
+            channel: "whatsapp".into(),
+            class: None,
+        }
+    });
+    Some(Update::Provider {
+        provider_message_id: wamid.to_owned(),
+        status: herald,
+        entry: Entry {
+            at_ms: timestamp_ms(status).unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+            channel: Some("whatsapp".into()),
+            attempt: None,
+            provider_status: Some(name.to_owned()),
+            error,
+        },
+    })
+}
+
+fn inbound(message: &Value, contacts: &[Value]) -> Option<Inbound> {
+    let id = text(message, "id").filter(|id| !id.is_empty())?;
+    let from = text(message, "from").filter(|f| !f.is_empty())?;
+    let contact_name = contacts
+        .iter()
+        .find(|c| text(c, "wa_id") == Some(from))
+        .or_else(|| (contacts.len() == 1).then(|| &contacts[0]))
+        .and_then(|c| c.get("profile"))
+        .and_then(|p| text(p, "name"))
+        .map(str::to_owned);
+    Some(Inbound {
+        provider_message_id: id.to_owned(),
+        channel: "whatsapp".into(),
+        from: if from.starts_with('+') {
+            from.to_owned()
+        } else {
+            format!("+{from}")
+        },
+        contact_name,
+        at_ms: timestamp_ms(message).unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+        message: message.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sign(secret: &[u8], body: &[u8]) -> String {
+        format!(
+            "sha256={}",
+            signing::to_hex(&signing::hmac_sha256(secret, &[body]))
+        )
+    }
+
+    #[test]
+    fn signatures_over_the_raw_bytes_and_over_metas_escaped_form() {
+        for text in [
+            "plain ascii",
+            "an @ sign",
+            "accents: àéîõü ñ ç",
+            "emoji: 👍🏽 🎉",
+            r#"quote \" and backslash \\"#,
+        ] {
+            let body = json!({"entry": [{"text": text}]}).to_string();
+            let escaped = escape_non_ascii(&body);
+            assert!(
+                signature_matches(
+                    b"s3cret",
+                    body.as_bytes(),
+                    &sign(b"s3cret", body.as_bytes())
+                ),
+                "{text}"
+            );
+            // Meta signs the escaped form and may send either.
+            assert!(
+                signature_matches(
+                    b"s3cret",
+                    body.as_bytes(),
+                    &sign(b"s3cret", escaped.as_bytes())
+                ),
+                "{text}"
+            );
+            assert!(
+                signature_matches(
+                    b"s3cret",
+                    escaped.as_bytes(),
+                    &sign(b"s3cret", escaped.as_bytes())
+                ),
+                "{text}"
+            );
+            assert!(
+                !signature_matches(b"other", body.as_bytes(), &sign(b"s3cret", body.as_bytes())),
+                "{text}"
+            );
+            let hex = sign(b"s3cret", body.as_bytes());
+            assert!(
+                !signature_matches(
+                    b"s3cret",
+                    body.as_bytes(),
+                    hex.trim_start_matches("sha256=")
+                ),
+                "no prefix"
+            );
+        }
+        assert_eq!(escape_non_ascii("é👍"), "\\u00e9\\ud83d\\udc4d");
+        let escaped = escape_non_ascii(r#"{"t":"é👍"}"#);
+        assert_eq!(serde_json::from_str::<Value>(&escaped).unwrap()["t"], "é👍");
+    }
+
+    #[test]
+    fn statuses_map_to_herald_statuses_with_metas_time() {
+        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+            {"field": "messages", "value": {"statuses": [
+                {"id": "wamid.A", "status": "sent", "timestamp": "1750263773", "recipient_id": "16505551234",
+                 "pricing": {"billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility"}},
+                {"id": "wamid.A", "status": "played", "timestamp": "1750263775"},
+                {"id": "wamid.A", "status": "deleted", "timestamp": "1750263776"},
+                {"id": "wamid.B", "status": "failed", "timestamp": "1750263777", "errors": [
+                    {"code": 131026, "title": "Message undeliverable", "error_data": {"details": "…"}}]},
+                {"status": "sent"}
+            ], "errors": [{"code": 131000, "title": "Something went wrong"}]}},
+            {"field": "message_template_status_update", "value": {"event": "APPROVED"}}
+        ]}]});
+        let content = read(body.to_string().as_bytes()).unwrap();
+        assert_eq!(content.updates.len(), 3);
+        assert_eq!(content.skipped, 2, "deleted and the status without an id");
+        assert_eq!(content.errors.len(), 1);
+        let Update::Provider {
+            provider_message_id,
+            status,
+            entry,
+        } = &content.updates[0]
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (provider_message_id.as_str(), *status),
+            ("wamid.A", Status::Sent)
+        );
+        assert_eq!(entry.at_ms, 1_750_263_773_000);
+        let Update::Provider { status, entry, .. } = &content.updates[1] else {
+            panic!()
+        };
+        assert_eq!(
+            (*status, entry.provider_status.as_deref()),
+            (Status::Read, Some("played"))
+        );
+        let Update::Provider { status, entry, .. } = &content.updates[2] else {
+            panic!()
+        };
+        assert_eq!(*status, Status::Failed);
+        let error = entry.error.as_ref().unwrap();
+        assert_eq!(
+            (error.code, error.title.as_str()),
+            (Some(131_026), "Message undeliverable")
+        );
+    }
+
+    #[test]
+    fn inbound_messages_carry_the_sender_and_the_untouched_object() {
+        let body = json!({"entry": [{"changes": [{"field": "messages", "value": {
+        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+        "messages": [
+            {"from": "16505551234", "id": "wamid.IN1", "timestamp": "1749416383", "type": "text",
+             "text": {"body": "Does it come in another color?"}, "some_new_field": 1},
+            {"from": "16505551234", "id": "wamid.IN2", "timestamp": "1749416384", "type": "system",
+             "system": {"body": "changed number", "wa_id": "16505550000", "type": "user_changed_number"}},
+            {"id": "wamid.IN3", "type": "text"}
+        ]}}]}]});
+        let content = read(body.to_string().as_bytes()).unwrap();
+        assert_eq!(content.inbound.len(), 2);
+        assert_eq!(content.skipped, 1, "no sender");
+        let first = &content.inbound[0];
+        assert_eq!(first.from, "+16505551234");
+        assert_eq!(first.contact_name.as_deref(), Some("Sheena Nelson"));
+        assert_eq!(first.at_ms, 1_749_416_383_000);
+        assert_eq!(first.message["some_new_field"], 1);
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects_are_refused_and_odd_shapes_are_skipped() {
+        assert!(read(b"not json").is_err());
+        assert!(read(b"[1,2]").is_err());
+        let odd = read(br#"{"entry": "x", "other": 1}"#).unwrap();
+        assert_eq!(odd, WebhookContent::default());
+        let odd = read(br#"{"entry": [{"changes": [{"field": "messages", "value": {"statuses": [1, "x"]}}]}]}"#).unwrap();
+        assert_eq!(odd.skipped, 2);
+    }
+}

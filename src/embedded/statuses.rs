@@ -1,0 +1,318 @@
+//! The embedded default's status store and event outbox: tables in the queue's
+//! own database, written by its writer thread in the same group commits as
+//! the queue (a status and the event it causes commit together, so a crash
+//! loses neither and sends no event for a status that was not recorded).
+//!
+//! - `statuses`: one row per message, its [`MessageRecord`] as JSON.
+//! - `provider_ids`: provider message id → message id, and the reports that
+//!   came for a provider id before the consumer recorded it (`pending`).
+//! - `inbound_seen`: provider ids of inbound messages already turned into events.
+//! - `events` / `event_dead_letters`: the outbox the event sender drains.
+//!
+//! Rows expire after `STATUS_TTL_DAYS`: [`Store::expire`](super::store::Store)
+//! removes them in small batches.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::events::{self, Event};
+use crate::status::{History, Inbound, MessageRecord, Update, model};
+
+/// Creates the tables (idempotent).
+pub fn create_tables(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS statuses (
+             id TEXT PRIMARY KEY,
+             api_key_id TEXT NOT NULL,
+             record TEXT NOT NULL,
+             updated_at INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS statuses_updated ON statuses (updated_at);
+         CREATE TABLE IF NOT EXISTS provider_ids (
+             provider_id TEXT PRIMARY KEY,
+             message_id TEXT,
+             pending TEXT,
+             updated_at INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS provider_ids_updated ON provider_ids (updated_at);
+         CREATE TABLE IF NOT EXISTS inbound_seen (
+             provider_id TEXT PRIMARY KEY,
+             seen_at INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS inbound_seen_at ON inbound_seen (seen_at);
+         CREATE TABLE IF NOT EXISTS events (
+             id TEXT PRIMARY KEY,
+             body TEXT NOT NULL,
+             attempts INTEGER NOT NULL DEFAULT 0,
+             due_at INTEGER NOT NULL,
+             last_error TEXT
+         );
+         CREATE INDEX IF NOT EXISTS events_due ON events (due_at);
+         CREATE TABLE IF NOT EXISTS event_dead_letters (
+             id TEXT PRIMARY KEY,
+             body TEXT NOT NULL,
+             attempts INTEGER NOT NULL,
+             reason TEXT NOT NULL,
+             failed_at INTEGER NOT NULL
+         );",
+    )
+}
+
+fn load(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<MessageRecord>> {
+    let json: Option<String> = tx
+        .prepare_cached("SELECT record FROM statuses WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+}
+
+fn save(tx: &Transaction<'_>, record: &MessageRecord) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(record).expect("a record serialises");
+    tx.prepare_cached(
+        "INSERT INTO statuses (id, api_key_id, record, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET api_key_id = ?2, record = ?3, updated_at = ?4",
+    )?
+    .execute(params![
+        record.id,
+        record.api_key_id,
+        json,
+        record.updated_at_ms
+    ])?;
+    Ok(())
+}
+
+fn queue_event(tx: &Transaction<'_>, event: &Event, now: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO events (id, body, due_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![event.id, event.body, now])?;
+    Ok(())
+}
+
+/// Merges one history into a record, in rank order, queueing an event for each
+/// change of its current status when `emit`.
+fn merge_all(
+    tx: &Transaction<'_>,
+    record: &mut MessageRecord,
+    history: History,
+    now: i64,
+    emit: bool,
+) -> rusqlite::Result<()> {
+    for (status, entry) in history {
+        let change = record.merge(status, entry, now);
+        if emit
+            && let Some(to) = change.changed_to()
+            && let Some(event) = events::status_event(record, to, now)
+        {
+            queue_event(tx, &event, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies one update; `emit` queues events (an events webhook is configured).
+pub fn apply(tx: &Transaction<'_>, update: &Update, now: i64, emit: bool) -> rusqlite::Result<()> {
+    match update {
+        Update::Message {
+            info,
+            status,
+            entry,
+            provider_message_id,
+        } => {
+            let mut record = load(tx, &info.id)?.unwrap_or_else(|| MessageRecord::new(&info.id));
+            record.fill(info);
+            let mut incoming = History::new();
+            incoming.insert(*status, entry.clone());
+            if let Some(pid) = provider_message_id {
+                record.provider_message_id = Some(pid.clone());
+                // Reports that came before this send was recorded.
+                let pending: Option<String> = tx
+                    .prepare_cached("SELECT pending FROM provider_ids WHERE provider_id = ?1")?
+                    .query_row([pid], |r| r.get(0))
+                    .optional()?
+                    .flatten();
+                tx.prepare_cached(
+                    "INSERT INTO provider_ids (provider_id, message_id, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (provider_id) DO UPDATE SET message_id = ?2, pending = NULL, updated_at = ?3",
+                )?
+                .execute(params![pid, info.id, now])?;
+                if let Some(early) = pending.and_then(|p| serde_json::from_str::<History>(&p).ok())
+                {
+                    for (s, e) in early {
+                        incoming.entry(s).or_insert(e);
+                    }
+                }
+            }
+            merge_all(tx, &mut record, incoming, now, emit)?;
+            save(tx, &record)
+        }
+        Update::Provider {
+            provider_message_id,
+            status,
+            entry,
+        } => {
+            let row: Option<(Option<String>, Option<String>)> = tx
+                .prepare_cached(
+                    "SELECT message_id, pending FROM provider_ids WHERE provider_id = ?1",
+                )?
+                .query_row([provider_message_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((Some(message_id), _)) = &row
+                && let Some(mut record) = load(tx, message_id)?
+            {
+                let mut incoming = History::new();
+                incoming.insert(*status, entry.clone());
+                merge_all(tx, &mut record, incoming, now, emit)?;
+                return save(tx, &record);
+            }
+            // Not recorded yet: keep the report with the provider id.
+            let mut pending: History = row
+                .and_then(|(_, p)| p)
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or_default();
+            model::merge(&mut pending, *status, entry.clone());
+            tx.prepare_cached(
+                "INSERT INTO provider_ids (provider_id, pending, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (provider_id) DO UPDATE SET pending = ?2, updated_at = ?3",
+            )?
+            .execute(params![
+                provider_message_id,
+                serde_json::to_string(&pending).expect("a history serialises"),
+                now
+            ])?;
+            Ok(())
+        }
+    }
+}
+
+/// Records one inbound message; queues its event the first time its provider
+/// id is seen, when `emit`.
+pub fn apply_inbound(
+    tx: &Transaction<'_>,
+    inbound: &Inbound,
+    now: i64,
+    emit: bool,
+) -> rusqlite::Result<()> {
+    let first = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO inbound_seen (provider_id, seen_at) VALUES (?1, ?2)",
+        )?
+        .execute(params![inbound.provider_message_id, now])?
+        == 1;
+    if first && emit {
+        queue_event(tx, &events::inbound_event(inbound), now)?;
+    }
+    Ok(())
+}
+
+/// The record of message `id`, if `api_key_id` sent it.
+pub fn get(
+    conn: &rusqlite::Connection,
+    id: &str,
+    api_key_id: &str,
+) -> rusqlite::Result<Option<MessageRecord>> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT record FROM statuses WHERE id = ?1 AND api_key_id = ?2")?
+        .query_row([id, api_key_id], |r| r.get(0))
+        .optional()?;
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+}
+
+/// One event taken from the outbox for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// The event id.
+    pub id: String,
+    /// The event JSON.
+    pub body: String,
+    /// Attempts including this one.
+    pub attempts: u32,
+}
+
+/// Takes up to `limit` due events, holding each for `hold_ms` (the sender owns
+/// it meanwhile; after a crash it comes due again then).
+pub fn lease_events(
+    tx: &Transaction<'_>,
+    now: i64,
+    hold_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<OutboxEvent>> {
+    tx.prepare_cached(
+        "UPDATE events SET due_at = ?1 + ?2, attempts = attempts + 1
+         WHERE id IN (SELECT id FROM events WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?3)
+         RETURNING id, body, attempts",
+    )?
+    .query_map(params![now, hold_ms, limit as i64], |r| {
+        Ok(OutboxEvent {
+            id: r.get(0)?,
+            body: r.get(1)?,
+            attempts: r.get(2)?,
+        })
+    })?
+    .collect()
+}
+
+/// How one event's sending ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Try again at `due_ms`.
+    Retry {
+        /// When, Unix ms.
+        due_ms: i64,
+        /// Why it failed.
+        error: String,
+    },
+    /// Attempts spent: keep it aside.
+    DeadLetter {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Records how an event's sending ended.
+pub fn settle_event(
+    tx: &Transaction<'_>,
+    id: &str,
+    outcome: &EventOutcome,
+    now: i64,
+) -> rusqlite::Result<()> {
+    match outcome {
+        EventOutcome::Delivered => {
+            tx.prepare_cached("DELETE FROM events WHERE id = ?1")?
+                .execute([id])?;
+        }
+        EventOutcome::Retry { due_ms, error } => {
+            tx.prepare_cached("UPDATE events SET due_at = ?2, last_error = ?3 WHERE id = ?1")?
+                .execute(params![id, due_ms, error])?;
+        }
+        EventOutcome::DeadLetter { reason } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO event_dead_letters (id, body, attempts, reason, failed_at)
+                 SELECT id, body, attempts, ?2, ?3 FROM events WHERE id = ?1",
+            )?
+            .execute(params![id, reason, now])?;
+            tx.prepare_cached("DELETE FROM events WHERE id = ?1")?
+                .execute([id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes what is older than `before_ms`, at most `limit` rows per table (the
+/// writer calls this now and then, so expiry never holds a long transaction).
+pub fn expire(tx: &Transaction<'_>, before_ms: i64, limit: usize) -> rusqlite::Result<usize> {
+    let mut removed = 0;
+    for (table, column, key) in [
+        ("statuses", "updated_at", "id"),
+        ("provider_ids", "updated_at", "provider_id"),
+        ("inbound_seen", "seen_at", "provider_id"),
+    ] {
+        removed += tx.execute(
+            &format!(
+                "DELETE FROM {table} WHERE {key} IN
+                 (SELECT {key} FROM {table} WHERE {column} < ?1 ORDER BY {column} LIMIT ?2)"
+            ),
+            params![before_ms, limit as i64],
+        )?;
+    }
+    Ok(removed)
+}

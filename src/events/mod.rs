@@ -1,0 +1,89 @@
+//! Events out (DESIGN.md, "Events out"): `message.status` for every change of a
+//! message's current status from `submitted` on, and `message.inbound` for
+//! every inbound message seen for the first time. With SNS they are published
+//! to `EVENTS_TOPIC_ARN` ([`sns`]); in the embedded default they wait in the
+//! SQLite outbox, written in the same transaction as the status, and are
+//! POSTed to `EVENTS_WEBHOOK_URL` signed as Standard Webhooks ([`webhook`]).
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::status::{Inbound, MessageRecord, Status, format_ms};
+
+pub mod signing;
+pub mod webhook;
+
+/// The only event version this build writes.
+pub const EVENT_VERSION: u32 = 1;
+
+/// One event, ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The event id (UUID v7): receivers deduplicate on it.
+    pub id: String,
+    /// `message.status` or `message.inbound`.
+    pub kind: &'static str,
+    /// The channel, for the SNS attribute.
+    pub channel: String,
+    /// The status, for `message.status`.
+    pub status: Option<&'static str>,
+    /// The event JSON.
+    pub body: String,
+}
+
+/// The `message.status` event for `record` having reached `status`, or `None`
+/// for `accepted` (the 202 already said so) or a record no sender has written.
+pub fn status_event(record: &MessageRecord, status: Status, now_ms: i64) -> Option<Event> {
+    if status == Status::Accepted || !record.is_known() {
+        return None;
+    }
+    let id = Uuid::now_v7().to_string();
+    let entry = record.history.get(&status);
+    let channel = entry
+        .and_then(|e| e.channel.clone())
+        .unwrap_or_else(|| record.latest_channel().to_owned());
+    let body = json!({
+        "version": EVENT_VERSION,
+        "type": "message.status",
+        "eventId": id,
+        "at": format_ms(entry.map_or(now_ms, |e| e.at_ms)),
+        "messageId": record.id,
+        "channel": channel,
+        "status": status.as_str(),
+        "providerStatus": entry.and_then(|e| e.provider_status.as_deref()),
+        "providerMessageId": record.provider_message_id,
+        "to": record.to,
+        "callbackData": record.callback_data,
+        "error": if status == Status::Failed { entry.and_then(|e| e.error.as_ref()).map(|e| json!(e)) } else { None },
+    });
+    Some(Event {
+        id,
+        kind: "message.status",
+        channel,
+        status: Some(status.as_str()),
+        body: body.to_string(),
+    })
+}
+
+/// The `message.inbound` event for an inbound message.
+pub fn inbound_event(inbound: &Inbound) -> Event {
+    let id = Uuid::now_v7().to_string();
+    let body = json!({
+        "version": EVENT_VERSION,
+        "type": "message.inbound",
+        "eventId": id,
+        "at": format_ms(inbound.at_ms),
+        "channel": inbound.channel,
+        "from": inbound.from,
+        "providerMessageId": inbound.provider_message_id,
+        "contactName": inbound.contact_name,
+        "message": inbound.message,
+    });
+    Event {
+        id,
+        kind: "message.inbound",
+        channel: inbound.channel.clone(),
+        status: None,
+        body: body.to_string(),
+    }
+}

@@ -1,0 +1,29 @@
+//! `GET /api/v1/messages/{id}`: what became of a message the caller sent.
+
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use serde_json::Value;
+
+use crate::gateway::AppState;
+use crate::gateway::auth::Caller;
+use crate::gateway::error::ApiError;
+
+/// The message's status and history (DESIGN.md). `404` for an unknown id and
+/// for another key's message alike, so ids cannot be probed across tenants;
+/// `501` when this deployment keeps no statuses.
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.statuses.as_ref().ok_or(ApiError::NoStatusStore)?;
+    // Ids are UUIDs: anything else cannot exist, and is not looked up.
+    if uuid::Uuid::try_parse(&id).is_err() {
+        return Err(ApiError::MessageNotFound);
+    }
+    match store.get(&id, &caller.key_id).await {
+        Ok(Some(record)) => Ok(Json(record.to_view())),
+        Ok(None) => Err(ApiError::MessageNotFound),
+        Err(e) => Err(ApiError::StoreUnavailable(e.to_string())),
+    }
+}

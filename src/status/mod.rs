@@ -1,0 +1,152 @@
+//! Statuses: what became of each message, kept behind one seam
+//! ([`StatusStore`]) with two homes — the embedded default's SQLite database
+//! and, with SNS, a DynamoDB table — and told to the application as events.
+//!
+//! Who writes what: the gateway records `accepted`; the consumer (all three
+//! transports, through the delivery pipeline) records `submitted` with the
+//! provider's message id, or `failed`; webhooks record the providers' reports,
+//! matched by that id. A report whose id is not recorded yet is kept under
+//! the id and merged when the send is recorded. Every store applies the same
+//! merge ([`model::merge`]) and emits one event per change of the current
+//! status from `submitted` on.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde_json::Value;
+
+use crate::contract::Envelope;
+
+pub mod model;
+pub mod record;
+
+pub use model::{Entry, History, Status, StatusError};
+pub use record::MessageRecord;
+
+/// A boxed future, as the seam's methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the sender knew about a message: written once, by whoever records first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// The message id.
+    pub id: String,
+    /// The API key id that sent it: only that key can read it.
+    pub api_key_id: String,
+    /// The channel it was sent on.
+    pub channel: String,
+    /// The recipient, E.164.
+    pub to: String,
+    /// The client's opaque data, echoed in events.
+    pub callback_data: Option<String>,
+    /// When the gateway accepted it, Unix ms.
+    pub accepted_at_ms: i64,
+}
+
+impl MessageInfo {
+    /// What an envelope says about its message.
+    pub fn of(envelope: &Envelope) -> Self {
+        Self {
+            id: envelope.id.to_string(),
+            api_key_id: envelope.api_key_id.clone(),
+            channel: envelope.channel.as_str().to_owned(),
+            to: envelope.to.as_str().to_owned(),
+            callback_data: envelope.callback_data.clone(),
+            accepted_at_ms: envelope.accepted_at.timestamp_millis(),
+        }
+    }
+}
+
+/// One status to merge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// From the gateway or the consumer, which know the message.
+    Message {
+        /// The message.
+        info: MessageInfo,
+        /// The status reached.
+        status: Status,
+        /// Its details.
+        entry: Entry,
+        /// The provider's id for it, once submitted (correlates reports).
+        provider_message_id: Option<String>,
+    },
+    /// From a provider's report, which knows only the provider's id.
+    Provider {
+        /// The provider's message id (wamid, or Herald's id for Infobip).
+        provider_message_id: String,
+        /// The status reported.
+        status: Status,
+        /// Its details.
+        entry: Entry,
+    },
+}
+
+/// An inbound message from a provider, to become a `message.inbound` event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    /// The provider's id for it (deduplicates the provider's retries).
+    pub provider_message_id: String,
+    /// The channel it came on.
+    pub channel: String,
+    /// The sender, E.164.
+    pub from: String,
+    /// The sender's profile name, when the provider gave one.
+    pub contact_name: Option<String>,
+    /// When it was sent, Unix ms.
+    pub at_ms: i64,
+    /// The provider's inbound message object, untouched.
+    pub message: Value,
+}
+
+/// Why a status could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("status store: {0}")]
+pub struct StoreError(pub String);
+
+/// Where statuses live. Every method is idempotent: providers and queues
+/// deliver at least once.
+pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Merges `updates`, emitting an event for each change of a message's
+    /// current status (from `submitted` on), and records `inbound` messages,
+    /// emitting a `message.inbound` event for each one not seen before.
+    /// `Ok` means recorded durably (and, with SNS, the events published).
+    fn record(
+        &self,
+        updates: Vec<Update>,
+        inbound: Vec<Inbound>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The message `id` if `api_key_id` sent it.
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+        api_key_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>>;
+}
+
+/// The `accepted` update for an envelope the gateway has just published.
+pub fn accepted(envelope: &Envelope) -> Update {
+    let info = MessageInfo::of(envelope);
+    Update::Message {
+        status: Status::Accepted,
+        entry: Entry {
+            at_ms: info.accepted_at_ms,
+            channel: Some(info.channel.clone()),
+            attempt: None,
+            provider_status: None,
+            error: None,
+        },
+        info,
+        provider_message_id: None,
+    }
+}
+
+/// Unix milliseconds as the API writes times: RFC 3339, UTC, milliseconds.
+pub fn format_ms(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}

@@ -1,0 +1,305 @@
+//! One status per message (DESIGN.md, "One status per message"): the statuses,
+//! their ranks, and the merge rule every store applies.
+//!
+//! A message's history is a set of entries keyed by status, each keeping the
+//! first time that status was reached. Merging a report inserts its entry if
+//! the status is not there yet and changes nothing otherwise, so merging is
+//! idempotent and commutative: reports may come twice, in any order, skip
+//! statuses or arrive before the send is recorded, and every writer ends with
+//! the same history. The current status is a pure function of that set
+//! ([`current`]), which is what lets DynamoDB writers merge without locks:
+//! each writes only its own entry, with `if_not_exists`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Herald's statuses. The order of the variants is their rank; `Failed` is
+/// last but not "highest": see [`current`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The gateway answered 202.
+    Accepted,
+    /// The provider accepted the request (wamid, Infobip PENDING).
+    Submitted,
+    /// The provider sent it on (WhatsApp `sent`).
+    Sent,
+    /// The recipient's device has it.
+    Delivered,
+    /// The recipient read (or played) it.
+    Read,
+    /// A permanent failure: the consumer's or the provider's.
+    Failed,
+}
+
+impl Status {
+    /// Every status, in rank order with `Failed` last.
+    pub const ALL: [Self; 6] = [
+        Self::Accepted,
+        Self::Submitted,
+        Self::Sent,
+        Self::Delivered,
+        Self::Read,
+        Self::Failed,
+    ];
+
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Submitted => "submitted",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Reads a wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// True for the statuses that prove the recipient got the message, which
+    /// win over a failure reported before or after them.
+    pub fn proves_delivery(self) -> bool {
+        matches!(self, Self::Delivered | Self::Read)
+    }
+}
+
+/// A failure's details, as kept in the history and shown as `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusError {
+    /// The provider's error code (Graph code; Infobip error or status id), when known.
+    pub code: Option<i64>,
+    /// What it means, in the provider's words or Herald's.
+    pub title: String,
+    /// The channel that failed.
+    pub channel: String,
+    /// Herald's failure class (`permanent`, `dead-letter`, `provider`), when Herald decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+}
+
+/// One reached status: when, on which channel, and what the provider said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// When the status was first reached, Unix milliseconds: the provider's
+    /// timestamp when its report has one, else Herald's clock.
+    pub at_ms: i64,
+    /// The channel of the leg that reached it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The delivery attempt that submitted it (consumer entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The provider's own status name (`delivered`, `played`, `DELIVERED_TO_HANDSET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_status: Option<String>,
+    /// The failure, for `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StatusError>,
+}
+
+/// A message's reached statuses, each with its first entry.
+pub type History = BTreeMap<Status, Entry>;
+
+/// The current status of a history: the highest of `delivered`/`read` when
+/// either is there (delivery proven wins over a failure); else `failed` when
+/// it is there (terminal over `accepted`/`submitted`/`sent`); else the highest
+/// rank reached. `None` for an empty history.
+pub fn current(history: &History) -> Option<Status> {
+    let highest = history
+        .keys()
+        .copied()
+        .filter(|s| *s != Status::Failed)
+        .max();
+    match highest {
+        Some(s) if s.proves_delivery() => Some(s),
+        _ if history.contains_key(&Status::Failed) => Some(Status::Failed),
+        other => other,
+    }
+}
+
+/// What a merge did to the current status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The current status before.
+    pub before: Option<Status>,
+    /// The current status after.
+    pub after: Option<Status>,
+}
+
+impl Change {
+    /// The new current status, when the merge changed it.
+    pub fn changed_to(self) -> Option<Status> {
+        (self.before != self.after).then_some(self.after).flatten()
+    }
+}
+
+/// Merges one report into a history: its entry is kept if its status is not
+/// there yet (the first time a status is reached is the one that counts).
+pub fn merge(history: &mut History, status: Status, entry: Entry) -> Change {
+    let before = current(history);
+    history.entry(status).or_insert(entry);
+    Change {
+        before,
+        after: current(history),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(at_ms: i64) -> Entry {
+        Entry {
+            at_ms,
+            channel: Some("whatsapp".into()),
+            attempt: None,
+            provider_status: None,
+            error: None,
+        }
+    }
+
+    fn history(statuses: &[Status]) -> History {
+        let mut h = History::new();
+        for (i, s) in statuses.iter().enumerate() {
+            merge(&mut h, *s, entry(i as i64));
+        }
+        h
+    }
+
+    /// The rule, written out independently of `current`: what one pair of
+    /// reports must end in, whatever their order.
+    fn expected(a: Status, b: Status) -> Status {
+        use Status::*;
+        match (a, b) {
+            (x, y) if x == y => x,
+            (Failed, other) | (other, Failed) => {
+                if other.proves_delivery() {
+                    other
+                } else {
+                    Failed
+                }
+            }
+            (x, y) => x.max(y),
+        }
+    }
+
+    #[test]
+    fn every_pair_in_both_orders_ends_in_the_same_status() {
+        for a in Status::ALL {
+            for b in Status::ALL {
+                let ab = current(&history(&[a, b]));
+                let ba = current(&history(&[b, a]));
+                assert_eq!(ab, Some(expected(a, b)), "{a:?} then {b:?}");
+                assert_eq!(ba, Some(expected(a, b)), "{b:?} then {a:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_status_never_moves_to_a_lower_rank() {
+        for a in Status::ALL {
+            for b in Status::ALL {
+                let mut h = history(&[a]);
+                let change = merge(&mut h, b, entry(9));
+                let (before, after) = (change.before.unwrap(), change.after.unwrap());
+                if before != Status::Failed && after != Status::Failed {
+                    assert!(after >= before, "{a:?} then {b:?}: {before:?} -> {after:?}");
+                }
+                if before.proves_delivery() {
+                    assert!(after.proves_delivery(), "{a:?} then {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_report_twice_changes_nothing() {
+        for s in Status::ALL {
+            let mut h = History::new();
+            assert_eq!(merge(&mut h, s, entry(1)).changed_to(), Some(s));
+            let again = merge(&mut h, s, entry(2));
+            assert_eq!(again.changed_to(), None);
+            assert_eq!(h[&s].at_ms, 1, "the first time is kept");
+        }
+    }
+
+    #[test]
+    fn read_without_delivered_is_read() {
+        let h = history(&[Status::Accepted, Status::Submitted, Status::Read]);
+        assert_eq!(current(&h), Some(Status::Read));
+        assert!(!h.contains_key(&Status::Delivered));
+    }
+
+    #[test]
+    fn delivered_after_failed_wins_and_failed_after_delivered_does_not() {
+        let mut h = history(&[Status::Accepted, Status::Submitted, Status::Failed]);
+        assert_eq!(
+            merge(&mut h, Status::Delivered, entry(5)).changed_to(),
+            Some(Status::Delivered)
+        );
+        let mut h = history(&[Status::Submitted, Status::Delivered]);
+        assert_eq!(merge(&mut h, Status::Failed, entry(5)).changed_to(), None);
+        assert_eq!(current(&h), Some(Status::Delivered));
+        assert!(
+            h.contains_key(&Status::Failed),
+            "the failure stays in the history"
+        );
+    }
+
+    #[test]
+    fn failed_is_terminal_over_the_statuses_below_delivery() {
+        let mut h = history(&[Status::Failed]);
+        for s in [Status::Accepted, Status::Submitted, Status::Sent] {
+            assert_eq!(merge(&mut h, s, entry(3)).changed_to(), None, "{s:?}");
+        }
+        assert_eq!(current(&h), Some(Status::Failed));
+    }
+
+    #[test]
+    fn a_report_before_the_send_is_recorded_merges_to_the_same_end() {
+        // The provider's `delivered` arrives before the consumer's `submitted`
+        // and the gateway's `accepted` (a slow store write).
+        let early = history(&[Status::Delivered, Status::Submitted, Status::Accepted]);
+        let in_order = history(&[Status::Accepted, Status::Submitted, Status::Delivered]);
+        assert_eq!(current(&early), current(&in_order));
+        assert_eq!(
+            early.keys().collect::<Vec<_>>(),
+            in_order.keys().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn every_order_of_every_subset_agrees() {
+        // All 2^6 subsets, each merged forwards and backwards.
+        for mask in 0u32..64 {
+            let set: Vec<Status> = Status::ALL
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, s)| s)
+                .collect();
+            let mut reversed = set.clone();
+            reversed.reverse();
+            assert_eq!(
+                current(&history(&set)),
+                current(&history(&reversed)),
+                "{set:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Status::parse("played"), None);
+    }
+}
