@@ -12,8 +12,9 @@ use crate::embedded::{EmbeddedQueue, Worker};
 use crate::events::webhook::EventSender;
 use crate::gateway::server::{ConnectionLimits, serve};
 use crate::gateway::{AppState, router};
-use crate::publisher::{EmbeddedPublisher, Publisher, SnsPublisher};
+use crate::publisher::{EmbeddedPublisher, Publisher, SnsPublisher, StatusRecordingPublisher};
 use crate::status::StatusStore;
+use crate::status::dynamodb::DynamoStatusStore;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +59,21 @@ impl Application {
             "sdk"
         };
         tracing::info!(mode = "sns", topic = %arn, sns_client = client, "publishing to SNS; delivery is herald-consumer's job");
-        Self::with_publisher(config, Arc::new(publisher)).await
+        let Some(store) = DynamoStatusStore::from_config(&config.status).await else {
+            tracing::info!(
+                "no STATUS_TABLE: statuses are not kept (GET /api/v1/messages/{{id}} answers 501)"
+            );
+            let app = Self::with_publisher(config, Arc::new(publisher)).await?;
+            app.log_webhooks();
+            return Ok(app);
+        };
+        tracing::info!(table = ?config.status.table, events_topic = ?config.status.events_topic_arn, "statuses kept in DynamoDB");
+        let store: Arc<dyn StatusStore> = Arc::new(store);
+        let publisher = StatusRecordingPublisher::new(Arc::new(publisher), store.clone());
+        let mut app = Self::with_publisher(config, Arc::new(publisher)).await?;
+        app.state.statuses = Some(store);
+        app.log_webhooks();
+        Ok(app)
     }
 
     async fn build_embedded(config: &GatewayConfig) -> Result<Self, StartupError> {

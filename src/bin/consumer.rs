@@ -8,6 +8,7 @@ use herald::config::ConsumerConfig;
 use herald::consumer::lambda::{self, LambdaConsumer};
 use herald::consumer::sqs_poller::SqsPoller;
 use herald::delivery::Pipeline;
+use herald::status::dynamodb::DynamoStatusStore;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -32,12 +33,21 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let pipeline = match Pipeline::from_config(&config.delivery) {
-        Ok(p) => Arc::new(p),
+        Ok(p) => p,
         Err(e) => {
             tracing::error!(error.message = %e, "cannot start");
             return ExitCode::FAILURE;
         }
     };
+    // Statuses (`submitted` with the provider's id, `failed`) and their
+    // events, when a table is configured.
+    let pipeline = Arc::new(match DynamoStatusStore::from_config(&config.status).await {
+        Some(store) => pipeline.with_statuses(Arc::new(store)),
+        None => {
+            tracing::info!("no STATUS_TABLE: delivery statuses are not recorded");
+            pipeline
+        }
+    });
     if config.delivery.console_by_default {
         tracing::warn!(
             "no WhatsApp credentials: delivering to the console (stdout); set WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID to send"

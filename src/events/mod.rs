@@ -6,11 +6,11 @@
 //! POSTed to `EVENTS_WEBHOOK_URL` signed as Standard Webhooks ([`webhook`]).
 
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::status::{Inbound, MessageRecord, Status, format_ms};
 
 pub mod signing;
+pub mod sns;
 pub mod webhook;
 
 /// The only event version this build writes.
@@ -31,14 +31,37 @@ pub struct Event {
     pub body: String,
 }
 
+/// The event id for `subject` (a message id and status, or an inbound
+/// message's provider id): a UUID v7 whose time is `at_ms` and whose other
+/// bits come from a digest of `subject`. Two writers that emit the same
+/// event at once (a race the stores allow rather than lock against) give it
+/// the same id, so receivers deduplicate it on `eventId`/`webhook-id`.
+fn event_id(at_ms: i64, subject: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for part in subject {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    let bytes = digest.finalize();
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&bytes[..10]);
+    uuid::Builder::from_unix_timestamp_millis(at_ms.max(0) as u64, &random)
+        .into_uuid()
+        .to_string()
+}
+
 /// The `message.status` event for `record` having reached `status`, or `None`
 /// for `accepted` (the 202 already said so) or a record no sender has written.
 pub fn status_event(record: &MessageRecord, status: Status, now_ms: i64) -> Option<Event> {
     if status == Status::Accepted || !record.is_known() {
         return None;
     }
-    let id = Uuid::now_v7().to_string();
     let entry = record.history.get(&status);
+    let id = event_id(
+        entry.map_or(now_ms, |e| e.at_ms),
+        &[&record.id, status.as_str()],
+    );
     let channel = entry
         .and_then(|e| e.channel.clone())
         .unwrap_or_else(|| record.latest_channel().to_owned());
@@ -67,7 +90,7 @@ pub fn status_event(record: &MessageRecord, status: Status, now_ms: i64) -> Opti
 
 /// The `message.inbound` event for an inbound message.
 pub fn inbound_event(inbound: &Inbound) -> Event {
-    let id = Uuid::now_v7().to_string();
+    let id = event_id(inbound.at_ms, &["inbound", &inbound.provider_message_id]);
     let body = json!({
         "version": EVENT_VERSION,
         "type": "message.inbound",
@@ -85,5 +108,23 @@ pub fn inbound_event(inbound: &Inbound) -> Event {
         channel: inbound.channel.clone(),
         status: None,
         body: body.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_v7_and_the_same_for_the_same_event() {
+        let a = event_id(1_750_000_000_000, &["m1", "delivered"]);
+        let b = event_id(1_750_000_000_000, &["m1", "delivered"]);
+        let c = event_id(1_750_000_000_000, &["m1", "read"]);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        let (seconds, _) = parsed.get_timestamp().unwrap().to_unix();
+        assert_eq!(seconds, 1_750_000_000);
     }
 }

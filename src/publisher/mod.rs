@@ -16,10 +16,12 @@ use crate::embedded::DeadLetter;
 pub mod embedded;
 pub mod memory;
 pub mod sns;
+pub mod with_status;
 
 pub use embedded::EmbeddedPublisher;
 pub use memory::RecordingPublisher;
 pub use sns::SnsPublisher;
+pub use with_status::StatusRecordingPublisher;
 
 /// A boxed future, so that publishers can sit behind `dyn Publisher`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

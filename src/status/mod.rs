@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::contract::Envelope;
 
+pub mod dynamodb;
 pub mod model;
 pub mod record;
 

@@ -18,5 +18,6 @@ mod gateway_send;
 mod sns_batching;
 mod sns_publish;
 mod sns_signature;
+mod statuses_aws;
 mod statuses_embedded;
 mod whatsapp_delivery;

@@ -14,6 +14,7 @@ const HOW_TO_START: &str = "the AWS emulator is not running: run the whole suite
 pub struct Emulator {
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub endpoint: String,
 }
 
@@ -41,6 +42,7 @@ pub async fn emulator() -> Emulator {
     Emulator {
         sns: aws_sdk_sns::Client::new(&config),
         sqs: aws_sdk_sqs::Client::new(&config),
+        dynamodb: aws_sdk_dynamodb::Client::new(&config),
         endpoint,
     }
 }
@@ -159,6 +161,81 @@ impl Emulator {
             }
         }
         received
+    }
+
+    /// A status table as DESIGN.md specifies it: `pk`/`sk` strings, TTL on `expiresAt`.
+    pub async fn status_table(&self) -> String {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let name = unique_name("herald-status");
+        let attribute = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        let key = |n: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .unwrap()
+        };
+        self.dynamodb
+            .create_table()
+            .table_name(&name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk"))
+            .attribute_definitions(attribute("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .send()
+            .await
+            .expect("create the status table");
+        self.dynamodb
+            .update_time_to_live()
+            .table_name(&name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expiresAt")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("enable TTL");
+        name
+    }
+
+    /// An events topic with a queue subscribed (raw delivery, so SNS message
+    /// attributes arrive as SQS message attributes): (topic ARN, queue URL).
+    pub async fn events_topic(&self) -> (String, String) {
+        let name = unique_name("herald-events");
+        let topic_arn = self
+            .sns
+            .create_topic()
+            .name(&name)
+            .send()
+            .await
+            .expect("create topic")
+            .topic_arn
+            .expect("topic has an ARN");
+        let queue_url = self.create_queue(&name, false, None).await;
+        let queue_arn = self.queue_arn(&queue_url).await;
+        self.sns
+            .subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(&queue_arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .expect("subscribe queue to topic");
+        (topic_arn, queue_url)
     }
 
     /// A plain queue (no dead-letter queue) with this visibility timeout.

@@ -1,0 +1,419 @@
+//! The status store with SNS: one DynamoDB table (`STATUS_TABLE`, partition
+//! key `pk`, sort key `sk`, both strings; TTL attribute `expiresAt`).
+//!
+//! Item layout (all with `sk = "status"`):
+//! - `pk = "msg#<message id>"`: the message. `apiKeyId`, `channel`, `to`,
+//!   `callbackData`, `acceptedAt` (written with `if_not_exists`: the first
+//!   writer, gateway or consumer, sets them), `providerMessageId`,
+//!   `updatedAt`, and one attribute per reached status, `h_<status>`, holding
+//!   its history entry as JSON and written with `if_not_exists` — so each
+//!   writer adds only its own entry and concurrent writers merge without locks
+//!   (the current status is a function of which `h_*` exist, see
+//!   [`model::current`](super::model::current)). `evented` is the last status
+//!   an event was published for.
+//! - `pk = "pid#<provider message id>"`: `messageId` once the consumer has
+//!   recorded the send, and `h_*` entries of reports that came before it.
+//!   A report is always written here first and then, when `messageId` is
+//!   known, to the message; the consumer writes `messageId` and then copies
+//!   what it finds. Whichever of the two writes second sees the other's, so
+//!   an early report is never lost.
+//! - `pk = "inbound#<provider message id>"`: an inbound message seen;
+//!   `evented` once its event is published.
+//!
+//! Every item carries `expiresAt` (Unix seconds, `STATUS_TTL_DAYS` after its
+//! last write) for DynamoDB's TTL.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use super::model::{Entry, Status};
+use super::{BoxFuture, Inbound, MessageInfo, MessageRecord, StatusStore, StoreError, Update};
+use crate::events;
+use crate::events::sns::SnsEvents;
+
+const SK: &str = "status";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Statuses in DynamoDB, events to an SNS topic.
+#[derive(Debug, Clone)]
+pub struct DynamoStatusStore {
+    client: Client,
+    table: String,
+    ttl: Duration,
+    events: Option<SnsEvents>,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn error(context: &str, e: impl std::error::Error) -> StoreError {
+    StoreError(format!("{context}: {}", DisplayErrorContext(&e)))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn history_attribute(status: Status) -> String {
+    format!("h_{}", status.as_str())
+}
+
+/// Reads a message item back into a record.
+fn record_from(item: &Item) -> MessageRecord {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let number = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let id = text("pk")
+        .and_then(|pk| pk.strip_prefix("msg#").map(str::to_owned))
+        .unwrap_or_default();
+    let mut record = MessageRecord::new(&id);
+    record.api_key_id = text("apiKeyId").unwrap_or_default();
+    record.channel = text("channel").unwrap_or_default();
+    record.to = text("to").unwrap_or_default();
+    record.callback_data = text("callbackData");
+    record.provider_message_id = text("providerMessageId");
+    record.accepted_at_ms = number("acceptedAt").unwrap_or_default();
+    record.updated_at_ms = number("updatedAt").unwrap_or_default();
+    record.history = entries_from(item);
+    record
+}
+
+/// The `h_*` entries of an item.
+fn entries_from(item: &Item) -> super::History {
+    Status::ALL
+        .into_iter()
+        .filter_map(|status| {
+            let json = item.get(&history_attribute(status))?.as_s().ok()?;
+            Some((status, serde_json::from_str::<Entry>(json).ok()?))
+        })
+        .collect()
+}
+
+impl DynamoStatusStore {
+    /// The store named by `STATUS_TABLE`, with events to `EVENTS_TOPIC_ARN`
+    /// when set, on the standard AWS environment; `None` without a table.
+    pub async fn from_config(config: &crate::config::StatusConfig) -> Option<Self> {
+        let table = config.table.as_ref()?;
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(3))
+            .operation_timeout(Duration::from_secs(8))
+            .build();
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await;
+        let events = config
+            .events_topic_arn
+            .as_ref()
+            .map(|arn| SnsEvents::new(aws_sdk_sns::Client::new(&aws), arn));
+        Some(Self::new(Client::new(&aws), table, config.ttl, events))
+    }
+
+    /// A store in `table`, keeping items for `ttl`, publishing events when
+    /// `events` is given.
+    pub fn new(client: Client, table: &str, ttl: Duration, events: Option<SnsEvents>) -> Self {
+        Self {
+            client,
+            table: table.to_owned(),
+            ttl,
+            events,
+        }
+    }
+
+    fn expires_at(&self) -> AttributeValue {
+        n(chrono::Utc::now().timestamp() + self.ttl.as_secs() as i64)
+    }
+
+    /// Adds entries (first one wins per status) to the item `pk`, with any
+    /// `extra` SET clauses; returns the item as it is now.
+    async fn add_entries(
+        &self,
+        pk: String,
+        entries: &[(Status, Entry)],
+        extra: &[(&str, AttributeValue, bool)],
+    ) -> Result<Item, StoreError> {
+        let mut sets = vec!["updatedAt = :now".to_owned(), "expiresAt = :exp".to_owned()];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(SK))
+            .expression_attribute_values(":now", n(now_ms()))
+            .expression_attribute_values(":exp", self.expires_at())
+            .return_values(ReturnValue::AllNew);
+        for (i, (status, entry)) in entries.iter().enumerate() {
+            sets.push(format!("#h{i} = if_not_exists(#h{i}, :h{i})"));
+            request = request
+                .expression_attribute_names(format!("#h{i}"), history_attribute(*status))
+                .expression_attribute_values(
+                    format!(":h{i}"),
+                    s(serde_json::to_string(entry).expect("an entry serialises")),
+                );
+        }
+        for (i, (name, value, only_if_missing)) in extra.iter().enumerate() {
+            sets.push(if *only_if_missing {
+                format!("#x{i} = if_not_exists(#x{i}, :x{i})")
+            } else {
+                format!("#x{i} = :x{i}")
+            });
+            request = request
+                .expression_attribute_names(format!("#x{i}"), *name)
+                .expression_attribute_values(format!(":x{i}"), value.clone());
+        }
+        let output = request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(|e| error("cannot write a status", e))?;
+        Ok(output.attributes.unwrap_or_default())
+    }
+
+    /// Publishes the event for the item's current status if no event was
+    /// published for it yet, then marks it published (conditionally: a
+    /// concurrent writer that got there first wins, and no second event is
+    /// marked). A failed publish is an error, so the caller's source retries.
+    async fn emit_status(&self, item: &Item) -> Result<(), StoreError> {
+        let Some(events) = &self.events else {
+            return Ok(());
+        };
+        let record = record_from(item);
+        let Some(current) = record.status() else {
+            return Ok(());
+        };
+        let evented = item.get("evented").and_then(|v| v.as_s().ok());
+        if evented.map(String::as_str) == Some(current.as_str()) {
+            return Ok(());
+        }
+        let Some(event) = events::status_event(&record, current, now_ms()) else {
+            return Ok(());
+        };
+        events.publish(&event).await.map_err(StoreError)?;
+        self.mark_evented(item, evented.cloned(), current.as_str())
+            .await
+    }
+
+    async fn mark_evented(
+        &self,
+        item: &Item,
+        previous: Option<String>,
+        now_evented: &str,
+    ) -> Result<(), StoreError> {
+        let Some(pk) = item.get("pk").cloned() else {
+            return Ok(());
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .key("sk", s(SK))
+            .update_expression("SET evented = :new")
+            .expression_attribute_values(":new", s(now_evented));
+        request = match previous {
+            Some(old) => request
+                .condition_expression("evented = :old")
+                .expression_attribute_values(":old", s(old)),
+            None => request.condition_expression("attribute_not_exists(evented)"),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(error("cannot mark an event published", e)),
+        }
+    }
+
+    async fn record_message(
+        &self,
+        info: &MessageInfo,
+        status: Status,
+        entry: &Entry,
+        provider_message_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut extra = vec![
+            ("apiKeyId", s(&info.api_key_id), true),
+            ("channel", s(&info.channel), true),
+            ("to", s(&info.to), true),
+            ("acceptedAt", n(info.accepted_at_ms), true),
+        ];
+        if let Some(data) = &info.callback_data {
+            extra.push(("callbackData", s(data), true));
+        }
+        if let Some(pid) = provider_message_id {
+            extra.push(("providerMessageId", s(pid), false));
+        }
+        let pk = format!("msg#{}", info.id);
+        let item = self
+            .add_entries(pk.clone(), &[(status, entry.clone())], &extra)
+            .await?;
+        self.emit_status(&item).await?;
+        let Some(pid) = provider_message_id else {
+            return Ok(());
+        };
+        // Correlate, and take the reports that came before this write.
+        let early = self
+            .add_entries(
+                format!("pid#{pid}"),
+                &[],
+                &[("messageId", s(&info.id), false)],
+            )
+            .await?;
+        let pending: Vec<(Status, Entry)> = entries_from(&early).into_iter().collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // One status at a time, in rank order: one event per change.
+        for report in pending {
+            let item = self.add_entries(pk.clone(), &[report], &[]).await?;
+            self.emit_status(&item).await?;
+        }
+        Ok(())
+    }
+
+    async fn record_report(
+        &self,
+        provider_message_id: &str,
+        status: Status,
+        entry: &Entry,
+    ) -> Result<(), StoreError> {
+        let report = [(status, entry.clone())];
+        let correlation = self
+            .add_entries(format!("pid#{provider_message_id}"), &report, &[])
+            .await?;
+        let Some(message_id) = correlation.get("messageId").and_then(|v| v.as_s().ok()) else {
+            // Kept with the provider id until the consumer records the send.
+            return Ok(());
+        };
+        let item = self
+            .add_entries(format!("msg#{message_id}"), &report, &[])
+            .await?;
+        self.emit_status(&item).await
+    }
+
+    async fn record_inbound(&self, inbound: &Inbound) -> Result<(), StoreError> {
+        let item = self
+            .add_entries(
+                format!("inbound#{}", inbound.provider_message_id),
+                &[],
+                &[("seenAt", n(now_ms()), true)],
+            )
+            .await?;
+        let Some(events) = &self.events else {
+            return Ok(());
+        };
+        if item.contains_key("evented") {
+            return Ok(());
+        }
+        events
+            .publish(&events::inbound_event(inbound))
+            .await
+            .map_err(StoreError)?;
+        self.mark_evented(&item, None, "inbound").await
+    }
+
+    async fn apply(&self, update: &Update) -> Result<(), StoreError> {
+        match update {
+            Update::Message {
+                info,
+                status,
+                entry,
+                provider_message_id,
+            } => {
+                self.record_message(info, *status, entry, provider_message_id.as_deref())
+                    .await
+            }
+            Update::Provider {
+                provider_message_id,
+                status,
+                entry,
+            } => {
+                self.record_report(provider_message_id, *status, entry)
+                    .await
+            }
+        }
+    }
+}
+
+/// Most DynamoDB writes of one `record` call in flight at once.
+const CONCURRENCY: usize = 16;
+
+impl StatusStore for DynamoStatusStore {
+    fn record(
+        &self,
+        updates: Vec<Update>,
+        inbound: Vec<Inbound>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            use futures_util::stream::{self, TryStreamExt};
+            // Reports for the same message are applied in order; different
+            // messages concurrently.
+            let mut by_key: Vec<(String, Vec<Update>)> = Vec::new();
+            for u in updates {
+                let key = match &u {
+                    Update::Message { info, .. } => info.id.clone(),
+                    Update::Provider {
+                        provider_message_id,
+                        ..
+                    } => provider_message_id.clone(),
+                };
+                match by_key.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, list)) => list.push(u),
+                    None => by_key.push((key, vec![u])),
+                }
+            }
+            stream::iter(by_key.into_iter().map(Ok))
+                .try_for_each_concurrent(CONCURRENCY, |(_, list)| async move {
+                    for u in &list {
+                        self.apply(u).await?;
+                    }
+                    Ok::<(), StoreError>(())
+                })
+                .await?;
+            stream::iter(inbound.iter().map(Ok))
+                .try_for_each_concurrent(CONCURRENCY, |i| self.record_inbound(i))
+                .await
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+        api_key_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
+        Box::pin(async move {
+            let output = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s(format!("msg#{id}")))
+                .key("sk", s(SK))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| error("cannot read a status", e))?;
+            Ok(output
+                .item
+                .map(|item| record_from(&item))
+                .filter(|r| r.api_key_id == api_key_id))
+        })
+    }
+}

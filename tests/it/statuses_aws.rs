@@ -1,0 +1,374 @@
+//! Statuses and events in SNS mode, against moto: gateway → SNS → SQS →
+//! poller → fake Graph API, statuses in a DynamoDB table, Meta's signed
+//! reports, and events published to an SNS topic read back from a subscribed
+//! queue, field by field and attribute by attribute.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use herald::consumer::sqs_poller::SqsPoller;
+use herald::events::sns::SnsEvents;
+use herald::status::dynamodb::DynamoStatusStore;
+use herald::status::{Entry, Status, StatusStore, Update};
+use serde_json::{Value, json};
+
+use crate::helpers::aws::{Emulator, emulator};
+use crate::helpers::meta::{self, MetaSender};
+use crate::helpers::whatsapp::{FakeWhatsApp, send_endpoint, success};
+use crate::helpers::{KEY, OTHER_KEY, TO, TestApp, TestRouter, config_with};
+
+struct Setup {
+    aws: Emulator,
+    table: String,
+    events_queue: String,
+    gateway: TestApp,
+    poller: SqsPoller,
+    store: DynamoStatusStore,
+    _fake: FakeWhatsApp,
+}
+
+async fn setup(wamid: &str) -> Setup {
+    let aws = emulator().await;
+    let tq = aws.topic_with_queue(false, 5).await;
+    let table = aws.status_table().await;
+    let (events_topic, events_queue) = aws.events_topic().await;
+    let mut vars = vec![
+        ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
+        ("STATUS_TABLE", table.as_str()),
+        ("EVENTS_TOPIC_ARN", events_topic.as_str()),
+    ];
+    vars.extend(meta::webhook_vars());
+    let gateway = TestApp::spawn_from_config(&config_with(&vars)).await;
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(success("14155550123", wamid))
+        .mount(&fake.server)
+        .await;
+    let store = DynamoStatusStore::new(
+        aws.dynamodb.clone(),
+        &table,
+        Duration::from_secs(30 * 86_400),
+        Some(SnsEvents::new(aws.sns.clone(), &events_topic)),
+    );
+    let pipeline = fake
+        .pipeline(Duration::from_secs(5))
+        .with_statuses(Arc::new(store.clone()));
+    let poller = SqsPoller::new(aws.sqs.clone(), &tq.queue_url, Arc::new(pipeline)).await;
+    Setup {
+        aws,
+        table,
+        events_queue,
+        gateway,
+        poller,
+        store,
+        _fake: fake,
+    }
+}
+
+async fn status_of(gateway: &TestApp, id: &str, key: &str) -> reqwest::Response {
+    gateway
+        .client
+        .get(format!("{}/api/v1/messages/{id}", gateway.address))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn wait_status(gateway: &TestApp, id: &str, want: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = status_of(gateway, id, KEY).await;
+        if response.status() == 200 {
+            let view: Value = response.json().await.unwrap();
+            if view["status"] == want {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never {want}: {view:#}"
+            );
+        } else {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no record: {}",
+                response.status()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Events read from the subscribed queue: (body, attributes).
+async fn events(
+    aws: &Emulator,
+    queue: &str,
+    expected: usize,
+    within: Duration,
+) -> Vec<(Value, HashMap<String, String>)> {
+    aws.drain(queue, expected, within)
+        .await
+        .into_iter()
+        .map(|m| {
+            let attributes = m
+                .message_attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.string_value.unwrap_or_default()))
+                .collect();
+            (
+                serde_json::from_str(m.body.as_deref().unwrap()).unwrap(),
+                attributes,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_send_its_early_report_and_later_reports_end_in_dynamodb_and_on_the_events_topic() {
+    let s = setup("wamid.AWS1").await;
+    let response = s
+        .gateway
+        .post_message(&json!({"to": TO, "text": {"body": "hello"}, "callbackData": "order-42"}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The gateway records `accepted` after the 202, off its path.
+    wait_status(&s.gateway, &id, "accepted").await;
+
+    // Meta's `delivered` comes before the consumer has recorded the send.
+    let sender = MetaSender::new(&s.gateway.address);
+    let delivered = meta::status("wamid.AWS1", "delivered", 1_750_000_002);
+    assert_eq!(
+        sender.post(&meta::payload(vec![delivered], vec![])).await,
+        200
+    );
+    assert_eq!(
+        status_of(&s.gateway, &id, KEY)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["status"],
+        "accepted"
+    );
+
+    // The poller delivers: submitted, and the early report merged.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        s.poller.poll_once(Duration::from_secs(1)).await.unwrap();
+        let view: Value = status_of(&s.gateway, &id, KEY).await.json().await.unwrap();
+        if view["status"] == "delivered" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never delivered: {view:#}"
+        );
+    }
+    // Then `read` twice and a stale `sent`, shuffled.
+    let later = [
+        meta::status("wamid.AWS1", "read", 1_750_000_003),
+        meta::status("wamid.AWS1", "sent", 1_750_000_001),
+    ];
+    sender.post_shuffled_twice(&later, 3).await;
+    let view = wait_status(&s.gateway, &id, "read").await;
+    let history: Vec<&str> = view["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        ["accepted", "submitted", "sent", "delivered", "read"]
+    );
+    assert_eq!(view["providerMessageId"], "wamid.AWS1");
+    assert_eq!(view["callbackData"], "order-42");
+    assert_eq!(view["history"][1]["attempt"], 1);
+
+    // Another key, and an unknown id: the same 404.
+    assert_eq!(status_of(&s.gateway, &id, OTHER_KEY).await.status(), 404);
+
+    // Events: submitted, delivered, read — one each — with their attributes.
+    let received = events(&s.aws, &s.events_queue, 3, Duration::from_secs(15)).await;
+    let extra = events(&s.aws, &s.events_queue, 1, Duration::from_secs(2)).await;
+    assert!(extra.is_empty(), "a duplicate event: {extra:?}");
+    let mut statuses: Vec<&str> = received
+        .iter()
+        .map(|(e, _)| e["status"].as_str().unwrap())
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, ["delivered", "read", "submitted"]);
+    for (event, attributes) in &received {
+        assert_eq!(event["type"], "message.status");
+        assert_eq!(event["messageId"], id.as_str());
+        assert_eq!(event["to"], TO);
+        assert_eq!(event["callbackData"], "order-42");
+        assert_eq!(event["providerMessageId"], "wamid.AWS1");
+        assert_eq!(event["version"], 1);
+        assert_eq!(attributes["type"], "message.status");
+        assert_eq!(attributes["channel"], "whatsapp");
+        assert_eq!(attributes["status"], event["status"].as_str().unwrap());
+    }
+
+    // The item expires through DynamoDB's TTL, STATUS_TTL_DAYS from now.
+    let item = s
+        .aws
+        .dynamodb
+        .get_item()
+        .table_name(&s.table)
+        .key("pk", AttributeValue::S(format!("msg#{id}")))
+        .key("sk", AttributeValue::S("status".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let expires: i64 = item["expiresAt"].as_n().unwrap().parse().unwrap();
+    let in_days = (expires - chrono::Utc::now().timestamp()) as f64 / 86_400.0;
+    assert!((29.9..=30.1).contains(&in_days), "{in_days}");
+}
+
+#[tokio::test]
+async fn inbound_messages_are_published_once_with_their_attributes() {
+    let s = setup("wamid.unused").await;
+    let sender = MetaSender::new(&s.gateway.address);
+    let messages = meta::every_inbound_type();
+    assert_eq!(
+        sender.post(&meta::payload(vec![], messages.clone())).await,
+        200
+    );
+    assert_eq!(
+        sender
+            .post(&meta::payload(vec![], messages[..3].to_vec()))
+            .await,
+        200
+    );
+    let received = events(
+        &s.aws,
+        &s.events_queue,
+        messages.len(),
+        Duration::from_secs(15),
+    )
+    .await;
+    let extra = events(&s.aws, &s.events_queue, 1, Duration::from_secs(2)).await;
+    assert!(extra.is_empty(), "a duplicate event: {extra:?}");
+    assert_eq!(
+        received.len(),
+        messages.len(),
+        "one event per inbound message"
+    );
+    for (event, attributes) in &received {
+        assert_eq!(event["type"], "message.inbound");
+        assert_eq!(event["from"], "+16505551234");
+        assert_eq!(attributes["type"], "message.inbound");
+        assert_eq!(attributes["channel"], "whatsapp");
+        assert!(!attributes.contains_key("status"));
+    }
+}
+
+/// Many writers at once — the gateway, consumers, webhook handlers — in every
+/// order: the conditional writes merge to the same end, and each status is
+/// published at most once.
+#[tokio::test]
+async fn concurrent_writers_merge_without_locks() {
+    let s = setup("wamid.unused").await;
+    let info = herald::status::MessageInfo {
+        id: uuid::Uuid::now_v7().to_string(),
+        api_key_id: "ops".into(),
+        channel: "whatsapp".into(),
+        to: TO.into(),
+        callback_data: None,
+        accepted_at_ms: 1_750_000_000_000,
+    };
+    let entry = |at_ms: i64| Entry {
+        at_ms,
+        channel: Some("whatsapp".into()),
+        attempt: None,
+        provider_status: None,
+        error: None,
+    };
+    let mut updates = vec![
+        Update::Message {
+            info: info.clone(),
+            status: Status::Accepted,
+            entry: entry(1),
+            provider_message_id: None,
+        },
+        Update::Message {
+            info: info.clone(),
+            status: Status::Submitted,
+            entry: entry(2),
+            provider_message_id: Some("wamid.RACE".into()),
+        },
+    ];
+    for (status, at) in [
+        (Status::Sent, 3),
+        (Status::Delivered, 4),
+        (Status::Failed, 5),
+    ] {
+        for _ in 0..3 {
+            updates.push(Update::Provider {
+                provider_message_id: "wamid.RACE".into(),
+                status,
+                entry: entry(at),
+            });
+        }
+    }
+    fastrand::shuffle(&mut updates);
+    let writers = updates.into_iter().map(|u| {
+        let store = s.store.clone();
+        tokio::spawn(async move { store.record(vec![u], Vec::new()).await })
+    });
+    for w in writers {
+        w.await.unwrap().unwrap();
+    }
+    let record = s.store.get(&info.id, "ops").await.unwrap().unwrap();
+    assert_eq!(record.status(), Some(Status::Delivered));
+    assert_eq!(record.history.len(), 5, "{:?}", record.history);
+    assert!(s.store.get(&info.id, "billing").await.unwrap().is_none());
+
+    // Racing writers may both publish a change; the copies carry one
+    // eventId, which is what receivers deduplicate on.
+    let received = events(&s.aws, &s.events_queue, 10, Duration::from_secs(3)).await;
+    let mut ids: Vec<(&str, &str)> = received
+        .iter()
+        .map(|(e, _)| {
+            (
+                e["status"].as_str().unwrap(),
+                e["eventId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut statuses: Vec<&str> = ids.iter().map(|(s, _)| *s).collect();
+    let distinct_ids = statuses.len();
+    statuses.dedup();
+    assert_eq!(
+        distinct_ids,
+        statuses.len(),
+        "one status, two event ids: {received:?}"
+    );
+    assert!(statuses.contains(&"delivered"));
+}
+
+#[tokio::test]
+async fn without_a_status_table_the_message_route_says_it_is_not_configured() {
+    let router = TestRouter::new();
+    let response = router
+        .call(
+            axum::http::Request::get("/api/v1/messages/0193e3a0-0000-7000-8000-000000000000")
+                .header("x-api-key", KEY)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let problem = response.assert_problem(501);
+    assert_eq!(problem["code"], "status-store-not-configured");
+}
