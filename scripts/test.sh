@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite, installing and starting what it needs:
-#   - moto server (the AWS SNS/SQS wire-protocol emulator) and hadolint, in ./.venv
+#   - moto server (the AWS SNS/SQS/DynamoDB wire-protocol emulator) and hadolint, in ./.venv
 #   - action-validator (GitHub workflow schema check), in ./.tools
 # Then: rustfmt and clippy checks, hadolint on the Dockerfile, action-validator on
 # the workflows, and `cargo test` with the emulator on a free loopback port.
