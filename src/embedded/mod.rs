@@ -83,8 +83,6 @@ enum Request {
         id: String,
         body: String,
         api_key_id: String,
-        /// The `accepted` status, committed with the envelope.
-        accepted: Box<Update>,
         reply: oneshot::Sender<Result<(), QueueError>>,
     },
     Statuses {
@@ -278,12 +276,10 @@ impl EmbeddedQueue {
             envelope.to_json(),
             envelope.api_key_id.clone(),
         );
-        let accepted = Box::new(crate::status::accepted(envelope));
         self.call(|reply| Request::Enqueue {
             id,
             body,
             api_key_id,
-            accepted,
             reply,
         })
         .await?;
@@ -486,18 +482,11 @@ fn apply(
             id,
             body,
             api_key_id,
-            accepted,
             ..
-        } => {
-            let added = Store::insert(tx, id, body, api_key_id, now)?;
-            if added {
-                statuses::apply(tx, accepted, now, emit)?;
-            }
-            Ok(Delta {
-                depth: i64::from(added),
-                dead_letters: 0,
-            })
-        }
+        } => Store::insert(tx, id, body, api_key_id, now).map(|added| Delta {
+            depth: i64::from(added),
+            dead_letters: 0,
+        }),
         Request::Statuses {
             updates, inbound, ..
         } => {

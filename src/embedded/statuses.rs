@@ -2,6 +2,9 @@
 //! own database, written by its writer thread in the same group commits as
 //! the queue (a status and the event it causes commit together, so a crash
 //! loses neither and sends no event for a status that was not recorded).
+//! `accepted` is not written at enqueue: until the consumer's first write a
+//! message's record is read from its queued envelope, so the 202's commit
+//! costs what it did before statuses existed.
 //!
 //! - `statuses`: one row per message, its [`MessageRecord`] as JSON.
 //! - `provider_ids`: provider message id → message id, and the reports that
@@ -14,8 +17,9 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use crate::contract::Envelope;
 use crate::events::{self, Event};
-use crate::status::{History, Inbound, MessageRecord, Update, model};
+use crate::status::{History, Inbound, MessageInfo, MessageRecord, Update, model};
 
 /// Creates the tables (idempotent).
 pub fn create_tables(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
@@ -212,7 +216,18 @@ pub fn get(
         .prepare_cached("SELECT record FROM statuses WHERE id = ?1 AND api_key_id = ?2")?
         .query_row([id, api_key_id], |r| r.get(0))
         .optional()?;
-    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    if let Some(record) = json.and_then(|j| serde_json::from_str(&j).ok()) {
+        return Ok(Some(record));
+    }
+    // Accepted and not yet attempted: the queued envelope is the record (the
+    // enqueue writes no status row, so the 202's commit carries nothing more).
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM envelopes WHERE id = ?1 AND api_key_id = ?2")?
+        .query_row([id, api_key_id], |r| r.get(0))
+        .optional()?;
+    Ok(body
+        .and_then(|b| Envelope::from_json(&b).ok())
+        .map(|e| MessageRecord::accepted(&MessageInfo::of(&e))))
 }
 
 /// One event taken from the outbox for sending.

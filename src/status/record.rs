@@ -48,7 +48,9 @@ impl MessageRecord {
         }
     }
 
-    /// Fills what the sender knew, unless a writer did before.
+    /// Fills what the sender knew, unless a writer did before. What the
+    /// sender knew includes that the message was accepted, and when: the
+    /// `accepted` entry comes with it, whoever writes first.
     pub fn fill(&mut self, info: &MessageInfo) {
         if self.api_key_id.is_empty() {
             self.api_key_id.clone_from(&info.api_key_id);
@@ -56,7 +58,22 @@ impl MessageRecord {
             self.to.clone_from(&info.to);
             self.callback_data.clone_from(&info.callback_data);
             self.accepted_at_ms = info.accepted_at_ms;
+            self.history.entry(Status::Accepted).or_insert(Entry {
+                at_ms: info.accepted_at_ms,
+                channel: Some(info.channel.clone()),
+                attempt: None,
+                provider_status: None,
+                error: None,
+            });
         }
+    }
+
+    /// The record of a message only accepted so far.
+    pub fn accepted(info: &MessageInfo) -> Self {
+        let mut record = Self::new(&info.id);
+        record.fill(info);
+        record.updated_at_ms = info.accepted_at_ms;
+        record
     }
 
     /// Merges one status (see [`model::merge`]); `now_ms` stamps the change.
