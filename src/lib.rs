@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! - [`config`]: typed configuration read from the environment.
+//! - [`aws`]: the AWS SDK configuration the request-path clients share.
 //! - [`telemetry`]: the `tracing` subscriber.
 //! - [`domain`]: phone numbers and messages, validated.
 //! - [`contract`]: the envelope that travels between gateway and consumer.
@@ -19,6 +20,7 @@
 //! - [`events`]: status and inbound events out (SNS topic, signed webhooks).
 //! - [`startup`]: builds the gateway from its configuration and runs it.
 
+pub mod aws;
 pub mod channels;
 pub mod config;
 pub mod consumer;

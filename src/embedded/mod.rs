@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::contract::Envelope;
-use crate::status::{Inbound, MessageRecord, Update};
+use crate::status::{BoxFuture, Inbound, MessageRecord, StoreError, Update};
 use statuses::{EventOutcome, OutboxEvent};
 
 pub mod statuses;
@@ -698,24 +698,15 @@ impl crate::status::StatusStore for EmbeddedQueue {
         &self,
         updates: Vec<Update>,
         inbound: Vec<Inbound>,
-    ) -> crate::status::BoxFuture<'_, Result<(), crate::status::StoreError>> {
-        Box::pin(async move {
-            self.record_statuses(updates, inbound)
-                .await
-                .map_err(|e| crate::status::StoreError(e.to_string()))
-        })
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { Ok(self.record_statuses(updates, inbound).await?) })
     }
 
     fn get<'a>(
         &'a self,
         id: &'a str,
         api_key_id: &'a str,
-    ) -> crate::status::BoxFuture<'a, Result<Option<MessageRecord>, crate::status::StoreError>>
-    {
-        Box::pin(async move {
-            self.status(id, api_key_id)
-                .await
-                .map_err(|e| crate::status::StoreError(e.to_string()))
-        })
+    ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
+        Box::pin(async move { Ok(self.status(id, api_key_id).await?) })
     }
 }

@@ -161,6 +161,10 @@ pub fn apply(tx: &Transaction<'_>, update: &Update, now: i64, emit: bool) -> rus
             if let Some((Some(message_id), _)) = &row
                 && let Some(mut record) = load(tx, message_id)?
             {
+                if record.history.contains_key(status) {
+                    // A repeated report (Meta retries): nothing to write.
+                    return Ok(());
+                }
                 let mut incoming = History::new();
                 incoming.insert(*status, entry.clone());
                 merge_all(tx, &mut record, incoming, now, emit)?;

@@ -6,7 +6,6 @@
 //! in the enqueue's own transaction instead.)
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Semaphore;
 
@@ -23,8 +22,6 @@ pub struct StatusRecordingPublisher {
     inner: Arc<dyn Publisher>,
     store: Arc<dyn StatusStore>,
     permits: Arc<Semaphore>,
-    /// `accepted` writes that failed or were skipped (tests and logs).
-    missed: Arc<AtomicU64>,
 }
 
 impl StatusRecordingPublisher {
@@ -34,29 +31,17 @@ impl StatusRecordingPublisher {
             inner,
             store,
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            missed: Arc::default(),
         }
-    }
-
-    /// How many `accepted` writes failed or were skipped.
-    pub fn missed(&self) -> u64 {
-        self.missed.load(Ordering::Relaxed)
     }
 
     fn record_accepted(&self, envelope: &Envelope) {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            self.missed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(message_id = %envelope.id, "too many status writes in flight: accepted not recorded (the consumer's write will create the record)");
             return;
         };
-        let (store, missed, update) = (
-            self.store.clone(),
-            self.missed.clone(),
-            status::accepted(envelope),
-        );
+        let (store, update) = (self.store.clone(), status::accepted(envelope));
         tokio::spawn(async move {
             if let Err(e) = store.record(vec![update], Vec::new()).await {
-                missed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error.message = %e, "accepted not recorded (the consumer's write will create the record)");
             }
             drop(permit);

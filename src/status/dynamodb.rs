@@ -107,15 +107,7 @@ impl DynamoStatusStore {
     /// when set, on the standard AWS environment; `None` without a table.
     pub async fn from_config(config: &crate::config::StatusConfig) -> Option<Self> {
         let table = config.table.as_ref()?;
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(3))
-            .operation_timeout(Duration::from_secs(8))
-            .build();
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .load()
-            .await;
+        let aws = crate::aws::sdk_config().await;
         let events = config
             .events_topic_arn
             .as_ref()
@@ -262,9 +254,13 @@ impl DynamoStatusStore {
             extra.push(("providerMessageId", s(pid), false));
         }
         let pk = format!("msg#{}", info.id);
-        let item = self
-            .add_entries(pk.clone(), &[(status, entry.clone())], &extra)
-            .await?;
+        // The sender's fields bring the `accepted` entry, so a record the
+        // consumer creates (the gateway's write failed) has it too.
+        let mut entries = vec![(status, entry.clone())];
+        if status != Status::Accepted {
+            entries.push((Status::Accepted, info.accepted_entry()));
+        }
+        let item = self.add_entries(pk.clone(), &entries, &extra).await?;
         self.emit_status(&item).await?;
         let Some(pid) = provider_message_id else {
             return Ok(());
@@ -277,12 +273,8 @@ impl DynamoStatusStore {
                 &[("messageId", s(&info.id), false)],
             )
             .await?;
-        let pending: Vec<(Status, Entry)> = entries_from(&early).into_iter().collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
         // One status at a time, in rank order: one event per change.
-        for report in pending {
+        for report in entries_from(&early) {
             let item = self.add_entries(pk.clone(), &[report], &[]).await?;
             self.emit_status(&item).await?;
         }
@@ -366,22 +358,24 @@ impl StatusStore for DynamoStatusStore {
             use futures_util::stream::{self, TryStreamExt};
             // Reports for the same message are applied in order; different
             // messages concurrently.
-            let mut by_key: Vec<(String, Vec<Update>)> = Vec::new();
+            let mut lists: Vec<Vec<Update>> = Vec::new();
+            let mut index: HashMap<String, usize> = HashMap::new();
             for u in updates {
                 let key = match &u {
-                    Update::Message { info, .. } => info.id.clone(),
+                    Update::Message { info, .. } => &info.id,
                     Update::Provider {
                         provider_message_id,
                         ..
-                    } => provider_message_id.clone(),
+                    } => provider_message_id,
                 };
-                match by_key.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, list)) => list.push(u),
-                    None => by_key.push((key, vec![u])),
-                }
+                let slot = *index.entry(key.clone()).or_insert_with(|| {
+                    lists.push(Vec::new());
+                    lists.len() - 1
+                });
+                lists[slot].push(u);
             }
-            stream::iter(by_key.into_iter().map(Ok))
-                .try_for_each_concurrent(CONCURRENCY, |(_, list)| async move {
+            stream::iter(lists.into_iter().map(Ok))
+                .try_for_each_concurrent(CONCURRENCY, |list| async move {
                     for u in &list {
                         self.apply(u).await?;
                     }

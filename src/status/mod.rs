@@ -10,9 +10,6 @@
 //! merge ([`model::merge`]) and emits one event per change of the current
 //! status from `submitted` on.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;
 
@@ -25,8 +22,7 @@ pub mod record;
 pub use model::{Entry, History, Status, StatusError};
 pub use record::MessageRecord;
 
-/// A boxed future, as the seam's methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::publisher::BoxFuture;
 
 /// What the sender knew about a message: written once, by whoever records first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +51,18 @@ impl MessageInfo {
             to: envelope.to.as_str().to_owned(),
             callback_data: envelope.callback_data.clone(),
             accepted_at_ms: envelope.accepted_at.timestamp_millis(),
+        }
+    }
+
+    /// The `accepted` entry this message has whoever records it first: the
+    /// sender's knowledge includes when the gateway accepted it.
+    pub fn accepted_entry(&self) -> Entry {
+        Entry {
+            at_ms: self.accepted_at_ms,
+            channel: Some(self.channel.clone()),
+            attempt: None,
+            provider_status: None,
+            error: None,
         }
     }
 }
@@ -106,6 +114,12 @@ pub struct Inbound {
 #[error("status store: {0}")]
 pub struct StoreError(pub String);
 
+impl From<crate::embedded::QueueError> for StoreError {
+    fn from(error: crate::embedded::QueueError) -> Self {
+        Self(error.to_string())
+    }
+}
+
 /// Where statuses live. Every method is idempotent: providers and queues
 /// deliver at least once.
 pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
@@ -132,13 +146,7 @@ pub fn accepted(envelope: &Envelope) -> Update {
     let info = MessageInfo::of(envelope);
     Update::Message {
         status: Status::Accepted,
-        entry: Entry {
-            at_ms: info.accepted_at_ms,
-            channel: Some(info.channel.clone()),
-            attempt: None,
-            provider_status: None,
-            error: None,
-        },
+        entry: info.accepted_entry(),
         info,
         provider_message_id: None,
     }

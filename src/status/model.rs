@@ -56,11 +56,6 @@ impl Status {
         }
     }
 
-    /// Reads a wire name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-
     /// True for the statuses that prove the recipient got the message, which
     /// win over a failure reported before or after them.
     pub fn proves_delivery(self) -> bool {
@@ -293,13 +288,5 @@ mod tests {
                 "{set:?}"
             );
         }
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for s in Status::ALL {
-            assert_eq!(Status::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(Status::parse("played"), None);
     }
 }

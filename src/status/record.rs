@@ -58,13 +58,9 @@ impl MessageRecord {
             self.to.clone_from(&info.to);
             self.callback_data.clone_from(&info.callback_data);
             self.accepted_at_ms = info.accepted_at_ms;
-            self.history.entry(Status::Accepted).or_insert(Entry {
-                at_ms: info.accepted_at_ms,
-                channel: Some(info.channel.clone()),
-                attempt: None,
-                provider_status: None,
-                error: None,
-            });
+            self.history
+                .entry(Status::Accepted)
+                .or_insert_with(|| info.accepted_entry());
         }
     }
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::helpers::aws::{Emulator, emulator};
 use crate::helpers::meta::{self, MetaSender};
 use crate::helpers::whatsapp::{FakeWhatsApp, send_endpoint, success};
-use crate::helpers::{KEY, OTHER_KEY, TO, TestApp, TestRouter, config_with};
+use crate::helpers::{KEY, OTHER_KEY, TO, TestApp, TestRouter, config_with, history_statuses};
 
 struct Setup {
     aws: Emulator,
@@ -67,40 +67,6 @@ async fn setup(wamid: &str) -> Setup {
     }
 }
 
-async fn status_of(gateway: &TestApp, id: &str, key: &str) -> reqwest::Response {
-    gateway
-        .client
-        .get(format!("{}/api/v1/messages/{id}", gateway.address))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn wait_status(gateway: &TestApp, id: &str, want: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let response = status_of(gateway, id, KEY).await;
-        if response.status() == 200 {
-            let view: Value = response.json().await.unwrap();
-            if view["status"] == want {
-                return view;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never {want}: {view:#}"
-            );
-        } else {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no record: {}",
-                response.status()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Events read from the subscribed queue: (body, attributes).
 async fn events(
     aws: &Emulator,
@@ -139,7 +105,7 @@ async fn a_send_its_early_report_and_later_reports_end_in_dynamodb_and_on_the_ev
         .unwrap()
         .to_owned();
     // The gateway records `accepted` after the 202, off its path.
-    wait_status(&s.gateway, &id, "accepted").await;
+    s.gateway.wait_for_status(&id, "accepted").await;
 
     // Meta's `delivered` comes before the consumer has recorded the send.
     let sender = MetaSender::new(&s.gateway.address);
@@ -149,7 +115,8 @@ async fn a_send_its_early_report_and_later_reports_end_in_dynamodb_and_on_the_ev
         200
     );
     assert_eq!(
-        status_of(&s.gateway, &id, KEY)
+        s.gateway
+            .message_status(&id, KEY)
             .await
             .json::<Value>()
             .await
@@ -161,7 +128,13 @@ async fn a_send_its_early_report_and_later_reports_end_in_dynamodb_and_on_the_ev
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         s.poller.poll_once(Duration::from_secs(1)).await.unwrap();
-        let view: Value = status_of(&s.gateway, &id, KEY).await.json().await.unwrap();
+        let view: Value = s
+            .gateway
+            .message_status(&id, KEY)
+            .await
+            .json()
+            .await
+            .unwrap();
         if view["status"] == "delivered" {
             break;
         }
@@ -176,15 +149,9 @@ async fn a_send_its_early_report_and_later_reports_end_in_dynamodb_and_on_the_ev
         meta::status("wamid.AWS1", "sent", 1_750_000_001),
     ];
     sender.post_shuffled_twice(&later, 3).await;
-    let view = wait_status(&s.gateway, &id, "read").await;
-    let history: Vec<&str> = view["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
+    let view = s.gateway.wait_for_status(&id, "read").await;
     assert_eq!(
-        history,
+        history_statuses(&view),
         ["accepted", "submitted", "sent", "delivered", "read"]
     );
     assert_eq!(view["providerMessageId"], "wamid.AWS1");
@@ -192,7 +159,7 @@ async fn a_send_its_early_report_and_later_reports_end_in_dynamodb_and_on_the_ev
     assert_eq!(view["history"][1]["attempt"], 1);
 
     // Another key, and an unknown id: the same 404.
-    assert_eq!(status_of(&s.gateway, &id, OTHER_KEY).await.status(), 404);
+    assert_eq!(s.gateway.message_status(&id, OTHER_KEY).await.status(), 404);
 
     // Events: submitted, delivered, read — one each — with their attributes.
     let received = events(&s.aws, &s.events_queue, 3, Duration::from_secs(15)).await;

@@ -14,7 +14,7 @@ use crate::helpers::process::GatewayProcess;
 use crate::helpers::whatsapp::{
     FakeWhatsApp, PHONE_NUMBER_ID, TOKEN, VERSION, send_endpoint, success,
 };
-use crate::helpers::{KEY, OTHER_KEY, TO, TestApp, config_with};
+use crate::helpers::{KEY, OTHER_KEY, TO, TestApp, config_with, history_statuses};
 
 /// A gateway on the embedded default delivering to `fake`, with the WhatsApp
 /// webhook on and events to `events` (when given).
@@ -61,33 +61,6 @@ async fn send_text(app: &TestApp, body: &str) -> String {
     answer["messageId"].as_str().unwrap().to_owned()
 }
 
-async fn get_status(app: &TestApp, id: &str, key: &str) -> reqwest::Response {
-    app.client
-        .get(format!("{}/api/v1/messages/{id}", app.address))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Polls the message until its status is `want`.
-async fn wait_status(app: &TestApp, id: &str, want: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = get_status(app, id, KEY).await;
-        assert_eq!(response.status(), 200);
-        let view: Value = response.json().await.unwrap();
-        if view["status"] == want {
-            return view;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "status never became {want}: {view:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn statuses_of(events: &[Value]) -> Vec<&str> {
     events
         .iter()
@@ -105,7 +78,7 @@ async fn reports_in_any_order_and_repeated_end_in_one_status_and_one_event_per_c
     let app = gateway(&data, &fake, Some(&receiver)).await;
 
     let id = send_text(&app, "lifecycle").await;
-    let view = wait_status(&app, &id, "submitted").await;
+    let view = app.wait_for_status(&id, "submitted").await;
     assert_eq!(view["providerMessageId"], "wamid.LIFE");
 
     // Meta skips `delivered`, repeats everything and shuffles the order.
@@ -116,14 +89,11 @@ async fn reports_in_any_order_and_repeated_end_in_one_status_and_one_event_per_c
     ];
     sender.post_shuffled_twice(&reports, 7).await;
 
-    let view = wait_status(&app, &id, "read").await;
-    let history: Vec<&str> = view["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(history, ["accepted", "submitted", "sent", "read"]);
+    let view = app.wait_for_status(&id, "read").await;
+    assert_eq!(
+        history_statuses(&view),
+        ["accepted", "submitted", "sent", "read"]
+    );
     assert_eq!(
         view["history"][3]["at"], "2025-06-15T15:06:43.000Z",
         "Meta's own time"
@@ -187,7 +157,8 @@ async fn a_report_that_arrives_before_the_send_is_recorded_is_kept_and_merged() 
             .await,
         200
     );
-    let view = get_status(&app, &id, KEY)
+    let view = app
+        .message_status(&id, KEY)
         .await
         .json::<Value>()
         .await
@@ -197,7 +168,7 @@ async fn a_report_that_arrives_before_the_send_is_recorded_is_kept_and_merged() 
         "not merged before the send is recorded"
     );
 
-    let view = wait_status(&app, &id, "delivered").await;
+    let view = app.wait_for_status(&id, "delivered").await;
     assert_eq!(view["providerMessageId"], "wamid.EARLY");
     let events = receiver
         .wait_for(Duration::from_secs(10), |e| {
@@ -214,12 +185,12 @@ async fn delivered_after_failed_wins_and_the_failure_stays_in_the_history() {
     answers(&fake, "multi-device", "wamid.MD").await;
     let app = gateway(&data, &fake, None).await;
     let id = send_text(&app, "multi-device").await;
-    wait_status(&app, &id, "submitted").await;
+    app.wait_for_status(&id, "submitted").await;
 
     let sender = MetaSender::new(&app.address);
     let failed = meta::failed("wamid.MD", 131_026, "Message undeliverable", 1_750_000_002);
     assert_eq!(sender.post(&meta::payload(vec![failed], vec![])).await, 200);
-    let view = wait_status(&app, &id, "failed").await;
+    let view = app.wait_for_status(&id, "failed").await;
     assert_eq!(
         view["error"],
         json!({"code": 131026, "title": "Message undeliverable", "channel": "whatsapp"})
@@ -236,16 +207,10 @@ async fn delivered_after_failed_wins_and_the_failure_stays_in_the_history() {
         ),
     ]);
     assert_eq!(sender.post(&both).await, 200);
-    let view = wait_status(&app, &id, "delivered").await;
+    let view = app.wait_for_status(&id, "delivered").await;
     assert_eq!(view["error"], Value::Null);
-    let history: Vec<&str> = view["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        history,
+        history_statuses(&view),
         ["accepted", "submitted", "sent", "delivered", "failed"]
     );
     assert_eq!(view["history"][4]["error"]["code"], 131_026);
@@ -258,12 +223,13 @@ async fn a_message_is_visible_to_its_key_only_and_unknown_ids_look_the_same() {
     answers(&fake, "mine", "wamid.MINE").await;
     let app = gateway(&data, &fake, None).await;
     let id = send_text(&app, "mine").await;
-    wait_status(&app, &id, "submitted").await;
+    app.wait_for_status(&id, "submitted").await;
 
-    let foreign = get_status(&app, &id, OTHER_KEY).await;
+    let foreign = app.message_status(&id, OTHER_KEY).await;
     assert_eq!(foreign.status(), 404);
     let foreign: Value = foreign.json().await.unwrap();
-    let unknown: Value = get_status(&app, "0193e3a0-0000-7000-8000-000000000000", KEY)
+    let unknown: Value = app
+        .message_status("0193e3a0-0000-7000-8000-000000000000", KEY)
         .await
         .json()
         .await
@@ -271,7 +237,7 @@ async fn a_message_is_visible_to_its_key_only_and_unknown_ids_look_the_same() {
     assert_eq!(foreign, unknown, "a foreign id answers like an unknown one");
     assert_eq!(unknown["code"], "message-not-found");
     for odd in ["not-a-uuid", "%27%20OR%201%3D1", "..%2F..%2Fetc"] {
-        assert_eq!(get_status(&app, odd, KEY).await.status(), 404, "{odd}");
+        assert_eq!(app.message_status(odd, KEY).await.status(), 404, "{odd}");
     }
     let no_key = app.get(&format!("/api/v1/messages/{id}")).await;
     assert_eq!(no_key.status(), 401);

@@ -90,15 +90,7 @@ impl SnsPublisher {
     /// stuck call becomes a 503 rather than a hung request. `lean` selects our own
     /// `PublishBatch` client over the SDK's (`SNS_CLIENT=lean`).
     pub async fn from_env(topic_arn: &str, linger: Duration, lean: bool) -> Result<Self, String> {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(3))
-            .operation_timeout(Duration::from_secs(8))
-            .build();
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .load()
-            .await;
+        let config = crate::aws::sdk_config().await;
         let client = Client::new(&config);
         let batch_client = if lean {
             BatchClient::Lean(LeanClient::from_sdk_config(&config).ok_or_else(|| {

@@ -187,6 +187,16 @@ pub fn send_request(body: impl Into<Body>) -> Request<Body> {
         .expect("valid request")
 }
 
+/// The statuses of a message view's history, in order.
+pub fn history_statuses(view: &Value) -> Vec<&str> {
+    view["history"]
+        .as_array()
+        .expect("a message view has a history")
+        .iter()
+        .map(|h| h["status"].as_str().expect("each entry has a status"))
+        .collect()
+}
+
 /// A gateway listening on a loopback port, driven over real HTTP.
 pub struct TestApp {
     pub address: String,
@@ -245,6 +255,36 @@ impl TestApp {
             .json()
             .await
             .expect("a batch answer is JSON")
+    }
+
+    /// `GET /api/v1/messages/{id}` with `key`.
+    pub async fn message_status(&self, id: &str, key: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/api/v1/messages/{id}", self.address))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
+    /// Polls message `id` (with the `ops` key) until its status is `want`, up
+    /// to 15 s; returns the view. A `404` meanwhile is waited out: with SNS the
+    /// gateway writes `accepted` after the 202.
+    pub async fn wait_for_status(&self, id: &str, want: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let response = self.message_status(id, KEY).await;
+            let code = response.status();
+            let view: Value = response.json().await.unwrap_or(Value::Null);
+            if code == 200 && view["status"] == want {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "status never became {want}: {code} {view:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// `GET` a path.
