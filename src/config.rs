@@ -99,13 +99,52 @@ pub struct WhatsAppConfig {
     pub pair_rate: u32,
 }
 
+/// The Infobip account SMS are sent from.
+#[derive(Debug, Clone)]
+pub struct InfobipConfig {
+    /// `INFOBIP_BASE_URL`: the account's own base URL (`https://xxxxx.api.infobip.com`).
+    pub base_url: String,
+    /// `INFOBIP_API_KEY`: sent as `Authorization: App <key>`.
+    pub api_key: Secret,
+    /// `INFOBIP_SENDER`: the sender id of SMS that name none.
+    pub sender: Option<String>,
+    /// `INFOBIP_TIMEOUT_MS`: limit for one API call, default 10 000 ms.
+    pub request_timeout: Duration,
+    /// `SMS_MAX_MPS`: client-side SMS throughput cap, default 20.
+    pub max_mps: u32,
+    /// `PUBLIC_BASE_URL`: where Infobip reaches `/webhooks/infobip`; without
+    /// it no delivery report can come back.
+    pub public_base_url: Option<String>,
+}
+
 /// How envelopes are delivered.
 #[derive(Debug, Clone)]
 pub enum DeliveryMode {
-    /// Post to the WhatsApp Cloud API.
-    WhatsApp(WhatsAppConfig),
+    /// To the providers whose credentials are set; a channel without them
+    /// is not configured (its messages are refused at the edge).
+    Providers {
+        /// WhatsApp, when `WHATSAPP_ACCESS_TOKEN` and `WHATSAPP_PHONE_NUMBER_ID` are set.
+        whatsapp: Option<Box<WhatsAppConfig>>,
+        /// SMS, when `INFOBIP_BASE_URL` and `INFOBIP_API_KEY` are set.
+        infobip: Option<Box<InfobipConfig>>,
+    },
     /// Print the request that would be sent, one JSON line per message, to stdout.
     Console,
+}
+
+impl DeliveryMode {
+    /// True when messages of `channel` can be delivered here (the console
+    /// takes every channel).
+    pub fn delivers(&self, channel: crate::contract::Channel) -> bool {
+        use crate::contract::Channel;
+        match self {
+            Self::Console => true,
+            Self::Providers { whatsapp, infobip } => match channel {
+                Channel::Whatsapp => whatsapp.is_some(),
+                Channel::Sms => infobip.is_some(),
+            },
+        }
+    }
 }
 
 /// Settings of the delivery pipeline, shared by the consumer and the embedded default.
@@ -174,6 +213,8 @@ pub struct GatewayConfig {
     /// `SNS_CLIENT`: `sdk` (aws-sdk-sns, default) or `lean` (Herald's own signed
     /// `PublishBatch` call; faster, see the README's Performance section).
     pub sns_lean_client: bool,
+    /// `SMS_MAX_SEGMENTS`: the longest SMS accepted, 1 to 100 segments, default 10.
+    pub sms_max_segments: usize,
     /// `BATCH_MAX_MESSAGES`: most entries in one batch, 1 to 10 000, default 1 000.
     pub batch_max_messages: usize,
     /// `BATCH_MAX_BODY_BYTES`: largest batch body, default 4 MiB.
@@ -222,9 +263,22 @@ pub struct WebhookConfig {
     pub whatsapp_verify_token: Option<Secret>,
     /// `WHATSAPP_APP_SECRET`: the key of `X-Hub-Signature-256`.
     pub whatsapp_app_secret: Option<Secret>,
+    /// `INFOBIP_WEBHOOK_SECRET`: key of the hex HMAC-SHA256 of Infobip's webhooks.
+    pub infobip_secret: Option<Secret>,
+    /// `INFOBIP_WEBHOOK_BASIC`: `user:password` Infobip's webhooks send as HTTP Basic.
+    pub infobip_basic: Option<Secret>,
+    /// `INFOBIP_SIGNATURE_HEADER`: the header holding the signature, default `X-Infobip-Signature`.
+    pub infobip_signature_header: String,
     /// `WEBHOOK_MAX_BODY_BYTES`: largest webhook body, default 4 MiB.
     pub max_body_bytes: usize,
+    /// `OPT_OUT_KEYWORDS`: inbound texts (whole, trimmed, case-folded) that
+    /// opt the sender out; default `STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT`.
+    pub opt_out_keywords: Vec<String>,
 }
+
+/// The opt-out keywords when `OPT_OUT_KEYWORDS` is unset.
+pub const DEFAULT_OPT_OUT_KEYWORDS: [&str; 6] =
+    ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
 
 /// Everything `herald-consumer` needs.
 #[derive(Debug, Clone)]
@@ -341,6 +395,7 @@ impl GatewayConfig {
             port: vars.parse("PORT", 3000)?,
             api_keys,
             admin_key_ids,
+            sms_max_segments: vars.ranged("SMS_MAX_SEGMENTS", 10, 1, 100)?,
             batch_max_messages: vars.ranged("BATCH_MAX_MESSAGES", 1000, 1, 10_000)?,
             batch_max_body_bytes: vars.ranged("BATCH_MAX_BODY_BYTES", 4 << 20, 1024, 64 << 20)?,
             sns_topic_arn,
@@ -387,7 +442,28 @@ impl GatewayConfig {
             webhooks: WebhookConfig {
                 whatsapp_verify_token: vars.get("WHATSAPP_VERIFY_TOKEN").map(Secret::new),
                 whatsapp_app_secret: vars.get("WHATSAPP_APP_SECRET").map(Secret::new),
+                infobip_secret: vars.get("INFOBIP_WEBHOOK_SECRET").map(Secret::new),
+                infobip_basic: match vars.get("INFOBIP_WEBHOOK_BASIC") {
+                    Some(b) if !b.contains(':') => {
+                        return Err(ConfigError::Invalid {
+                            var: "INFOBIP_WEBHOOK_BASIC".into(),
+                            reason: "must be user:password".into(),
+                        });
+                    }
+                    b => b.map(Secret::new),
+                },
+                infobip_signature_header: vars
+                    .get("INFOBIP_SIGNATURE_HEADER")
+                    .unwrap_or_else(|| "X-Infobip-Signature".into()),
                 max_body_bytes: vars.ranged("WEBHOOK_MAX_BODY_BYTES", 4 << 20, 1024, 64 << 20)?,
+                opt_out_keywords: match vars.get("OPT_OUT_KEYWORDS") {
+                    None => DEFAULT_OPT_OUT_KEYWORDS.map(str::to_owned).to_vec(),
+                    Some(list) => list
+                        .split(',')
+                        .map(|k| k.trim().to_uppercase())
+                        .filter(|k| !k.is_empty())
+                        .collect(),
+                },
             },
             log: log_from(&vars)?,
         })
@@ -536,7 +612,9 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
             reason: "must look like v25.0".into(),
         });
     }
-    let whatsapp = |token: String, phone_number_id: String| -> Result<DeliveryMode, ConfigError> {
+    let whatsapp = |token: String,
+                    phone_number_id: String|
+     -> Result<WhatsAppConfig, ConfigError> {
         if !base_url.validate_url()
             || !(base_url.starts_with("http://") || base_url.starts_with("https://"))
         {
@@ -551,7 +629,7 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
                 reason: "must be the numeric phone number id from the WhatsApp Manager, not the phone number".into(),
             });
         }
-        Ok(DeliveryMode::WhatsApp(WhatsAppConfig {
+        Ok(WhatsAppConfig {
             access_token: Secret::new(token),
             phone_number_id,
             api_version: api_version.clone(),
@@ -559,41 +637,53 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
             request_timeout: Duration::from_millis(timeout_ms),
             max_mps,
             pair_rate,
-        }))
+        })
     };
-    let (mode, console_by_default) = match (vars.get("DELIVERY").as_deref(), token, phone_number_id)
-    {
-        (Some("console"), _, _) => (DeliveryMode::Console, false),
-        (Some("whatsapp") | None, Some(token), Some(id)) => (whatsapp(token, id)?, false),
-        (Some("whatsapp"), None, _) => {
-            return Err(ConfigError::Missing {
-                var: "WHATSAPP_ACCESS_TOKEN",
-                hint: "DELIVERY=whatsapp needs the Cloud API token",
-            });
-        }
-        (Some("whatsapp"), _, None) => {
-            return Err(ConfigError::Missing {
-                var: "WHATSAPP_PHONE_NUMBER_ID",
-                hint: "DELIVERY=whatsapp needs the sending number's id",
-            });
-        }
-        (None, Some(_), None) => {
+    let whatsapp = match (token, phone_number_id) {
+        (Some(token), Some(id)) => Some(Box::new(whatsapp(token, id)?)),
+        (Some(_), None) => {
             return Err(ConfigError::Missing {
                 var: "WHATSAPP_PHONE_NUMBER_ID",
                 hint: "WHATSAPP_ACCESS_TOKEN is set, so the phone number id is needed too",
             });
         }
-        (None, None, Some(_)) => {
+        (None, Some(_)) => {
             return Err(ConfigError::Missing {
                 var: "WHATSAPP_ACCESS_TOKEN",
                 hint: "WHATSAPP_PHONE_NUMBER_ID is set, so the token is needed too",
             });
         }
-        (None, None, None) => (DeliveryMode::Console, true),
-        (Some(other), _, _) => {
+        (None, None) => None,
+    };
+    let infobip = infobip_from(vars)?;
+    let (mode, console_by_default) = match vars.get("DELIVERY").as_deref() {
+        Some("console") => (DeliveryMode::Console, false),
+        Some("whatsapp") if whatsapp.is_none() => {
+            return Err(ConfigError::Missing {
+                var: "WHATSAPP_ACCESS_TOKEN",
+                hint: "DELIVERY=whatsapp needs the Cloud API token and WHATSAPP_PHONE_NUMBER_ID",
+            });
+        }
+        Some("sms") if infobip.is_none() => {
+            return Err(ConfigError::Missing {
+                var: "INFOBIP_API_KEY",
+                hint: "DELIVERY=sms needs INFOBIP_BASE_URL and INFOBIP_API_KEY",
+            });
+        }
+        None if whatsapp.is_none() && infobip.is_none() => (DeliveryMode::Console, true),
+        Some("providers") if whatsapp.is_none() && infobip.is_none() => {
+            return Err(ConfigError::Missing {
+                var: "WHATSAPP_ACCESS_TOKEN",
+                hint: "DELIVERY=providers needs WhatsApp or Infobip credentials",
+            });
+        }
+        None | Some("whatsapp" | "sms" | "providers") => {
+            (DeliveryMode::Providers { whatsapp, infobip }, false)
+        }
+        Some(other) => {
             return Err(ConfigError::Invalid {
                 var: "DELIVERY".into(),
-                reason: format!("{other:?} is not one of: whatsapp, console"),
+                reason: format!("{other:?} is not one of: providers, whatsapp, sms, console"),
             });
         }
     };
@@ -624,6 +714,60 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
             43_200_000,
         )?),
     })
+}
+
+/// True for an absolute `http://` or `https://` URL.
+fn is_http_url(url: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://")) && url.validate_url()
+}
+
+/// The Infobip account, when `INFOBIP_BASE_URL` and `INFOBIP_API_KEY` are set.
+fn infobip_from(vars: &Vars<'_>) -> Result<Option<Box<InfobipConfig>>, ConfigError> {
+    let invalid = |var: &str, reason: &str| ConfigError::Invalid {
+        var: var.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let public_base_url = match vars.get("PUBLIC_BASE_URL") {
+        Some(url) if !is_http_url(&url) => {
+            return Err(invalid(
+                "PUBLIC_BASE_URL",
+                "must be the absolute https:// URL providers reach Herald at",
+            ));
+        }
+        url => url.map(|u| u.trim_end_matches('/').to_owned()),
+    };
+    let sender = vars.get("INFOBIP_SENDER");
+    if let Some(problem) = sender
+        .as_deref()
+        .and_then(crate::domain::sms::sender_problem)
+    {
+        return Err(invalid("INFOBIP_SENDER", problem));
+    }
+    let timeout_ms = vars.ranged("INFOBIP_TIMEOUT_MS", 10_000, 100, 120_000)?;
+    let max_mps = vars.ranged("SMS_MAX_MPS", 20, 1, 10_000)?;
+    match (vars.get("INFOBIP_BASE_URL"), vars.get("INFOBIP_API_KEY")) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::Missing {
+            var: "INFOBIP_API_KEY",
+            hint: "INFOBIP_BASE_URL is set, so the API key is needed too",
+        }),
+        (None, Some(_)) => Err(ConfigError::Missing {
+            var: "INFOBIP_BASE_URL",
+            hint: "INFOBIP_API_KEY is set, so the account's base URL (https://xxxxx.api.infobip.com) is needed too",
+        }),
+        (Some(url), Some(_)) if !is_http_url(&url) => Err(invalid(
+            "INFOBIP_BASE_URL",
+            "must be an absolute http(s) URL such as https://xxxxx.api.infobip.com",
+        )),
+        (Some(url), Some(key)) => Ok(Some(Box::new(InfobipConfig {
+            base_url: url.trim_end_matches('/').to_owned(),
+            api_key: Secret::new(key),
+            sender,
+            request_timeout: Duration::from_millis(timeout_ms),
+            max_mps,
+            public_base_url,
+        }))),
+    }
 }
 
 fn log_from(vars: &Vars<'_>) -> Result<LogConfig, ConfigError> {
@@ -734,8 +878,39 @@ mod tests {
                 "LOG_FORMAT is invalid",
             ),
             (
-                &[("API_KEY", KEY), ("DELIVERY", "sms")],
+                &[("API_KEY", KEY), ("DELIVERY", "pigeon")],
                 "DELIVERY is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("DELIVERY", "sms")],
+                "INFOBIP_API_KEY is not set",
+            ),
+            (
+                &[
+                    ("API_KEY", KEY),
+                    ("INFOBIP_BASE_URL", "https://x.api.infobip.com"),
+                ],
+                "INFOBIP_API_KEY is not set",
+            ),
+            (
+                &[
+                    ("API_KEY", KEY),
+                    ("INFOBIP_BASE_URL", "infobip"),
+                    ("INFOBIP_API_KEY", "k"),
+                ],
+                "INFOBIP_BASE_URL is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("INFOBIP_SENDER", "Far too long a name")],
+                "INFOBIP_SENDER is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("PUBLIC_BASE_URL", "gw.example.com")],
+                "PUBLIC_BASE_URL is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("SMS_MAX_SEGMENTS", "0")],
+                "SMS_MAX_SEGMENTS is invalid",
             ),
             (
                 &[("API_KEY", KEY), ("DELIVERY", "whatsapp")],
@@ -790,12 +965,44 @@ mod tests {
             ("WHATSAPP_API_BASE_URL", "http://127.0.0.1:9/"),
         ])
         .unwrap();
-        let DeliveryMode::WhatsApp(w) = c.delivery.mode else {
+        let DeliveryMode::Providers {
+            whatsapp: Some(w),
+            infobip: None,
+        } = c.delivery.mode
+        else {
             panic!("expected WhatsApp delivery")
         };
         assert_eq!(w.base_url, "http://127.0.0.1:9");
         assert_eq!(w.api_version, DEFAULT_WHATSAPP_API_VERSION);
         assert!(!c.delivery.console_by_default);
+    }
+
+    #[test]
+    fn infobip_credentials_add_sms_delivery() {
+        let c = gateway(&[
+            ("API_KEY", KEY),
+            ("INFOBIP_BASE_URL", "https://abc12.api.infobip.com/"),
+            ("INFOBIP_API_KEY", "ib-secret"),
+            ("INFOBIP_SENDER", "Herald"),
+            ("PUBLIC_BASE_URL", "https://gw.example.com/"),
+        ])
+        .unwrap();
+        let DeliveryMode::Providers {
+            whatsapp: None,
+            infobip: Some(ib),
+        } = &c.delivery.mode
+        else {
+            panic!("expected SMS delivery")
+        };
+        assert_eq!(ib.base_url, "https://abc12.api.infobip.com");
+        assert_eq!(
+            ib.public_base_url.as_deref(),
+            Some("https://gw.example.com")
+        );
+        assert_eq!(ib.max_mps, 20);
+        assert!(c.delivery.mode.delivers(crate::contract::Channel::Sms));
+        assert!(!c.delivery.mode.delivers(crate::contract::Channel::Whatsapp));
+        assert!(!format!("{c:?}").contains("ib-secret"));
     }
 
     #[test]

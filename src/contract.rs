@@ -17,6 +17,8 @@ pub const ENVELOPE_VERSION: u32 = 1;
 pub enum Channel {
     /// The WhatsApp Cloud API.
     Whatsapp,
+    /// SMS through Infobip.
+    Sms,
 }
 
 impl Channel {
@@ -24,6 +26,7 @@ impl Channel {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Whatsapp => "whatsapp",
+            Self::Sms => "sms",
         }
     }
 }
@@ -50,7 +53,8 @@ pub struct Envelope {
     pub channel: Channel,
     /// The recipient, E.164.
     pub to: PhoneNumber,
-    /// The WhatsApp message object without `messaging_product` and `to`.
+    /// The message object: WhatsApp's without `messaging_product` and `to`,
+    /// or an SMS's `{"type": "text", "text": {"body"}, "sender"?}`.
     pub message: Value,
     /// WhatsApp message id to quote.
     pub reply_to: Option<String>,
@@ -63,6 +67,23 @@ pub struct Envelope {
     pub accepted_at: DateTime<Utc>,
     /// Which API key sent it (the key's id, never the key).
     pub api_key_id: String,
+    /// The SMS to send when WhatsApp cannot reach the person (a WhatsApp
+    /// message's `fallback`). Optional in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackLeg>,
+    /// Set on the envelope of a failover leg: the channel that failed first.
+    /// Statuses of this leg are recorded after that channel's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_from: Option<Channel>,
+}
+
+/// The fallback a WhatsApp envelope carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FallbackLeg {
+    /// The fallback's channel.
+    pub channel: Channel,
+    /// Its message object, shaped as that channel's envelope `message`.
+    pub message: Value,
 }
 
 /// Why a payload could not be read as an envelope. Such a payload is never sent:
@@ -83,7 +104,7 @@ impl Envelope {
         Self {
             version: ENVELOPE_VERSION,
             id,
-            channel: Channel::Whatsapp,
+            channel: message.channel,
             to: message.to,
             message: message.content,
             reply_to: message.reply_to,
@@ -91,7 +112,32 @@ impl Envelope {
             metadata: message.metadata,
             accepted_at: Utc::now(),
             api_key_id: api_key_id.to_owned(),
+            fallback: message.fallback.map(|f| FallbackLeg {
+                channel: f.channel,
+                message: f.content,
+            }),
+            failover_from: None,
         }
+    }
+
+    /// The channel the message was sent on first: the one its record is
+    /// filed under (for a failover leg, the channel that failed).
+    pub fn first_channel(&self) -> Channel {
+        self.failover_from.unwrap_or(self.channel)
+    }
+
+    /// The envelope of this message's failover leg: the same id, recipient
+    /// and sender's data, on the fallback's channel. `None` without a fallback.
+    pub fn failover(&self) -> Option<Self> {
+        let fallback = self.fallback.as_ref()?;
+        Some(Self {
+            channel: fallback.channel,
+            message: fallback.message.clone(),
+            reply_to: None,
+            fallback: None,
+            failover_from: Some(self.channel),
+            ..self.clone()
+        })
     }
 
     /// The WhatsApp message type, read from the message object.

@@ -1,7 +1,7 @@
 //! Herald: a messaging gateway. Clients POST a message to one authenticated
 //! endpoint; Herald validates it, publishes a versioned envelope to a queue
 //! (AWS SNS, or an embedded durable queue on one machine), and a consumer
-//! delivers each envelope to the WhatsApp Cloud API.
+//! delivers each envelope to the WhatsApp Cloud API or, for SMS, to Infobip.
 //!
 //! # Layout
 //!
@@ -12,12 +12,13 @@
 //! - [`contract`]: the envelope that travels between gateway and consumer.
 //! - [`gateway`]: the HTTP API (router, auth, errors, routes).
 //! - [`publisher`]: where accepted envelopes go (SNS, embedded queue, in-memory).
-//! - [`channels`]: provider clients (WhatsApp Cloud API, console).
+//! - [`channels`]: provider clients (WhatsApp Cloud API, Infobip SMS, console) and their webhooks.
 //! - [`delivery`]: the pipeline from envelope to provider call, with pacing and retries.
 //! - [`consumer`]: the ways envelopes arrive: Lambda (SNS, SQS events) and the SQS poller.
 //! - [`embedded`]: the embedded default's durable queue (SQLite) and in-process worker.
 //! - [`status`]: what became of each message (the status model and its stores).
-//! - [`events`]: status and inbound events out (SNS topic, signed webhooks).
+//! - [`events`]: status, inbound and opt-out events out (SNS topic, signed webhooks).
+//! - [`optout`]: recipients who opted out, and the keywords that opt them out.
 //! - [`startup`]: builds the gateway from its configuration and runs it.
 
 pub mod aws;
@@ -30,6 +31,7 @@ pub mod domain;
 pub mod embedded;
 pub mod events;
 pub mod gateway;
+pub mod optout;
 pub mod publisher;
 pub mod startup;
 pub mod status;

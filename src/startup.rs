@@ -71,7 +71,8 @@ impl Application {
         let store: Arc<dyn StatusStore> = Arc::new(store);
         let publisher = StatusRecordingPublisher::new(Arc::new(publisher), store.clone());
         let mut app = Self::with_publisher(config, Arc::new(publisher)).await?;
-        app.state.statuses = Some(store);
+        app.state
+            .set_status_store(store, crate::gateway::admission::SNS_OPT_OUT_CACHE);
         app.log_webhooks();
         Ok(app)
     }
@@ -85,10 +86,29 @@ impl Application {
         let pipeline = Pipeline::from_config(&config.delivery)
             .map_err(|e| StartupError::Publisher(e.to_string()))?;
         let delivery = match &config.delivery.mode {
-            DeliveryMode::WhatsApp(w) => format!(
-                "whatsapp (phone number id {}, {})",
-                w.phone_number_id, w.api_version
-            ),
+            DeliveryMode::Providers { whatsapp, infobip } => [
+                whatsapp.as_ref().map(|w| {
+                    format!(
+                        "whatsapp (phone number id {}, {})",
+                        w.phone_number_id, w.api_version
+                    )
+                }),
+                infobip.as_ref().map(|i| {
+                    format!(
+                        "sms via Infobip ({}, delivery reports {})",
+                        i.base_url,
+                        if i.public_base_url.is_some() {
+                            "on"
+                        } else {
+                            "off: PUBLIC_BASE_URL is unset"
+                        }
+                    )
+                }),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", "),
             DeliveryMode::Console => "console (stdout)".to_owned(),
         };
         tracing::info!(mode = "embedded", data_dir = %queue.data_dir().display(), delivery = %delivery,
@@ -125,7 +145,8 @@ impl Application {
         };
         let mut app = Self::with_publisher(config, Arc::new(EmbeddedPublisher::new(queue))).await?;
         app.state.delivery = Some(pipeline);
-        app.state.statuses = Some(statuses);
+        app.state
+            .set_status_store(statuses, std::time::Duration::ZERO);
         app.worker = Some(worker);
         app.events = events;
         app.log_webhooks();
@@ -172,7 +193,15 @@ impl Application {
             (None, Some(_), _) => "handshake only (set WHATSAPP_APP_SECRET)",
             (None, None, _) => "off (set WHATSAPP_VERIFY_TOKEN and WHATSAPP_APP_SECRET)",
         };
-        tracing::info!(whatsapp, "provider webhooks");
+        let infobip = match (
+            webhooks.infobip_secret.is_some() || webhooks.infobip_basic.is_some(),
+            self.state.statuses.is_some(),
+        ) {
+            (true, true) => "on (/webhooks/infobip, /webhooks/infobip/inbound)",
+            (true, false) => "off (no status store)",
+            (false, _) => "off (set INFOBIP_WEBHOOK_SECRET or INFOBIP_WEBHOOK_BASIC)",
+        };
+        tracing::info!(whatsapp, infobip, "provider webhooks");
     }
 
     /// The address actually bound (useful with port 0).

@@ -14,8 +14,10 @@ use crate::config::{DeliveryConfig, DeliveryMode};
 use crate::contract::{self, Envelope};
 use crate::delivery::{ChannelError, RecipientLimiter, ThroughputLimiter};
 use crate::publisher::BoxFuture;
+use crate::status::{Inbound, Update};
 
 pub mod console;
+pub mod sms;
 pub mod whatsapp;
 
 pub use console::ConsoleChannel;
@@ -40,13 +42,53 @@ pub trait Channel: Send + Sync + std::fmt::Debug + 'static {
     fn recipient_limiter(&self) -> Option<&RecipientLimiter> {
         None
     }
+
+    /// True when a permanent failure with this provider code means the
+    /// person cannot be reached on this channel now, so a message with a
+    /// `fallback` goes by it (WhatsApp's "cannot reach" codes).
+    fn cannot_reach(&self, _code: i64) -> bool {
+        false
+    }
 }
 
-/// The request a channel sends for `envelope`, as JSON: what the console prints.
+/// The request a channel sends for `envelope`, as JSON: what the console
+/// prints (for SMS without an account's default sender or webhook URL).
 pub fn request_body(envelope: &Envelope) -> Value {
     match envelope.channel {
         contract::Channel::Whatsapp => whatsapp::request_body(envelope),
+        contract::Channel::Sms => sms::request_body(envelope, None, None),
     }
+}
+
+/// What one provider webhook delivery carries.
+#[derive(Debug, Default, PartialEq)]
+pub struct WebhookContent {
+    /// Status reports, keyed by the provider's message id.
+    pub updates: Vec<Update>,
+    /// Inbound messages.
+    pub inbound: Vec<Inbound>,
+    /// Account- or app-level errors the provider reported (Meta's `value.errors[]`): logged.
+    pub errors: Vec<Value>,
+    /// Statuses or messages skipped: an unknown status, a missing id.
+    pub skipped: usize,
+}
+
+/// A response's `Retry-After` in seconds (providers do not send the HTTP-date
+/// form), capped at an hour.
+pub(crate) fn response_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(3600)))
+}
+
+/// A response body for an error message, cut to 1 KiB.
+pub(crate) fn truncate_body(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned()
 }
 
 /// The channels configured in this process, by the envelope channel they serve.
@@ -56,6 +98,7 @@ pub struct Channels {
     /// `DELIVERY=console`).
     console: Option<Arc<dyn Channel>>,
     whatsapp: Option<Arc<dyn Channel>>,
+    sms: Option<Arc<dyn Channel>>,
 }
 
 /// Why a channel's client could not be built.
@@ -70,15 +113,26 @@ pub struct ChannelBuildError {
 impl Channels {
     /// Builds the clients named by the configuration, once per process.
     pub fn from_config(config: &DeliveryConfig) -> Result<Self, ChannelBuildError> {
+        let build_error = |channel: &'static str| {
+            move |e: reqwest::Error| ChannelBuildError {
+                channel,
+                source: Box::new(e),
+            }
+        };
         match &config.mode {
             DeliveryMode::Console => Ok(Self::console()),
-            DeliveryMode::WhatsApp(w) => {
-                let client = whatsapp::WhatsAppClient::new(w).map_err(|e| ChannelBuildError {
-                    channel: "whatsapp",
-                    source: Box::new(e),
-                })?;
-                Ok(Self::whatsapp(client))
-            }
+            DeliveryMode::Providers { whatsapp, infobip } => Ok(Self::providers(
+                whatsapp
+                    .as_ref()
+                    .map(|w| whatsapp::WhatsAppClient::new(w))
+                    .transpose()
+                    .map_err(build_error("whatsapp"))?,
+                infobip
+                    .as_ref()
+                    .map(|i| sms::InfobipClient::new(i))
+                    .transpose()
+                    .map_err(build_error("sms"))?,
+            )),
         }
     }
 
@@ -87,14 +141,24 @@ impl Channels {
         Self {
             console: Some(Arc::new(ConsoleChannel)),
             whatsapp: None,
+            sms: None,
         }
     }
 
     /// WhatsApp through `client`.
     pub fn whatsapp(client: whatsapp::WhatsAppClient) -> Self {
+        Self::providers(Some(client), None)
+    }
+
+    /// The providers given.
+    pub fn providers(
+        whatsapp: Option<whatsapp::WhatsAppClient>,
+        sms: Option<sms::InfobipClient>,
+    ) -> Self {
         Self {
             console: None,
-            whatsapp: Some(Arc::new(client)),
+            whatsapp: whatsapp.map(|c| Arc::new(c) as Arc<dyn Channel>),
+            sms: sms.map(|c| Arc::new(c) as Arc<dyn Channel>),
         }
     }
 
@@ -105,12 +169,13 @@ impl Channels {
         }
         match channel {
             contract::Channel::Whatsapp => self.whatsapp.as_ref(),
+            contract::Channel::Sms => self.sms.as_ref(),
         }
     }
 
     /// Every configured channel.
     pub fn all(&self) -> Vec<Arc<dyn Channel>> {
-        [&self.console, &self.whatsapp]
+        [&self.console, &self.whatsapp, &self.sms]
             .into_iter()
             .flatten()
             .cloned()

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::channels::{Channel, Channels};
 use crate::config::DeliveryConfig;
 use crate::contract::{Envelope, EnvelopeError};
-use crate::status::{Entry, MessageInfo, Status, StatusError, StatusStore, Update};
+use crate::status::{Entry, ErrorCode, MessageInfo, Status, StatusError, StatusStore, Update};
 
 pub mod breaker;
 pub mod decision;
@@ -103,7 +103,8 @@ pub struct Pipeline {
     retry: RetryPolicy,
     max_attempts: u32,
     ceiling: usize,
-    /// Where `submitted` and `failed` are recorded, when a store is configured.
+    /// Where `submitted` and `failed` are recorded, and opt-outs read, when
+    /// a store is configured.
     statuses: Option<Arc<dyn StatusStore>>,
 }
 
@@ -129,7 +130,7 @@ impl Pipeline {
     }
 
     /// Records `submitted` and `failed` in `store` (the embedded database, or
-    /// DynamoDB with `STATUS_TABLE`).
+    /// DynamoDB with `STATUS_TABLE`), and checks its opt-outs before each delivery.
     pub fn with_statuses(mut self, store: Arc<dyn StatusStore>) -> Self {
         self.statuses = Some(store);
         self
@@ -288,15 +289,69 @@ impl Pipeline {
         attempt: u32,
         deadline: Option<tokio::time::Instant>,
     ) -> Decision {
-        let span = tracing::info_span!("deliver", envelope_id = %envelope.id, to = %envelope.to.masked(), attempt);
+        let span = tracing::info_span!("deliver", envelope_id = %envelope.id, channel = envelope.channel.as_str(), to = %envelope.to.masked(), attempt);
         async move {
+            if let Some(decision) = self.opted_out(envelope, attempt).await {
+                log_decision(&decision, envelope.message_type());
+                return decision;
+            }
             let decision = self.send(envelope, attempt, deadline).await;
             log_decision(&decision, envelope.message_type());
             self.record_status(envelope, attempt, &decision).await;
-            decision
+            match (&decision, envelope.failover()) {
+                (
+                    Decision::GiveUp {
+                        code: Some(code), ..
+                    },
+                    Some(leg),
+                ) if self
+                    .channels
+                    .for_channel(envelope.channel)
+                    .is_some_and(|c| c.cannot_reach(*code)) =>
+                {
+                    tracing::info!(
+                        error.code = code,
+                        fallback = leg.channel.as_str(),
+                        "the channel cannot reach the person: the message goes by its fallback"
+                    );
+                    Box::pin(self.deliver_before(&leg, attempt, deadline)).await
+                }
+                _ => decision,
+            }
         }
         .instrument(span)
         .await
+    }
+
+    /// The decision for a message whose recipient opted out of its channel
+    /// (recorded as `failed`, code `opted-out`), or `None` to send it. The
+    /// check reads the store each time, so a STOP that came after the
+    /// gateway's check still holds the message back; a store that cannot be
+    /// read is a retry, never a send.
+    async fn opted_out(&self, envelope: &Envelope, attempt: u32) -> Option<Decision> {
+        let store = self.statuses.as_ref()?;
+        match store.opt_out(envelope.to.as_str()).await {
+            Ok(Some(o)) if o.blocks(envelope.channel) => {
+                let reason = format!("the recipient opted out of {}", envelope.channel.as_str());
+                let error = StatusError {
+                    code: Some(ErrorCode::Name("opted-out".into())),
+                    title: reason.clone(),
+                    channel: envelope.channel.as_str().to_owned(),
+                    class: Some("permanent".into()),
+                };
+                self.write_status(envelope, attempt, Status::Failed, None, Some(error))
+                    .await;
+                Some(Decision::GiveUp { code: None, reason })
+            }
+            Ok(_) => None,
+            Err(e) => Some(Decision::Retry {
+                after: self.retry.delay(FailureClass::Retryable, attempt, None),
+                class: FailureClass::Retryable,
+                code: None,
+                reason: format!("cannot check the recipient's opt-out: {e}"),
+                counted: true,
+            }),
+        }
     }
 
     async fn send(
@@ -414,12 +469,12 @@ impl Pipeline {
     /// store that cannot be written is retried a few times, then logged: the
     /// delivery's outcome does not depend on it.
     async fn record_status(&self, envelope: &Envelope, attempt: u32, decision: &Decision) {
-        let Some(store) = &self.statuses else {
+        if self.statuses.is_none() {
             return;
-        };
+        }
         let channel = envelope.channel.as_str();
         let failed = |code: Option<i64>, title: &str, class: &str| StatusError {
-            code,
+            code: code.map(Into::into),
             title: title.to_owned(),
             channel: channel.to_owned(),
             class: Some(class.to_owned()),
@@ -440,12 +495,28 @@ impl Pipeline {
             ),
             Decision::Retry { .. } => return,
         };
+        self.write_status(envelope, attempt, status, provider_message_id, error)
+            .await;
+    }
+
+    /// Writes one status of `envelope`'s leg, retrying a store that fails.
+    async fn write_status(
+        &self,
+        envelope: &Envelope,
+        attempt: u32,
+        status: Status,
+        provider_message_id: Option<String>,
+        error: Option<StatusError>,
+    ) {
+        let Some(store) = &self.statuses else {
+            return;
+        };
         let update = Update::Message {
             info: MessageInfo::of(envelope),
             status,
             entry: Entry {
                 at_ms: chrono::Utc::now().timestamp_millis(),
-                channel: Some(channel.to_owned()),
+                channel: Some(envelope.channel.as_str().to_owned()),
                 attempt: Some(attempt),
                 provider_status: None,
                 error,

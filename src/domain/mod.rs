@@ -3,8 +3,11 @@
 pub mod batch;
 pub mod message;
 pub mod phone_number;
+pub mod sms;
 pub mod validation;
+pub mod whatsapp;
 
-pub use message::{MessageKind, OutboundMessage, ValidationError};
+pub use message::{Fallback, MessageKind, OutboundMessage, SendRules, ValidationError};
 pub use phone_number::PhoneNumber;
+pub use sms::SmsInfo;
 pub use validation::FieldError;

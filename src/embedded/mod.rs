@@ -7,7 +7,7 @@
 //! next transaction (group commit), so durability costs one fsync per batch
 //! rather than one per message.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,9 +16,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::contract::Envelope;
+use crate::optout::{OptOut, OptOutUpdate};
 use crate::status::{BoxFuture, Inbound, MessageRecord, StoreError, Update};
 use statuses::{EventOutcome, OutboxEvent};
 
+pub mod opt_outs;
 pub mod statuses;
 pub mod store;
 pub mod worker;
@@ -90,6 +92,10 @@ enum Request {
         inbound: Vec<Inbound>,
         reply: oneshot::Sender<Result<(), QueueError>>,
     },
+    OptOuts {
+        updates: Vec<OptOutUpdate>,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
     SettleEvent {
         id: String,
         outcome: EventOutcome,
@@ -141,6 +147,9 @@ struct Counters {
     emit_events: AtomicBool,
     /// How long statuses are kept, ms (`STATUS_TTL_DAYS`).
     status_ttl_ms: AtomicU64,
+    /// Every opt-out, as committed (see [`opt_outs`]): written by the writer
+    /// thread after each commit, read by the gateway and the worker.
+    opt_outs: std::sync::RwLock<HashMap<String, OptOut>>,
 }
 
 /// Envelopes committed after their caller stopped waiting (its request timed
@@ -217,9 +226,11 @@ impl EmbeddedQueue {
         let data_dir = std::fs::canonicalize(data_dir).map_err(|e| open_error(Box::new(e)))?;
         let store = Store::open(&data_dir, max_bytes).map_err(|e| open_error(Box::new(e)))?;
         let (depth, dead_letters) = store.counts().map_err(|e| open_error(Box::new(e)))?;
+        let opt_outs = store.opt_outs().map_err(|e| open_error(Box::new(e)))?;
         let counters = Arc::new(Counters {
             depth: depth.into(),
             dead_letters: dead_letters.into(),
+            opt_outs: opt_outs.into(),
             status_ttl_ms: (30 * 86_400_000).into(),
             ..Counters::default()
         });
@@ -324,6 +335,26 @@ impl EmbeddedQueue {
             self.events_queued.notify_one();
         }
         Ok(())
+    }
+
+    /// Applies opt-out changes (with their events) in one commit.
+    pub async fn change_opt_outs(&self, updates: Vec<OptOutUpdate>) -> Result<(), QueueError> {
+        self.call(|reply| Request::OptOuts { updates, reply })
+            .await?;
+        if self.counters.emit_events.load(Ordering::Relaxed) {
+            self.events_queued.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The opt-out of `number`, as committed (from memory: no query).
+    pub fn opt_out(&self, number: &str) -> Option<OptOut> {
+        self.counters
+            .opt_outs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(number)
+            .cloned()
     }
 
     /// The status record of message `id`, if `api_key_id` sent it.
@@ -498,6 +529,12 @@ fn apply(
             }
             Ok(Delta::default())
         }
+        Request::OptOuts { updates, .. } => {
+            for u in updates {
+                opt_outs::apply(tx, u, now, emit)?;
+            }
+            Ok(Delta::default())
+        }
         Request::SettleEvent { id, outcome, .. } => {
             statuses::settle_event(tx, id, outcome, now).map(|()| Delta::default())
         }
@@ -540,6 +577,7 @@ fn reply_write(request: Request, result: Result<(), QueueError>, orphans: &mut O
         }
         Request::Settle { reply, .. }
         | Request::Statuses { reply, .. }
+        | Request::OptOuts { reply, .. }
         | Request::SettleEvent { reply, .. } => {
             let _ = reply.send(result);
         }
@@ -607,6 +645,7 @@ fn commit_writes(
     };
     if let Ok(delta) = run(store, &writes) {
         count(delta);
+        refresh_opt_outs(store, &writes, counters);
         pause();
         writes
             .into_iter()
@@ -618,8 +657,38 @@ fn commit_writes(
         let result = run(store, std::slice::from_ref(&w))
             .map(count)
             .map_err(QueueError::Storage);
+        if result.is_ok() {
+            refresh_opt_outs(store, std::slice::from_ref(&w), counters);
+        }
         pause();
         reply_write(w, result, orphans);
+    }
+}
+
+/// Copies the committed opt-outs of the numbers `writes` changed into the
+/// in-memory mirror, before their callers hear of the commit.
+fn refresh_opt_outs(store: &Store, writes: &[Request], counters: &Counters) {
+    for w in writes {
+        let Request::OptOuts { updates, .. } = w else {
+            continue;
+        };
+        for u in updates {
+            match store.opt_out(&u.number) {
+                Ok(found) => {
+                    let mut mirror = counters
+                        .opt_outs
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match found {
+                        Some(o) => mirror.insert(u.number.clone(), o),
+                        None => mirror.remove(&u.number),
+                    };
+                }
+                Err(e) => {
+                    tracing::error!(error.message = %e, "could not read an opt-out back after its commit")
+                }
+            }
+        }
     }
 }
 
@@ -685,6 +754,7 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
             if let Request::Enqueue { reply, .. }
             | Request::Settle { reply, .. }
             | Request::Statuses { reply, .. }
+            | Request::OptOuts { reply, .. }
             | Request::SettleEvent { reply, .. } = write
             {
                 let _ = reply.send(Err(QueueError::Closed));
@@ -708,5 +778,13 @@ impl crate::status::StatusStore for EmbeddedQueue {
         api_key_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
         Box::pin(async move { Ok(self.status(id, api_key_id).await?) })
+    }
+
+    fn opt_out<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>> {
+        Box::pin(async move { Ok(EmbeddedQueue::opt_out(self, number)) })
+    }
+
+    fn change_opt_outs(&self, updates: Vec<OptOutUpdate>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { Ok(EmbeddedQueue::change_opt_outs(self, updates).await?) })
     }
 }

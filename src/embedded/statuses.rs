@@ -161,7 +161,7 @@ pub fn apply(tx: &Transaction<'_>, update: &Update, now: i64, emit: bool) -> rus
             if let Some((Some(message_id), _)) = &row
                 && let Some(mut record) = load(tx, message_id)?
             {
-                if record.history.contains_key(status) {
+                if record.has(*status, entry) {
                     // A repeated report (Meta retries): nothing to write.
                     return Ok(());
                 }

@@ -92,6 +92,7 @@ impl Store {
              );",
         )?;
         super::statuses::create_tables(&conn)?;
+        super::opt_outs::create_table(&conn)?;
         // Databases made before dead letters were scoped to their API key.
         for table in ["envelopes", "dead_letters"] {
             let has_column: bool = conn.query_row(
@@ -248,6 +249,18 @@ impl Store {
         api_key_id: &str,
     ) -> rusqlite::Result<Option<crate::status::MessageRecord>> {
         super::statuses::get(&self.conn, id, api_key_id)
+    }
+
+    /// The opt-out of `number`, if any.
+    pub fn opt_out(&self, number: &str) -> rusqlite::Result<Option<crate::optout::OptOut>> {
+        super::opt_outs::get(&self.conn, number)
+    }
+
+    /// Every opt-out.
+    pub fn opt_outs(
+        &self,
+    ) -> rusqlite::Result<std::collections::HashMap<String, crate::optout::OptOut>> {
+        super::opt_outs::load_all(&self.conn)
     }
 
     /// The newest dead letters, up to `limit`; only `api_key_id`'s when given.

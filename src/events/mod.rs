@@ -21,7 +21,7 @@ pub const EVENT_VERSION: u32 = 1;
 pub struct Event {
     /// The event id (UUID v7): receivers deduplicate on it.
     pub id: String,
-    /// `message.status` or `message.inbound`.
+    /// `message.status`, `message.inbound` or `recipient.opt-out`.
     pub kind: &'static str,
     /// The channel, for the SNS attribute.
     pub channel: String,
@@ -57,7 +57,7 @@ pub fn status_event(record: &MessageRecord, status: Status, now_ms: i64) -> Opti
     if status == Status::Accepted || !record.is_known() {
         return None;
     }
-    let entry = record.history.get(&status);
+    let entry = record.entry(status);
     let id = event_id(
         entry.map_or(now_ms, |e| e.at_ms),
         &[&record.id, status.as_str()],
@@ -86,6 +86,42 @@ pub fn status_event(record: &MessageRecord, status: Status, now_ms: i64) -> Opti
         status: Some(status.as_str()),
         body: body.to_string(),
     })
+}
+
+/// The `recipient.opt-out` event for a change of `number`'s opt-out to
+/// `channels` (empty: opted back in to everything), made by `source`.
+pub fn opt_out_event(
+    number: &str,
+    channels: &std::collections::BTreeSet<String>,
+    change: &crate::optout::Change,
+    source: &str,
+    at_ms: i64,
+) -> Event {
+    use crate::optout::Change;
+    let channel = match change {
+        Change::Add(c) | Change::Remove(c) => c.clone(),
+        Change::Set(_) | Change::Clear => "all".to_owned(),
+    };
+    let joined: Vec<&str> = channels.iter().map(String::as_str).collect();
+    let id = event_id(at_ms, &["opt-out", number, &joined.join(","), source]);
+    let body = json!({
+        "version": EVENT_VERSION,
+        "type": "recipient.opt-out",
+        "eventId": id,
+        "at": format_ms(at_ms),
+        "number": number,
+        "channel": channel,
+        "optedOut": !channels.is_empty(),
+        "channels": joined,
+        "source": source,
+    });
+    Event {
+        id,
+        kind: "recipient.opt-out",
+        channel,
+        status: None,
+        body: body.to_string(),
+    }
 }
 
 /// The `message.inbound` event for an inbound message.

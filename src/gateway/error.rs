@@ -56,6 +56,23 @@ pub enum ApiError {
         "the request timed out; the message may have been published: retry with the same Idempotency-Key"
     )]
     TimedOut,
+    /// `422`: the message's channel (or its fallback's) has no provider here.
+    #[error("{field}: no {channel} provider is configured in this deployment")]
+    ChannelNotConfigured {
+        /// `channel` or `fallback.channel`.
+        field: &'static str,
+        /// The channel's name.
+        channel: &'static str,
+    },
+    /// `422`: the recipient opted out of the message's channel.
+    #[error("the recipient opted out of {0}; nothing was sent")]
+    RecipientOptedOut(&'static str),
+    /// `400`: a path parameter is not what the route takes.
+    #[error("{0}")]
+    InvalidPath(String),
+    /// `404`: the number has no opt-out.
+    #[error("this number has no opt-out")]
+    OptOutNotFound,
     /// `404`: no such route.
     #[error("no such endpoint")]
     NotFound,
@@ -63,14 +80,16 @@ pub enum ApiError {
     #[error("no message with this id for this API key")]
     MessageNotFound,
     /// `501`: statuses are not kept here (SNS mode without `STATUS_TABLE`).
-    #[error("statuses are not kept by this deployment: set STATUS_TABLE to a DynamoDB table")]
+    #[error(
+        "statuses and opt-outs are not kept by this deployment: set STATUS_TABLE to a DynamoDB table"
+    )]
     NoStatusStore,
     /// `503`: the status store could not be read or written (logged).
     #[error("the status store is unavailable; try again")]
     StoreUnavailable(String),
     /// `401`: a webhook without its signature.
     #[error("the request is not signed: {0} is missing")]
-    SignatureMissing(&'static str),
+    SignatureMissing(String),
     /// `403`: a webhook whose signature does not match (or a wrong verify token).
     #[error("the signature or token does not match")]
     SignatureInvalid,
@@ -106,12 +125,15 @@ impl ApiError {
             }
             Self::PayloadTooLarge(_) | Self::EnvelopeTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyMismatch
+            | Self::ChannelNotConfigured { .. }
+            | Self::RecipientOptedOut(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidPath(_) => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::TimedOut | Self::IdempotencyStoreFull => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::NotFound | Self::MessageNotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::MessageNotFound | Self::OptOutNotFound => StatusCode::NOT_FOUND,
             Self::NoStatusStore => StatusCode::NOT_IMPLEMENTED,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::SignatureInvalid => StatusCode::FORBIDDEN,
@@ -136,6 +158,10 @@ impl ApiError {
             Self::Unavailable(e) if e.kind.may_have_published() => "outcome-unknown",
             Self::Unavailable(_) => "queue-unavailable",
             Self::TimedOut => "timeout",
+            Self::ChannelNotConfigured { .. } => "channel-not-configured",
+            Self::RecipientOptedOut(_) => "recipient-opted-out",
+            Self::InvalidPath(_) => "invalid-path",
+            Self::OptOutNotFound => "opt-out-not-found",
             Self::NotFound => "not-found",
             Self::MessageNotFound => "message-not-found",
             Self::NoStatusStore => "status-store-not-configured",

@@ -1,6 +1,7 @@
 //! The HTTP API: `GET /ping`, `GET /health`, `POST /api/v1/send`,
 //! `POST /api/v1/send/batch`, `GET /api/v1/messages/{id}`,
-//! `GET /api/v1/dead-letters`, and the providers' webhooks (`/webhooks/…`).
+//! `GET /api/v1/dead-letters`, `/api/v1/opt-outs/{number}`, and the
+//! providers' webhooks (`/webhooks/…`).
 //!
 //! [`router`] is a plain function over [`AppState`] so tests can drive it with
 //! `tower::ServiceExt::oneshot`, without a socket.
@@ -22,10 +23,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::config::{GatewayConfig, WebhookConfig};
+use crate::domain::SendRules;
 use crate::publisher::Publisher;
 use crate::status::StatusStore;
 
 pub mod access_log;
+pub mod admission;
 pub mod auth;
 mod connection_io;
 pub mod error;
@@ -35,6 +38,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod server;
 
+use admission::{Admission, OptOutCache};
 use auth::ApiKeys;
 use error::ApiError;
 use extract::BodyLimit;
@@ -69,6 +73,10 @@ pub struct AppState {
     pub statuses: Option<Arc<dyn StatusStore>>,
     /// The providers' webhook secrets.
     pub webhooks: Arc<WebhookConfig>,
+    /// What a valid message is checked against before publishing.
+    pub admission: Arc<Admission>,
+    /// Validation settings (`SMS_MAX_SEGMENTS`).
+    pub send_rules: SendRules,
 }
 
 impl AppState {
@@ -95,7 +103,21 @@ impl AppState {
             delivery: None,
             statuses: None,
             webhooks: Arc::new(config.webhooks.clone()),
+            admission: Arc::new(Admission::new(config.delivery.mode.clone(), None)),
+            send_rules: SendRules {
+                sms_max_segments: config.sms_max_segments,
+            },
         }
+    }
+
+    /// Keeps statuses and opt-outs in `store`; the gateway's opt-out check
+    /// reads them through a cache of `opt_out_ttl` (zero: none).
+    pub fn set_status_store(&mut self, store: Arc<dyn StatusStore>, opt_out_ttl: Duration) {
+        self.admission = Arc::new(
+            self.admission
+                .with_opt_outs(OptOutCache::new(store.clone(), opt_out_ttl)),
+        );
+        self.statuses = Some(store);
     }
 }
 
@@ -113,6 +135,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/dead-letters", get(routes::dead_letters::list))
         .route("/api/v1/messages/{id}", get(routes::status::get))
+        .route(
+            "/api/v1/opt-outs/{number}",
+            get(routes::opt_outs::get)
+                .put(routes::opt_outs::put)
+                .delete(routes::opt_outs::delete),
+        )
         // route_layer: the key is checked only for matched routes, before the body is read.
         .route_layer(middleware::from_fn_with_state(
             state.api_keys.clone(),
@@ -127,6 +155,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/whatsapp",
             get(routes::webhooks::whatsapp_verify).post(routes::webhooks::whatsapp_receive),
+        )
+        .route("/webhooks/infobip", post(routes::webhooks::infobip_reports))
+        .route(
+            "/webhooks/infobip/inbound",
+            post(routes::webhooks::infobip_inbound),
         )
         .layer(Extension(BodyLimit(state.webhooks.max_body_bytes)));
     Router::new()

@@ -5,7 +5,8 @@
 //! - `pk = "msg#<message id>"`: the message. `apiKeyId`, `channel`, `to`,
 //!   `callbackData`, `acceptedAt` (written with `if_not_exists`: the first
 //!   writer, gateway or consumer, sets them), `providerMessageId`,
-//!   `updatedAt`, and one attribute per reached status, `h_<status>`, holding
+//!   `updatedAt`, and one attribute per reached status, `h_<channel>_<status>`
+//!   (a failover leg's entries beside the first leg's), holding
 //!   its history entry as JSON and written with `if_not_exists` — so each
 //!   writer adds only its own entry and concurrent writers merge without locks
 //!   (the current status is a function of which `h_*` exist, see
@@ -19,11 +20,15 @@
 //!   an early report is never lost.
 //! - `pk = "inbound#<provider message id>"`: an inbound message seen;
 //!   `evented` once its event is published.
+//! - `pk = "optout#<number>"`: a recipient's opt-out: `channels` (JSON
+//!   array), `source`, `updatedAt`; changed by read and conditional put on
+//!   `updatedAt`, so concurrent changes never overwrite each other. Opt-outs
+//!   do not expire (their `expiresAt` is far in the future).
 //!
 //! Every item carries `expiresAt` (Unix seconds, `STATUS_TTL_DAYS` after its
 //! last write) for DynamoDB's TTL.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -34,6 +39,7 @@ use super::model::{Entry, Status};
 use super::{BoxFuture, Inbound, MessageInfo, MessageRecord, StatusStore, StoreError, Update};
 use crate::events;
 use crate::events::sns::SnsEvents;
+use crate::optout::{self, OptOut, OptOutUpdate};
 
 const SK: &str = "status";
 
@@ -64,8 +70,15 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn history_attribute(status: Status) -> String {
-    format!("h_{}", status.as_str())
+/// The attribute of a history entry: `h_<channel>_<status>`, so the entries
+/// of a failover leg (another channel) sit beside the first leg's and every
+/// writer still names its own attribute without reading the item.
+fn history_attribute(status: Status, entry: &Entry) -> String {
+    format!(
+        "h_{}_{}",
+        entry.channel.as_deref().unwrap_or("any"),
+        status.as_str()
+    )
 }
 
 /// Reads a message item back into a record.
@@ -86,20 +99,30 @@ fn record_from(item: &Item) -> MessageRecord {
     record.callback_data = text("callbackData");
     record.provider_message_id = text("providerMessageId");
     record.accepted_at_ms = number("acceptedAt").unwrap_or_default();
+    for (status, entry) in entries_from(item) {
+        record.merge(status, entry, 0);
+    }
     record.updated_at_ms = number("updatedAt").unwrap_or_default();
-    record.history = entries_from(item);
     record
 }
 
-/// The `h_*` entries of an item.
-fn entries_from(item: &Item) -> super::History {
-    Status::ALL
-        .into_iter()
-        .filter_map(|status| {
-            let json = item.get(&history_attribute(status))?.as_s().ok()?;
-            Some((status, serde_json::from_str::<Entry>(json).ok()?))
+/// The `h_*` entries of an item, in rank order.
+fn entries_from(item: &Item) -> Vec<(Status, Entry)> {
+    let mut entries: Vec<(Status, Entry)> = item
+        .iter()
+        .filter(|(name, _)| name.starts_with("h_"))
+        .filter_map(|(name, value)| {
+            let status = Status::ALL
+                .into_iter()
+                .find(|s| name.ends_with(&format!("_{}", s.as_str())))?;
+            Some((
+                status,
+                serde_json::from_str::<Entry>(value.as_s().ok()?).ok()?,
+            ))
         })
-        .collect()
+        .collect();
+    entries.sort_by_key(|(status, entry)| (*status, entry.at_ms));
+    entries
 }
 
 impl DynamoStatusStore {
@@ -151,7 +174,7 @@ impl DynamoStatusStore {
         for (i, (status, entry)) in entries.iter().enumerate() {
             sets.push(format!("#h{i} = if_not_exists(#h{i}, :h{i})"));
             request = request
-                .expression_attribute_names(format!("#h{i}"), history_attribute(*status))
+                .expression_attribute_names(format!("#h{i}"), history_attribute(*status, entry))
                 .expression_attribute_values(
                     format!(":h{i}"),
                     s(serde_json::to_string(entry).expect("an entry serialises")),
@@ -322,6 +345,106 @@ impl DynamoStatusStore {
         self.mark_evented(&item, None, "inbound").await
     }
 
+    /// Reads an opt-out item.
+    async fn read_opt_out(&self, number: &str) -> Result<Option<(OptOut, i64)>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("optout#{number}")))
+            .key("sk", s(SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| error("cannot read an opt-out", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let updated = item
+            .get("updatedAt")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_default();
+        let channels: BTreeSet<String> = text("channels")
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default();
+        if channels.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((
+            OptOut {
+                number: number.to_owned(),
+                channels,
+                source: text("source").unwrap_or_default(),
+                updated_at: super::format_ms(updated),
+            },
+            updated,
+        )))
+    }
+
+    /// Applies one opt-out change: read, compute, and write on condition that
+    /// nobody wrote in between (retried a few times when someone did).
+    async fn change_opt_out(&self, update: &OptOutUpdate) -> Result<(), StoreError> {
+        for _ in 0..5 {
+            let current = self.read_opt_out(&update.number).await?;
+            let before = current
+                .as_ref()
+                .map(|(o, _)| o.channels.clone())
+                .unwrap_or_default();
+            let next = optout::apply(&before, &update.change);
+            if next == before {
+                return Ok(());
+            }
+            // Strictly increasing, so the condition below always tells writers apart.
+            let now = now_ms().max(current.as_ref().map_or(0, |(_, at)| at + 1));
+            let mut request = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(format!("optout#{}", update.number)))
+                .item("sk", s(SK))
+                .item(
+                    "channels",
+                    s(serde_json::to_string(&next).expect("a set serialises")),
+                )
+                .item("source", s(&update.source))
+                .item("updatedAt", n(now))
+                .item("expiresAt", n(i64::MAX / 2_000));
+            request = match &current {
+                Some((_, at)) => request
+                    .condition_expression("updatedAt = :seen")
+                    .expression_attribute_values(":seen", n(*at)),
+                None => request
+                    .condition_expression("attribute_not_exists(pk) OR channels = :none")
+                    .expression_attribute_values(":none", s("[]")),
+            };
+            match request.send().await {
+                Ok(_) => {
+                    if let Some(events) = &self.events {
+                        let event = events::opt_out_event(
+                            &update.number,
+                            &next,
+                            &update.change,
+                            &update.source,
+                            now,
+                        );
+                        events.publish(&event).await.map_err(StoreError)?;
+                    }
+                    return Ok(());
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(error("cannot write an opt-out", e)),
+            }
+        }
+        Err(StoreError(format!(
+            "the opt-out of {} kept changing under this write",
+            crate::domain::phone_number::mask_digits(update.number.trim_start_matches('+'))
+        )))
+    }
+
     async fn apply(&self, update: &Update) -> Result<(), StoreError> {
         match update {
             Update::Message {
@@ -349,6 +472,19 @@ impl DynamoStatusStore {
 const CONCURRENCY: usize = 16;
 
 impl StatusStore for DynamoStatusStore {
+    fn opt_out<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>> {
+        Box::pin(async move { Ok(self.read_opt_out(number).await?.map(|(o, _)| o)) })
+    }
+
+    fn change_opt_outs(&self, updates: Vec<OptOutUpdate>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            for u in &updates {
+                self.change_opt_out(u).await?;
+            }
+            Ok(())
+        })
+    }
+
     fn record(
         &self,
         updates: Vec<Update>,

@@ -14,12 +14,13 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;
 
 use crate::contract::Envelope;
+use crate::optout::{OptOut, OptOutUpdate};
 
 pub mod dynamodb;
 pub mod model;
 pub mod record;
 
-pub use model::{Entry, History, Status, StatusError};
+pub use model::{Entry, ErrorCode, History, Status, StatusError};
 pub use record::MessageRecord;
 
 pub use crate::publisher::BoxFuture;
@@ -42,12 +43,13 @@ pub struct MessageInfo {
 }
 
 impl MessageInfo {
-    /// What an envelope says about its message.
+    /// What an envelope says about its message (a failover leg's envelope
+    /// files it under the channel that was tried first).
     pub fn of(envelope: &Envelope) -> Self {
         Self {
             id: envelope.id.to_string(),
             api_key_id: envelope.api_key_id.clone(),
-            channel: envelope.channel.as_str().to_owned(),
+            channel: envelope.first_channel().as_str().to_owned(),
             to: envelope.to.as_str().to_owned(),
             callback_data: envelope.callback_data.clone(),
             accepted_at_ms: envelope.accepted_at.timestamp_millis(),
@@ -139,6 +141,13 @@ pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
         id: &'a str,
         api_key_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>>;
+
+    /// The opt-out of `number` (E.164), if any, as last written.
+    fn opt_out<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>>;
+
+    /// Applies opt-out changes, emitting a `recipient.opt-out` event for each
+    /// one that changed something.
+    fn change_opt_outs(&self, updates: Vec<OptOutUpdate>) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 /// The `accepted` update for an envelope the gateway has just published.

@@ -63,12 +63,39 @@ impl Status {
     }
 }
 
+/// An error's code: the provider's number (Graph code, Infobip error or
+/// status id), or Herald's own name (`opted-out`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ErrorCode {
+    /// A provider's numeric code.
+    Number(i64),
+    /// Herald's name for a failure it decided.
+    Name(String),
+}
+
+impl From<i64> for ErrorCode {
+    fn from(code: i64) -> Self {
+        Self::Number(code)
+    }
+}
+
+impl ErrorCode {
+    /// The numeric code, when it is one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Self::Number(n) => Some(*n),
+            Self::Name(_) => None,
+        }
+    }
+}
+
 /// A failure's details, as kept in the history and shown as `error`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusError {
-    /// The provider's error code (Graph code; Infobip error or status id), when known.
-    pub code: Option<i64>,
+    /// The provider's error code, or Herald's name for the failure, when known.
+    pub code: Option<ErrorCode>,
     /// What it means, in the provider's words or Herald's.
     pub title: String,
     /// The channel that failed.

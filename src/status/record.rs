@@ -34,9 +34,13 @@ pub struct MessageRecord {
     /// When the record last changed, Unix ms.
     #[serde(default)]
     pub updated_at_ms: i64,
-    /// The statuses reached.
+    /// The statuses reached on the first channel.
     #[serde(default)]
     pub history: History,
+    /// The statuses of the failover leg (the SMS sent after WhatsApp could
+    /// not reach the person): entries on another channel than the first.
+    #[serde(default, skip_serializing_if = "History::is_empty")]
+    pub fallback: History,
 }
 
 impl MessageRecord {
@@ -72,18 +76,64 @@ impl MessageRecord {
         record
     }
 
-    /// Merges one status (see [`model::merge`]); `now_ms` stamps the change.
+    /// True when `entry` belongs to the failover leg: it names a channel
+    /// other than the one the message was sent on first.
+    fn is_failover(&self, entry: &Entry) -> bool {
+        !self.channel.is_empty() && entry.channel.as_deref().is_some_and(|c| c != self.channel)
+    }
+
+    /// The leg `entry` belongs to.
+    fn leg_of(&self, entry: &Entry) -> &History {
+        if self.is_failover(entry) {
+            &self.fallback
+        } else {
+            &self.history
+        }
+    }
+
+    /// The latest leg: the failover's once it has begun.
+    fn latest_leg(&self) -> &History {
+        if self.fallback.is_empty() {
+            &self.history
+        } else {
+            &self.fallback
+        }
+    }
+
+    /// True when `entry`'s leg already reached `status` (a repeated report).
+    pub fn has(&self, status: Status, entry: &Entry) -> bool {
+        self.leg_of(entry).contains_key(&status)
+    }
+
+    /// Merges one status into its leg (see [`model::merge`]); `now_ms`
+    /// stamps the change. The change is that of the message's status, the
+    /// latest leg's.
     pub fn merge(&mut self, status: Status, entry: Entry, now_ms: i64) -> Change {
-        let change = model::merge(&mut self.history, status, entry);
+        let before = self.status();
+        let leg = if self.is_failover(&entry) {
+            &mut self.fallback
+        } else {
+            &mut self.history
+        };
+        model::merge(leg, status, entry);
+        let change = Change {
+            before,
+            after: self.status(),
+        };
         if change.changed_to().is_some() || self.updated_at_ms == 0 {
             self.updated_at_ms = now_ms;
         }
         change
     }
 
-    /// The current status.
+    /// The current status: that of the latest leg.
     pub fn status(&self) -> Option<Status> {
-        model::current(&self.history)
+        model::current(self.latest_leg())
+    }
+
+    /// The latest leg's entry for `status`.
+    pub fn entry(&self, status: Status) -> Option<&Entry> {
+        self.latest_leg().get(&status)
     }
 
     /// True once the gateway or the consumer has written what the sender
@@ -93,30 +143,31 @@ impl MessageRecord {
         !self.api_key_id.is_empty()
     }
 
-    /// The channel of the latest leg: that of the newest entry that names one.
+    /// The channel of the latest leg.
     pub fn latest_channel(&self) -> &str {
-        self.history
+        self.fallback
             .values()
-            .filter_map(|e| e.channel.as_deref().map(|c| (e.at_ms, c)))
-            .max_by_key(|(at, _)| *at)
-            .map_or(self.channel.as_str(), |(_, c)| c)
+            .find_map(|e| e.channel.as_deref())
+            .unwrap_or(self.channel.as_str())
     }
 
-    /// The failure shown as `error`: the `failed` entry's, unless delivery was
-    /// proven after all.
+    /// The failure shown as `error`: the latest leg's `failed` entry's,
+    /// unless delivery was proven after all.
     pub fn error(&self) -> Option<&model::StatusError> {
         (self.status() == Some(Status::Failed))
-            .then(|| self.history.get(&Status::Failed))
+            .then(|| self.entry(Status::Failed))
             .flatten()
             .and_then(|e| e.error.as_ref())
     }
 
     /// The body of `GET /api/v1/messages/{id}` (DESIGN.md): the history in
-    /// rank order, a failure last.
+    /// rank order, a failure last; after a failover, the first leg's, then
+    /// the failover leg's.
     pub fn to_view(&self) -> Value {
         let history: Vec<Value> = self
             .history
             .iter()
+            .chain(&self.fallback)
             .map(|(status, e)| history_item(*status, e))
             .collect();
         json!({
@@ -194,11 +245,49 @@ mod tests {
     }
 
     #[test]
-    fn the_top_level_channel_is_the_latest_legs() {
+    fn a_failover_leg_follows_the_first_and_sets_the_status() {
         let mut r = MessageRecord::new("m1");
         r.channel = "whatsapp".into();
-        r.merge(Status::Submitted, entry(1, "whatsapp"), 1);
-        r.merge(Status::Delivered, entry(5, "sms"), 5);
+        r.merge(Status::Accepted, entry(1, "whatsapp"), 1);
+        r.merge(Status::Failed, entry(2, "whatsapp"), 2);
+        assert_eq!(r.status(), Some(Status::Failed));
+        assert_eq!(r.latest_channel(), "whatsapp");
+        // The SMS leg: the message is what its latest leg is.
+        let change = r.merge(Status::Submitted, entry(3, "sms"), 3);
+        assert_eq!(change.changed_to(), Some(Status::Submitted));
         assert_eq!(r.latest_channel(), "sms");
+        assert_eq!(r.error(), None);
+        r.merge(Status::Delivered, entry(5, "sms"), 5);
+        // A repeated or late report of the first leg changes nothing.
+        assert!(r.has(Status::Failed, &entry(9, "whatsapp")));
+        assert_eq!(
+            r.merge(Status::Sent, entry(9, "whatsapp"), 9).changed_to(),
+            None
+        );
+        assert_eq!(r.status(), Some(Status::Delivered));
+        let view = r.to_view();
+        let legs: Vec<(&str, &str)> = view["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["status"].as_str().unwrap(),
+                    h["channel"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            legs,
+            [
+                ("accepted", "whatsapp"),
+                ("sent", "whatsapp"),
+                ("failed", "whatsapp"),
+                ("submitted", "sms"),
+                ("delivered", "sms")
+            ]
+        );
+        assert_eq!(view["channel"], "sms");
+        assert_eq!(view["status"], "delivered");
     }
 }

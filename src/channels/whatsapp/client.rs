@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-
 use super::error::WhatsAppError;
 use super::types::{GraphErrorBody, SendResponse, request_body};
-use crate::channels::Channel;
+use crate::channels::{Channel, response_retry_after, truncate_body};
 use crate::config::{Secret, WhatsAppConfig};
 use crate::contract::Envelope;
 use crate::delivery::{ChannelError, RecipientLimiter, ThroughputLimiter};
@@ -71,14 +69,14 @@ impl WhatsAppClient {
             .await
             .map_err(sent_or_not)?;
         let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
+        let retry_after = response_retry_after(response.headers());
         let bytes = response.bytes().await.map_err(sent_or_not)?;
         if (200..300).contains(&status) {
             return match serde_json::from_slice::<SendResponse>(&bytes) {
                 Ok(r) if !r.messages.is_empty() => Ok(r),
                 _ => Err(WhatsAppError::Unexpected {
                     status,
-                    body: truncate(&bytes),
+                    body: truncate_body(&bytes),
                     retry_after,
                 }),
             };
@@ -91,7 +89,7 @@ impl WhatsAppClient {
             }),
             Err(_) => Err(WhatsAppError::Unexpected {
                 status,
-                body: truncate(&bytes),
+                body: truncate_body(&bytes),
                 retry_after,
             }),
         }
@@ -127,6 +125,10 @@ impl Channel for WhatsAppClient {
     fn recipient_limiter(&self) -> Option<&RecipientLimiter> {
         self.pairs.as_ref()
     }
+
+    fn cannot_reach(&self, code: i64) -> bool {
+        super::error::unreachable_on_whatsapp(code)
+    }
 }
 
 /// The window of WhatsApp's pair rate limit (error 131056).
@@ -142,21 +144,4 @@ fn sent_or_not(e: reqwest::Error) -> WhatsAppError {
     } else {
         WhatsAppError::Interrupted(e)
     }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is not used by Meta).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs.min(3600)))
-}
-
-fn truncate(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]);
-    text.into_owned()
 }

@@ -129,6 +129,15 @@ pub fn classify(code: i64, status: u16, is_transient: Option<bool>) -> FailureCl
     }
 }
 
+/// True for the codes that mean WhatsApp cannot reach this person now, after
+/// which a message with a `fallback` goes by SMS (DESIGN.md, "Failover"):
+/// 131026 undeliverable, 131047 outside the 24-hour window, 131049 the
+/// per-user marketing limit, 130472 Meta's experiment group. Never 131050:
+/// the person chose to stop marketing messages.
+pub fn unreachable_on_whatsapp(code: i64) -> bool {
+    matches!(code, 131_026 | 131_047 | 131_049 | 130_472)
+}
+
 /// Classifies by HTTP status alone, for responses without a Graph error.
 fn classify_status(status: u16) -> FailureClass {
     match status {

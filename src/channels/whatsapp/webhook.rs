@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 
+use crate::channels::WebhookContent;
 use crate::events::signing;
 use crate::status::{Entry, Inbound, Status, StatusError, Update};
 
@@ -52,19 +53,6 @@ pub fn escape_non_ascii(text: &str) -> String {
         }
     }
     out
-}
-
-/// What one webhook delivery carries.
-#[derive(Debug, Default, PartialEq)]
-pub struct WebhookContent {
-    /// Status reports, keyed by wamid.
-    pub updates: Vec<Update>,
-    /// Inbound messages.
-    pub inbound: Vec<Inbound>,
-    /// `value.errors[]` (account or app level): logged.
-    pub errors: Vec<Value>,
-    /// Statuses or messages skipped: an unknown status, a missing id.
-    pub skipped: usize,
 }
 
 /// Reads a webhook body. `Err` only when it is not a JSON object at all.
@@ -139,7 +127,10 @@ fn status_update(status: &Value) -> Option<Update> {
     let error = (herald == Status::Failed).then(|| {
         let first = array(status, "errors").first();
         StatusError {
-            code: first.and_then(|e| e.get("code")).and_then(Value::as_i64),
+            code: first
+                .and_then(|e| e.get("code"))
+                .and_then(Value::as_i64)
+                .map(Into::into),
             title: first
                 .and_then(|e| text(e, "title").or_else(|| text(e, "message")))
                 .unwrap_or("failed")
@@ -280,7 +271,10 @@ mod tests {
         assert_eq!(*status, Status::Failed);
         let error = entry.error.as_ref().unwrap();
         assert_eq!(
-            (error.code, error.title.as_str()),
+            (
+                error.code.as_ref().and_then(|c| c.as_i64()),
+                error.title.as_str()
+            ),
             (Some(131_026), "Message undeliverable")
         );
     }

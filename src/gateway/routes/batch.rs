@@ -5,7 +5,9 @@
 //! batcher coalesces them into `PublishBatch` calls of 10, the embedded queue
 //! commits them in one transaction) and the answer, `200`, lists one result
 //! per entry in input order: `accepted` (with its `messageId`: the 202
-//! promise), `rejected` (the field errors a 400 would list) or `unavailable`
+//! promise, and for an SMS its `sms` cost), `rejected` (the field errors a
+//! 400 would list, or the `code` a single send's 422 would have:
+//! `recipient-opted-out`, `channel-not-configured`) or `unavailable`
 //! (`retryAfter`; `mayHaveBeenPublished` when the queue's answer was lost).
 
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use uuid::Uuid;
 
 use crate::contract::Envelope;
 use crate::domain::batch::BatchRequest;
-use crate::domain::{FieldError, OutboundMessage};
+use crate::domain::{FieldError, OutboundMessage, SmsInfo};
 use crate::gateway::AppState;
 use crate::gateway::access_log::AccessRecord;
 use crate::gateway::auth::Caller;
@@ -45,8 +47,15 @@ struct EntryResult {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_id: Option<Uuid>,
+    /// Why the entry was refused when it is valid (`recipient-opted-out`,
+    /// `channel-not-configured`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<Vec<FieldError>>,
+    /// What an SMS entry costs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sms: Option<SmsInfo>,
     /// Seconds to wait before sending this entry again.
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
@@ -60,11 +69,20 @@ impl EntryResult {
             index,
             status,
             message_id: None,
+            code: None,
             errors: None,
+            sms: None,
             retry_after: None,
             may_have_been_published: false,
         }
     }
+}
+
+/// Why an entry is not published: invalid fields, or a valid message the
+/// gateway's checks refuse (its channel, its recipient's opt-out).
+enum Refusal {
+    Invalid(Vec<FieldError>),
+    Refused(ApiError),
 }
 
 /// The id of entry `index` of a batch whose first id is `base`: the same
@@ -91,7 +109,7 @@ pub async fn send_batch(
     let validated: Vec<Result<OutboundMessage, Vec<FieldError>>> = batch
         .entries
         .into_iter()
-        .map(|entry| OutboundMessage::try_from(entry).map_err(|e| e.0))
+        .map(|entry| OutboundMessage::validate(entry, &state.send_rules).map_err(|e| e.0))
         .collect();
     if validated.iter().all(Result::is_err) {
         // Nothing to send: the whole request is bad, every error by its path.
@@ -142,20 +160,42 @@ pub async fn send_batch(
     // A retry of a batch whose first answer was lost is not limited again:
     // its entries may already be out, and refusing some now would have the
     // client resend them under new ids.
-    let valid = validated.iter().filter(|r| r.is_ok()).count();
+    let mut admitted: Vec<Result<OutboundMessage, Refusal>> = Vec::with_capacity(validated.len());
+    for entry in validated {
+        admitted.push(match entry {
+            Err(errors) => Err(Refusal::Invalid(errors)),
+            Ok(message) => match state.admission.check(&message).await {
+                Ok(()) => Ok(message),
+                Err(error) => Err(Refusal::Refused(error)),
+            },
+        });
+    }
+    let valid = admitted.iter().filter(|r| r.is_ok()).count();
     let retry = reservation.as_ref().is_some_and(|r| r.retry);
     let (mut granted, wait) = match &state.rate_limiter {
         Some(limiter) if !retry => limiter.take_up_to(&caller.key_id, valid),
         _ => (valid, std::time::Duration::ZERO),
     };
 
-    let mut results: Vec<EntryResult> = Vec::with_capacity(validated.len());
+    let mut results: Vec<EntryResult> = Vec::with_capacity(admitted.len());
     let mut publishing = JoinSet::new();
-    for (index, entry) in validated.into_iter().enumerate() {
+    for (index, entry) in admitted.into_iter().enumerate() {
         match entry {
-            Err(errors) => {
+            Err(Refusal::Invalid(errors)) => {
                 let mut result = EntryResult::new(index, "rejected");
                 result.errors = Some(errors);
+                results.push(result);
+            }
+            Err(Refusal::Refused(error)) => {
+                let mut result = EntryResult::new(index, "rejected");
+                result.code = Some(error.code());
+                result.errors = Some(vec![FieldError {
+                    field: match &error {
+                        ApiError::ChannelNotConfigured { field, .. } => (*field).to_owned(),
+                        _ => "to".to_owned(),
+                    },
+                    message: error.to_string(),
+                }]);
                 results.push(result);
             }
             Ok(_) if granted == 0 => {
@@ -166,10 +206,13 @@ pub async fn send_batch(
             Ok(message) => {
                 granted -= 1;
                 let id = entry_id(base, index);
+                let sms = message.sms;
                 let envelope = Envelope::new(id, message, &caller.key_id);
                 let publisher = state.publisher.clone();
                 publishing.spawn(async move { (index, id, publisher.publish(&envelope).await) });
-                results.push(EntryResult::new(index, "accepted"));
+                let mut result = EntryResult::new(index, "accepted");
+                result.sms = sms;
+                results.push(result);
             }
         }
     }

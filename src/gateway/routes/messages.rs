@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use crate::contract::Envelope;
-use crate::domain::OutboundMessage;
+use crate::domain::{OutboundMessage, SmsInfo};
 use crate::gateway::AppState;
 use crate::gateway::access_log::AccessRecord;
 use crate::gateway::auth::Caller;
@@ -29,8 +29,10 @@ pub async fn send(
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     }
     let idempotency_key = idempotency_key(&headers)?;
-    let message =
-        OutboundMessage::try_from(body.value).map_err(|e| ApiError::InvalidFields(e.0))?;
+    let message = OutboundMessage::validate(body.value, &state.send_rules)
+        .map_err(|e| ApiError::InvalidFields(e.0))?;
+    state.admission.check(&message).await?;
+    let sms = message.sms;
 
     let reservation = match idempotency_key {
         None => None,
@@ -45,7 +47,7 @@ pub async fn send(
                     idempotent_replay: true,
                     ..AccessRecord::default()
                 };
-                return Ok(accepted(id, record));
+                return Ok(accepted(id, sms, record));
             }
             // The key answered a batch: another request.
             Claim::Mismatch | Claim::ReplayResponse(_) => {
@@ -72,11 +74,17 @@ pub async fn send(
         queue_message_id: receipt.queue_message_id,
         ..AccessRecord::default()
     };
-    Ok(accepted(id, record))
+    Ok(accepted(id, sms, record))
 }
 
-fn accepted(id: Uuid, record: AccessRecord) -> Response {
-    let body = format!(r#"{{"messageId":"{id}","status":"accepted"}}"#);
+/// The `202`: the id, and for an SMS what it costs.
+fn accepted(id: Uuid, sms: Option<SmsInfo>, record: AccessRecord) -> Response {
+    let body = match sms {
+        None => format!(r#"{{"messageId":"{id}","status":"accepted"}}"#),
+        Some(sms) => {
+            serde_json::json!({"messageId": id, "status": "accepted", "sms": sms}).to_string()
+        }
+    };
     let mut response = (
         StatusCode::ACCEPTED,
         [(header::CONTENT_TYPE, "application/json")],

@@ -4,5 +4,6 @@ pub mod batch;
 pub mod dead_letters;
 pub mod health;
 pub mod messages;
+pub mod opt_outs;
 pub mod status;
 pub mod webhooks;

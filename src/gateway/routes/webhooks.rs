@@ -9,10 +9,16 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+use std::sync::Arc;
+
+use crate::channels::WebhookContent;
+use crate::channels::sms::webhook::{self as sms_webhook, inbound_text};
 use crate::channels::whatsapp::webhook;
 use crate::gateway::AppState;
 use crate::gateway::error::ApiError;
 use crate::gateway::extract::RawBody;
+use crate::optout::{self, OptOutUpdate};
+use crate::status::StatusStore;
 
 /// `GET /webhooks/whatsapp`: Meta's subscription handshake. The raw
 /// `hub.challenge` comes back as text when the mode is `subscribe` and the
@@ -55,29 +61,153 @@ pub async fn whatsapp_receive(
     };
     let signature = headers
         .get(webhook::SIGNATURE_HEADER)
-        .ok_or(ApiError::SignatureMissing("X-Hub-Signature-256"))?
+        .ok_or_else(|| ApiError::SignatureMissing("X-Hub-Signature-256".into()))?
         .to_str()
         .map_err(|_| ApiError::SignatureInvalid)?;
     if !webhook::signature_matches(secret.expose().as_bytes(), &body, signature) {
         return Err(ApiError::SignatureInvalid);
     }
     let content = webhook::read(&body).map_err(ApiError::MalformedJson)?;
+    record(&state, store, "whatsapp", content).await
+}
+
+/// Records what a webhook carried: statuses and inbound messages (with their
+/// events), then the opt-out changes of inbound keywords. `200` only once
+/// both are recorded; a failure is a `503`, so the provider sends it again
+/// (every step is idempotent).
+async fn record(
+    state: &AppState,
+    store: &Arc<dyn StatusStore>,
+    webhook: &'static str,
+    content: WebhookContent,
+) -> Result<StatusCode, ApiError> {
     for error in &content.errors {
-        tracing::warn!(webhook = "whatsapp", error = %error, "Meta reported an error in a webhook");
+        tracing::warn!(webhook, error = %error, "the provider reported an error in a webhook");
     }
     if content.skipped > 0 {
-        tracing::debug!(
-            webhook = "whatsapp",
+        tracing::info!(
+            webhook,
             skipped = content.skipped,
-            "statuses or messages Herald does not track were skipped"
+            "reports or messages Herald does not track were skipped"
         );
     }
-    if content.updates.is_empty() && content.inbound.is_empty() {
-        return Ok(StatusCode::OK);
+    let opt_outs: Vec<OptOutUpdate> = content
+        .inbound
+        .iter()
+        .filter_map(|i| {
+            let change = optout::keyword_change(
+                inbound_text(i)?,
+                &i.channel,
+                &state.webhooks.opt_out_keywords,
+            )?;
+            Some(OptOutUpdate {
+                number: i.from.clone(),
+                change,
+                source: format!("inbound-{}", i.channel),
+            })
+        })
+        .collect();
+    if !content.updates.is_empty() || !content.inbound.is_empty() {
+        store
+            .record(content.updates, content.inbound)
+            .await
+            .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     }
-    store
-        .record(content.updates, content.inbound)
-        .await
-        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    if !opt_outs.is_empty() {
+        let numbers: Vec<String> = opt_outs.iter().map(|u| u.number.clone()).collect();
+        store
+            .change_opt_outs(opt_outs)
+            .await
+            .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+        if let Some(cache) = state.admission.opt_outs() {
+            for n in &numbers {
+                cache.forget(n);
+            }
+        }
+    }
     Ok(StatusCode::OK)
+}
+
+/// Checks an Infobip webhook's authentication: the hex HMAC-SHA256 in
+/// `INFOBIP_SIGNATURE_HEADER` with `INFOBIP_WEBHOOK_SECRET`, or HTTP Basic
+/// with `INFOBIP_WEBHOOK_BASIC`, whichever is configured and sent. Neither
+/// configured: the route does not exist (`404`); nothing sent: `401`; wrong: `403`.
+fn infobip_authenticated(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let config = &state.webhooks;
+    if config.infobip_secret.is_none() && config.infobip_basic.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(secret) = &config.infobip_secret
+        && let Some(signature) = headers.get(config.infobip_signature_header.as_str())
+    {
+        let signature = signature.to_str().map_err(|_| ApiError::SignatureInvalid)?;
+        return if sms_webhook::signature_matches(secret.expose().as_bytes(), body, signature) {
+            Ok(())
+        } else {
+            Err(ApiError::SignatureInvalid)
+        };
+    }
+    if let Some(basic) = &config.infobip_basic
+        && let Some(authorization) = headers.get(header::AUTHORIZATION)
+    {
+        use base64::Engine;
+        let sent = authorization
+            .to_str()
+            .ok()
+            .and_then(|a| a.strip_prefix("Basic "))
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
+            .unwrap_or_default();
+        let matches: bool = sent.ct_eq(basic.expose().as_bytes()).into();
+        return if matches {
+            Ok(())
+        } else {
+            Err(ApiError::SignatureInvalid)
+        };
+    }
+    Err(ApiError::SignatureMissing(
+        match (&config.infobip_secret, &config.infobip_basic) {
+            (Some(_), None) => config.infobip_signature_header.clone(),
+            (None, _) => "Authorization (Basic)".into(),
+            (Some(_), Some(_)) => format!(
+                "{} or Authorization (Basic)",
+                config.infobip_signature_header
+            ),
+        },
+    ))
+}
+
+/// `POST /webhooks/infobip`: delivery reports, each merged into the status
+/// of the message whose id is its `messageId` (Herald's id, sent as
+/// Infobip's). Reports for ids Herald has not recorded are kept until the
+/// send is recorded, like WhatsApp's.
+pub async fn infobip_reports(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<StatusCode, ApiError> {
+    infobip_authenticated(&state, &headers, &body)?;
+    let store = state.statuses.as_ref().ok_or(ApiError::NotFound)?;
+    let content = sms_webhook::read_reports(&body).map_err(ApiError::MalformedJson)?;
+    record(&state, store, "infobip", content).await
+}
+
+/// `POST /webhooks/infobip/inbound`: inbound SMS, as `message.inbound`
+/// events (channel `sms`), and opt-out keywords.
+pub async fn infobip_inbound(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<StatusCode, ApiError> {
+    infobip_authenticated(&state, &headers, &body)?;
+    let store = state.statuses.as_ref().ok_or(ApiError::NotFound)?;
+    let content = sms_webhook::read_inbound(&body).map_err(ApiError::MalformedJson)?;
+    record(&state, store, "infobip-inbound", content).await
 }

@@ -45,7 +45,10 @@ impl FakeWhatsApp {
     /// Delivery settings pointing at this fake.
     pub fn delivery_config(&self) -> DeliveryConfig {
         DeliveryConfig {
-            mode: DeliveryMode::WhatsApp(self.config(Duration::from_secs(5))),
+            mode: DeliveryMode::Providers {
+                whatsapp: Some(Box::new(self.config(Duration::from_secs(5)))),
+                infobip: None,
+            },
             console_by_default: false,
             max_attempts: 4,
             concurrency: Some(8),

@@ -1,0 +1,143 @@
+//! The HTTP client for `POST /sms/3/messages`.
+
+use std::time::Duration;
+
+use super::error::{InfobipError, group};
+use super::types::{ApiErrorBody, SendResponse, request_body};
+use crate::channels::{Channel, response_retry_after, truncate_body};
+use crate::config::{InfobipConfig, Secret};
+use crate::contract::Envelope;
+use crate::delivery::{ChannelError, ThroughputLimiter};
+use crate::publisher::BoxFuture;
+
+/// One connection-pooled client for one Infobip account, built once per
+/// process, with the pacer that keeps it under `SMS_MAX_MPS`.
+pub struct InfobipClient {
+    http: reqwest::Client,
+    send_url: String,
+    authorization: Secret,
+    default_sender: Option<String>,
+    public_base_url: Option<String>,
+    timeout: Duration,
+    pacer: ThroughputLimiter,
+}
+
+impl std::fmt::Debug for InfobipClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InfobipClient")
+            .field("send_url", &self.send_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InfobipClient {
+    /// Builds the client. Fails only if the TLS backend cannot initialise.
+    pub fn new(config: &InfobipConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(3).min(config.request_timeout))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            send_url: format!("{}/sms/3/messages", config.base_url),
+            authorization: Secret::new(format!("App {}", config.api_key.expose())),
+            default_sender: config.sender.clone(),
+            public_base_url: config.public_base_url.clone(),
+            timeout: config.request_timeout,
+            pacer: ThroughputLimiter::new(config.max_mps),
+        })
+    }
+
+    /// The request this client sends for `envelope` (what the console prints).
+    pub fn request_body(&self, envelope: &Envelope) -> serde_json::Value {
+        request_body(
+            envelope,
+            self.default_sender.as_deref(),
+            self.public_base_url.as_deref(),
+        )
+    }
+
+    /// Sends one envelope; `Ok` is the message id Infobip took it under.
+    pub async fn send(&self, envelope: &Envelope) -> Result<String, InfobipError> {
+        let response = self
+            .http
+            .post(&self.send_url)
+            .header(reqwest::header::AUTHORIZATION, self.authorization.expose())
+            .json(&self.request_body(envelope))
+            .send()
+            .await
+            .map_err(sent_or_not)?;
+        let status = response.status().as_u16();
+        let retry_after = response_retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(sent_or_not)?;
+        if (200..300).contains(&status) {
+            let first = serde_json::from_slice::<SendResponse>(&bytes)
+                .ok()
+                .and_then(|r| r.messages.into_iter().next());
+            return match first {
+                Some(m) if matches!(m.status.group_id, group::PENDING | group::DELIVERED) => {
+                    Ok(m.message_id.unwrap_or_else(|| envelope.id.to_string()))
+                }
+                Some(m)
+                    if matches!(
+                        m.status.group_id,
+                        group::REJECTED | group::UNDELIVERABLE | group::EXPIRED
+                    ) =>
+                {
+                    Err(InfobipError::Refused(m.status))
+                }
+                _ => Err(InfobipError::Unexpected {
+                    status,
+                    body: truncate_body(&bytes),
+                    retry_after,
+                }),
+            };
+        }
+        match serde_json::from_slice::<ApiErrorBody>(&bytes) {
+            Ok(body) if body.error_code.is_some() || body.request_error.is_some() => {
+                Err(InfobipError::Api {
+                    status,
+                    body,
+                    retry_after,
+                })
+            }
+            _ => Err(InfobipError::Unexpected {
+                status,
+                body: truncate_body(&bytes),
+                retry_after,
+            }),
+        }
+    }
+}
+
+impl Channel for InfobipClient {
+    fn name(&self) -> &'static str {
+        "sms"
+    }
+
+    fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ChannelError>> {
+        Box::pin(async move { Ok(InfobipClient::send(self, envelope).await?) })
+    }
+
+    fn pacer(&self) -> Option<&ThroughputLimiter> {
+        Some(&self.pacer)
+    }
+
+    fn call_timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Whether a transport error happened before anything was sent (safe to
+/// retry) or after (Infobip may have the message).
+fn sent_or_not(e: reqwest::Error) -> InfobipError {
+    if e.is_connect() {
+        InfobipError::Connect(e)
+    } else if e.is_timeout() {
+        InfobipError::Timeout
+    } else {
+        InfobipError::Interrupted(e)
+    }
+}
