@@ -467,6 +467,7 @@ fn writer_loop(
                 Request::Enqueue { .. }
                     | Request::Settle { .. }
                     | Request::Statuses { .. }
+                    | Request::OptOuts { .. }
                     | Request::SettleEvent { .. }
             )
         });

@@ -15,6 +15,7 @@ mod gateway_health;
 mod gateway_hostile_input;
 mod gateway_idempotency;
 mod gateway_send;
+mod sms;
 mod sns_batching;
 mod sns_publish;
 mod sns_signature;

@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod event_receiver;
+pub mod infobip;
 pub mod meta;
 pub mod process;
 pub mod whatsapp;
