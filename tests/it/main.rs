@@ -16,6 +16,7 @@ mod gateway_hostile_input;
 mod gateway_idempotency;
 mod gateway_send;
 mod sms;
+mod sms_aws;
 mod sns_batching;
 mod sns_publish;
 mod sns_signature;

@@ -1,0 +1,173 @@
+//! SMS in SNS mode, against moto: gateway → SNS → SQS → poller → fake
+//! Infobip, statuses in DynamoDB, Infobip's signed reports to the gateway,
+//! events on an SNS topic, and an opt-out by inbound STOP that the gateway
+//! answers with 422 and the consumer re-checks before delivery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald::channels::Channels;
+use herald::channels::sms::InfobipClient;
+use herald::config::InfobipConfig;
+use herald::config::Secret;
+use herald::consumer::sqs_poller::SqsPoller;
+use herald::delivery::{Pipeline, PipelineLimits};
+use herald::events::sns::SnsEvents;
+use herald::status::StatusStore;
+use herald::status::dynamodb::DynamoStatusStore;
+use serde_json::{Value, json};
+
+use crate::helpers::aws::emulator;
+use crate::helpers::infobip::{self, FakeInfobip, InfobipSender};
+use crate::helpers::whatsapp::fast_retries;
+use crate::helpers::{TO, TestApp, config_with, history_statuses};
+
+fn infobip_config(fake: &FakeInfobip) -> InfobipConfig {
+    InfobipConfig {
+        base_url: fake.server.uri(),
+        api_key: Secret::new(infobip::API_KEY),
+        sender: Some(infobip::SENDER.into()),
+        request_timeout: Duration::from_secs(5),
+        max_mps: 50,
+        public_base_url: Some("https://gw.example.com".into()),
+    }
+}
+
+#[tokio::test]
+async fn an_sms_through_sns_sqs_and_the_poller_is_delivered_reported_and_evented() {
+    let aws = emulator().await;
+    let tq = aws.topic_with_queue(false, 5).await;
+    let table = aws.status_table().await;
+    let (events_topic, events_queue) = aws.events_topic().await;
+    let gateway = TestApp::spawn_from_config(&config_with(&[
+        ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
+        ("STATUS_TABLE", table.as_str()),
+        ("EVENTS_TOPIC_ARN", events_topic.as_str()),
+        ("INFOBIP_WEBHOOK_SECRET", infobip::WEBHOOK_SECRET),
+    ]))
+    .await;
+    let fake = FakeInfobip::start().await;
+    infobip::send_endpoint()
+        .respond_with(infobip::pending_accepted())
+        .mount(&fake.server)
+        .await;
+    let store = DynamoStatusStore::new(
+        aws.dynamodb.clone(),
+        &table,
+        Duration::from_secs(86_400),
+        Some(SnsEvents::new(aws.sns.clone(), &events_topic)),
+    );
+    let client = InfobipClient::new(&infobip_config(&fake)).unwrap();
+    let pipeline = Pipeline::new(
+        Channels::providers(None, Some(client)),
+        fast_retries(),
+        PipelineLimits::default(),
+    )
+    .with_statuses(Arc::new(store.clone()));
+    let poller = SqsPoller::new(aws.sqs.clone(), &tq.queue_url, Arc::new(pipeline)).await;
+
+    let response = gateway
+        .post_message(
+            &json!({"channel": "sms", "to": TO, "message": "Hello by SMS",
+            "callbackData": "order-7"}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["sms"]["segments"], 1);
+    let id = answer["messageId"].as_str().unwrap().to_owned();
+
+    // A report before the consumer has recorded the send is kept.
+    let sender = InfobipSender::new(&gateway.address);
+    assert_eq!(sender.reports(vec![infobip::on_operator(&id)]).await, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while fake.bodies().await.is_empty() {
+        poller.poll_once(Duration::from_secs(1)).await.unwrap();
+        assert!(tokio::time::Instant::now() < deadline, "never sent");
+    }
+    let body = &fake.bodies().await[0];
+    assert_eq!(
+        body["messages"][0]["destinations"][0]["messageId"],
+        id.as_str()
+    );
+    assert_eq!(body["messages"][0]["webhooks"]["callbackData"], "order-7");
+    assert_eq!(
+        sender
+            .reports(vec![infobip::delivered(&id), infobip::delivered(&id)])
+            .await,
+        200
+    );
+    let view = gateway.wait_for_status(&id, "delivered").await;
+    assert_eq!(
+        history_statuses(&view),
+        ["accepted", "submitted", "sent", "delivered"]
+    );
+    assert_eq!(view["channel"], "sms");
+
+    let received = aws.drain(&events_queue, 3, Duration::from_secs(15)).await;
+    let mut statuses: Vec<String> = received
+        .iter()
+        .map(|m| {
+            let event: Value = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+            assert_eq!(event["channel"], "sms");
+            let attributes = m.message_attributes.clone().unwrap_or_default();
+            assert_eq!(attributes["channel"].string_value.as_deref(), Some("sms"));
+            event["status"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, ["delivered", "sent", "submitted"]);
+
+    // STOP by SMS: the gateway refuses (its cache forgot the number when the
+    // webhook recorded it) and the consumer re-checks a message already queued.
+    let queued = gateway
+        .post_message(&json!({"channel": "sms", "to": TO, "message": "queued before STOP"}))
+        .await;
+    assert_eq!(queued.status(), 202);
+    let queued_id = queued.json::<Value>().await.unwrap()["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        sender
+            .inbound(vec![infobip::inbound("mo-9", "14155550123", "STOP")])
+            .await,
+        200
+    );
+    let refused = gateway
+        .post_message(&json!({"channel": "sms", "to": TO, "message": "after STOP"}))
+        .await;
+    assert_eq!(refused.status(), 422);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["code"],
+        "recipient-opted-out"
+    );
+    assert!(
+        store
+            .opt_out(TO)
+            .await
+            .unwrap()
+            .unwrap()
+            .channels
+            .contains("sms")
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        poller.poll_once(Duration::from_secs(1)).await.unwrap();
+        let view: Value = gateway
+            .message_status(&queued_id, crate::helpers::KEY)
+            .await
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        if view["status"] == "failed" {
+            assert_eq!(view["error"]["code"], "opted-out");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never refused: {view:#}"
+        );
+    }
+    assert_eq!(fake.bodies().await.len(), 1, "nothing sent after STOP");
+}
