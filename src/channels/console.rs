@@ -15,7 +15,10 @@ use crate::publisher::BoxFuture;
 pub struct ConsoleChannel;
 
 impl ConsoleChannel {
-    /// Prints the request body for `envelope`; returns a synthetic message id.
+    /// Prints the request body for `envelope`; returns the id the provider
+    /// would answer with: `console.<id>` for WhatsApp, the envelope id for an
+    /// SMS (Infobip takes Herald's id as its own, so delivery reports posted
+    /// by hand to `/webhooks/infobip` match console deliveries too).
     pub fn print(&self, envelope: &Envelope) -> std::io::Result<String> {
         let mut line =
             serde_json::to_vec(&request_body(envelope)).expect("a JSON value always serialises");
@@ -23,7 +26,10 @@ impl ConsoleChannel {
         // One write_all of a whole line under the stdout lock: concurrent
         // deliveries never interleave within a line.
         std::io::stdout().lock().write_all(&line)?;
-        Ok(format!("console.{}", envelope.id))
+        Ok(match envelope.channel {
+            crate::contract::Channel::Sms => envelope.id.to_string(),
+            crate::contract::Channel::Whatsapp => format!("console.{}", envelope.id),
+        })
     }
 }
 

@@ -14,13 +14,29 @@
 
 use serde::Serialize;
 
-/// The GSM 03.38 default alphabet (the escape, 0x1B, excluded: it is not a
-/// character a text can hold). `Ç` is here, `ç` is not.
-const GSM_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+/// The ASCII characters of the GSM 03.38 default alphabet. (Of ASCII, the
+/// backtick is not in GSM-7 at all, and `^ { } \ [ ~ ] |` are in its
+/// extension table.)
+const GSM_BASIC_ASCII: &[u8] = b"@$\n\r_ !\"#%&'()*+,-./0123456789:;<=>?\
+ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// The extension table: each costs two septets. Form feed included.
-const GSM_EXTENSION: &str = "^{}\\[~]|€\u{000C}";
+/// Septets per ASCII character: 1 (basic), 2 (extension), 0 (not GSM-7).
+/// Built at compile time: counting a text is one table lookup per character.
+const ASCII_WIDTHS: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut i = 0;
+    while i < GSM_BASIC_ASCII.len() {
+        table[GSM_BASIC_ASCII[i] as usize] = 1;
+        i += 1;
+    }
+    let extension = b"^{}\\[~]|\x0c";
+    let mut i = 0;
+    while i < extension.len() {
+        table[extension[i] as usize] = 2;
+        i += 1;
+    }
+    table
+};
 
 /// Septets in a single-segment GSM-7 message, and per concatenated segment.
 const GSM_SINGLE: usize = 160;
@@ -52,62 +68,61 @@ pub struct SmsInfo {
 }
 
 /// The width of one GSM-7 character in septets, or `None` when the character
-/// is not in GSM-7 at all.
+/// is not in GSM-7 at all. `Ç` is in the basic set, `ç` is not.
 fn gsm_width(c: char) -> Option<usize> {
     if c.is_ascii() {
-        // Most ASCII is in the basic set; the few that are not are checked
-        // below without scanning the whole table.
-        return match c {
-            '^' | '{' | '}' | '\\' | '[' | '~' | ']' | '|' | '\u{000C}' => Some(2),
-            '`' => None,
-            _ if GSM_BASIC.contains(c) => Some(1),
-            _ => None,
+        return match ASCII_WIDTHS[c as usize] {
+            0 => None,
+            w => Some(usize::from(w)),
         };
     }
-    if GSM_BASIC.contains(c) {
-        Some(1)
-    } else if GSM_EXTENSION.contains(c) {
-        Some(2)
-    } else {
-        None
+    match c {
+        '£' | '¥' | 'è' | 'é' | 'ù' | 'ì' | 'ò' | 'Ç' | 'Ø' | 'ø' | 'Å' | 'å' | 'Δ' | 'Φ' | 'Γ'
+        | 'Λ' | 'Ω' | 'Π' | 'Ψ' | 'Σ' | 'Θ' | 'Ξ' | 'Æ' | 'æ' | 'ß' | 'É' | '¤' | '¡' | 'Ä'
+        | 'Ö' | 'Ñ' | 'Ü' | '§' | '¿' | 'ä' | 'ö' | 'ñ' | 'ü' | 'à' => Some(1),
+        '€' => Some(2),
+        _ => None,
     }
 }
 
-/// Segments needed for items of the given widths: one segment when their sum
-/// fits `single`, else packed `part` at a time without splitting an item.
-fn pack(widths: impl Iterator<Item = usize> + Clone, single: usize, part: usize) -> usize {
-    let total: usize = widths.clone().sum();
-    if total <= single {
-        return 1;
-    }
-    let (mut segments, mut used) = (1, 0);
-    for w in widths {
+/// Packs items of the given widths into segments, in one pass: one segment
+/// when their sum fits `single`, else `part` at a time without splitting an
+/// item. `None` as soon as `width` refuses an item.
+fn pack(
+    text: &str,
+    width: impl Fn(char) -> Option<usize>,
+    single: usize,
+    part: usize,
+) -> Option<(usize, usize)> {
+    let (mut total, mut characters, mut segments, mut used) = (0, 0, 1, 0);
+    for c in text.chars() {
+        let w = width(c)?;
+        characters += 1;
+        total += w;
         if used + w > part {
             segments += 1;
             used = 0;
         }
         used += w;
     }
-    segments
+    Some((characters, if total <= single { 1 } else { segments }))
 }
 
 /// The encoding, characters and segments of `text` (an empty text is one segment).
 pub fn analyze(text: &str) -> SmsInfo {
-    let characters = text.chars().count();
-    if text.chars().all(|c| gsm_width(c).is_some()) {
-        let widths = text.chars().map(|c| gsm_width(c).unwrap_or(1));
-        SmsInfo {
+    if let Some((characters, segments)) = pack(text, gsm_width, GSM_SINGLE, GSM_PART) {
+        return SmsInfo {
             encoding: Encoding::Gsm7,
             characters,
-            segments: pack(widths, GSM_SINGLE, GSM_PART),
-        }
-    } else {
-        let widths = text.chars().map(char::len_utf16);
-        SmsInfo {
-            encoding: Encoding::Ucs2,
-            characters,
-            segments: pack(widths, UCS2_SINGLE, UCS2_PART),
-        }
+            segments,
+        };
+    }
+    let (characters, segments) = pack(text, |c| Some(c.len_utf16()), UCS2_SINGLE, UCS2_PART)
+        .expect("every character has a UTF-16 width");
+    SmsInfo {
+        encoding: Encoding::Ucs2,
+        characters,
+        segments,
     }
 }
 
