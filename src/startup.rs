@@ -68,8 +68,9 @@ impl Application {
             return Ok(app);
         };
         tracing::info!(table = ?config.status.table, events_topic = ?config.status.events_topic_arn, "statuses kept in DynamoDB");
-        let store: Arc<dyn StatusStore> = Arc::new(store);
-        let publisher = StatusRecordingPublisher::new(Arc::new(publisher), store.clone());
+        let publisher: Arc<dyn Publisher> = Arc::new(publisher);
+        let store: Arc<dyn StatusStore> = Arc::new(store.with_failover(publisher.clone()));
+        let publisher = StatusRecordingPublisher::new(publisher, store.clone());
         let mut app = Self::with_publisher(config, Arc::new(publisher)).await?;
         app.state
             .set_status_store(store, crate::gateway::admission::SNS_OPT_OUT_CACHE);

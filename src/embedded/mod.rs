@@ -325,12 +325,25 @@ impl EmbeddedQueue {
         updates: Vec<Update>,
         inbound: Vec<Inbound>,
     ) -> Result<(), QueueError> {
+        // A report that fails over queues an envelope: wake the worker for it.
+        let may_enqueue = updates.iter().any(|u| {
+            matches!(
+                u,
+                Update::Provider {
+                    fails_over: true,
+                    ..
+                }
+            )
+        });
         self.call(|reply| Request::Statuses {
             updates,
             inbound,
             reply,
         })
         .await?;
+        if may_enqueue {
+            self.enqueued.notify_one();
+        }
         if self.counters.emit_events.load(Ordering::Relaxed) {
             self.events_queued.notify_one();
         }
@@ -522,13 +535,17 @@ fn apply(
         Request::Statuses {
             updates, inbound, ..
         } => {
+            let mut failovers = 0;
             for u in updates {
-                statuses::apply(tx, u, now, emit)?;
+                failovers += i64::from(statuses::apply(tx, u, now, emit)?);
             }
             for i in inbound {
                 statuses::apply_inbound(tx, i, now, emit)?;
             }
-            Ok(Delta::default())
+            Ok(Delta {
+                depth: failovers,
+                dead_letters: 0,
+            })
         }
         Request::OptOuts { updates, .. } => {
             for u in updates {

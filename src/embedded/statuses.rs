@@ -112,7 +112,15 @@ fn merge_all(
 }
 
 /// Applies one update; `emit` queues events (an events webhook is configured).
-pub fn apply(tx: &Transaction<'_>, update: &Update, now: i64, emit: bool) -> rusqlite::Result<()> {
+/// `Ok(true)` when it queued a failover envelope (a report that fails over a
+/// message with a fallback: the envelope goes into the queue in the same
+/// transaction, so the report is acknowledged only once its SMS is queued).
+pub fn apply(
+    tx: &Transaction<'_>,
+    update: &Update,
+    now: i64,
+    emit: bool,
+) -> rusqlite::Result<bool> {
     match update {
         Update::Message {
             info,
@@ -145,12 +153,13 @@ pub fn apply(tx: &Transaction<'_>, update: &Update, now: i64, emit: bool) -> rus
                 }
             }
             merge_all(tx, &mut record, incoming, now, emit)?;
-            save(tx, &record)
+            save(tx, &record).map(|()| false)
         }
         Update::Provider {
             provider_message_id,
             status,
             entry,
+            fails_over,
         } => {
             let row: Option<(Option<String>, Option<String>)> = tx
                 .prepare_cached(
@@ -163,12 +172,23 @@ pub fn apply(tx: &Transaction<'_>, update: &Update, now: i64, emit: bool) -> rus
             {
                 if record.has(*status, entry) {
                     // A repeated report (Meta retries): nothing to write.
-                    return Ok(());
+                    return Ok(false);
                 }
                 let mut incoming = History::new();
                 incoming.insert(*status, entry.clone());
                 merge_all(tx, &mut record, incoming, now, emit)?;
-                return save(tx, &record);
+                let failover = record.failover_envelope(*fails_over);
+                if let Some(envelope) = &failover {
+                    super::store::Store::insert(
+                        tx,
+                        &envelope.id.to_string(),
+                        &envelope.to_json(),
+                        &envelope.api_key_id,
+                        now,
+                    )?;
+                    record.failover_at_ms = Some(now);
+                }
+                return save(tx, &record).map(|()| failover.is_some());
             }
             // Not recorded yet: keep the report with the provider id.
             let mut pending: History = row
@@ -185,7 +205,7 @@ pub fn apply(tx: &Transaction<'_>, update: &Update, now: i64, emit: bool) -> rus
                 serde_json::to_string(&pending).expect("a history serialises"),
                 now
             ])?;
-            Ok(())
+            Ok(false)
         }
     }
 }

@@ -12,6 +12,8 @@
 //!   (the current status is a function of which `h_*` exist, see
 //!   [`model::current`](super::model::current)). `evented` is the last status
 //!   an event was published for.
+//!   `fallback` (JSON) keeps a WhatsApp message's SMS fallback, and
+//!   `failoverAt` marks it sent (claimed with a condition, so one report wins).
 //! - `pk = "pid#<provider message id>"`: `messageId` once the consumer has
 //!   recorded the send, and `h_*` entries of reports that came before it.
 //!   A report is always written here first and then, when `messageId` is
@@ -29,6 +31,7 @@
 //! last write) for DynamoDB's TTL.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -40,18 +43,31 @@ use super::{BoxFuture, Inbound, MessageInfo, MessageRecord, StatusStore, StoreEr
 use crate::events;
 use crate::events::sns::SnsEvents;
 use crate::optout::{self, OptOut, OptOutUpdate};
+use crate::publisher::Publisher;
 
 const SK: &str = "status";
 
 type Item = HashMap<String, AttributeValue>;
 
 /// Statuses in DynamoDB, events to an SNS topic.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DynamoStatusStore {
     client: Client,
     table: String,
     ttl: Duration,
     events: Option<SnsEvents>,
+    /// Where failover envelopes are published (the gateway's topic).
+    failover: Option<Arc<dyn Publisher>>,
+}
+
+impl std::fmt::Debug for DynamoStatusStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoStatusStore")
+            .field("table", &self.table)
+            .field("events", &self.events.is_some())
+            .field("failover", &self.failover.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -99,6 +115,8 @@ fn record_from(item: &Item) -> MessageRecord {
     record.callback_data = text("callbackData");
     record.provider_message_id = text("providerMessageId");
     record.accepted_at_ms = number("acceptedAt").unwrap_or_default();
+    record.fallback_leg = text("fallback").and_then(|f| serde_json::from_str(&f).ok());
+    record.failover_at_ms = number("failoverAt");
     for (status, entry) in entries_from(item) {
         record.merge(status, entry, 0);
     }
@@ -146,7 +164,16 @@ impl DynamoStatusStore {
             table: table.to_owned(),
             ttl,
             events,
+            failover: None,
         }
+    }
+
+    /// Publishes failover envelopes to `publisher` when a provider's report
+    /// says the person cannot be reached (the gateway's SNS topic).
+    #[must_use]
+    pub fn with_failover(mut self, publisher: Arc<dyn Publisher>) -> Self {
+        self.failover = Some(publisher);
+        self
     }
 
     fn expires_at(&self) -> AttributeValue {
@@ -273,6 +300,10 @@ impl DynamoStatusStore {
         if let Some(data) = &info.callback_data {
             extra.push(("callbackData", s(data), true));
         }
+        if let Some(fallback) = &info.fallback {
+            let json = serde_json::to_string(fallback).expect("a fallback serialises");
+            extra.push(("fallback", s(json), true));
+        }
         if let Some(pid) = provider_message_id {
             extra.push(("providerMessageId", s(pid), false));
         }
@@ -304,11 +335,64 @@ impl DynamoStatusStore {
         Ok(())
     }
 
+    /// Sends the message of `item` by its fallback when `fails_over` and it
+    /// has one not sent yet: claims the failover on the item (conditionally,
+    /// so one of several concurrent reports wins), publishes the failover
+    /// envelope, and releases the claim if the publish fails (the report is
+    /// then refused, and its retry tries again).
+    async fn fail_over(&self, item: &Item, fails_over: bool) -> Result<(), StoreError> {
+        let (Some(publisher), Some(envelope)) = (
+            &self.failover,
+            record_from(item).failover_envelope(fails_over),
+        ) else {
+            return Ok(());
+        };
+        let Some(pk) = item.get("pk").cloned() else {
+            return Ok(());
+        };
+        let claim = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk.clone())
+            .key("sk", s(SK))
+            .update_expression("SET failoverAt = :now")
+            .condition_expression("attribute_not_exists(failoverAt)")
+            .expression_attribute_values(":now", n(now_ms()))
+            .send()
+            .await;
+        match claim {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(error("cannot claim a failover", e)),
+        }
+        if let Err(e) = publisher.publish(&envelope).await {
+            let _ = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", pk)
+                .key("sk", s(SK))
+                .update_expression("REMOVE failoverAt")
+                .send()
+                .await;
+            return Err(StoreError(format!("cannot publish a failover: {e}")));
+        }
+        tracing::info!(message_id = %envelope.id, "the provider reported that it cannot reach the person: the message goes by its fallback");
+        Ok(())
+    }
+
     async fn record_report(
         &self,
         provider_message_id: &str,
         status: Status,
         entry: &Entry,
+        fails_over: bool,
     ) -> Result<(), StoreError> {
         let report = [(status, entry.clone())];
         let correlation = self
@@ -321,7 +405,8 @@ impl DynamoStatusStore {
         let item = self
             .add_entries(format!("msg#{message_id}"), &report, &[])
             .await?;
-        self.emit_status(&item).await
+        self.emit_status(&item).await?;
+        self.fail_over(&item, fails_over).await
     }
 
     async fn record_inbound(&self, inbound: &Inbound) -> Result<(), StoreError> {
@@ -460,8 +545,9 @@ impl DynamoStatusStore {
                 provider_message_id,
                 status,
                 entry,
+                fails_over,
             } => {
-                self.record_report(provider_message_id, *status, entry)
+                self.record_report(provider_message_id, *status, entry, *fails_over)
                     .await
             }
         }

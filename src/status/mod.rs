@@ -13,7 +13,7 @@
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;
 
-use crate::contract::Envelope;
+use crate::contract::{Envelope, FallbackLeg};
 use crate::optout::{OptOut, OptOutUpdate};
 
 pub mod dynamodb;
@@ -26,7 +26,7 @@ pub use record::MessageRecord;
 pub use crate::publisher::BoxFuture;
 
 /// What the sender knew about a message: written once, by whoever records first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MessageInfo {
     /// The message id.
     pub id: String,
@@ -40,6 +40,9 @@ pub struct MessageInfo {
     pub callback_data: Option<String>,
     /// When the gateway accepted it, Unix ms.
     pub accepted_at_ms: i64,
+    /// Its fallback, kept so that a provider's later report of a failure
+    /// that fails over can send it.
+    pub fallback: Option<FallbackLeg>,
 }
 
 impl MessageInfo {
@@ -53,6 +56,7 @@ impl MessageInfo {
             to: envelope.to.as_str().to_owned(),
             callback_data: envelope.callback_data.clone(),
             accepted_at_ms: envelope.accepted_at.timestamp_millis(),
+            fallback: envelope.fallback.clone(),
         }
     }
 
@@ -91,6 +95,9 @@ pub enum Update {
         status: Status,
         /// Its details.
         entry: Entry,
+        /// The report is a failure that means the person cannot be reached
+        /// on this channel: a message with a fallback goes by it now.
+        fails_over: bool,
     },
 }
 

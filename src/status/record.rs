@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 
 use super::model::{self, Change, Entry, History, Status};
 use super::{MessageInfo, format_ms};
+use crate::contract::{Channel, ENVELOPE_VERSION, Envelope, FallbackLeg};
+use crate::domain::PhoneNumber;
 
 /// Everything Herald knows about one message's fate.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -37,6 +39,12 @@ pub struct MessageRecord {
     /// The statuses reached on the first channel.
     #[serde(default)]
     pub history: History,
+    /// The message's fallback, while it may still be needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_leg: Option<FallbackLeg>,
+    /// When a provider's report sent the message by its fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_at_ms: Option<i64>,
     /// The statuses of the failover leg (the SMS sent after WhatsApp could
     /// not reach the person): entries on another channel than the first.
     #[serde(default, skip_serializing_if = "History::is_empty")]
@@ -62,6 +70,7 @@ impl MessageRecord {
             self.to.clone_from(&info.to);
             self.callback_data.clone_from(&info.callback_data);
             self.accepted_at_ms = info.accepted_at_ms;
+            self.fallback_leg.clone_from(&info.fallback);
             self.history
                 .entry(Status::Accepted)
                 .or_insert_with(|| info.accepted_entry());
@@ -160,6 +169,32 @@ impl MessageRecord {
             .and_then(|e| e.error.as_ref())
     }
 
+    /// The envelope of this message's failover leg, when a provider reported
+    /// a failure that fails over (`fails_over`) and the message has a
+    /// fallback not sent yet. The envelope carries what the record knows
+    /// (not the sender's `metadata`).
+    pub fn failover_envelope(&self, fails_over: bool) -> Option<Envelope> {
+        if !fails_over || self.failover_at_ms.is_some() || !self.fallback.is_empty() {
+            return None;
+        }
+        let leg = self.fallback_leg.as_ref()?;
+        let first: Channel = serde_json::from_value(Value::from(self.channel.as_str())).ok()?;
+        Some(Envelope {
+            version: ENVELOPE_VERSION,
+            id: self.id.parse().ok()?,
+            channel: leg.channel,
+            to: PhoneNumber::parse(&self.to).ok()?,
+            message: leg.message.clone(),
+            reply_to: None,
+            callback_data: self.callback_data.clone(),
+            metadata: serde_json::Map::new(),
+            accepted_at: chrono::DateTime::from_timestamp_millis(self.accepted_at_ms)?,
+            api_key_id: self.api_key_id.clone(),
+            fallback: None,
+            failover_from: Some(first),
+        })
+    }
+
     /// The body of `GET /api/v1/messages/{id}` (DESIGN.md): the history in
     /// rank order, a failure last; after a failover, the first leg's, then
     /// the failover leg's.
@@ -227,6 +262,7 @@ mod tests {
             to: "+14155550123".into(),
             callback_data: Some("order-42".into()),
             accepted_at_ms: 1_000,
+            fallback: None,
         });
         r.merge(Status::Failed, entry(4_000, "whatsapp"), 4_000);
         r.merge(Status::Submitted, entry(2_000, "whatsapp"), 4_001);

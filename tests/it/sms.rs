@@ -11,7 +11,7 @@ use crate::helpers::event_receiver::{self, EventReceiver};
 use crate::helpers::infobip::{self, FakeInfobip, InfobipSender};
 use crate::helpers::meta::{self, MetaSender};
 use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
-use crate::helpers::{KEY, TO, TestApp, TestRouter, config_with, history_statuses};
+use crate::helpers::{KEY, TO, TestApp, TestRouter, config_with, history_legs, history_statuses};
 
 const PUBLIC: &str = "https://gw.example.com";
 
@@ -243,11 +243,7 @@ async fn a_channel_without_a_provider_is_a_422_naming_it() {
 #[tokio::test]
 async fn an_sms_goes_to_infobip_and_its_reports_end_in_delivered_with_one_event_per_change() {
     let data = tempfile::tempdir().unwrap();
-    let fake = FakeInfobip::start().await;
-    infobip::send_endpoint()
-        .respond_with(infobip::pending_accepted())
-        .mount(&fake.server)
-        .await;
+    let fake = FakeInfobip::accepting().await;
     let receiver = EventReceiver::start().await;
     let app = gateway(&data, &fake, None, Some(&receiver)).await;
 
@@ -411,11 +407,7 @@ async fn infobip_s_answers_are_classified_like_whatsapp_s() {
 #[tokio::test]
 async fn a_whatsapp_message_that_cannot_reach_the_person_goes_by_sms() {
     let data = tempfile::tempdir().unwrap();
-    let fake = FakeInfobip::start().await;
-    infobip::send_endpoint()
-        .respond_with(infobip::pending_accepted())
-        .mount(&fake.server)
-        .await;
+    let fake = FakeInfobip::accepting().await;
     let whatsapp = FakeWhatsApp::start().await;
     wa::send_endpoint()
         .respond_with(wa::undeliverable())
@@ -448,17 +440,7 @@ async fn a_whatsapp_message_that_cannot_reach_the_person_goes_by_sms() {
     app.wait_for_status(&id, "submitted").await;
     assert_eq!(sender.reports(vec![infobip::delivered(&id)]).await, 200);
     let view = app.wait_for_status(&id, "delivered").await;
-    let legs: Vec<(&str, &str)> = view["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["status"].as_str().unwrap(),
-                h["channel"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let legs = history_legs(&view);
     assert_eq!(
         legs,
         [
@@ -513,13 +495,79 @@ async fn a_whatsapp_message_that_cannot_reach_the_person_goes_by_sms() {
 }
 
 #[tokio::test]
+async fn a_cannot_reach_report_from_meta_sends_the_fallback_once() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = FakeInfobip::accepting().await;
+    let whatsapp = FakeWhatsApp::start().await;
+    wa::send_endpoint()
+        .respond_with(wa::success("14155550123", "wamid.LATER"))
+        .mount(&whatsapp.server)
+        .await;
+    let app = gateway(&data, &fake, Some(&whatsapp), None).await;
+    let (_, answer) = send(
+        &app,
+        &json!({"to": TO, "message": "Your visit is tomorrow", "callbackData": "visit-9",
+            "fallback": {"channel": "sms", "message": "Your visit is tomorrow (SMS)"}}),
+    )
+    .await;
+    let id = answer["messageId"].as_str().unwrap().to_owned();
+    app.wait_for_status(&id, "submitted").await;
+    assert!(
+        fake.bodies().await.is_empty(),
+        "WhatsApp took it: no SMS yet"
+    );
+
+    // Meta reports 131047 (the 24-hour window) later, twice.
+    let meta = MetaSender::new(&app.address);
+    let failed = meta::failed(
+        "wamid.LATER",
+        131_047,
+        "Re-engagement message",
+        1_750_000_005,
+    );
+    assert_eq!(
+        meta.post(&meta::payload(vec![failed.clone()], vec![]))
+            .await,
+        200
+    );
+    assert_eq!(meta.post(&meta::payload(vec![failed], vec![])).await, 200);
+    let body = &requests(&fake, 1).await[0];
+    assert_eq!(
+        body["messages"][0]["content"]["text"],
+        "Your visit is tomorrow (SMS)"
+    );
+    assert_eq!(
+        body["messages"][0]["destinations"][0]["messageId"],
+        id.as_str()
+    );
+    assert_eq!(body["messages"][0]["webhooks"]["callbackData"], "visit-9");
+    app.wait_for_status(&id, "submitted").await;
+    let sender = InfobipSender::new(&app.address);
+    assert_eq!(sender.reports(vec![infobip::delivered(&id)]).await, 200);
+    let view = app.wait_for_status(&id, "delivered").await;
+    let legs = history_legs(&view);
+    assert_eq!(
+        legs,
+        [
+            ("accepted", "whatsapp"),
+            ("submitted", "whatsapp"),
+            ("failed", "whatsapp"),
+            ("submitted", "sms"),
+            ("delivered", "sms")
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fake.bodies().await.len(),
+        1,
+        "the repeated report sent nothing more"
+    );
+}
+
+#[tokio::test]
 async fn an_inbound_stop_opts_out_and_the_next_send_is_refused_with_nothing_sent() {
     let data = tempfile::tempdir().unwrap();
-    let fake = FakeInfobip::start().await;
-    infobip::send_endpoint()
-        .respond_with(infobip::pending_accepted())
-        .mount(&fake.server)
-        .await;
+    let fake = FakeInfobip::accepting().await;
     let whatsapp = FakeWhatsApp::start().await;
     wa::send_endpoint()
         .respond_with(wa::undeliverable())
@@ -683,4 +731,56 @@ async fn the_opt_out_api_puts_reads_and_deletes() {
     assert_eq!(r.status(), 204);
     let (code, _) = send(&app, &json!({"channel": "sms", "to": TO, "message": "x"})).await;
     assert_eq!(code, 202);
+}
+
+#[tokio::test]
+async fn a_batch_of_sms_applies_opt_outs_and_channels_per_entry() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = FakeInfobip::accepting().await;
+    let app = gateway(&data, &fake, None, None).await;
+    let r = app
+        .client
+        .put(format!("{}/api/v1/opt-outs/%2B14155550123", app.address))
+        .header("x-api-key", KEY)
+        .json(&json!({"channels": ["sms"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let answer = app
+        .post_batch(
+            &json!({"defaults": {"channel": "sms", "message": "Spring sale: 20% off €"},
+            "messages": [
+                {"to": TO},
+                {"to": "+14155550124"},
+                {"to": "+14155550125", "sender": "!!"},
+                {"to": "+14155550126", "channel": "whatsapp"},
+                {"to": "+14155550127", "message": "😀 only for you"}]}),
+        )
+        .await;
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["rejected"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "rejected");
+    assert_eq!(results[0]["code"], "recipient-opted-out");
+    assert_eq!(results[1]["status"], "accepted");
+    assert_eq!(
+        results[1]["sms"],
+        json!({"encoding": "GSM-7", "characters": 22, "segments": 1})
+    );
+    assert_eq!(results[2]["errors"][0]["field"], "sender");
+    assert_eq!(results[3]["code"], "channel-not-configured");
+    assert_eq!(results[4]["sms"]["encoding"], "UCS-2");
+    let bodies = requests(&fake, 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.bodies().await.len(), 2);
+    let mut to: Vec<&str> = bodies
+        .iter()
+        .map(|b| b["messages"][0]["destinations"][0]["to"].as_str().unwrap())
+        .collect();
+    to.sort_unstable();
+    assert_eq!(to, ["14155550124", "14155550127"]);
 }

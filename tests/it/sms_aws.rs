@@ -19,8 +19,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::aws::emulator;
 use crate::helpers::infobip::{self, FakeInfobip, InfobipSender};
-use crate::helpers::whatsapp::fast_retries;
+use crate::helpers::meta::{self, MetaSender};
+use crate::helpers::whatsapp::{self as wa, FakeWhatsApp, fast_retries};
 use crate::helpers::{TO, TestApp, config_with, history_statuses};
+use herald::channels::whatsapp::WhatsAppClient;
 
 fn infobip_config(fake: &FakeInfobip) -> InfobipConfig {
     InfobipConfig {
@@ -46,11 +48,7 @@ async fn an_sms_through_sns_sqs_and_the_poller_is_delivered_reported_and_evented
         ("INFOBIP_WEBHOOK_SECRET", infobip::WEBHOOK_SECRET),
     ]))
     .await;
-    let fake = FakeInfobip::start().await;
-    infobip::send_endpoint()
-        .respond_with(infobip::pending_accepted())
-        .mount(&fake.server)
-        .await;
+    let fake = FakeInfobip::accepting().await;
     let store = DynamoStatusStore::new(
         aws.dynamodb.clone(),
         &table,
@@ -170,4 +168,105 @@ async fn an_sms_through_sns_sqs_and_the_poller_is_delivered_reported_and_evented
         );
     }
     assert_eq!(fake.bodies().await.len(), 1, "nothing sent after STOP");
+}
+
+#[tokio::test]
+async fn a_cannot_reach_report_in_sns_mode_publishes_the_fallback_once() {
+    let aws = emulator().await;
+    let tq = aws.topic_with_queue(false, 5).await;
+    let table = aws.status_table().await;
+    let mut vars = vec![
+        ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
+        ("STATUS_TABLE", table.as_str()),
+        ("INFOBIP_WEBHOOK_SECRET", infobip::WEBHOOK_SECRET),
+    ];
+    vars.extend(meta::webhook_vars());
+    let gateway = TestApp::spawn_from_config(&config_with(&vars)).await;
+    let fake = FakeInfobip::accepting().await;
+    let whatsapp = FakeWhatsApp::start().await;
+    wa::send_endpoint()
+        .respond_with(wa::success("14155550123", "wamid.SNSFO"))
+        .mount(&whatsapp.server)
+        .await;
+    let store = DynamoStatusStore::new(
+        aws.dynamodb.clone(),
+        &table,
+        Duration::from_secs(86_400),
+        None,
+    );
+    let pipeline = Pipeline::new(
+        Channels::providers(
+            Some(WhatsAppClient::new(&whatsapp.config(Duration::from_secs(5))).unwrap()),
+            Some(InfobipClient::new(&infobip_config(&fake)).unwrap()),
+        ),
+        fast_retries(),
+        PipelineLimits::default(),
+    )
+    .with_statuses(Arc::new(store));
+    let poller = SqsPoller::new(aws.sqs.clone(), &tq.queue_url, Arc::new(pipeline)).await;
+
+    let response = gateway
+        .post_message(&json!({"to": TO, "message": "hi",
+            "fallback": {"channel": "sms", "message": "hi by SMS"}}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        poller.poll_once(Duration::from_secs(1)).await.unwrap();
+        let view: Value = gateway
+            .message_status(&id, crate::helpers::KEY)
+            .await
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        if view["status"] == "submitted" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never submitted: {view:#}"
+        );
+    }
+    // Meta: 131026, twice. The gateway publishes the SMS leg once.
+    let meta_sender = MetaSender::new(&gateway.address);
+    let failed = meta::failed(
+        "wamid.SNSFO",
+        131_026,
+        "Message undeliverable",
+        1_750_000_005,
+    );
+    assert_eq!(
+        meta_sender
+            .post(&meta::payload(vec![failed.clone()], vec![]))
+            .await,
+        200
+    );
+    assert_eq!(
+        meta_sender.post(&meta::payload(vec![failed], vec![])).await,
+        200
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while fake.bodies().await.is_empty() {
+        poller.poll_once(Duration::from_secs(1)).await.unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the SMS leg never went out"
+        );
+    }
+    for _ in 0..2 {
+        poller.poll_once(Duration::from_millis(500)).await.unwrap();
+    }
+    assert_eq!(fake.bodies().await.len(), 1, "one SMS for two reports");
+    let sender = InfobipSender::new(&gateway.address);
+    assert_eq!(sender.reports(vec![infobip::delivered(&id)]).await, 200);
+    let view = gateway.wait_for_status(&id, "delivered").await;
+    assert_eq!(
+        history_statuses(&view),
+        ["accepted", "submitted", "failed", "submitted", "delivered"]
+    );
+    assert_eq!(view["channel"], "sms");
 }

@@ -252,6 +252,7 @@ async fn concurrent_writers_merge_without_locks() {
         to: TO.into(),
         callback_data: None,
         accepted_at_ms: 1_750_000_000_000,
+        fallback: None,
     };
     let entry = |at_ms: i64| Entry {
         at_ms,
@@ -284,6 +285,7 @@ async fn concurrent_writers_merge_without_locks() {
                 provider_message_id: "wamid.RACE".into(),
                 status,
                 entry: entry(at),
+                fails_over: false,
             });
         }
     }

@@ -106,6 +106,7 @@ fn report(result: &Value) -> Option<Update> {
         .and_then(timestamp_ms)
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
     Some(Update::Provider {
+        fails_over: false,
         provider_message_id: message_id.to_owned(),
         status: herald,
         entry: Entry {

@@ -139,7 +139,13 @@ fn status_update(status: &Value) -> Option<Update> {
             class: None,
         }
     });
+    let fails_over = error
+        .as_ref()
+        .and_then(|e| e.code.as_ref())
+        .and_then(|c| c.as_i64())
+        .is_some_and(super::error::unreachable_on_whatsapp);
     Some(Update::Provider {
+        fails_over,
         provider_message_id: wamid.to_owned(),
         status: herald,
         entry: Entry {
@@ -249,6 +255,7 @@ mod tests {
             provider_message_id,
             status,
             entry,
+            ..
         } = &content.updates[0]
         else {
             panic!()

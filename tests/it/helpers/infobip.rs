@@ -22,6 +22,16 @@ impl FakeInfobip {
         }
     }
 
+    /// A fake that accepts every correct send (`PENDING_ACCEPTED`).
+    pub async fn accepting() -> Self {
+        let fake = Self::start().await;
+        send_endpoint()
+            .respond_with(pending_accepted())
+            .mount(&fake.server)
+            .await;
+        fake
+    }
+
     /// The environment that points Herald at this fake, with its webhooks
     /// signed with [`WEBHOOK_SECRET`] and reports coming back to `public`.
     pub fn vars(&self, public: &str) -> Vec<(&'static str, String)> {

@@ -188,6 +188,22 @@ pub fn send_request(body: impl Into<Body>) -> Request<Body> {
         .expect("valid request")
 }
 
+/// The (status, channel) of each entry of a message view's history, in
+/// order: both legs of a failover.
+pub fn history_legs(view: &Value) -> Vec<(&str, &str)> {
+    view["history"]
+        .as_array()
+        .expect("a message view has a history")
+        .iter()
+        .map(|h| {
+            (
+                h["status"].as_str().expect("each entry has a status"),
+                h["channel"].as_str().expect("each entry has a channel"),
+            )
+        })
+        .collect()
+}
+
 /// The statuses of a message view's history, in order.
 pub fn history_statuses(view: &Value) -> Vec<&str> {
     view["history"]
