@@ -784,3 +784,117 @@ async fn a_batch_of_sms_applies_opt_outs_and_channels_per_entry() {
     to.sort_unstable();
     assert_eq!(to, ["14155550124", "14155550127"]);
 }
+
+#[tokio::test]
+async fn infobip_webhooks_refuse_what_is_not_signed_or_not_theirs() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = FakeInfobip::accepting().await;
+    let app = gateway(&data, &fake, None, None).await;
+    let sender = InfobipSender::new(&app.address);
+    let post = |route: &'static str, body: Vec<u8>, signature: Option<String>| {
+        let mut request = app
+            .client
+            .post(format!("{}{route}", app.address))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(sig) = signature {
+            request = request.header("x-infobip-signature", sig);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for route in ["/webhooks/infobip", "/webhooks/infobip/inbound"] {
+        for (body, expected) in [
+            (b"not json".to_vec(), 400),
+            (br#"{"results": 7}"#.to_vec(), 400),
+            (b"[]".to_vec(), 400),
+            (
+                br#"{"results": [{"messageId": 1, "status": "x"}, null, 3]}"#.to_vec(),
+                200,
+            ),
+            (br#"{}"#.to_vec(), 200),
+        ] {
+            let sig = infobip::signature(&body);
+            assert_eq!(
+                post(route, body.clone(), Some(sig)).await,
+                expected,
+                "{route} {body:?}"
+            );
+            assert_eq!(
+                post(route, body.clone(), None).await,
+                401,
+                "{route} unsigned"
+            );
+            assert_eq!(
+                post(route, body, Some("sha256=00".into())).await,
+                403,
+                "{route} wrong"
+            );
+        }
+        let huge = vec![b' '; 5 << 20];
+        let sig = infobip::signature(&huge);
+        assert_eq!(
+            post(route, huge, Some(sig)).await,
+            413,
+            "{route} over the limit"
+        );
+    }
+    // Hostile opt-out paths and bodies.
+    for (method, number, body, expected) in [
+        ("GET", "not-a-number", None, 400),
+        ("GET", "%2B1", None, 400),
+        ("PUT", "%2B14155550123", Some("nope"), 400),
+        ("DELETE", "+0123", None, 400),
+    ] {
+        let mut request = app
+            .client
+            .request(
+                method.parse().unwrap(),
+                format!("{}/api/v1/opt-outs/{number}", app.address),
+            )
+            .header("x-api-key", KEY);
+        if let Some(b) = body {
+            request = request.header("content-type", "application/json").body(b);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), expected, "{method} {number}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+    assert_eq!(sender.reports(vec![]).await, 200);
+}
+
+#[tokio::test]
+async fn infobip_webhooks_take_basic_auth_when_that_is_configured() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let app = TestApp::spawn_from_config(&config_with(&[
+        ("HERALD_DATA_DIR", dir.as_str()),
+        ("INFOBIP_WEBHOOK_BASIC", "infobip:s3cret"),
+    ]))
+    .await;
+    let post = |auth: Option<(&str, &str)>| {
+        let mut request = app
+            .client
+            .post(format!("{}/webhooks/infobip", app.address))
+            .header("content-type", "application/json")
+            .body(r#"{"results":[]}"#);
+        if let Some((user, password)) = auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(post(Some(("infobip", "s3cret"))).await, 200);
+    assert_eq!(post(Some(("infobip", "wrong"))).await, 403);
+    assert_eq!(post(None).await, 401);
+    // Without either secret the route does not exist.
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let bare = TestApp::spawn_from_config(&config_with(&[("HERALD_DATA_DIR", dir.as_str())])).await;
+    let r = bare
+        .client
+        .post(format!("{}/webhooks/infobip", bare.address))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
