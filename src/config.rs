@@ -77,6 +77,8 @@ pub enum LogFormat {
     Json,
     /// Coloured multi-line output for people at a terminal.
     Pretty,
+    /// One plain-text line per event, no colours: Lambda's `Text` log format.
+    Text,
 }
 
 /// The WhatsApp Cloud API account that messages are sent from.
@@ -771,17 +773,32 @@ fn infobip_from(vars: &Vars<'_>) -> Result<Option<Box<InfobipConfig>>, ConfigErr
 }
 
 fn log_from(vars: &Vars<'_>) -> Result<LogConfig, ConfigError> {
+    // Under Lambda, the function's logging configuration (AWS_LAMBDA_LOG_FORMAT,
+    // AWS_LAMBDA_LOG_LEVEL, which Lambda sets) decides, as it does for
+    // lambda_runtime's own subscriber; RUST_LOG and LOG_LEVEL still win for the level.
+    let lambda_level =
+        vars.get("AWS_LAMBDA_LOG_LEVEL")
+            .map(|l| match l.to_ascii_lowercase().as_str() {
+                "fatal" => "error".to_owned(),
+                other => other.to_owned(),
+            });
     let filter = vars
         .get("RUST_LOG")
         .or_else(|| vars.get("LOG_LEVEL"))
+        .or(lambda_level)
         .unwrap_or_else(|| "info".into());
-    let format = match vars.get("LOG_FORMAT").as_deref() {
-        None | Some("json") => LogFormat::Json,
-        Some("pretty") => LogFormat::Pretty,
-        Some(other) => {
+    let format = match (
+        vars.get("AWS_LAMBDA_LOG_FORMAT").as_deref(),
+        vars.get("LOG_FORMAT").as_deref(),
+    ) {
+        (Some(lambda), _) if lambda.eq_ignore_ascii_case("json") => LogFormat::Json,
+        (Some(_), _) | (None, Some("text")) => LogFormat::Text,
+        (None, None | Some("json")) => LogFormat::Json,
+        (None, Some("pretty")) => LogFormat::Pretty,
+        (None, Some(other)) => {
             return Err(ConfigError::Invalid {
                 var: "LOG_FORMAT".into(),
-                reason: format!("{other:?} is not one of: json, pretty"),
+                reason: format!("{other:?} is not one of: json, pretty, text"),
             });
         }
     };
@@ -975,6 +992,28 @@ mod tests {
         assert_eq!(w.base_url, "http://127.0.0.1:9");
         assert_eq!(w.api_version, DEFAULT_WHATSAPP_API_VERSION);
         assert!(!c.delivery.console_by_default);
+    }
+
+    #[test]
+    fn lambda_s_log_format_and_level_decide_under_lambda() {
+        let log =
+            |vars: &[(&str, &str)]| gateway(&[&[("API_KEY", KEY)], vars].concat()).unwrap().log;
+        assert_eq!(log(&[]).format, LogFormat::Json);
+        assert_eq!(
+            log(&[("AWS_LAMBDA_LOG_FORMAT", "Text")]).format,
+            LogFormat::Text
+        );
+        assert_eq!(
+            log(&[("AWS_LAMBDA_LOG_FORMAT", "JSON"), ("LOG_FORMAT", "pretty")]).format,
+            LogFormat::Json
+        );
+        assert_eq!(log(&[("LOG_FORMAT", "text")]).format, LogFormat::Text);
+        assert_eq!(log(&[("AWS_LAMBDA_LOG_LEVEL", "WARN")]).filter, "warn");
+        assert_eq!(log(&[("AWS_LAMBDA_LOG_LEVEL", "FATAL")]).filter, "error");
+        assert_eq!(
+            log(&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("LOG_LEVEL", "debug")]).filter,
+            "debug"
+        );
     }
 
     #[test]

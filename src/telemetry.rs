@@ -4,9 +4,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global subscriber: JSON lines (the default) or pretty output,
-/// filtered by `RUST_LOG`/`LOG_LEVEL`. Under Lambda, timestamps are left out
-/// because CloudWatch stamps every line itself.
+/// Installs the global subscriber: JSON lines (the default), pretty output, or
+/// plain text lines, filtered by `RUST_LOG`/`LOG_LEVEL`. Under Lambda the
+/// function's `AWS_LAMBDA_LOG_FORMAT` and `AWS_LAMBDA_LOG_LEVEL` choose (see
+/// the configuration), and timestamps are left out because CloudWatch stamps
+/// every line itself.
 ///
 /// Returns an error if a subscriber is already installed (tests call it repeatedly).
 pub fn init(config: &LogConfig, under_lambda: bool) -> Result<(), String> {
@@ -31,6 +33,8 @@ pub fn init(config: &LogConfig, under_lambda: bool) -> Result<(), String> {
             .without_time()
             .try_init(),
         (LogFormat::Pretty, _) => builder.pretty().try_init(),
+        (LogFormat::Text, false) => builder.with_ansi(false).try_init(),
+        (LogFormat::Text, true) => builder.with_ansi(false).without_time().try_init(),
     };
     result.map_err(|e| e.to_string())
 }
