@@ -126,6 +126,17 @@ impl Envelope {
         self.failover_from.unwrap_or(self.channel)
     }
 
+    /// The envelope's id in a queue (the embedded queue's row, a FIFO topic's
+    /// `MessageDeduplicationId`): the message id, with the leg's channel
+    /// appended for a failover leg, which must not be taken for a copy of the
+    /// first.
+    pub fn queue_id(&self) -> String {
+        match self.failover_from {
+            None => self.id.to_string(),
+            Some(_) => format!("{}.{}", self.id, self.channel.as_str()),
+        }
+    }
+
     /// The envelope of this message's failover leg: the same id, recipient
     /// and sender's data, on the fallback's channel. `None` without a fallback.
     pub fn failover(&self) -> Option<Self> {

@@ -18,6 +18,7 @@
 //! - [`embedded`]: the embedded default's durable queue (SQLite) and in-process worker.
 //! - [`status`]: what became of each message (the status model and its stores).
 //! - [`events`]: status, inbound and opt-out events out (SNS topic, signed webhooks).
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`).
 //! - [`optout`]: recipients who opted out, and the keywords that opt them out.
 //! - [`startup`]: builds the gateway from its configuration and runs it.
 
@@ -31,6 +32,7 @@ pub mod domain;
 pub mod embedded;
 pub mod events;
 pub mod gateway;
+pub mod metrics;
 pub mod optout;
 pub mod publisher;
 pub mod startup;

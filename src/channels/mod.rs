@@ -86,9 +86,43 @@ pub(crate) fn response_retry_after(headers: &reqwest::header::HeaderMap) -> Opti
     Some(Duration::from_secs(secs.min(3600)))
 }
 
-/// A response body for an error message, cut to 1 KiB.
+/// A response body for an error message: cut to 1 KiB, with every run of
+/// six or more digits masked, since providers echo the recipient's number
+/// and these texts reach logs, dead letters and status errors.
 pub(crate) fn truncate_body(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned()
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]);
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 6 {
+            out.push_str("******");
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_bodies_lose_their_phone_numbers() {
+        let body = br#"{"destination":"41793026727","status":{"groupId":9,"id":26}}"#;
+        assert_eq!(
+            super::truncate_body(body),
+            r#"{"destination":"******","status":{"groupId":9,"id":26}}"#
+        );
+    }
 }
 
 /// The channels configured in this process, by the envelope channel they serve.

@@ -291,6 +291,15 @@ impl Pipeline {
     ) -> Decision {
         let span = tracing::info_span!("deliver", envelope_id = %envelope.id, channel = envelope.channel.as_str(), to = %envelope.to.masked(), attempt);
         async move {
+            // A retry of a message whose first leg already failed over (the
+            // SMS leg's own failure was retryable) goes straight to that leg:
+            // WhatsApp is not asked again.
+            if attempt > 1
+                && let Some(leg) = envelope.failover()
+                && self.failed_over_before(envelope).await
+            {
+                return Box::pin(self.deliver_before(&leg, attempt, deadline)).await;
+            }
             if let Some(decision) = self.opted_out(envelope, attempt).await {
                 log_decision(&decision, envelope.message_type());
                 return decision;
@@ -321,6 +330,25 @@ impl Pipeline {
         }
         .instrument(span)
         .await
+    }
+
+    /// True when the status store shows that `envelope`'s first leg failed in
+    /// a way that sent it by its fallback (false when unknown: the store is
+    /// not configured or cannot be read, and the attempt starts over).
+    async fn failed_over_before(&self, envelope: &Envelope) -> bool {
+        let Some(store) = &self.statuses else {
+            return false;
+        };
+        match store
+            .get(&envelope.id.to_string(), &envelope.api_key_id)
+            .await
+        {
+            Ok(Some(record)) => record
+                .history
+                .get(&Status::Failed)
+                .is_some_and(Entry::fails_over),
+            _ => false,
+        }
     }
 
     /// The decision for a message whose recipient opted out of its channel
@@ -483,11 +511,22 @@ impl Pipeline {
             Decision::Delivered { provider_id } => {
                 (Status::Submitted, Some(provider_id.clone()), None)
             }
-            Decision::GiveUp { code, reason } => (
-                Status::Failed,
-                None,
-                Some(failed(*code, reason, "permanent")),
-            ),
+            Decision::GiveUp { code, reason } => {
+                // A failure that means "cannot reach the person here" is
+                // marked so, which is what sends a fallback (now or, after a
+                // retryable SMS failure, on the next attempt).
+                let unreachable = code.is_some_and(|c| {
+                    self.channels
+                        .for_channel(envelope.channel)
+                        .is_some_and(|ch| ch.cannot_reach(c))
+                });
+                let class = if unreachable {
+                    crate::status::model::UNREACHABLE
+                } else {
+                    "permanent"
+                };
+                (Status::Failed, None, Some(failed(*code, reason, class)))
+            }
             Decision::DeadLetter { reason } => (
                 Status::Failed,
                 None,

@@ -283,7 +283,7 @@ impl EmbeddedQueue {
     /// (its request timed out), the envelope is not written at all.
     pub async fn enqueue(&self, envelope: &Envelope) -> Result<(), QueueError> {
         let (id, body, api_key_id) = (
-            envelope.id.to_string(),
+            envelope.queue_id(),
             envelope.to_json(),
             envelope.api_key_id.clone(),
         );
@@ -326,14 +326,13 @@ impl EmbeddedQueue {
         inbound: Vec<Inbound>,
     ) -> Result<(), QueueError> {
         // A report that fails over queues an envelope: wake the worker for it.
-        let may_enqueue = updates.iter().any(|u| {
-            matches!(
-                u,
-                Update::Provider {
-                    fails_over: true,
-                    ..
-                }
-            )
+        let may_enqueue = updates.iter().any(|u| match u {
+            Update::Provider { entry, .. } => entry.fails_over(),
+            // Early reports merged by the send's write may fail over too.
+            Update::Message {
+                provider_message_id,
+                ..
+            } => provider_message_id.is_some(),
         });
         self.call(|reply| Request::Statuses {
             updates,

@@ -111,6 +111,30 @@ fn merge_all(
     Ok(())
 }
 
+/// Queues `record`'s failover leg when `fails_over` and it has a fallback not
+/// sent yet (in the caller's transaction); `true` when it did. The leg's
+/// queue id is its own ([`Envelope::queue_id`]), so it never collides with
+/// the first leg's envelope, which may still be in the queue.
+fn queue_failover(
+    tx: &Transaction<'_>,
+    record: &mut MessageRecord,
+    fails_over: bool,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let Some(envelope) = record.failover_envelope(fails_over) else {
+        return Ok(false);
+    };
+    let added = super::store::Store::insert(
+        tx,
+        &envelope.queue_id(),
+        &envelope.to_json(),
+        &envelope.api_key_id,
+        now,
+    )?;
+    record.failover_at_ms = Some(now);
+    Ok(added)
+}
+
 /// Applies one update; `emit` queues events (an events webhook is configured).
 /// `Ok(true)` when it queued a failover envelope (a report that fails over a
 /// message with a fallback: the envelope goes into the queue in the same
@@ -132,6 +156,7 @@ pub fn apply(
             record.fill(info);
             let mut incoming = History::new();
             incoming.insert(*status, entry.clone());
+            let mut early_fails_over = false;
             if let Some(pid) = provider_message_id {
                 record.provider_message_id = Some(pid.clone());
                 // Reports that came before this send was recorded.
@@ -148,18 +173,20 @@ pub fn apply(
                 if let Some(early) = pending.and_then(|p| serde_json::from_str::<History>(&p).ok())
                 {
                     for (s, e) in early {
+                        early_fails_over |= e.fails_over();
                         incoming.entry(s).or_insert(e);
                     }
                 }
             }
             merge_all(tx, &mut record, incoming, now, emit)?;
-            save(tx, &record).map(|()| false)
+            // A cannot-reach report that came before the send was recorded.
+            let queued = queue_failover(tx, &mut record, early_fails_over, now)?;
+            save(tx, &record).map(|()| queued)
         }
         Update::Provider {
             provider_message_id,
             status,
             entry,
-            fails_over,
         } => {
             let row: Option<(Option<String>, Option<String>)> = tx
                 .prepare_cached(
@@ -177,18 +204,8 @@ pub fn apply(
                 let mut incoming = History::new();
                 incoming.insert(*status, entry.clone());
                 merge_all(tx, &mut record, incoming, now, emit)?;
-                let failover = record.failover_envelope(*fails_over);
-                if let Some(envelope) = &failover {
-                    super::store::Store::insert(
-                        tx,
-                        &envelope.id.to_string(),
-                        &envelope.to_json(),
-                        &envelope.api_key_id,
-                        now,
-                    )?;
-                    record.failover_at_ms = Some(now);
-                }
-                return save(tx, &record).map(|()| failover.is_some());
+                let queued = queue_failover(tx, &mut record, entry.fails_over(), now)?;
+                return save(tx, &record).map(|()| queued);
             }
             // Not recorded yet: keep the report with the provider id.
             let mut pending: History = row

@@ -329,8 +329,11 @@ impl DynamoStatusStore {
             .await?;
         // One status at a time, in rank order: one event per change.
         for report in entries_from(&early) {
+            let fails_over = report.1.fails_over();
             let item = self.add_entries(pk.clone(), &[report], &[]).await?;
             self.emit_status(&item).await?;
+            // A cannot-reach report that came before the send was recorded.
+            self.fail_over(&item, fails_over).await?;
         }
         Ok(())
     }
@@ -392,7 +395,6 @@ impl DynamoStatusStore {
         provider_message_id: &str,
         status: Status,
         entry: &Entry,
-        fails_over: bool,
     ) -> Result<(), StoreError> {
         let report = [(status, entry.clone())];
         let correlation = self
@@ -406,7 +408,7 @@ impl DynamoStatusStore {
             .add_entries(format!("msg#{message_id}"), &report, &[])
             .await?;
         self.emit_status(&item).await?;
-        self.fail_over(&item, fails_over).await
+        self.fail_over(&item, entry.fails_over()).await
     }
 
     async fn record_inbound(&self, inbound: &Inbound) -> Result<(), StoreError> {
@@ -545,9 +547,8 @@ impl DynamoStatusStore {
                 provider_message_id,
                 status,
                 entry,
-                fails_over,
             } => {
-                self.record_report(provider_message_id, *status, entry, *fails_over)
+                self.record_report(provider_message_id, *status, entry)
                     .await
             }
         }

@@ -93,11 +93,9 @@ pub enum Update {
         provider_message_id: String,
         /// The status reported.
         status: Status,
-        /// Its details.
+        /// Its details (a failure whose class is `unreachable` sends a
+        /// message's fallback: see [`Entry::fails_over`]).
         entry: Entry,
-        /// The report is a failure that means the person cannot be reached
-        /// on this channel: a message with a fallback goes by it now.
-        fails_over: bool,
     },
 }
 

@@ -126,6 +126,20 @@ pub struct Entry {
     pub error: Option<StatusError>,
 }
 
+/// The failure class of a report that means the person cannot be reached on
+/// that channel now (WhatsApp's 131026, 131047, 131049, 130472): a message
+/// with a fallback goes by it.
+pub const UNREACHABLE: &str = "unreachable";
+
+impl Entry {
+    /// True for a failure that sends the message's fallback.
+    pub fn fails_over(&self) -> bool {
+        self.error
+            .as_ref()
+            .is_some_and(|e| e.class.as_deref() == Some(UNREACHABLE))
+    }
+}
+
 /// A message's reached statuses, each with its first entry.
 pub type History = BTreeMap<Status, Entry>;
 

@@ -413,6 +413,14 @@ async fn a_whatsapp_message_that_cannot_reach_the_person_goes_by_sms() {
         .respond_with(wa::undeliverable())
         .mount(&whatsapp.server)
         .await;
+    // Infobip fails once: the retry goes straight to the SMS leg.
+    mount(
+        &fake,
+        "Your table is ready (SMS)",
+        infobip::api_error(503, "E503", "busy"),
+        Some(1),
+    )
+    .await;
     let receiver = EventReceiver::start().await;
     let app = gateway(&data, &fake, Some(&whatsapp), Some(&receiver)).await;
 
@@ -424,10 +432,15 @@ async fn a_whatsapp_message_that_cannot_reach_the_person_goes_by_sms() {
     .await;
     assert_eq!(code, 202);
     let id = answer["messageId"].as_str().unwrap().to_owned();
-    let body = &requests(&fake, 1).await[0];
+    let body = &requests(&fake, 2).await[1];
     assert_eq!(
         body["messages"][0]["content"]["text"],
         "Your table is ready (SMS)"
+    );
+    assert_eq!(
+        whatsapp.bodies().await.len(),
+        1,
+        "WhatsApp was not asked again"
     );
     assert_eq!(body["messages"][0]["sender"], "Bistro");
     assert_eq!(
@@ -491,7 +504,7 @@ async fn a_whatsapp_message_that_cannot_reach_the_person_goes_by_sms() {
         .wait_for_status(chose["messageId"].as_str().unwrap(), "failed")
         .await;
     assert_eq!(view["channel"], "whatsapp");
-    assert_eq!(fake.bodies().await.len(), 1, "no SMS for 131050");
+    assert_eq!(fake.bodies().await.len(), 2, "no SMS for 131050");
 }
 
 #[tokio::test]

@@ -285,7 +285,6 @@ async fn concurrent_writers_merge_without_locks() {
                 provider_message_id: "wamid.RACE".into(),
                 status,
                 entry: entry(at),
-                fails_over: false,
             });
         }
     }

@@ -139,13 +139,17 @@ fn status_update(status: &Value) -> Option<Update> {
             class: None,
         }
     });
-    let fails_over = error
-        .as_ref()
-        .and_then(|e| e.code.as_ref())
-        .and_then(|c| c.as_i64())
-        .is_some_and(super::error::unreachable_on_whatsapp);
+    let error = error.map(|mut e| {
+        if e.code
+            .as_ref()
+            .and_then(|c| c.as_i64())
+            .is_some_and(super::error::unreachable_on_whatsapp)
+        {
+            e.class = Some(crate::status::model::UNREACHABLE.to_owned());
+        }
+        e
+    });
     Some(Update::Provider {
-        fails_over,
         provider_message_id: wamid.to_owned(),
         status: herald,
         entry: Entry {

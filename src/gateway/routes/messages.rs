@@ -31,7 +31,6 @@ pub async fn send(
     let idempotency_key = idempotency_key(&headers)?;
     let message = OutboundMessage::validate(body.value, &state.send_rules)
         .map_err(|e| ApiError::InvalidFields(e.0))?;
-    state.admission.check(&message).await?;
     let sms = message.sms;
 
     let reservation = match idempotency_key {
@@ -57,6 +56,10 @@ pub async fn send(
             Claim::New(reservation) => Some(reservation),
         },
     };
+    // After the replay check: a retry of a message already accepted gets its
+    // id back even if the recipient has opted out since (a refusal here
+    // drops the reservation, freeing the key).
+    state.admission.check(&message).await?;
 
     let id = reservation.as_ref().map_or_else(Uuid::now_v7, |r| r.id);
     let recipient = message.to.masked();

@@ -178,7 +178,7 @@ impl Admitter {
             // One group per recipient keeps each person's messages in order while
             // different recipients proceed in parallel.
             group_id: self.fifo.then(|| envelope.to.as_str().to_owned()),
-            deduplication_id: self.fifo.then(|| envelope.id.to_string()),
+            deduplication_id: self.fifo.then(|| envelope.queue_id()),
             size,
             attempts: 0,
             reply,

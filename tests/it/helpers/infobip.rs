@@ -156,10 +156,11 @@ pub fn undeliverable(message_id: &str) -> Value {
     r
 }
 
-/// One inbound SMS as Infobip's MO push carries it.
+/// One inbound SMS as Infobip's MO push carries it, the text being a keyword
+/// set up on the number (so `cleanText`, the text without it, is empty).
 pub fn inbound(message_id: &str, from: &str, text: &str) -> Value {
     json!({"messageId": message_id, "from": from, "to": "447860099299", "text": text,
-        "cleanText": text, "keyword": text.to_uppercase(), "receivedAt": "2026-01-01T10:00:05.456+0000",
+        "cleanText": "", "keyword": text.trim().to_uppercase(), "receivedAt": "2026-01-01T10:00:05.456+0000",
         "smsCount": 1, "price": {"pricePerMessage": 0, "currency": "EUR"}})
 }
 

@@ -1,0 +1,118 @@
+//! Prometheus metrics (DESIGN.md, "Operations"): the `metrics` facade, with
+//! its Prometheus exporter rendering `GET /metrics` on the gateway and on the
+//! SQS poller's `METRICS_PORT`. Until [`install`] runs (tests driving the
+//! router alone, `METRICS=off`) every call here is a no-op.
+//!
+//! Names start with `herald_`. Labels come from closed sets only — route
+//! templates, HTTP statuses, channel names, outcomes, provider codes,
+//! webhook sources, statuses — never a phone number, key, message id or
+//! other unbounded value.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Latency buckets, seconds: 100 µs to 10 s.
+const SECONDS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
+];
+/// Sizes of a publish batch (SNS `PublishBatch` takes 10).
+const SIZES: [f64; 6] = [1.0, 2.0, 4.0, 6.0, 8.0, 10.0];
+
+/// Installs the process's recorder once and returns its handle; `None` when
+/// another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                    &SECONDS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(
+                            "herald_publish_batch_size".into(),
+                        ),
+                        &SIZES,
+                    )
+                })
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// The exposition text, or `None` when no recorder is installed.
+pub fn render() -> Option<String> {
+    HANDLE.get()?.as_ref().map(PrometheusHandle::render)
+}
+
+/// One HTTP request: its route template (`unmatched` for no route), status and duration.
+pub fn request(route: &str, status: u16, seconds: f64) {
+    counter!("herald_http_requests_total", "route" => route.to_owned(), "status" => status.to_string())
+        .increment(1);
+    histogram!("herald_http_request_duration_seconds", "route" => route.to_owned()).record(seconds);
+}
+
+/// One publish to the queue: `outcome` `ok` or the error kind.
+pub fn publish(outcome: &'static str, seconds: f64) {
+    counter!("herald_publishes_total", "outcome" => outcome).increment(1);
+    histogram!("herald_publish_duration_seconds").record(seconds);
+}
+
+/// The size of one SNS `PublishBatch` call.
+pub fn publish_batch(size: usize) {
+    histogram!("herald_publish_batch_size").record(size as f64);
+}
+
+/// One delivery attempt: its channel, outcome (the decision's action) and
+/// provider code (`none` without one), and how long it took.
+pub fn delivery(channel: &'static str, outcome: &'static str, code: Option<i64>, seconds: f64) {
+    let code = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
+    counter!("herald_deliveries_total", "channel" => channel, "outcome" => outcome, "code" => code)
+        .increment(1);
+    histogram!("herald_delivery_duration_seconds", "channel" => channel).record(seconds);
+}
+
+/// Reports and messages one webhook delivery carried: by source and what
+/// became of them (`recorded`, `skipped`, or the refusal's code).
+pub fn webhook(source: &'static str, outcome: &'static str, count: usize) {
+    counter!("herald_webhook_reports_total", "source" => source, "outcome" => outcome)
+        .increment(count as u64);
+}
+
+/// A message's current status changed to `status` on `channel`.
+pub fn status_transition(channel: &str, status: &'static str) {
+    let channel = match channel {
+        "sms" => "sms",
+        "whatsapp" => "whatsapp",
+        _ => "other",
+    };
+    counter!("herald_status_transitions_total", "channel" => channel, "status" => status)
+        .increment(1);
+}
+
+/// An opt-out changed, by what changed it (`api`, `inbound-sms`, `inbound-whatsapp`).
+pub fn opt_out_change(source: &str) {
+    let source = match source {
+        "api" => "api",
+        "inbound-sms" => "inbound-sms",
+        "inbound-whatsapp" => "inbound-whatsapp",
+        _ => "other",
+    };
+    counter!("herald_opt_out_changes_total", "source" => source).increment(1);
+}
+
+/// The embedded queue's figures, set at each scrape.
+pub fn queue(depth: f64, oldest_age_seconds: f64, dead_letters: f64) {
+    gauge!("herald_queue_depth").set(depth);
+    gauge!("herald_queue_oldest_age_seconds").set(oldest_age_seconds);
+    gauge!("herald_dead_letters").set(dead_letters);
+}
