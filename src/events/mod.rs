@@ -77,7 +77,7 @@ pub fn status_event(record: &MessageRecord, status: Status, now_ms: i64) -> Opti
         "providerMessageId": record.provider_message_id,
         "to": record.to,
         "callbackData": record.callback_data,
-        "error": if status == Status::Failed { entry.and_then(|e| e.error.as_ref()).map(|e| json!(e)) } else { None },
+        "error": if status == Status::Failed { entry.and_then(|e| e.error.as_ref()).map(crate::status::StatusError::view) } else { None },
     });
     Some(Event {
         id,

@@ -131,6 +131,21 @@ pub struct Entry {
 /// with a fallback goes by it.
 pub const UNREACHABLE: &str = "unreachable";
 
+impl StatusError {
+    /// The error as the API and events show it: `unreachable` is Herald's
+    /// internal marker for failover, not a class the client is told (a
+    /// provider's report shows its code, title and channel only).
+    pub fn view(&self) -> serde_json::Value {
+        let mut value = serde_json::json!(self);
+        if self.class.as_deref() == Some(UNREACHABLE)
+            && let Some(map) = value.as_object_mut()
+        {
+            map.remove("class");
+        }
+        value
+    }
+}
+
 impl Entry {
     /// True for a failure that sends the message's fallback.
     pub fn fails_over(&self) -> bool {

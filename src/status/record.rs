@@ -214,7 +214,7 @@ impl MessageRecord {
             "callbackData": self.callback_data,
             "acceptedAt": format_ms(self.accepted_at_ms),
             "updatedAt": format_ms(self.updated_at_ms),
-            "error": self.error(),
+            "error": self.error().map(model::StatusError::view),
             "history": history,
         })
     }
@@ -233,7 +233,7 @@ fn history_item(status: Status, e: &Entry) -> Value {
         map.insert("providerStatus".into(), p.as_str().into());
     }
     if let Some(err) = &e.error {
-        map.insert("error".into(), json!(err));
+        map.insert("error".into(), err.view());
     }
     item
 }
