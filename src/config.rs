@@ -215,6 +215,8 @@ pub struct GatewayConfig {
     /// `SNS_CLIENT`: `sdk` (aws-sdk-sns, default) or `lean` (Herald's own signed
     /// `PublishBatch` call; faster, see the README's Performance section).
     pub sns_lean_client: bool,
+    /// `METRICS`: `on` (default) serves `GET /metrics`; `off` removes it.
+    pub metrics: bool,
     /// `SMS_MAX_SEGMENTS`: the longest SMS accepted, 1 to 100 segments, default 10.
     pub sms_max_segments: usize,
     /// `BATCH_MAX_MESSAGES`: most entries in one batch, 1 to 10 000, default 1 000.
@@ -287,6 +289,11 @@ pub const DEFAULT_OPT_OUT_KEYWORDS: [&str; 6] =
 pub struct ConsumerConfig {
     /// `SQS_QUEUE_URL`: poll this queue when not running under Lambda.
     pub sqs_queue_url: Option<String>,
+    /// `METRICS_PORT`: the SQS poller serves `/metrics` and `/ping` on this
+    /// port when set and `METRICS` is not `off`.
+    pub metrics_port: Option<u16>,
+    /// `HOST`: the address `/metrics` listens on, default `0.0.0.0`.
+    pub metrics_host: IpAddr,
     /// Delivery settings.
     pub delivery: DeliveryConfig,
     /// Statuses and events.
@@ -398,6 +405,7 @@ impl GatewayConfig {
             api_keys,
             admin_key_ids,
             sms_max_segments: vars.ranged("SMS_MAX_SEGMENTS", 10, 1, 100)?,
+            metrics: metrics_on(&vars)?,
             batch_max_messages: vars.ranged("BATCH_MAX_MESSAGES", 1000, 1, 10_000)?,
             batch_max_body_bytes: vars.ranged("BATCH_MAX_BODY_BYTES", 4 << 20, 1024, 64 << 20)?,
             sns_topic_arn,
@@ -483,6 +491,19 @@ impl ConsumerConfig {
         let vars = Vars(lookup);
         Ok(Self {
             sqs_queue_url: vars.get("SQS_QUEUE_URL"),
+            metrics_host: match vars.get("HOST") {
+                None => IpAddr::from([0, 0, 0, 0]),
+                Some(raw) => raw.parse().map_err(|_| ConfigError::Invalid {
+                    var: "HOST".into(),
+                    reason: format!("{raw:?} is not an IP address"),
+                })?,
+            },
+            metrics_port: match vars.get("METRICS_PORT") {
+                Some(_) if metrics_on(&vars)? => {
+                    Some(vars.ranged("METRICS_PORT", 9090, 1, 65_535)?)
+                }
+                _ => None,
+            },
             delivery: delivery_from(&vars)?,
             status: status_from(&vars)?,
             log: log_from(&vars)?,
@@ -716,6 +737,18 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
             43_200_000,
         )?),
     })
+}
+
+/// `METRICS`: `on` (default) or `off`.
+fn metrics_on(vars: &Vars<'_>) -> Result<bool, ConfigError> {
+    match vars.get("METRICS").as_deref() {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            var: "METRICS".into(),
+            reason: format!("{other:?} is not one of: on, off"),
+        }),
+    }
 }
 
 /// True for an absolute `http://` or `https://` URL.

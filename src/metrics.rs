@@ -8,12 +8,22 @@
 //! webhook sources, statuses — never a phone number, key, message id or
 //! other unbounded value.
 
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Deliveries since the last flush, by (channel, outcome): count and
+/// durations in ms (at most [`EMF_MAX_VALUES`] kept), for CloudWatch
+/// Embedded Metric Format under Lambda. `None` until [`enable_emf`].
+type EmfBuffer = BTreeMap<(&'static str, &'static str), (u64, Vec<f64>)>;
+static EMF: OnceLock<Mutex<EmfBuffer>> = OnceLock::new();
+/// EMF takes at most 100 values per metric per document.
+const EMF_MAX_VALUES: usize = 100;
 
 /// Latency buckets, seconds: 100 µs to 10 s.
 const SECONDS: [f64; 14] = [
@@ -54,17 +64,56 @@ pub fn render() -> Option<String> {
     HANDLE.get()?.as_ref().map(PrometheusHandle::render)
 }
 
+/// Handles of the per-request series, by route template, kept per thread:
+/// the request path then costs two map lookups and two atomic updates, not
+/// a registry lookup with allocated labels (measured: `bench/metrics_cost.py`).
+/// Bounded: routes are the router's templates (and `unmatched`), statuses
+/// the few HTTP statuses Herald answers.
+type RequestSeries = HashMap<String, (Histogram, HashMap<u16, Counter>)>;
+
+thread_local! {
+    static REQUESTS: RefCell<RequestSeries> = RefCell::new(HashMap::new());
+    static PUBLISHES: RefCell<HashMap<&'static str, (Counter, Histogram)>> = RefCell::new(HashMap::new());
+}
+
 /// One HTTP request: its route template (`unmatched` for no route), status and duration.
 pub fn request(route: &str, status: u16, seconds: f64) {
-    counter!("herald_http_requests_total", "route" => route.to_owned(), "status" => status.to_string())
-        .increment(1);
-    histogram!("herald_http_request_duration_seconds", "route" => route.to_owned()).record(seconds);
+    if HANDLE.get().is_none() {
+        return;
+    }
+    REQUESTS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(route) {
+            let duration = histogram!("herald_http_request_duration_seconds", "route" => route.to_owned());
+            cache.insert(route.to_owned(), (duration, HashMap::new()));
+        }
+        let (duration, counts) = cache.get_mut(route).expect("inserted above");
+        duration.record(seconds);
+        counts
+            .entry(status)
+            .or_insert_with(|| {
+                counter!("herald_http_requests_total", "route" => route.to_owned(), "status" => status.to_string())
+            })
+            .increment(1);
+    });
 }
 
 /// One publish to the queue: `outcome` `ok` or the error kind.
 pub fn publish(outcome: &'static str, seconds: f64) {
-    counter!("herald_publishes_total", "outcome" => outcome).increment(1);
-    histogram!("herald_publish_duration_seconds").record(seconds);
+    if HANDLE.get().is_none() {
+        return;
+    }
+    PUBLISHES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let (count, duration) = cache.entry(outcome).or_insert_with(|| {
+            (
+                counter!("herald_publishes_total", "outcome" => outcome),
+                histogram!("herald_publish_duration_seconds"),
+            )
+        });
+        count.increment(1);
+        duration.record(seconds);
+    });
 }
 
 /// The size of one SNS `PublishBatch` call.
@@ -79,6 +128,60 @@ pub fn delivery(channel: &'static str, outcome: &'static str, code: Option<i64>,
     counter!("herald_deliveries_total", "channel" => channel, "outcome" => outcome, "code" => code)
         .increment(1);
     histogram!("herald_delivery_duration_seconds", "channel" => channel).record(seconds);
+    if let Some(buffer) = EMF.get() {
+        let mut buffer = buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (count, values) = buffer.entry((channel, outcome)).or_default();
+        *count += 1;
+        if values.len() < EMF_MAX_VALUES {
+            values.push(seconds * 1000.0);
+        }
+    }
+}
+
+/// Collects delivery metrics for [`take_emf`] (the consumer under Lambda,
+/// where no one scrapes `/metrics`).
+pub fn enable_emf() {
+    EMF.get_or_init(Mutex::default);
+}
+
+/// The deliveries since the last call as CloudWatch Embedded Metric Format
+/// documents, one JSON line per (channel, outcome): metrics `Deliveries`
+/// (count) and `DeliveryDuration` (ms) in namespace `Herald`, dimensions
+/// `channel` and `outcome`. Empty when nothing was delivered or EMF is off.
+pub fn take_emf(now_ms: i64) -> Vec<String> {
+    let Some(buffer) = EMF.get() else {
+        return Vec::new();
+    };
+    let taken = std::mem::take(
+        &mut *buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    taken
+        .into_iter()
+        .map(|((channel, outcome), (count, durations))| {
+            serde_json::json!({
+                "_aws": {
+                    "Timestamp": now_ms,
+                    "CloudWatchMetrics": [{
+                        "Namespace": "Herald",
+                        "Dimensions": [["channel", "outcome"]],
+                        "Metrics": [
+                            {"Name": "Deliveries", "Unit": "Count"},
+                            {"Name": "DeliveryDuration", "Unit": "Milliseconds"}
+                        ]
+                    }]
+                },
+                "channel": channel,
+                "outcome": outcome,
+                "Deliveries": count,
+                "DeliveryDuration": durations,
+            })
+            .to_string()
+        })
+        .collect()
 }
 
 /// Reports and messages one webhook delivery carried: by source and what
@@ -115,4 +218,31 @@ pub fn queue(depth: f64, oldest_age_seconds: f64, dead_letters: f64) {
     gauge!("herald_queue_depth").set(depth);
     gauge!("herald_queue_oldest_age_seconds").set(oldest_age_seconds);
     gauge!("herald_dead_letters").set(dead_letters);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_documents_count_deliveries_by_channel_and_outcome() {
+        enable_emf();
+        take_emf(0);
+        delivery("whatsapp", "delivered", None, 0.120);
+        delivery("whatsapp", "delivered", None, 0.080);
+        delivery("sms", "failed", Some(6), 0.050);
+        let lines = take_emf(1_700_000_000_000);
+        let docs: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(docs.len(), 2);
+        let wa = docs.iter().find(|d| d["channel"] == "whatsapp").unwrap();
+        assert_eq!(wa["outcome"], "delivered");
+        assert_eq!(wa["Deliveries"], 2);
+        assert_eq!(wa["DeliveryDuration"].as_array().unwrap().len(), 2);
+        assert_eq!(wa["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Herald");
+        assert_eq!(wa["_aws"]["Timestamp"], 1_700_000_000_000_i64);
+        assert!(take_emf(0).is_empty(), "a flush empties the buffer");
+    }
 }

@@ -46,6 +46,9 @@ impl Application {
     /// SNS when `SNS_TOPIC_ARN` is set, otherwise the embedded queue with its
     /// in-process delivery worker.
     pub async fn build(config: &GatewayConfig) -> Result<Self, StartupError> {
+        if config.metrics && crate::metrics::install().is_none() {
+            tracing::warn!("another metrics recorder is installed: GET /metrics will answer 404");
+        }
         let Some(arn) = &config.sns_topic_arn else {
             return Self::build_embedded(config).await;
         };

@@ -55,6 +55,7 @@ async fn main() -> ExitCode {
     }
 
     if under_lambda {
+        herald::metrics::enable_emf();
         tracing::info!(
             mode = "lambda",
             delivery = %pipeline.describe(),
@@ -85,6 +86,14 @@ async fn main() -> ExitCode {
         delivery = %pipeline.describe(),
         "herald-consumer starting"
     );
+    if let Some(port) = config.metrics_port {
+        let host = config.metrics_host;
+        tokio::spawn(async move {
+            if let Err(e) = herald::consumer::metrics_server::serve(host, port).await {
+                tracing::error!(port, error.message = %e, "cannot serve /metrics on METRICS_PORT");
+            }
+        });
+    }
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;

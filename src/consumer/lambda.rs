@@ -83,6 +83,19 @@ pub async fn handle_event(
     event: LambdaEvent<Value>,
     consumer: &LambdaConsumer,
 ) -> Result<Value, InvocationError> {
+    let result = dispatch(event, consumer).await;
+    // Delivery metrics for CloudWatch (Embedded Metric Format): one line per
+    // channel and outcome, on stdout, which Lambda sends to the log stream.
+    for line in crate::metrics::take_emf(chrono::Utc::now().timestamp_millis()) {
+        println!("{line}");
+    }
+    result
+}
+
+async fn dispatch(
+    event: LambdaEvent<Value>,
+    consumer: &LambdaConsumer,
+) -> Result<Value, InvocationError> {
     let cutoff = start_cutoff(event.context.deadline, &consumer.pipeline);
     let payload = event.payload;
     let source = payload

@@ -119,6 +119,14 @@ impl Decision {
         }
     }
 
+    /// The provider's error code, when the decision carries one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            Self::Retry { code, .. } | Self::GiveUp { code, .. } => *code,
+            Self::Delivered { .. } | Self::DeadLetter { .. } => None,
+        }
+    }
+
     /// True when the transport should keep the message for another attempt
     /// (Lambda: report it in `batchItemFailures`).
     pub fn is_retry(&self) -> bool {

@@ -304,8 +304,15 @@ impl Pipeline {
                 log_decision(&decision, envelope.message_type());
                 return decision;
             }
+            let started = tokio::time::Instant::now();
             let decision = self.send(envelope, attempt, deadline).await;
             log_decision(&decision, envelope.message_type());
+            crate::metrics::delivery(
+                envelope.channel.as_str(),
+                decision.action(),
+                decision.code(),
+                started.elapsed().as_secs_f64(),
+            );
             self.record_status(envelope, attempt, &decision).await;
             match (&decision, envelope.failover()) {
                 (

@@ -81,6 +81,7 @@ pub fn apply(
             now
         ])?;
     }
+    crate::metrics::opt_out_change(&update.source);
     if emit {
         let event =
             events::opt_out_event(&update.number, &next, &update.change, &update.source, now);

@@ -101,6 +101,9 @@ fn merge_all(
 ) -> rusqlite::Result<()> {
     for (status, entry) in history {
         let change = record.merge(status, entry, now);
+        if let Some(to) = change.changed_to() {
+            crate::metrics::status_transition(record.latest_channel(), to.as_str());
+        }
         if emit
             && let Some(to) = change.changed_to()
             && let Some(event) = events::status_event(record, to, now)

@@ -68,8 +68,10 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .unwrap_or("")
         .to_owned();
     let response = next.run(request).await;
-    let latency_us = start.elapsed().as_micros() as u64;
+    let elapsed = start.elapsed();
+    let latency_us = elapsed.as_micros() as u64;
     let status = response.status().as_u16();
+    crate::metrics::request(&path, status, elapsed.as_secs_f64());
     // Fields are borrowed from the response's record, not copied: this runs per request.
     let none = AccessRecord::default();
     let r = response.extensions().get::<AccessRecord>().unwrap_or(&none);

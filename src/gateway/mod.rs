@@ -73,6 +73,8 @@ pub struct AppState {
     pub statuses: Option<Arc<dyn StatusStore>>,
     /// The providers' webhook secrets.
     pub webhooks: Arc<WebhookConfig>,
+    /// `GET /metrics` is served (`METRICS`, default on).
+    pub metrics: bool,
     /// What a valid message is checked against before publishing.
     pub admission: Arc<Admission>,
     /// Validation settings (`SMS_MAX_SEGMENTS`).
@@ -83,7 +85,10 @@ impl AppState {
     /// Builds the state from configuration and a publisher.
     pub fn new(config: &GatewayConfig, publisher: Arc<dyn Publisher>) -> Self {
         Self {
-            publisher,
+            publisher: Arc::new(crate::publisher::measured::MeasuredPublisher::new(
+                publisher,
+            )),
+            metrics: config.metrics,
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             idempotency: Arc::new(IdempotencyStore::new(
                 config.idempotency_ttl,
@@ -162,10 +167,13 @@ pub fn router(state: AppState) -> Router {
             post(routes::webhooks::infobip_inbound),
         )
         .layer(Extension(BodyLimit(state.webhooks.max_body_bytes)));
-    Router::new()
+    let mut open = Router::new()
         .route("/ping", get(routes::health::ping))
-        .route("/health", get(routes::health::health))
-        .merge(authenticated)
+        .route("/health", get(routes::health::health));
+    if state.metrics {
+        open = open.route("/metrics", get(routes::metrics::scrape));
+    }
+    open.merge(authenticated)
         .merge(webhooks)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

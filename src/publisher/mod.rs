@@ -14,6 +14,7 @@ use crate::contract::Envelope;
 use crate::embedded::DeadLetter;
 
 pub mod embedded;
+pub mod measured;
 pub mod memory;
 pub mod sns;
 pub mod with_status;
@@ -90,6 +91,17 @@ pub enum PublishErrorKind {
 }
 
 impl PublishErrorKind {
+    /// The kind's name, a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::Transient => "transient",
+            Self::OutcomeUnknown => "outcome-unknown",
+            Self::TooLarge => "too-large",
+            Self::Misconfigured => "misconfigured",
+        }
+    }
+
     /// True when the message may have reached the queue despite the error.
     pub fn may_have_published(self) -> bool {
         self == Self::OutcomeUnknown

@@ -245,6 +245,7 @@ impl DynamoStatusStore {
             return Ok(());
         };
         events.publish(&event).await.map_err(StoreError)?;
+        crate::metrics::status_transition(record.latest_channel(), current.as_str());
         self.mark_evented(item, evented.cloned(), current.as_str())
             .await
     }
@@ -508,6 +509,7 @@ impl DynamoStatusStore {
             };
             match request.send().await {
                 Ok(_) => {
+                    crate::metrics::opt_out_change(&update.source);
                     if let Some(events) = &self.events {
                         let event = events::opt_out_event(
                             &update.number,

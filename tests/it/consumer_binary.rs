@@ -24,8 +24,14 @@ async fn the_poller_prints_console_deliveries_and_stops_on_sigterm() {
     assert_eq!(response.status(), 202);
     let response_id = response.json::<Value>().await.unwrap()["messageId"].clone();
 
+    let metrics_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
         .env("SQS_QUEUE_URL", &tq.queue_url)
+        .env("HOST", "127.0.0.1")
+        .env("METRICS_PORT", metrics_port.to_string())
         .env_remove("WHATSAPP_ACCESS_TOKEN")
         .env_remove("WHATSAPP_PHONE_NUMBER_ID")
         .env_remove("DELIVERY")
@@ -50,6 +56,23 @@ async fn the_poller_prints_console_deliveries_and_stops_on_sigterm() {
         body,
         json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "14155550123", "type": "text",
             "text": {"body": "to the console", "preview_url": false}, "biz_opaque_callback_data": "cb-1"})
+    );
+
+    // The poller's /metrics (METRICS_PORT) counts the delivery.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("the poller serves /metrics")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("herald_deliveries_total{")
+                && l.contains("channel=\"whatsapp\"")
+                && l.contains("outcome=\"delivered\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
     );
 
     let status = Command::new("kill")

@@ -15,6 +15,7 @@ mod gateway_health;
 mod gateway_hostile_input;
 mod gateway_idempotency;
 mod gateway_send;
+mod metrics;
 mod sms;
 mod sms_aws;
 mod sns_batching;

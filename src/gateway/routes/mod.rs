@@ -4,6 +4,7 @@ pub mod batch;
 pub mod dead_letters;
 pub mod health;
 pub mod messages;
+pub mod metrics;
 pub mod opt_outs;
 pub mod status;
 pub mod webhooks;

@@ -59,15 +59,21 @@ pub async fn whatsapp_receive(
     let (Some(secret), Some(store)) = (&state.webhooks.whatsapp_app_secret, &state.statuses) else {
         return Err(ApiError::NotFound);
     };
-    let signature = headers
-        .get(webhook::SIGNATURE_HEADER)
-        .ok_or_else(|| ApiError::SignatureMissing("X-Hub-Signature-256".into()))?
-        .to_str()
-        .map_err(|_| ApiError::SignatureInvalid)?;
+    let signature = refused(
+        "whatsapp",
+        headers
+            .get(webhook::SIGNATURE_HEADER)
+            .ok_or_else(|| ApiError::SignatureMissing("X-Hub-Signature-256".into())),
+    )?
+    .to_str()
+    .map_err(|_| ApiError::SignatureInvalid)?;
     if !webhook::signature_matches(secret.expose().as_bytes(), &body, signature) {
-        return Err(ApiError::SignatureInvalid);
+        return refused("whatsapp", Err(ApiError::SignatureInvalid));
     }
-    let content = webhook::read(&body).map_err(ApiError::MalformedJson)?;
+    let content = refused(
+        "whatsapp",
+        webhook::read(&body).map_err(ApiError::MalformedJson),
+    )?;
     record(&state, store, "whatsapp", content).await
 }
 
@@ -84,6 +90,8 @@ async fn record(
     for error in &content.errors {
         tracing::warn!(webhook, error = %error, "the provider reported an error in a webhook");
     }
+    crate::metrics::webhook(webhook, "skipped", content.skipped);
+    let carried = content.updates.len() + content.inbound.len();
     if content.skipped > 0 {
         tracing::info!(
             webhook,
@@ -107,11 +115,12 @@ async fn record(
             })
         })
         .collect();
-    if !content.updates.is_empty() || !content.inbound.is_empty() {
-        store
-            .record(content.updates, content.inbound)
-            .await
-            .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    if carried > 0 {
+        if let Err(e) = store.record(content.updates, content.inbound).await {
+            crate::metrics::webhook(webhook, "store-unavailable", carried);
+            return Err(ApiError::StoreUnavailable(e.to_string()));
+        }
+        crate::metrics::webhook(webhook, "recorded", carried);
     }
     if !opt_outs.is_empty() {
         let numbers: Vec<String> = opt_outs.iter().map(|u| u.number.clone()).collect();
@@ -126,6 +135,14 @@ async fn record(
         }
     }
     Ok(StatusCode::OK)
+}
+
+/// Counts a refused webhook delivery under its problem code, and passes the result on.
+fn refused<T>(source: &'static str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    if let Err(e) = &result {
+        crate::metrics::webhook(source, e.code(), 1);
+    }
+    result
 }
 
 /// Checks an Infobip webhook's authentication: the hex HMAC-SHA256 in
@@ -193,9 +210,12 @@ pub async fn infobip_reports(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
-    infobip_authenticated(&state, &headers, &body)?;
+    refused("infobip", infobip_authenticated(&state, &headers, &body))?;
     let store = state.statuses.as_ref().ok_or(ApiError::NotFound)?;
-    let content = sms_webhook::read_reports(&body).map_err(ApiError::MalformedJson)?;
+    let content = refused(
+        "infobip",
+        sms_webhook::read_reports(&body).map_err(ApiError::MalformedJson),
+    )?;
     record(&state, store, "infobip", content).await
 }
 
@@ -206,8 +226,14 @@ pub async fn infobip_inbound(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
-    infobip_authenticated(&state, &headers, &body)?;
+    refused(
+        "infobip-inbound",
+        infobip_authenticated(&state, &headers, &body),
+    )?;
     let store = state.statuses.as_ref().ok_or(ApiError::NotFound)?;
-    let content = sms_webhook::read_inbound(&body).map_err(ApiError::MalformedJson)?;
+    let content = refused(
+        "infobip-inbound",
+        sms_webhook::read_inbound(&body).map_err(ApiError::MalformedJson),
+    )?;
     record(&state, store, "infobip-inbound", content).await
 }

@@ -331,6 +331,7 @@ async fn send_batch(
     requeue: &mpsc::UnboundedSender<Entry>,
     progress: &Progress,
 ) {
+    crate::metrics::publish_batch(batch.len());
     let result = client.publish_batch(topic_arn, &batch).await;
     progress.touch();
     let output = match result {
