@@ -96,6 +96,15 @@ enum Request {
         updates: Vec<OptOutUpdate>,
         reply: oneshot::Sender<Result<(), QueueError>>,
     },
+    /// Redrive (`true`) or delete a dead letter; the reply says whether it
+    /// existed for that key.
+    DeadLetter {
+        id: String,
+        api_key_id: Option<String>,
+        redrive: bool,
+        found: Arc<AtomicBool>,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
     SettleEvent {
         id: String,
         outcome: EventOutcome,
@@ -349,6 +358,32 @@ impl EmbeddedQueue {
         Ok(())
     }
 
+    /// Sends dead letter `id` back to the queue (attempts reset, a `redriven`
+    /// status entry), or deletes it; only `api_key_id`'s when given. `false`
+    /// when there is no such dead letter for that key.
+    pub async fn settle_dead_letter(
+        &self,
+        id: &str,
+        api_key_id: Option<&str>,
+        redrive: bool,
+    ) -> Result<bool, QueueError> {
+        let found = Arc::new(AtomicBool::new(false));
+        let (id, api_key_id, flag) = (id.to_owned(), api_key_id.map(str::to_owned), found.clone());
+        self.call(|reply| Request::DeadLetter {
+            id,
+            api_key_id,
+            redrive,
+            found: flag,
+            reply,
+        })
+        .await?;
+        let found = found.load(Ordering::Relaxed);
+        if found && redrive {
+            self.enqueued.notify_one();
+        }
+        Ok(found)
+    }
+
     /// Applies opt-out changes (with their events) in one commit.
     pub async fn change_opt_outs(&self, updates: Vec<OptOutUpdate>) -> Result<(), QueueError> {
         self.call(|reply| Request::OptOuts { updates, reply })
@@ -480,6 +515,7 @@ fn writer_loop(
                     | Request::Settle { .. }
                     | Request::Statuses { .. }
                     | Request::OptOuts { .. }
+                    | Request::DeadLetter { .. }
                     | Request::SettleEvent { .. }
             )
         });
@@ -552,6 +588,33 @@ fn apply(
             }
             Ok(Delta::default())
         }
+        Request::DeadLetter {
+            id,
+            api_key_id,
+            redrive,
+            found,
+            ..
+        } => {
+            if !*redrive {
+                let gone = Store::delete_dead_letter(tx, id, api_key_id.as_deref())?;
+                found.store(gone, Ordering::Relaxed);
+                return Ok(Delta {
+                    depth: 0,
+                    dead_letters: -i64::from(gone),
+                });
+            }
+            let moved = Store::redrive(tx, id, api_key_id.as_deref(), now)?;
+            found.store(moved, Ordering::Relaxed);
+            if moved {
+                // The row of a failover leg is `<message id>.<channel>`.
+                let message_id = id.split_once('.').map_or(id.as_str(), |(m, _)| m);
+                statuses::redrive(tx, message_id, now, emit)?;
+            }
+            Ok(Delta {
+                depth: i64::from(moved),
+                dead_letters: -i64::from(moved),
+            })
+        }
         Request::SettleEvent { id, outcome, .. } => {
             statuses::settle_event(tx, id, outcome, now).map(|()| Delta::default())
         }
@@ -595,6 +658,7 @@ fn reply_write(request: Request, result: Result<(), QueueError>, orphans: &mut O
         Request::Settle { reply, .. }
         | Request::Statuses { reply, .. }
         | Request::OptOuts { reply, .. }
+        | Request::DeadLetter { reply, .. }
         | Request::SettleEvent { reply, .. } => {
             let _ = reply.send(result);
         }
@@ -772,6 +836,7 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
             | Request::Settle { reply, .. }
             | Request::Statuses { reply, .. }
             | Request::OptOuts { reply, .. }
+            | Request::DeadLetter { reply, .. }
             | Request::SettleEvent { reply, .. } = write
             {
                 let _ = reply.send(Err(QueueError::Closed));

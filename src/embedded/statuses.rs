@@ -230,6 +230,23 @@ pub fn apply(
     }
 }
 
+/// Records an operator's redrive of message `id` (see
+/// [`MessageRecord::redrive`]), with its event when `emit`.
+pub fn redrive(tx: &Transaction<'_>, id: &str, now: i64, emit: bool) -> rusqlite::Result<()> {
+    let Some(mut record) = load(tx, id)? else {
+        // Never recorded (dead-lettered before any status write): nothing to move on.
+        return Ok(());
+    };
+    let change = record.redrive(now);
+    if let Some(to) = change.changed_to() {
+        crate::metrics::status_transition(record.latest_channel(), to.as_str());
+        if emit && let Some(event) = events::status_event(&record, to, now) {
+            queue_event(tx, &event, now)?;
+        }
+    }
+    save(tx, &record)
+}
+
 /// Records one inbound message; queues its event the first time its provider
 /// id is seen, when `emit`.
 pub fn apply_inbound(

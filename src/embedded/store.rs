@@ -190,6 +190,45 @@ impl Store {
         Ok(removed == 1)
     }
 
+    /// Sends dead letter `id` back to the queue, due now with its attempts
+    /// reset, if it exists and (with `api_key_id`) that key sent it; `true`
+    /// when it did.
+    pub fn redrive(
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+        api_key_id: Option<&str>,
+        now_ms: i64,
+    ) -> rusqlite::Result<bool> {
+        let moved = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at, api_key_id)
+                 SELECT id, body, ?3, created_at, api_key_id FROM dead_letters
+                 WHERE id = ?1 AND (?2 IS NULL OR api_key_id = ?2)",
+            )?
+            .execute(params![id, api_key_id, now_ms])?;
+        if moved == 0 {
+            return Ok(false);
+        }
+        tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
+            .execute([id])?;
+        Ok(true)
+    }
+
+    /// Deletes dead letter `id` if it exists and (with `api_key_id`) that key
+    /// sent it; `true` when it did.
+    pub fn delete_dead_letter(
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+        api_key_id: Option<&str>,
+    ) -> rusqlite::Result<bool> {
+        let deleted = tx
+            .prepare_cached(
+                "DELETE FROM dead_letters WHERE id = ?1 AND (?2 IS NULL OR api_key_id = ?2)",
+            )?
+            .execute(params![id, api_key_id])?;
+        Ok(deleted == 1)
+    }
+
     /// Releases an envelope to be tried again at `due_ms`; `refund` gives back
     /// the attempt its lease counted (it was never made).
     pub fn reschedule(

@@ -70,6 +70,9 @@ pub enum ApiError {
     /// `400`: a path parameter is not what the route takes.
     #[error("{0}")]
     InvalidPath(String),
+    /// `404`: no such dead letter for this API key.
+    #[error("no dead letter with this id for this API key")]
+    DeadLetterNotFound,
     /// `404`: the number has no opt-out.
     #[error("this number has no opt-out")]
     OptOutNotFound,
@@ -133,7 +136,10 @@ impl ApiError {
             Self::Unavailable(_) | Self::TimedOut | Self::IdempotencyStoreFull => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::NotFound | Self::MessageNotFound | Self::OptOutNotFound => StatusCode::NOT_FOUND,
+            Self::NotFound
+            | Self::MessageNotFound
+            | Self::OptOutNotFound
+            | Self::DeadLetterNotFound => StatusCode::NOT_FOUND,
             Self::NoStatusStore => StatusCode::NOT_IMPLEMENTED,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::SignatureInvalid => StatusCode::FORBIDDEN,
@@ -162,6 +168,7 @@ impl ApiError {
             Self::RecipientOptedOut(_) => "recipient-opted-out",
             Self::InvalidPath(_) => "invalid-path",
             Self::OptOutNotFound => "opt-out-not-found",
+            Self::DeadLetterNotFound => "dead-letter-not-found",
             Self::NotFound => "not-found",
             Self::MessageNotFound => "message-not-found",
             Self::NoStatusStore => "status-store-not-configured",

@@ -139,6 +139,14 @@ pub fn router(state: AppState) -> Router {
             post(routes::batch::send_batch).layer(Extension(BodyLimit(state.batch_max_body_bytes))),
         )
         .route("/api/v1/dead-letters", get(routes::dead_letters::list))
+        .route(
+            "/api/v1/dead-letters/{id}",
+            axum::routing::delete(routes::dead_letters::delete),
+        )
+        .route(
+            "/api/v1/dead-letters/{id}/redrive",
+            post(routes::dead_letters::redrive),
+        )
         .route("/api/v1/messages/{id}", get(routes::status::get))
         .route(
             "/api/v1/opt-outs/{number}",

@@ -162,4 +162,20 @@ impl Publisher for EmbeddedPublisher {
             )
         })
     }
+
+    fn settle_dead_letter<'a>(
+        &'a self,
+        id: &'a str,
+        api_key_id: Option<&'a str>,
+        redrive: bool,
+    ) -> BoxFuture<'a, Option<Result<bool, PublishError>>> {
+        Box::pin(async move {
+            Some(
+                self.queue
+                    .settle_dead_letter(id, api_key_id, redrive)
+                    .await
+                    .map_err(|e| publish_error(e, self.queue.data_dir())),
+            )
+        })
+    }
 }

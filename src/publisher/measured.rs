@@ -47,4 +47,13 @@ impl Publisher for MeasuredPublisher {
     ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
         self.inner.dead_letters(limit, api_key_id)
     }
+
+    fn settle_dead_letter<'a>(
+        &'a self,
+        id: &'a str,
+        api_key_id: Option<&'a str>,
+        redrive: bool,
+    ) -> BoxFuture<'a, Option<Result<bool, PublishError>>> {
+        self.inner.settle_dead_letter(id, api_key_id, redrive)
+    }
 }

@@ -49,6 +49,19 @@ pub trait Publisher: Send + Sync + 'static {
     ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
         Box::pin(async { None })
     }
+
+    /// Sends dead letter `id` back to the queue (`redrive`) or deletes it,
+    /// scoped like [`Publisher::dead_letters`]: `Some(Ok(false))` when there
+    /// is no such dead letter for that key, `None` where dead letters live
+    /// elsewhere.
+    fn settle_dead_letter<'a>(
+        &'a self,
+        _id: &'a str,
+        _api_key_id: Option<&'a str>,
+        _redrive: bool,
+    ) -> BoxFuture<'a, Option<Result<bool, PublishError>>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Proof that an envelope was accepted by the queue.

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 pub enum Status {
     /// The gateway answered 202.
     Accepted,
+    /// An operator sent a dead letter back to the queue: the one thing that
+    /// lets a failed message move on (its failure is kept in the history).
+    Redriven,
     /// The provider accepted the request (wamid, Infobip PENDING).
     Submitted,
     /// The provider sent it on (WhatsApp `sent`).
@@ -35,8 +38,9 @@ pub enum Status {
 
 impl Status {
     /// Every status, in rank order with `Failed` last.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Accepted,
+        Self::Redriven,
         Self::Submitted,
         Self::Sent,
         Self::Delivered,
@@ -48,6 +52,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
+            Self::Redriven => "redriven",
             Self::Submitted => "submitted",
             Self::Sent => "sent",
             Self::Delivered => "delivered",
@@ -328,8 +333,8 @@ mod tests {
 
     #[test]
     fn every_order_of_every_subset_agrees() {
-        // All 2^6 subsets, each merged forwards and backwards.
-        for mask in 0u32..64 {
+        // All 2^7 subsets, each merged forwards and backwards.
+        for mask in 0u32..128 {
             let set: Vec<Status> = Status::ALL
                 .into_iter()
                 .enumerate()

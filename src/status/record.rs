@@ -45,6 +45,10 @@ pub struct MessageRecord {
     /// When a provider's report sent the message by its fallback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover_at_ms: Option<i64>,
+    /// Failures an operator's redrive set aside, oldest first: shown in the
+    /// history before the `redriven` entry, no longer the message's status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_failures: Vec<Entry>,
     /// The statuses of the failover leg (the SMS sent after WhatsApp could
     /// not reach the person): entries on another channel than the first.
     #[serde(default, skip_serializing_if = "History::is_empty")]
@@ -135,6 +139,37 @@ impl MessageRecord {
         change
     }
 
+    /// An operator's redrive of the message's dead letter at `now_ms`: the
+    /// latest leg's failure is set aside (kept, shown before the redrive) and
+    /// a `redriven` entry added, so the message can reach its statuses again.
+    pub fn redrive(&mut self, now_ms: i64) -> Change {
+        let before = self.status();
+        let channel = self.latest_channel().to_owned();
+        let leg = if self.fallback.is_empty() {
+            &mut self.history
+        } else {
+            &mut self.fallback
+        };
+        if let Some(failure) = leg.remove(&Status::Failed) {
+            self.earlier_failures.push(failure);
+        }
+        leg.insert(
+            Status::Redriven,
+            Entry {
+                at_ms: now_ms,
+                channel: Some(channel),
+                attempt: None,
+                provider_status: None,
+                error: None,
+            },
+        );
+        self.updated_at_ms = now_ms;
+        Change {
+            before,
+            after: self.status(),
+        }
+    }
+
     /// The current status: that of the latest leg.
     pub fn status(&self) -> Option<Status> {
         model::current(self.latest_leg())
@@ -199,12 +234,17 @@ impl MessageRecord {
     /// rank order, a failure last; after a failover, the first leg's, then
     /// the failover leg's.
     pub fn to_view(&self) -> Value {
-        let history: Vec<Value> = self
-            .history
-            .iter()
-            .chain(&self.fallback)
-            .map(|(status, e)| history_item(*status, e))
-            .collect();
+        let mut history: Vec<Value> = Vec::new();
+        for (status, e) in self.history.iter().chain(&self.fallback) {
+            if *status == Status::Redriven {
+                history.extend(
+                    self.earlier_failures
+                        .iter()
+                        .map(|f| history_item(Status::Failed, f)),
+                );
+            }
+            history.push(history_item(*status, e));
+        }
         json!({
             "messageId": self.id,
             "channel": self.latest_channel(),
@@ -278,6 +318,33 @@ mod tests {
         assert_eq!(view["status"], "failed");
         assert_eq!(view["acceptedAt"], "1970-01-01T00:00:01.000Z");
         assert_eq!(view["callbackData"], "order-42");
+    }
+
+    #[test]
+    fn a_redrive_sets_the_failure_aside_and_lets_the_message_move_on() {
+        let mut r = MessageRecord::new("m1");
+        r.channel = "whatsapp".into();
+        r.merge(Status::Accepted, entry(1, "whatsapp"), 1);
+        r.merge(Status::Failed, entry(2, "whatsapp"), 2);
+        let change = r.redrive(3);
+        assert_eq!(change.changed_to(), Some(Status::Redriven));
+        assert_eq!(r.error(), None);
+        r.merge(Status::Submitted, entry(4, "whatsapp"), 4);
+        assert_eq!(r.status(), Some(Status::Submitted));
+        // It may fail again: that failure is the message's status.
+        r.merge(Status::Failed, entry(5, "whatsapp"), 5);
+        assert_eq!(r.status(), Some(Status::Failed));
+        let view = r.to_view();
+        let statuses: Vec<&str> = view["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            statuses,
+            ["accepted", "failed", "redriven", "submitted", "failed"]
+        );
     }
 
     #[test]

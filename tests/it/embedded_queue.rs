@@ -362,6 +362,96 @@ async fn dead_letters_are_listed_over_http() {
     assert_eq!(app.get("/api/v1/dead-letters").await.status(), 401);
 }
 
+/// An operator redrives a dead letter: it goes back to the queue with its
+/// attempts reset and is delivered; its history keeps the failure and shows
+/// the redrive. Another key can neither redrive nor delete it; a deleted one
+/// is gone.
+#[tokio::test]
+async fn a_redriven_dead_letter_is_delivered_and_a_deleted_one_is_gone() {
+    use crate::helpers::{KEY, OTHER_KEY, history_statuses};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeWhatsApp::start().await;
+    send_endpoint()
+        .respond_with(undeliverable())
+        .mount(&fake.server)
+        .await;
+    let app = embedded_gateway(dir.path(), &fake, &[]).await;
+    let mut ids = Vec::new();
+    for text in ["to redrive", "to delete"] {
+        let answer: serde_json::Value = app
+            .post_message(&json!({"to": TO, "message": text}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(answer["messageId"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        app.wait_for_status(id, "failed").await;
+    }
+    let act = |method: &str, path: String, key: &'static str| {
+        let request = app
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", app.address))
+            .header("x-api-key", key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let (redrive, delete) = (
+        format!("/api/v1/dead-letters/{}/redrive", ids[0]),
+        format!("/api/v1/dead-letters/{}", ids[1]),
+    );
+    assert_eq!(
+        act("POST", redrive.clone(), OTHER_KEY).await,
+        404,
+        "another key's"
+    );
+    assert_eq!(
+        act("DELETE", delete.clone(), OTHER_KEY).await,
+        404,
+        "another key's"
+    );
+    assert_eq!(
+        act("POST", "/api/v1/dead-letters/nope/redrive".into(), KEY).await,
+        404
+    );
+
+    // The cause is fixed; the operator redrives.
+    fake.server.reset().await;
+    send_endpoint()
+        .respond_with(success("14155550123", "wamid.REDRIVEN"))
+        .mount(&fake.server)
+        .await;
+    assert_eq!(act("POST", redrive.clone(), KEY).await, 202);
+    let view = app.wait_for_status(&ids[0], "submitted").await;
+    assert_eq!(
+        history_statuses(&view),
+        ["accepted", "failed", "redriven", "submitted"]
+    );
+    assert_eq!(view["history"][1]["error"]["code"], 131_026);
+    assert_eq!(view["history"][3]["attempt"], 1, "attempts were reset");
+    assert_eq!(view["error"], serde_json::Value::Null);
+    assert_eq!(
+        act("POST", redrive, KEY).await,
+        404,
+        "no longer a dead letter"
+    );
+
+    assert_eq!(act("DELETE", delete.clone(), KEY).await, 204);
+    assert_eq!(act("DELETE", delete, KEY).await, 404);
+    let list: serde_json::Value = app
+        .client
+        .get(format!("{}/api/v1/dead-letters", app.address))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["deadLetters"], json!([]));
+    assert_eq!(fake.bodies().await.len(), 1, "one delivery since the fix");
+}
+
 fn envelope_from(key_id: &str, text: &str) -> Envelope {
     let message =
         herald::domain::OutboundMessage::try_from(json!({"to": TO, "message": text})).unwrap();

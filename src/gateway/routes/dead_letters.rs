@@ -1,6 +1,12 @@
-//! `GET /api/v1/dead-letters`: what the embedded default gave up on, newest first.
+//! The embedded default's dead letters: `GET /api/v1/dead-letters` (newest
+//! first), `POST /api/v1/dead-letters/{id}/redrive` (back to the queue,
+//! attempts reset, a `redriven` status entry) and `DELETE
+//! /api/v1/dead-letters/{id}`. Each key sees and acts on its own; a key id in
+//! `ADMIN_KEY_IDS` on every tenant's. With SNS they live in the SQS
+//! dead-letter queue instead, so these routes answer `404` there.
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -8,6 +14,60 @@ use serde_json::{Value, json};
 use crate::gateway::AppState;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
+
+/// The key id whose dead letters `caller` may see, or `None` for all (an admin).
+fn scope<'a>(state: &AppState, caller: &'a Caller) -> Option<&'a str> {
+    (!state.admin_key_ids.contains(caller.key_id.as_ref())).then_some(&*caller.key_id)
+}
+
+async fn settle(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    redrive: bool,
+) -> Result<(), ApiError> {
+    match state
+        .publisher
+        .settle_dead_letter(id, scope(state, caller), redrive)
+        .await
+    {
+        None => Err(ApiError::NotFound),
+        Some(Ok(true)) => {
+            tracing::info!(dead_letter = %id, api_key_id = %caller.key_id,
+                action = if redrive { "redrive" } else { "delete" }, "dead letter settled by an operator");
+            Ok(())
+        }
+        // Unknown, or another key's: the same answer.
+        Some(Ok(false)) => Err(ApiError::DeadLetterNotFound),
+        Some(Err(e)) => Err(ApiError::Unavailable(e)),
+    }
+}
+
+/// `POST /api/v1/dead-letters/{id}/redrive`: back to the queue, due now, its
+/// attempts reset; the message's status history gets a `redriven` entry
+/// (its failure kept before it). `{id}` is the id the list shows: the message
+/// id (`<id>.sms` for a failover's SMS leg).
+pub async fn redrive(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    settle(&state, &caller, &id, true).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "status": "redriven"})),
+    ))
+}
+
+/// `DELETE /api/v1/dead-letters/{id}`: forgets it; `204`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    settle(&state, &caller, &id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
 
 /// Query parameters.
 #[derive(Debug, Deserialize)]
@@ -34,8 +94,11 @@ pub async fn list(
             ));
         }
     };
-    let scope = (!state.admin_key_ids.contains(caller.key_id.as_ref())).then_some(&*caller.key_id);
-    match state.publisher.dead_letters(limit, scope).await {
+    match state
+        .publisher
+        .dead_letters(limit, scope(&state, &caller))
+        .await
+    {
         None => Err(ApiError::NotFound),
         Some(Ok(items)) => Ok(Json(json!({ "deadLetters": items }))),
         Some(Err(e)) => Err(ApiError::Unavailable(e)),
