@@ -46,7 +46,7 @@ const UCS2_SINGLE: usize = 70;
 const UCS2_PART: usize = 67;
 
 /// The encoding an SMS is sent in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum Encoding {
     /// 7-bit GSM 03.38, with the extension table.
     #[serde(rename = "GSM-7")]
@@ -57,7 +57,7 @@ pub enum Encoding {
 }
 
 /// What a text costs as an SMS: the `sms` object of the `202`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SmsInfo {
     /// The encoding the whole text needs.
     pub encoding: Encoding,

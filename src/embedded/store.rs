@@ -20,7 +20,7 @@ pub struct Leased {
 }
 
 /// A dead-lettered envelope, for listing.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     /// The envelope id (the message id the client got).
@@ -32,6 +32,7 @@ pub struct DeadLetter {
     /// When it was given up, Unix milliseconds.
     pub failed_at_ms: i64,
     /// The envelope itself.
+    #[schema(value_type = Object)]
     pub envelope: serde_json::Value,
     /// The API key id that sent it (the dead letter belongs to that tenant).
     #[serde(skip)]

@@ -104,17 +104,23 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// The RFC 9457 problem document.
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
+/// The RFC 9457 problem document every error is (`application/problem+json`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemDocument<'a> {
+    /// `/problems/<code>`.
     #[serde(rename = "type")]
     kind: String,
+    /// The HTTP status's reason phrase.
     title: &'static str,
+    /// The HTTP status.
     status: u16,
+    /// What went wrong, for people.
     detail: String,
     /// A stable machine-readable name for the problem.
     code: &'static str,
+    /// Every invalid field, for `invalid-fields`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>)]
     errors: Option<&'a [FieldError]>,
 }
 
@@ -219,7 +225,7 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let title = status.canonical_reason().unwrap_or("Error");
-        let problem = Problem {
+        let problem = ProblemDocument {
             kind: format!("/problems/{}", self.code()),
             title,
             status: status.as_u16(),

@@ -34,6 +34,7 @@ mod connection_io;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod server;
@@ -177,7 +178,8 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(BodyLimit(state.webhooks.max_body_bytes)));
     let mut open = Router::new()
         .route("/ping", get(routes::health::ping))
-        .route("/health", get(routes::health::health));
+        .route("/health", get(routes::health::health))
+        .route("/openapi.json", get(openapi::document));
     if state.metrics {
         open = open.route("/metrics", get(routes::metrics::scrape));
     }
@@ -186,6 +188,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .merge(openapi::docs_router())
         .layer(Extension(body_limit))
         // Outermost first: every response carries a request id, every request
         // gets one log line with that id (panics and timeouts included), and

@@ -21,7 +21,7 @@ pub const CHANNELS: [&str; 3] = ["sms", "whatsapp", "all"];
 const OPT_IN_KEYWORDS: [&str; 2] = ["START", "UNSTOP"];
 
 /// A recipient's opt-out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OptOut {
     /// The number, E.164.

@@ -16,6 +16,7 @@ mod gateway_hostile_input;
 mod gateway_idempotency;
 mod gateway_send;
 mod metrics;
+mod openapi;
 mod sms;
 mod sms_aws;
 mod sns_batching;

@@ -31,7 +31,7 @@ use crate::gateway::extract::JsonBody;
 use crate::gateway::idempotency::{Claim, idempotency_key};
 
 /// The answer: counts, then one result per entry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct BatchResponse {
     accepted: usize,
     rejected: usize,
@@ -40,7 +40,7 @@ struct BatchResponse {
 }
 
 /// What became of one entry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct EntryResult {
     index: usize,
@@ -97,6 +97,19 @@ fn entry_id(base: Uuid, index: usize) -> Uuid {
 }
 
 /// Accepts a batch; see the module documentation.
+#[utoipa::path(post, path = "/api/v1/send/batch", tag = "messages",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry of the whole batch safe")),
+    request_body(content = crate::gateway::openapi::BatchRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One result per entry, in order", body = BatchResponse),
+        (status = 400, description = "Not JSON, not a batch, or no valid entry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 413, description = "Over BATCH_MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used with another body", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Idempotency keys in flight, or the request timed out", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn send_batch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

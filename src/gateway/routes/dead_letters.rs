@@ -47,6 +47,15 @@ async fn settle(
 /// attempts reset; the message's status history gets a `redriven` entry
 /// (its failure kept before it). `{id}` is the id the list shows: the message
 /// id (`<id>.sms` for a failover's SMS leg).
+#[utoipa::path(post, path = "/api/v1/dead-letters/{id}/redrive", tag = "operations",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("id" = String, Path, description = "The dead letter's id, as listed")),
+    responses(
+        (status = 202, description = "Back in the queue", body = crate::gateway::openapi::Redriven),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter for this key (or SNS mode)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn redrive(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -60,6 +69,15 @@ pub async fn redrive(
 }
 
 /// `DELETE /api/v1/dead-letters/{id}`: forgets it; `204`.
+#[utoipa::path(delete, path = "/api/v1/dead-letters/{id}", tag = "operations",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("id" = String, Path, description = "The dead letter's id, as listed")),
+    responses(
+        (status = 204, description = "Forgotten"),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter for this key (or SNS mode)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -80,6 +98,16 @@ pub struct ListQuery {
 /// sent with its API key), or every tenant's for a key id named in
 /// `ADMIN_KEY_IDS`. With SNS they live in the SQS dead-letter queue instead, so
 /// this route answers 404 there.
+#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "operations",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("limit" = Option<u32>, Query, description = "1 to 1000, default 100")),
+    responses(
+        (status = 200, description = "Newest first", body = crate::gateway::openapi::DeadLetterList),
+        (status = 400, description = "A bad limit", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "SNS mode: they are in the SQS dead-letter queue", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -9,6 +9,11 @@ use crate::gateway::error::ApiError;
 
 /// Renders every series; the embedded queue's gauges are read first (from
 /// the readiness check, which caches its read of the database).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+        (status = 404, description = "METRICS=off, or no recorder", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
     let check = state.publisher.check_health().await;
     let number = |key: &str| check.detail.get(key).and_then(serde_json::Value::as_f64);

@@ -60,6 +60,20 @@ async fn read(state: &AppState, number: &PhoneNumber) -> Result<Option<OptOut>, 
 
 /// `PUT`: `{"channels": ["sms" | "whatsapp" | "all", …]}` replaces the number's
 /// opt-out; answers it.
+#[utoipa::path(put, path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("number" = String, Path, description = "E.164 with its + (%2B accepted)")),
+    request_body(content = crate::gateway::openapi::OptOutChannels, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The opt-out", body = OptOut),
+        (status = 400, description = "Not a number, or invalid channels", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No opt-out left", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 413, description = "Over MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 501, description = "No status store", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn put(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -76,6 +90,16 @@ pub async fn put(
 }
 
 /// `DELETE`: removes the number's opt-out, whatever its channels; `204`.
+#[utoipa::path(delete, path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("number" = String, Path, description = "E.164 with its + (%2B accepted)")),
+    responses(
+        (status = 204, description = "No opt-out any more"),
+        (status = 400, description = "Not a number", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 501, description = "No status store", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -87,6 +111,17 @@ pub async fn delete(
 }
 
 /// `GET`: the number's opt-out, or `404`.
+#[utoipa::path(get, path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("number" = String, Path, description = "E.164 with its + (%2B accepted)")),
+    responses(
+        (status = 200, description = "The opt-out", body = OptOut),
+        (status = 400, description = "Not a number", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No opt-out", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 501, description = "No status store", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw): Path<String>,

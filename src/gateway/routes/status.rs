@@ -11,6 +11,16 @@ use crate::gateway::error::ApiError;
 /// The message's status and history (DESIGN.md). `404` for an unknown id and
 /// for another key's message alike, so ids cannot be probed across tenants;
 /// `501` when this deployment keeps no statuses.
+#[utoipa::path(get, path = "/api/v1/messages/{id}", tag = "messages",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "The status and history", body = crate::gateway::openapi::MessageView),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such message for this key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 501, description = "No status store (SNS mode without STATUS_TABLE)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The status store is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

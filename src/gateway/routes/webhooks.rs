@@ -23,6 +23,13 @@ use crate::status::StatusStore;
 /// `GET /webhooks/whatsapp`: Meta's subscription handshake. The raw
 /// `hub.challenge` comes back as text when the mode is `subscribe` and the
 /// token is `WHATSAPP_VERIFY_TOKEN`; anything else is `403`.
+#[utoipa::path(get, path = "/webhooks/whatsapp", tag = "webhooks",
+    params(("hub.mode" = Option<String>, Query), ("hub.verify_token" = Option<String>, Query), ("hub.challenge" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "The challenge, as text", content_type = "text/plain", body = String),
+        (status = 403, description = "Wrong mode or token", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "WHATSAPP_VERIFY_TOKEN is not set", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn whatsapp_verify(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
@@ -51,6 +58,18 @@ pub async fn whatsapp_verify(
 
 /// `POST /webhooks/whatsapp`: statuses and inbound messages, signed with
 /// `WHATSAPP_APP_SECRET`.
+#[utoipa::path(post, path = "/webhooks/whatsapp", tag = "webhooks",
+    params(("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the body with WHATSAPP_APP_SECRET>")),
+    request_body(content = crate::gateway::openapi::ProviderWebhook, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded"),
+        (status = 400, description = "Not a JSON object", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "Wrongly signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "This webhook's secret is not configured", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 413, description = "Over WEBHOOK_MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Not recorded: the provider should retry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn whatsapp_receive(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -205,6 +224,18 @@ fn infobip_authenticated(
 /// of the message whose id is its `messageId` (Herald's id, sent as
 /// Infobip's). Reports for ids Herald has not recorded are kept until the
 /// send is recorded, like WhatsApp's.
+#[utoipa::path(post, path = "/webhooks/infobip", tag = "webhooks",
+    params(("X-Infobip-Signature" = Option<String>, Header, description = "Hex HMAC-SHA256 of the body with INFOBIP_WEBHOOK_SECRET (or HTTP Basic)")),
+    request_body(content = crate::gateway::openapi::ProviderWebhook, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded"),
+        (status = 400, description = "Not a JSON object", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "Wrongly signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "This webhook's secret is not configured", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 413, description = "Over WEBHOOK_MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Not recorded: the provider should retry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn infobip_reports(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -221,6 +252,18 @@ pub async fn infobip_reports(
 
 /// `POST /webhooks/infobip/inbound`: inbound SMS, as `message.inbound`
 /// events (channel `sms`), and opt-out keywords.
+#[utoipa::path(post, path = "/webhooks/infobip/inbound", tag = "webhooks",
+    params(("X-Infobip-Signature" = Option<String>, Header, description = "Hex HMAC-SHA256 of the body with INFOBIP_WEBHOOK_SECRET (or HTTP Basic)")),
+    request_body(content = crate::gateway::openapi::ProviderWebhook, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded"),
+        (status = 400, description = "Not a JSON object", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "Wrongly signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "This webhook's secret is not configured", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 413, description = "Over WEBHOOK_MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Not recorded: the provider should retry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn infobip_inbound(
     State(state): State<AppState>,
     headers: HeaderMap,

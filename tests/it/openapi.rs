@@ -1,0 +1,92 @@
+//! `GET /openapi.json` and `GET /docs`: the document is valid OpenAPI 3.1 and
+//! names every route the router has (read from the router's source, so a new
+//! route without its annotation fails here), and the docs page and its
+//! assets are served by Herald with nothing fetched from elsewhere.
+
+use serde_json::Value;
+
+use crate::helpers::TestRouter;
+
+/// Every path `src/gateway/mod.rs` registers with `.route("…"`.
+fn routed_paths() -> Vec<String> {
+    let source = include_str!("../../src/gateway/mod.rs");
+    let mut paths = Vec::new();
+    let mut rest = source;
+    while let Some(at) = rest.find(".route(") {
+        rest = &rest[at + ".route(".len()..];
+        let trimmed = rest.trim_start();
+        if let Some(literal) = trimmed.strip_prefix('"') {
+            let end = literal.find('"').unwrap();
+            paths.push(literal[..end].to_owned());
+        }
+    }
+    assert!(
+        paths.len() >= 14,
+        "the scan found too few routes: {paths:?}"
+    );
+    paths
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_and_covers_every_route() {
+    let router = TestRouter::new();
+    let r = router.get("/openapi.json").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let doc = r.json();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for path in routed_paths() {
+        assert!(
+            paths.contains_key(&path),
+            "{path} is routed but missing from /openapi.json"
+        );
+    }
+    // Every documented operation names its responses; every error is a problem document.
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{method} {path}"));
+            assert!(!responses.is_empty(), "{method} {path}");
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        response["content"]
+                            .get("application/problem+json")
+                            .is_some()
+                            || path == "/health",
+                        "{method} {path} {status} is not a problem document"
+                    );
+                }
+            }
+        }
+    }
+    let send = &paths["/api/v1/send"]["post"];
+    assert!(send["requestBody"]["content"]["application/json"].is_object());
+    assert!(doc["components"]["schemas"]["SendRequest"]["properties"]["fallback"].is_object());
+    assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+}
+
+#[tokio::test]
+async fn the_docs_page_and_its_assets_come_from_herald() {
+    let router = TestRouter::new();
+    let page = router.get("/docs").await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8(page.bytes.clone()).unwrap();
+    assert!(html.contains("/openapi.json"), "{html}");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "an external reference: {html}"
+    );
+    for asset in ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"] {
+        let r = router.get(asset).await;
+        assert_eq!(r.status, 200, "{asset}");
+        assert!(r.bytes.len() > 10_000, "{asset}");
+    }
+    let _: Value = router.get("/openapi.json").await.json();
+}
