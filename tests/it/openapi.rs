@@ -90,3 +90,48 @@ async fn the_docs_page_and_its_assets_come_from_herald() {
     }
     let _: Value = router.get("/openapi.json").await.json();
 }
+
+/// The docs page in headless Chromium (Debian's `chromium`, which
+/// `scripts/test.sh` installs) with every host but the gateway's unresolvable:
+/// Swagger UI renders the send operation from Herald's own assets.
+#[tokio::test]
+async fn the_docs_page_renders_the_send_operation_in_headless_chromium_with_no_network() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("Chromium is not installed: run scripts/test.sh, or apt-get install chromium");
+    let data = tempfile::tempdir().unwrap();
+    let gateway = crate::helpers::process::GatewayProcess::start(&data.path().join("data"), &[]);
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("{}/docs", gateway.address);
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                // Nothing but the gateway can be reached.
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .output()
+            .expect("chromium runs")
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        dom.contains("opblock") && dom.contains("/api/v1/send"),
+        "the send operation was not rendered: {}\n{}",
+        &dom[..dom.len().min(2000)],
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
