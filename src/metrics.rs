@@ -17,9 +17,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Deliveries since the last flush, by (channel, outcome): count and
-/// durations in ms (at most [`EMF_MAX_VALUES`] kept), for CloudWatch
-/// Embedded Metric Format under Lambda. `None` until [`enable_emf`].
+/// Deliveries since the last flush, by (channel, outcome): their count;
+/// under (channel, [`CALLS`]) the provider calls' durations in ms (at most
+/// [`EMF_MAX_VALUES`] kept); for CloudWatch Embedded Metric Format under
+/// Lambda. `None` until [`enable_emf`].
 type EmfBuffer = BTreeMap<(&'static str, &'static str), (u64, Vec<f64>)>;
 static EMF: OnceLock<Mutex<EmfBuffer>> = OnceLock::new();
 /// EMF takes at most 100 values per metric per document.
@@ -121,24 +122,48 @@ pub fn publish_batch(size: usize) {
     histogram!("herald_publish_batch_size").record(size as f64);
 }
 
-/// One delivery attempt: its channel, outcome (the decision's action) and
-/// provider code (`none` without one), and how long it took.
-pub fn delivery(channel: &'static str, outcome: &'static str, code: Option<i64>, seconds: f64) {
-    let code = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
+/// The `code` label of a provider error code: the code itself when the
+/// channel documents it (`known`), else `other`, so a provider or a proxy
+/// answering with arbitrary numbers cannot grow the series.
+fn code_label(code: Option<i64>, known: bool) -> String {
+    match code {
+        None => "none".to_owned(),
+        Some(c) if known => c.to_string(),
+        Some(_) => "other".to_owned(),
+    }
+}
+
+/// One delivery decision: its channel, outcome (the decision's action) and
+/// provider code (`none` without one; `other` for a code the channel does
+/// not document, see `Channel::knows_code`).
+pub fn delivery(channel: &'static str, outcome: &'static str, code: Option<i64>, known_code: bool) {
+    let code = code_label(code, known_code);
     counter!("herald_deliveries_total", "channel" => channel, "outcome" => outcome, "code" => code)
         .increment(1);
+    if let Some(buffer) = EMF.get() {
+        let mut buffer = buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        buffer.entry((channel, outcome)).or_default().0 += 1;
+    }
+}
+
+/// One provider call: how long the provider took (pacing waits excluded).
+pub fn provider_call(channel: &'static str, seconds: f64) {
     histogram!("herald_delivery_duration_seconds", "channel" => channel).record(seconds);
     if let Some(buffer) = EMF.get() {
         let mut buffer = buffer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (count, values) = buffer.entry((channel, outcome)).or_default();
-        *count += 1;
+        let values = &mut buffer.entry((channel, CALLS)).or_default().1;
         if values.len() < EMF_MAX_VALUES {
             values.push(seconds * 1000.0);
         }
     }
 }
+
+/// The EMF buffer's key for a channel's call durations.
+const CALLS: &str = "call";
 
 /// Collects delivery metrics for [`take_emf`] (the consumer under Lambda,
 /// where no one scrapes `/metrics`).
@@ -159,9 +184,22 @@ pub fn take_emf(now_ms: i64) -> Vec<String> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
+    let durations: BTreeMap<&str, Vec<f64>> = taken
+        .iter()
+        .filter(|((_, outcome), _)| *outcome == CALLS)
+        .map(|((channel, _), (_, values))| (*channel, values.clone()))
+        .collect();
+    let mut with_durations = std::collections::HashSet::new();
     taken
         .into_iter()
-        .map(|((channel, outcome), (count, durations))| {
+        .filter(|((_, outcome), _)| *outcome != CALLS)
+        .map(|((channel, outcome), (count, _))| {
+            // A channel's call durations go with its first outcome's document.
+            let durations = if with_durations.insert(channel) {
+                durations.get(channel).cloned().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             serde_json::json!({
                 "_aws": {
                     "Timestamp": now_ms,
@@ -228,9 +266,12 @@ mod tests {
     fn emf_documents_count_deliveries_by_channel_and_outcome() {
         enable_emf();
         take_emf(0);
-        delivery("whatsapp", "delivered", None, 0.120);
-        delivery("whatsapp", "delivered", None, 0.080);
-        delivery("sms", "failed", Some(6), 0.050);
+        for seconds in [0.120, 0.080] {
+            provider_call("whatsapp", seconds);
+            delivery("whatsapp", "delivered", None, true);
+        }
+        provider_call("sms", 0.050);
+        delivery("sms", "failed", Some(6), true);
         let lines = take_emf(1_700_000_000_000);
         let docs: Vec<serde_json::Value> = lines
             .iter()
@@ -244,5 +285,8 @@ mod tests {
         assert_eq!(wa["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Herald");
         assert_eq!(wa["_aws"]["Timestamp"], 1_700_000_000_000_i64);
         assert!(take_emf(0).is_empty(), "a flush empties the buffer");
+        assert_eq!(code_label(Some(131_026), true), "131026");
+        assert_eq!(code_label(Some(987_654_321), false), "other");
+        assert_eq!(code_label(None, false), "none");
     }
 }

@@ -49,6 +49,12 @@ pub trait Channel: Send + Sync + std::fmt::Debug + 'static {
     fn cannot_reach(&self, _code: i64) -> bool {
         false
     }
+
+    /// True for the provider error codes this channel documents: the ones a
+    /// metric may carry as a label (others are `other`).
+    fn knows_code(&self, _code: i64) -> bool {
+        false
+    }
 }
 
 /// The request a channel sends for `envelope`, as JSON: what the console

@@ -291,28 +291,23 @@ impl Pipeline {
     ) -> Decision {
         let span = tracing::info_span!("deliver", envelope_id = %envelope.id, channel = envelope.channel.as_str(), to = %envelope.to.masked(), attempt);
         async move {
-            // A retry of a message whose first leg already failed over (the
-            // SMS leg's own failure was retryable) goes straight to that leg:
-            // WhatsApp is not asked again.
-            if attempt > 1
-                && let Some(leg) = envelope.failover()
+            // A message whose first leg already failed over (a retry after the
+            // SMS leg's own retryable failure, or an operator's redrive) goes
+            // straight to that leg: WhatsApp is not asked again. Only messages
+            // with a fallback pay this read.
+            if let Some(leg) = envelope.failover()
                 && self.failed_over_before(envelope).await
             {
                 return Box::pin(self.deliver_before(&leg, attempt, deadline)).await;
             }
             if let Some(decision) = self.opted_out(envelope, attempt).await {
                 log_decision(&decision, envelope.message_type());
+                self.count(envelope, &decision);
                 return decision;
             }
-            let started = tokio::time::Instant::now();
             let decision = self.send(envelope, attempt, deadline).await;
             log_decision(&decision, envelope.message_type());
-            crate::metrics::delivery(
-                envelope.channel.as_str(),
-                decision.action(),
-                decision.code(),
-                started.elapsed().as_secs_f64(),
-            );
+            self.count(envelope, &decision);
             self.record_status(envelope, attempt, &decision).await;
             match (&decision, envelope.failover()) {
                 (
@@ -337,6 +332,21 @@ impl Pipeline {
         }
         .instrument(span)
         .await
+    }
+
+    /// Counts a decision in `herald_deliveries_total`.
+    fn count(&self, envelope: &Envelope, decision: &Decision) {
+        let known = decision.code().is_some_and(|code| {
+            self.channels
+                .for_channel(envelope.channel)
+                .is_some_and(|c| c.knows_code(code))
+        });
+        crate::metrics::delivery(
+            envelope.channel.as_str(),
+            decision.action(),
+            decision.code(),
+            known,
+        );
     }
 
     /// True when the status store shows that `envelope`'s first leg failed in
@@ -465,6 +475,7 @@ impl Pipeline {
         let started = tokio::time::Instant::now();
         let result = provider.channel.send(envelope).await;
         provider.observe(started.elapsed());
+        crate::metrics::provider_call(envelope.channel.as_str(), started.elapsed().as_secs_f64());
         provider
             .breaker
             .record(admission, result.as_ref().err().map(|e| e.class));

@@ -203,7 +203,7 @@ impl Store {
         let moved = tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at, api_key_id)
-                 SELECT id, body, ?3, created_at, api_key_id FROM dead_letters
+                 SELECT id, body, ?3, ?3, api_key_id FROM dead_letters
                  WHERE id = ?1 AND (?2 IS NULL OR api_key_id = ?2)",
             )?
             .execute(params![id, api_key_id, now_ms])?;

@@ -128,6 +128,11 @@ impl Channel for InfobipClient {
     fn call_timeout(&self) -> Duration {
         self.timeout
     }
+
+    fn knows_code(&self, code: i64) -> bool {
+        // Infobip's status and error ids: a registry of a few hundred.
+        (0..1000).contains(&code)
+    }
 }
 
 /// Whether a transport error happened before anything was sent (safe to

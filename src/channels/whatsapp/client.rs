@@ -129,6 +129,10 @@ impl Channel for WhatsAppClient {
     fn cannot_reach(&self, code: i64) -> bool {
         super::error::unreachable_on_whatsapp(code)
     }
+
+    fn knows_code(&self, code: i64) -> bool {
+        super::error::is_documented(code)
+    }
 }
 
 /// The window of WhatsApp's pair rate limit (error 131056).

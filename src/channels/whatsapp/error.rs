@@ -129,6 +129,32 @@ pub fn classify(code: i64, status: u16, is_transient: Option<bool>) -> FailureCl
     }
 }
 
+/// True for the Graph error codes [`classify`] names (Meta's reference).
+pub fn is_documented(code: i64) -> bool {
+    matches!(
+        code,
+        0 | 1
+            | 2
+            | 3
+            | 4
+            | 10
+            | 33
+            | 100
+            | 190
+            | 200..=299
+            | 368
+            | 80007
+            | 130_429
+            | 130_472
+            | 130_497
+            | 131_000..=131_064
+            | 132_000..=132_069
+            | 133_000..=133_016
+            | 135_000
+            | 137_000
+    )
+}
+
 /// True for the codes that mean WhatsApp cannot reach this person now, after
 /// which a message with a `fallback` goes by SMS (DESIGN.md, "Failover"):
 /// 131026 undeliverable, 131047 outside the 24-hour window, 131049 the
