@@ -229,6 +229,60 @@ pub fn webhook(source: &'static str, outcome: &'static str, count: usize) {
         .increment(count as u64);
 }
 
+/// Counts made inside a database transaction wait here (per thread: the
+/// embedded queue's writer) until it commits, so a transaction that rolls
+/// back and is retried counts once.
+#[derive(Clone, Copy)]
+enum Pending {
+    Transition(&'static str, &'static str),
+    OptOut(&'static str),
+}
+
+thread_local! {
+    static IN_TRANSACTION: RefCell<Option<Vec<Pending>>> = const { RefCell::new(None) };
+}
+
+/// Starts holding this thread's transition and opt-out counts back.
+pub fn begin_transaction() {
+    IN_TRANSACTION.with(|t| *t.borrow_mut() = Some(Vec::new()));
+}
+
+/// Ends the hold: counts what was held when `committed`, forgets it otherwise.
+pub fn end_transaction(committed: bool) {
+    let held = IN_TRANSACTION
+        .with(|t| t.borrow_mut().take())
+        .unwrap_or_default();
+    if committed {
+        held.into_iter().for_each(count);
+    }
+}
+
+/// Counts now, or holds the count when a transaction is open on this thread.
+fn record(pending: Pending) {
+    let now = IN_TRANSACTION.with(|t| match t.borrow_mut().as_mut() {
+        Some(held) => {
+            held.push(pending);
+            None
+        }
+        None => Some(pending),
+    });
+    if let Some(pending) = now {
+        count(pending);
+    }
+}
+
+fn count(pending: Pending) {
+    match pending {
+        Pending::Transition(channel, status) => {
+            counter!("herald_status_transitions_total", "channel" => channel, "status" => status)
+                .increment(1);
+        }
+        Pending::OptOut(source) => {
+            counter!("herald_opt_out_changes_total", "source" => source).increment(1);
+        }
+    }
+}
+
 /// A message's current status changed to `status` on `channel`.
 pub fn status_transition(channel: &str, status: &'static str) {
     let channel = match channel {
@@ -236,8 +290,7 @@ pub fn status_transition(channel: &str, status: &'static str) {
         "whatsapp" => "whatsapp",
         _ => "other",
     };
-    counter!("herald_status_transitions_total", "channel" => channel, "status" => status)
-        .increment(1);
+    record(Pending::Transition(channel, status));
 }
 
 /// An opt-out changed, by what changed it (`api`, `inbound-sms`, `inbound-whatsapp`).
@@ -248,7 +301,7 @@ pub fn opt_out_change(source: &str) {
         "inbound-whatsapp" => "inbound-whatsapp",
         _ => "other",
     };
-    counter!("herald_opt_out_changes_total", "source" => source).increment(1);
+    record(Pending::OptOut(source));
 }
 
 /// The embedded queue's figures, set at each scrape.

@@ -704,7 +704,9 @@ fn commit_writes(
         if fail {
             return Err(full_disk());
         }
-        store.transaction(|tx| {
+        // Transition and opt-out counts wait for the commit.
+        crate::metrics::begin_transaction();
+        let result = store.transaction(|tx| {
             writes.iter().try_fold(Delta::default(), |sum, w| {
                 let d = apply(tx, w, now, emit)?;
                 Ok(Delta {
@@ -712,7 +714,9 @@ fn commit_writes(
                     dead_letters: sum.dead_letters + d.dead_letters,
                 })
             })
-        })
+        });
+        crate::metrics::end_transaction(result.is_ok());
+        result
     };
     let count = |d: Delta| {
         add(&counters.depth, d.depth);

@@ -25,12 +25,12 @@ use crate::gateway::routes;
 #[allow(dead_code)]
 pub struct SendRequest {
     /// E.164: `+` then 8–15 digits, the first 1–9.
-    #[schema(example = "+14155550123")]
+    #[schema(example = "+14155550123", pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub to: String,
     /// `whatsapp` (default) or `sms`.
     pub channel: Option<ChannelName>,
     /// A plain text (WhatsApp: 1–4096 characters; SMS: within `SMS_MAX_SEGMENTS`).
-    #[schema(example = "Your order has shipped")]
+    #[schema(example = "Your order has shipped", min_length = 1, max_length = 4096)]
     pub message: Option<String>,
     /// `{ "body", "previewUrl" }`.
     #[schema(value_type = Option<Object>)]
