@@ -79,6 +79,18 @@ pub struct WebhookContent {
     pub skipped: usize,
 }
 
+/// The connection-pooled HTTP client every provider client is built on:
+/// `timeout` per call, at most 3 s to connect, idle connections kept a
+/// minute, Herald's user agent. Fails only if the TLS backend cannot start.
+pub(crate) fn provider_http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(3).min(timeout))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// A response's `Retry-After` in seconds (providers do not send the HTTP-date
 /// form), capped at an hour.
 pub(crate) fn response_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {

@@ -29,6 +29,19 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// The class of an HTTP error status from a provider whose body says
+    /// nothing more. A 404 there means the configured URL is wrong (base URL,
+    /// version, account id), not that this message is: the messages are kept
+    /// and an operator alerted, rather than every one failed.
+    pub fn of_http_status(status: u16) -> Self {
+        match status {
+            401 | 403 | 404 => Self::Configuration,
+            429 => Self::Throttled,
+            500..=599 | 408 => Self::Retryable,
+            _ => Self::Permanent,
+        }
+    }
+
     /// The name used in logs and in the decision's `action`.
     pub fn as_str(self) -> &'static str {
         match self {

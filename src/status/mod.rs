@@ -116,6 +116,20 @@ pub struct Inbound {
     pub message: Value,
 }
 
+impl Inbound {
+    /// The message's whole text, whichever channel it came on: WhatsApp's
+    /// `text.body` (or a button's text), Infobip's `text` — never Infobip's
+    /// `cleanText`, which is the text with Infobip's keyword taken out (a
+    /// STOP set up as a keyword on the number would leave it empty).
+    pub fn text(&self) -> Option<&str> {
+        let m = &self.message;
+        m.pointer("/text/body")
+            .or_else(|| m.pointer("/button/text"))
+            .and_then(Value::as_str)
+            .or_else(|| m.get("text").and_then(Value::as_str))
+    }
+}
+
 /// Why a status could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("status store: {0}")]

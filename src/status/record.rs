@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::model::{self, Change, Entry, History, Status};
 use super::{MessageInfo, format_ms};
-use crate::contract::{Channel, ENVELOPE_VERSION, Envelope, FallbackLeg};
+use crate::contract::{ENVELOPE_VERSION, Envelope, FallbackLeg};
 use crate::domain::PhoneNumber;
 
 /// Everything Herald knows about one message's fate.
@@ -212,22 +212,23 @@ impl MessageRecord {
         if !fails_over || self.failover_at_ms.is_some() || !self.fallback.is_empty() {
             return None;
         }
-        let leg = self.fallback_leg.as_ref()?;
-        let first: Channel = serde_json::from_value(Value::from(self.channel.as_str())).ok()?;
-        Some(Envelope {
+        // The first leg's envelope as far as the record knows it (its own
+        // message is not kept); `Envelope::failover` makes the leg from it.
+        let first = Envelope {
             version: ENVELOPE_VERSION,
             id: self.id.parse().ok()?,
-            channel: leg.channel,
+            channel: serde_json::from_value(Value::from(self.channel.as_str())).ok()?,
             to: PhoneNumber::parse(&self.to).ok()?,
-            message: leg.message.clone(),
+            message: Value::Null,
             reply_to: None,
             callback_data: self.callback_data.clone(),
             metadata: serde_json::Map::new(),
             accepted_at: chrono::DateTime::from_timestamp_millis(self.accepted_at_ms)?,
             api_key_id: self.api_key_id.clone(),
-            fallback: None,
-            failover_from: Some(first),
-        })
+            fallback: self.fallback_leg.clone(),
+            failover_from: None,
+        };
+        first.failover()
     }
 
     /// The body of `GET /api/v1/messages/{id}` (DESIGN.md): the history in

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::error::{InfobipError, group};
 use super::types::{ApiErrorBody, SendResponse, request_body};
-use crate::channels::{Channel, response_retry_after, truncate_body};
+use crate::channels::{Channel, provider_http_client, response_retry_after, truncate_body};
 use crate::config::{InfobipConfig, Secret};
 use crate::contract::Envelope;
 use crate::delivery::{ChannelError, ThroughputLimiter};
@@ -33,12 +33,7 @@ impl std::fmt::Debug for InfobipClient {
 impl InfobipClient {
     /// Builds the client. Fails only if the TLS backend cannot initialise.
     pub fn new(config: &InfobipConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(Duration::from_secs(3).min(config.request_timeout))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = provider_http_client(config.request_timeout)?;
         Ok(Self {
             http,
             send_url: format!("{}/sms/3/messages", config.base_url),

@@ -77,7 +77,9 @@ impl InfobipError {
             Self::Unexpected { status, .. } if (200..300).contains(status) => {
                 FailureClass::Unconfirmed
             }
-            Self::Api { status, .. } | Self::Unexpected { status, .. } => classify_status(*status),
+            Self::Api { status, .. } | Self::Unexpected { status, .. } => {
+                FailureClass::of_http_status(*status)
+            }
         }
     }
 
@@ -95,18 +97,6 @@ impl InfobipError {
             Self::Api { retry_after, .. } | Self::Unexpected { retry_after, .. } => *retry_after,
             _ => None,
         }
-    }
-}
-
-/// Classifies an HTTP error status.
-fn classify_status(status: u16) -> FailureClass {
-    match status {
-        // 404 is the account's base URL being wrong, not this message: keep
-        // the messages and alert rather than fail every one of them.
-        401 | 403 | 404 => FailureClass::Configuration,
-        429 => FailureClass::Throttled,
-        500..=599 | 408 => FailureClass::Retryable,
-        _ => FailureClass::Permanent,
     }
 }
 

@@ -145,18 +145,6 @@ pub fn read_inbound(body: &[u8]) -> Result<WebhookContent, String> {
     Ok(content)
 }
 
-/// The whole text of an inbound message, whichever channel it came on:
-/// WhatsApp's `text.body` (or a button's text), Infobip's `text` — never its
-/// `cleanText`, which is the text with Infobip's keyword taken out (a STOP
-/// set up as a keyword on the number would leave it empty).
-pub fn inbound_text(inbound: &Inbound) -> Option<&str> {
-    let m = &inbound.message;
-    m.pointer("/text/body")
-        .or_else(|| m.pointer("/button/text"))
-        .and_then(Value::as_str)
-        .or_else(|| m.get("text").and_then(Value::as_str))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,11 +221,11 @@ mod tests {
         assert_eq!(i.from, "+41793026727");
         assert_eq!(i.channel, "sms");
         assert_eq!(i.at_ms, 1_767_261_605_456);
-        assert_eq!(inbound_text(i), Some("stop"));
+        assert_eq!(i.text(), Some("stop"));
         // cleanText is the text without Infobip's keyword: never read.
         let mut keyword_only = i.clone();
         keyword_only.message["cleanText"] = json!("");
-        assert_eq!(inbound_text(&keyword_only), Some("stop"));
+        assert_eq!(keyword_only.text(), Some("stop"));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::error::WhatsAppError;
 use super::types::{GraphErrorBody, SendResponse, request_body};
-use crate::channels::{Channel, response_retry_after, truncate_body};
+use crate::channels::{Channel, provider_http_client, response_retry_after, truncate_body};
 use crate::config::{Secret, WhatsAppConfig};
 use crate::contract::Envelope;
 use crate::delivery::{ChannelError, RecipientLimiter, ThroughputLimiter};
@@ -33,12 +33,7 @@ impl std::fmt::Debug for WhatsAppClient {
 impl WhatsAppClient {
     /// Builds the client. Fails only if the TLS backend cannot initialise.
     pub fn new(config: &WhatsAppConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(Duration::from_secs(3).min(config.request_timeout))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = provider_http_client(config.request_timeout)?;
         Ok(Self {
             http,
             messages_url: format!(

@@ -53,7 +53,7 @@ impl WhatsAppError {
             Self::Unexpected { status, .. } if (200..300).contains(status) => {
                 FailureClass::Unconfirmed
             }
-            Self::Unexpected { status, .. } => classify_status(*status),
+            Self::Unexpected { status, .. } => FailureClass::of_http_status(*status),
         }
     }
 
@@ -122,7 +122,7 @@ pub fn classify(code: i64, status: u16, is_transient: Option<bool>) -> FailureCl
         | 131_064 | 132_000 | 132_001 | 132_005 | 132_007 | 132_008 | 132_012 | 132_015
         | 132_016 | 132_068 | 132_069 | 135_000 | 137_000 => FailureClass::Permanent,
         _ if is_transient == Some(true) => FailureClass::Retryable,
-        _ => match classify_status(status) {
+        _ => match FailureClass::of_http_status(status) {
             FailureClass::Permanent => FailureClass::Retryable,
             class => class,
         },
@@ -162,18 +162,6 @@ pub fn is_documented(code: i64) -> bool {
 /// the person chose to stop marketing messages.
 pub fn unreachable_on_whatsapp(code: i64) -> bool {
     matches!(code, 131_026 | 131_047 | 131_049 | 130_472)
-}
-
-/// Classifies by HTTP status alone, for responses without a Graph error.
-fn classify_status(status: u16) -> FailureClass {
-    match status {
-        // A 404 without a Graph error body means the URL is wrong (base URL,
-        // version or phone number id), not that this message is.
-        401 | 403 | 404 => FailureClass::Configuration,
-        429 => FailureClass::Throttled,
-        500..=599 | 408 => FailureClass::Retryable,
-        _ => FailureClass::Permanent,
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use std::sync::Arc;
 
 use crate::channels::WebhookContent;
-use crate::channels::sms::webhook::{self as sms_webhook, inbound_text};
+use crate::channels::sms::webhook as sms_webhook;
 use crate::channels::whatsapp::webhook;
 use crate::gateway::AppState;
 use crate::gateway::error::ApiError;
@@ -122,11 +122,8 @@ async fn record(
         .inbound
         .iter()
         .filter_map(|i| {
-            let change = optout::keyword_change(
-                inbound_text(i)?,
-                &i.channel,
-                &state.webhooks.opt_out_keywords,
-            )?;
+            let change =
+                optout::keyword_change(i.text()?, &i.channel, &state.webhooks.opt_out_keywords)?;
             Some(OptOutUpdate {
                 number: i.from.clone(),
                 change,
@@ -241,13 +238,14 @@ pub async fn infobip_reports(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
-    refused("infobip", infobip_authenticated(&state, &headers, &body))?;
-    let store = state.statuses.as_ref().ok_or(ApiError::NotFound)?;
-    let content = refused(
+    infobip(
+        &state,
+        &headers,
+        &body,
         "infobip",
-        sms_webhook::read_reports(&body).map_err(ApiError::MalformedJson),
-    )?;
-    record(&state, store, "infobip", content).await
+        sms_webhook::read_reports,
+    )
+    .await
 }
 
 /// `POST /webhooks/infobip/inbound`: inbound SMS, as `message.inbound`
@@ -269,14 +267,26 @@ pub async fn infobip_inbound(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
-    refused(
+    infobip(
+        &state,
+        &headers,
+        &body,
         "infobip-inbound",
-        infobip_authenticated(&state, &headers, &body),
-    )?;
+        sms_webhook::read_inbound,
+    )
+    .await
+}
+
+/// Both Infobip webhooks: authenticated, then read by `read`, then recorded.
+async fn infobip(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    source: &'static str,
+    read: fn(&[u8]) -> Result<WebhookContent, String>,
+) -> Result<StatusCode, ApiError> {
+    refused(source, infobip_authenticated(state, headers, body))?;
     let store = state.statuses.as_ref().ok_or(ApiError::NotFound)?;
-    let content = refused(
-        "infobip-inbound",
-        sms_webhook::read_inbound(&body).map_err(ApiError::MalformedJson),
-    )?;
-    record(&state, store, "infobip-inbound", content).await
+    let content = refused(source, read(body).map_err(ApiError::MalformedJson))?;
+    record(state, store, source, content).await
 }

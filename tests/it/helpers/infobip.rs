@@ -65,12 +65,6 @@ pub fn send_endpoint() -> MockBuilder {
         .and(header("content-type", "application/json"))
 }
 
-/// Infobip's answer to an accepted message: group PENDING, `PENDING_ACCEPTED`,
-/// echoing the message id of the request.
-pub fn accepted() -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({"bulkId": "bulk-1", "messages": []}))
-}
-
 /// A responder that echoes each request's message id with `status`.
 pub struct Echo(pub Value);
 
@@ -141,19 +135,6 @@ pub fn on_operator(message_id: &str) -> Value {
         "DELIVERED_TO_OPERATOR",
         "2026-01-01T10:00:03.000+0000",
     )
-}
-
-pub fn undeliverable(message_id: &str) -> Value {
-    let mut r = report(
-        message_id,
-        2,
-        9,
-        "UNDELIVERABLE_NOT_DELIVERED",
-        "2026-01-01T10:00:04.000+0000",
-    );
-    r["error"] = json!({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 27,
-        "name": "EC_ABSENT_SUBSCRIBER", "description": "absent", "permanent": false});
-    r
 }
 
 /// One inbound SMS as Infobip's MO push carries it, the text being a keyword
