@@ -63,6 +63,9 @@ done
 
 log "cfn-lint deploy/template.yaml"
 .venv/bin/cfn-lint deploy/template.yaml
+log "check_template.py deploy/template.yaml (IAM grants, encryption, secrets, redrive, log retention, concurrency; and its self-test)"
+.venv/bin/python scripts/check_template.py deploy/template.yaml
+.venv/bin/python scripts/check_template.py --self-test deploy/template.yaml
 
 # --- the AWS emulator --------------------------------------------------------
 # Two moto servers: the main one accepts any credentials; the second checks
