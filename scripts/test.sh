@@ -103,6 +103,9 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
+# The binaries the tests start read these: the emulator on a 2-core machine can
+# be slower than the production limits (3 s an attempt, 8 s a call).
+export AWS_ATTEMPT_TIMEOUT_MS=30000 AWS_OPERATION_TIMEOUT_MS=90000
 unset AWS_PROFILE AWS_SESSION_TOKEN SNS_TOPIC_ARN SQS_QUEUE_URL
 
 # --- the tests ---------------------------------------------------------------

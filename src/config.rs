@@ -230,10 +230,25 @@ pub struct GatewayConfig {
     pub delivery: DeliveryConfig,
     /// Statuses and events.
     pub status: StatusConfig,
+    /// AWS SDK call limits.
+    pub aws_timeouts: AwsTimeouts,
     /// The providers' webhooks.
     pub webhooks: WebhookConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Limits on one AWS SDK call (SNS publishing, the DynamoDB status store), for
+/// the gateway and the consumer: short enough that a stuck call becomes a 503 or
+/// a retried write, not a hung request; raised where the AWS endpoint is slow
+/// (an emulator on a small machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsTimeouts {
+    /// `AWS_ATTEMPT_TIMEOUT_MS`: one attempt, default 3 000 ms.
+    pub attempt: Duration,
+    /// `AWS_OPERATION_TIMEOUT_MS`: all attempts of one call, default 8 000 ms;
+    /// at least the attempt timeout.
+    pub operation: Duration,
 }
 
 /// Where statuses are kept and where events go, for the gateway and the consumer.
@@ -260,6 +275,22 @@ pub struct EventsWebhookConfig {
     pub secret: crate::events::signing::WebhookSecret,
 }
 
+impl EventsWebhookConfig {
+    /// The URL as it may be logged: without its userinfo (a receiver's
+    /// credentials) or query (often a token).
+    pub fn loggable_url(&self) -> String {
+        match reqwest::Url::parse(&self.url) {
+            Ok(mut url) => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.set_query(None);
+                url.to_string()
+            }
+            Err(_) => "[unparsable]".to_owned(),
+        }
+    }
+}
+
 /// Authentication of the providers' webhooks; a route whose secret is unset is `404`.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookConfig {
@@ -275,6 +306,10 @@ pub struct WebhookConfig {
     pub infobip_signature_header: String,
     /// `WEBHOOK_MAX_BODY_BYTES`: largest webhook body, default 4 MiB.
     pub max_body_bytes: usize,
+    /// `WEBHOOK_BODIES_MAX_BYTES`: most bytes all webhook bodies being read
+    /// may hold together, at least one body's limit; default 16 MiB. Past it
+    /// a webhook waits up to 2 s, then gets `503` (the provider retries).
+    pub bodies_max_bytes: usize,
     /// `OPT_OUT_KEYWORDS`: inbound texts (whole, trimmed, case-folded) that
     /// opt the sender out; default `STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT`.
     pub opt_out_keywords: Vec<String>,
@@ -298,6 +333,8 @@ pub struct ConsumerConfig {
     pub delivery: DeliveryConfig,
     /// Statuses and events.
     pub status: StatusConfig,
+    /// AWS SDK call limits.
+    pub aws_timeouts: AwsTimeouts,
     /// Logging.
     pub log: LogConfig,
 }
@@ -449,32 +486,8 @@ impl GatewayConfig {
             },
             delivery: delivery_from(&vars)?,
             status: status_from(&vars)?,
-            webhooks: WebhookConfig {
-                whatsapp_verify_token: vars.get("WHATSAPP_VERIFY_TOKEN").map(Secret::new),
-                whatsapp_app_secret: vars.get("WHATSAPP_APP_SECRET").map(Secret::new),
-                infobip_secret: vars.get("INFOBIP_WEBHOOK_SECRET").map(Secret::new),
-                infobip_basic: match vars.get("INFOBIP_WEBHOOK_BASIC") {
-                    Some(b) if !b.contains(':') => {
-                        return Err(ConfigError::Invalid {
-                            var: "INFOBIP_WEBHOOK_BASIC".into(),
-                            reason: "must be user:password".into(),
-                        });
-                    }
-                    b => b.map(Secret::new),
-                },
-                infobip_signature_header: vars
-                    .get("INFOBIP_SIGNATURE_HEADER")
-                    .unwrap_or_else(|| "X-Infobip-Signature".into()),
-                max_body_bytes: vars.ranged("WEBHOOK_MAX_BODY_BYTES", 4 << 20, 1024, 64 << 20)?,
-                opt_out_keywords: match vars.get("OPT_OUT_KEYWORDS") {
-                    None => DEFAULT_OPT_OUT_KEYWORDS.map(str::to_owned).to_vec(),
-                    Some(list) => list
-                        .split(',')
-                        .map(|k| k.trim().to_uppercase())
-                        .filter(|k| !k.is_empty())
-                        .collect(),
-                },
-            },
+            aws_timeouts: aws_timeouts_from(&vars)?,
+            webhooks: webhooks_from(&vars)?,
             log: log_from(&vars)?,
         })
     }
@@ -506,9 +519,94 @@ impl ConsumerConfig {
             },
             delivery: delivery_from(&vars)?,
             status: status_from(&vars)?,
+            aws_timeouts: aws_timeouts_from(&vars)?,
             log: log_from(&vars)?,
         })
     }
+}
+
+/// Shortest webhook secret accepted: a guessable one lets anyone forge
+/// statuses, inbound messages and opt-outs.
+const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
+
+/// A webhook secret, refused when shorter than [`MIN_WEBHOOK_SECRET_CHARS`].
+fn webhook_secret(vars: &Vars<'_>, var: &str) -> Result<Option<Secret>, ConfigError> {
+    match vars.get(var) {
+        Some(v) if v.chars().count() < MIN_WEBHOOK_SECRET_CHARS => Err(ConfigError::Invalid {
+            var: var.into(),
+            reason: format!(
+                "is shorter than {MIN_WEBHOOK_SECRET_CHARS} characters: use a long random value"
+            ),
+        }),
+        v => Ok(v.map(Secret::new)),
+    }
+}
+
+fn webhooks_from(vars: &Vars<'_>) -> Result<WebhookConfig, ConfigError> {
+    let max_body_bytes = vars.ranged("WEBHOOK_MAX_BODY_BYTES", 4 << 20, 1024, 64 << 20)?;
+    let bodies_max_bytes = vars.ranged("WEBHOOK_BODIES_MAX_BYTES", 16 << 20, 1024, 1 << 30)?;
+    if bodies_max_bytes < max_body_bytes {
+        return Err(ConfigError::Invalid {
+            var: "WEBHOOK_BODIES_MAX_BYTES".into(),
+            reason: format!(
+                "is {bodies_max_bytes}, less than one body's limit (WEBHOOK_MAX_BODY_BYTES, {max_body_bytes})"
+            ),
+        });
+    }
+    let infobip_basic = match vars.get("INFOBIP_WEBHOOK_BASIC") {
+        None => None,
+        Some(b) => match b.split_once(':') {
+            Some((user, password))
+                if !user.is_empty() && password.chars().count() >= MIN_WEBHOOK_SECRET_CHARS =>
+            {
+                Some(Secret::new(b))
+            }
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "INFOBIP_WEBHOOK_BASIC".into(),
+                    reason: format!(
+                        "must be user:password with a user and a password of at least {MIN_WEBHOOK_SECRET_CHARS} characters"
+                    ),
+                });
+            }
+        },
+    };
+    Ok(WebhookConfig {
+        whatsapp_verify_token: webhook_secret(vars, "WHATSAPP_VERIFY_TOKEN")?,
+        whatsapp_app_secret: webhook_secret(vars, "WHATSAPP_APP_SECRET")?,
+        infobip_secret: webhook_secret(vars, "INFOBIP_WEBHOOK_SECRET")?,
+        infobip_basic,
+        infobip_signature_header: vars
+            .get("INFOBIP_SIGNATURE_HEADER")
+            .unwrap_or_else(|| "X-Infobip-Signature".into()),
+        max_body_bytes,
+        bodies_max_bytes,
+        opt_out_keywords: match vars.get("OPT_OUT_KEYWORDS") {
+            None => DEFAULT_OPT_OUT_KEYWORDS.map(str::to_owned).to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(|k| k.trim().to_uppercase())
+                .filter(|k| !k.is_empty())
+                .collect(),
+        },
+    })
+}
+
+fn aws_timeouts_from(vars: &Vars<'_>) -> Result<AwsTimeouts, ConfigError> {
+    let attempt = vars.ranged("AWS_ATTEMPT_TIMEOUT_MS", 3_000, 100, 120_000)?;
+    let operation = vars.ranged("AWS_OPERATION_TIMEOUT_MS", 8_000, 100, 300_000)?;
+    if operation < attempt {
+        return Err(ConfigError::Invalid {
+            var: "AWS_OPERATION_TIMEOUT_MS".into(),
+            reason: format!(
+                "is {operation} ms, less than AWS_ATTEMPT_TIMEOUT_MS ({attempt} ms): an operation is one or more attempts"
+            ),
+        });
+    }
+    Ok(AwsTimeouts {
+        attempt: Duration::from_millis(attempt),
+        operation: Duration::from_millis(operation),
+    })
 }
 
 fn status_from(vars: &Vars<'_>) -> Result<StatusConfig, ConfigError> {
@@ -995,6 +1093,63 @@ mod tests {
                 &[("API_KEY", KEY), ("WHATSAPP_API_VERSION", "25")],
                 "WHATSAPP_API_VERSION is invalid",
             ),
+            // Webhook and event secrets that anyone could guess or that
+            // authenticate nothing.
+            (
+                &[("API_KEY", KEY), ("INFOBIP_WEBHOOK_BASIC", ":")],
+                "INFOBIP_WEBHOOK_BASIC is invalid",
+            ),
+            (
+                &[
+                    ("API_KEY", KEY),
+                    ("INFOBIP_WEBHOOK_BASIC", "infobip:s3cret"),
+                ],
+                "INFOBIP_WEBHOOK_BASIC is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("INFOBIP_WEBHOOK_SECRET", "short")],
+                "INFOBIP_WEBHOOK_SECRET is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("WHATSAPP_APP_SECRET", "0123456789")],
+                "WHATSAPP_APP_SECRET is invalid",
+            ),
+            (
+                &[("API_KEY", KEY), ("WHATSAPP_VERIFY_TOKEN", "token")],
+                "WHATSAPP_VERIFY_TOKEN is invalid",
+            ),
+            (
+                &[
+                    ("API_KEY", KEY),
+                    ("EVENTS_WEBHOOK_URL", "https://app.example.com/events"),
+                    ("EVENTS_WEBHOOK_SECRET", "whsec_"),
+                ],
+                "EVENTS_WEBHOOK_SECRET is invalid",
+            ),
+            (
+                &[
+                    ("API_KEY", KEY),
+                    ("EVENTS_WEBHOOK_URL", "https://app.example.com/events"),
+                    ("EVENTS_WEBHOOK_SECRET", "whsec_c2hvcnQ="),
+                ],
+                "EVENTS_WEBHOOK_SECRET is invalid",
+            ),
+            (
+                &[
+                    ("API_KEY", KEY),
+                    ("WEBHOOK_MAX_BODY_BYTES", "1048576"),
+                    ("WEBHOOK_BODIES_MAX_BYTES", "1024"),
+                ],
+                "WEBHOOK_BODIES_MAX_BYTES is invalid",
+            ),
+            (
+                &[
+                    ("API_KEY", KEY),
+                    ("AWS_ATTEMPT_TIMEOUT_MS", "5000"),
+                    ("AWS_OPERATION_TIMEOUT_MS", "1000"),
+                ],
+                "AWS_OPERATION_TIMEOUT_MS is invalid",
+            ),
         ];
         for (vars, expected) in cases {
             let line = error_line(vars);
@@ -1004,6 +1159,39 @@ mod tests {
             );
             assert!(!line.contains('\n'));
         }
+    }
+
+    /// `.env.example` copied to `.env` as it is starts nothing: its only
+    /// required value is left for the operator to fill in.
+    #[test]
+    fn the_example_environment_holds_no_working_key() {
+        let example = include_str!("../.env.example");
+        let vars: Vec<(&str, &str)> = example
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        assert!(vars.iter().any(|(k, _)| *k == "API_KEYS"));
+        assert!(error_line(&vars).contains("API_KEYS is not set"));
+    }
+
+    /// The events receiver's URL is logged without its credentials or query.
+    #[test]
+    fn the_events_url_is_logged_without_credentials() {
+        let c = gateway(&[
+            ("API_KEY", KEY),
+            (
+                "EVENTS_WEBHOOK_URL",
+                "https://user:pa55word@app.example.com/events?token=t0k3n",
+            ),
+            (
+                "EVENTS_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+        ])
+        .unwrap();
+        let url = c.status.events_webhook.unwrap().loggable_url();
+        assert_eq!(url, "https://app.example.com/events");
     }
 
     #[test]

@@ -52,17 +52,22 @@ impl Application {
         let Some(arn) = &config.sns_topic_arn else {
             return Self::build_embedded(config).await;
         };
-        let publisher =
-            SnsPublisher::from_env(arn, config.sns_batch_linger, config.sns_lean_client)
-                .await
-                .map_err(StartupError::Publisher)?;
+        let publisher = SnsPublisher::from_env(
+            arn,
+            config.sns_batch_linger,
+            config.sns_lean_client,
+            config.aws_timeouts,
+        )
+        .await
+        .map_err(StartupError::Publisher)?;
         let client = if config.sns_lean_client {
             "lean"
         } else {
             "sdk"
         };
         tracing::info!(mode = "sns", topic = %arn, sns_client = client, "publishing to SNS; delivery is herald-consumer's job");
-        let Some(store) = DynamoStatusStore::from_config(&config.status).await else {
+        let Some(store) = DynamoStatusStore::from_config(&config.status, config.aws_timeouts).await
+        else {
             tracing::info!(
                 "no STATUS_TABLE: statuses are not kept (GET /api/v1/messages/{{id}} answers 501)"
             );
@@ -130,7 +135,7 @@ impl Application {
         let events = match events {
             None => None,
             Some(webhook) => {
-                tracing::info!(url = %webhook.url, "events are POSTed to EVENTS_WEBHOOK_URL, signed as Standard Webhooks");
+                tracing::info!(url = %webhook.loggable_url(), "events are POSTed to EVENTS_WEBHOOK_URL, signed as Standard Webhooks");
                 let retry = RetryPolicy {
                     base: config.delivery.retry_base,
                     max: config.delivery.retry_max,

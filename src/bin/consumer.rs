@@ -41,13 +41,15 @@ async fn main() -> ExitCode {
     };
     // Statuses (`submitted` with the provider's id, `failed`) and their
     // events, when a table is configured.
-    let pipeline = Arc::new(match DynamoStatusStore::from_config(&config.status).await {
-        Some(store) => pipeline.with_statuses(Arc::new(store)),
-        None => {
-            tracing::info!("no STATUS_TABLE: delivery statuses are not recorded");
-            pipeline
-        }
-    });
+    let pipeline = Arc::new(
+        match DynamoStatusStore::from_config(&config.status, config.aws_timeouts).await {
+            Some(store) => pipeline.with_statuses(Arc::new(store)),
+            None => {
+                tracing::info!("no STATUS_TABLE: delivery statuses are not recorded");
+                pipeline
+            }
+        },
+    );
     if config.delivery.console_by_default {
         tracing::warn!(
             "no WhatsApp credentials: delivering to the console (stdout); set WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID to send"

@@ -4,8 +4,21 @@
 
 use serde_json::{Map, Value};
 
-use super::message::CONTENT_FIELDS;
-use super::validation::FieldError;
+use super::message::{CONTENT_FIELDS, is_send_field};
+use super::validation::{Errors, FieldError};
+
+/// Bounds on the work one batch may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// `BATCH_MAX_MESSAGES`.
+    pub max_messages: usize,
+    /// The largest `defaults`, serialised (a single send's body limit).
+    pub max_defaults_bytes: usize,
+    /// Most bytes of `defaults` copied into entries in all (size × entries):
+    /// the copies are the one part of a batch's cost not paid by its sender's
+    /// bytes, so they are bounded by a multiple of the body limit.
+    pub max_copied_bytes: usize,
+}
 
 /// A batch body read into its parts, before any entry is validated.
 #[derive(Debug)]
@@ -20,13 +33,15 @@ impl BatchRequest {
     /// entry with a content field of its own takes none of the defaults'
     /// content fields, since a message has exactly one). An entry that is not
     /// an object is kept as it is, and validation names it.
-    /// `defaults` may be at most `max_defaults_bytes` serialised (the size of
-    /// a single send): it is copied into every entry.
-    pub fn parse(
-        body: Value,
-        max_messages: usize,
-        max_defaults_bytes: usize,
-    ) -> Result<Self, Vec<FieldError>> {
+    /// `defaults` is checked once, before it is copied: only a send's fields,
+    /// at most `max_defaults_bytes` serialised, and at most
+    /// `max_copied_bytes` once copied into every entry.
+    pub fn parse(body: Value, limits: BatchLimits) -> Result<Self, Vec<FieldError>> {
+        let BatchLimits {
+            max_messages,
+            max_defaults_bytes,
+            max_copied_bytes,
+        } = limits;
         let error = |field: &str, message: String| {
             vec![FieldError {
                 field: field.to_owned(),
@@ -36,22 +51,31 @@ impl BatchRequest {
         let Value::Object(mut body) = body else {
             return Err(error("", "the request body must be a JSON object".into()));
         };
-        let unknown: Vec<FieldError> = body
+        let mut unknown = Errors::default();
+        for k in body
             .keys()
             .filter(|k| !matches!(k.as_str(), "defaults" | "messages"))
-            .map(|k| FieldError {
-                field: k.clone(),
-                message: "unknown field (a batch has defaults and messages)".into(),
-            })
-            .collect();
+        {
+            unknown.add(
+                k.clone(),
+                "unknown field (a batch has defaults and messages)",
+            );
+        }
         if !unknown.is_empty() {
-            return Err(unknown);
+            return Err(unknown.into_vec());
         }
         let defaults = match body.remove("defaults") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(d)) => d,
             Some(_) => return Err(error("defaults", "must be an object".into())),
         };
+        let mut unknown = Errors::default();
+        for k in defaults.keys().filter(|k| !is_send_field(k)) {
+            unknown.add(format!("defaults.{k}"), "unknown field");
+        }
+        if !unknown.is_empty() {
+            return Err(unknown.into_vec());
+        }
         let defaults_bytes = serde_json::to_vec(&defaults).map_or(usize::MAX, |v| v.len());
         if defaults_bytes > max_defaults_bytes {
             return Err(error(
@@ -71,6 +95,15 @@ impl BatchRequest {
                 "messages",
                 format!(
                     "must hold 1 to {max_messages} messages, found {}",
+                    messages.len()
+                ),
+            ));
+        }
+        if defaults_bytes.saturating_mul(messages.len()) > max_copied_bytes {
+            return Err(error(
+                "defaults",
+                format!(
+                    "is {defaults_bytes} bytes, copied into {} entries; at most {max_copied_bytes} bytes may be copied in all: send smaller defaults or fewer entries per batch",
                     messages.len()
                 ),
             ));
@@ -102,14 +135,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn limits(max_messages: usize, max_defaults_bytes: usize) -> BatchLimits {
+        BatchLimits {
+            max_messages,
+            max_defaults_bytes,
+            max_copied_bytes: 1 << 20,
+        }
+    }
+
     #[test]
     fn entries_overlay_the_defaults() {
         let batch = BatchRequest::parse(
             json!({"defaults": {"message": "Sale", "callbackData": "c1"},
                    "messages": [{"to": "+1"}, {"to": "+2", "message": "Hi Ana"},
                                 {"to": "+3", "template": {"name": "t"}}, 7]}),
-            10,
-            65_536,
+            limits(10, 65_536),
         )
         .unwrap();
         assert_eq!(
@@ -128,7 +168,7 @@ mod tests {
     #[test]
     fn the_batch_shape_is_checked() {
         let fields = |body: Value| -> Vec<String> {
-            BatchRequest::parse(body, 2, 64)
+            BatchRequest::parse(body, limits(2, 64))
                 .unwrap_err()
                 .into_iter()
                 .map(|e| e.field)
@@ -147,5 +187,44 @@ mod tests {
             fields(json!({"defaults": {"message": "x".repeat(100)}, "messages": [{}]})),
             ["defaults"]
         );
+        assert_eq!(
+            fields(json!({"defaults": {"mesage": "x"}, "messages": [{}]})),
+            ["defaults.mesage"]
+        );
+    }
+
+    /// `defaults` with thousands of unknown keys is refused once, with a
+    /// short list, before anything is copied into the entries.
+    #[test]
+    fn unknown_defaults_are_reported_once_and_capped() {
+        let defaults: Map<String, Value> = (0..6000).map(|i| (format!("k{i}"), json!(1))).collect();
+        let messages: Vec<Value> = (0..1000).map(|_| json!({})).collect();
+        let errors = BatchRequest::parse(
+            json!({"defaults": defaults, "messages": messages}),
+            limits(1000, 1 << 20),
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors.len(),
+            crate::domain::validation::MAX_FIELD_ERRORS + 1
+        );
+        assert_eq!(errors[0].field, "defaults.k0");
+        assert!(errors.last().unwrap().message.contains("5980 more"));
+    }
+
+    #[test]
+    fn defaults_copied_past_the_budget_are_refused() {
+        let body = |n: usize| {
+            let messages: Vec<Value> = (0..n).map(|_| json!({})).collect();
+            json!({"defaults": {"message": "x".repeat(1000)}, "messages": messages})
+        };
+        let limits = BatchLimits {
+            max_messages: 1000,
+            max_defaults_bytes: 2000,
+            max_copied_bytes: 100_000,
+        };
+        assert!(BatchRequest::parse(body(90), limits).is_ok());
+        let errors = BatchRequest::parse(body(200), limits).unwrap_err();
+        assert_eq!(errors[0].field, "defaults");
     }
 }

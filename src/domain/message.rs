@@ -50,6 +50,15 @@ const WHATSAPP_FIELDS: [&str; 2] = ["replyTo", "fallback"];
 /// Fields only an SMS may carry.
 const SMS_FIELDS: [&str; 1] = ["sender"];
 
+/// True when `key` is a top-level field of a send request on some channel
+/// (what a batch's `defaults` may hold).
+pub(crate) fn is_send_field(key: &str) -> bool {
+    CONTENT_FIELDS.contains(&key)
+        || COMMON_FIELDS.contains(&key)
+        || WHATSAPP_FIELDS.contains(&key)
+        || SMS_FIELDS.contains(&key)
+}
+
 /// Settings that shape validation (from the configuration).
 #[derive(Debug, Clone, Copy)]
 pub struct SendRules {

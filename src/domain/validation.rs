@@ -13,25 +13,60 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// Collects [`FieldError`]s while a request is walked.
+/// Most field errors listed for one message: a body with thousands of unknown
+/// keys gets a short answer, not one error per key.
+pub const MAX_FIELD_ERRORS: usize = 20;
+
+/// Collects [`FieldError`]s while a request is walked: the first
+/// [`MAX_FIELD_ERRORS`], then only a count.
 #[derive(Debug, Default)]
-pub(crate) struct Errors(Vec<FieldError>);
+pub(crate) struct Errors {
+    listed: Vec<FieldError>,
+    unlisted: usize,
+}
 
 impl Errors {
     pub(crate) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-        });
+        if self.listed.len() < MAX_FIELD_ERRORS {
+            self.listed.push(FieldError {
+                field: field.into(),
+                message: message.into(),
+            });
+        } else {
+            self.unlisted += 1;
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.listed.is_empty()
     }
 
-    pub(crate) fn into_vec(self) -> Vec<FieldError> {
-        self.0
+    /// The errors listed, and one more saying how many were left out.
+    pub(crate) fn into_vec(mut self) -> Vec<FieldError> {
+        if self.unlisted > 0 {
+            self.listed.push(unlisted(self.unlisted, MAX_FIELD_ERRORS));
+        }
+        self.listed
     }
+}
+
+/// The error that closes a capped list: `count` more were found, not listed.
+pub fn unlisted(count: usize, cap: usize) -> FieldError {
+    FieldError {
+        field: String::new(),
+        message: format!("{count} more errors not listed (at most {cap} are)"),
+    }
+}
+
+/// Keeps the first `cap` of `errors` and replaces the rest by one error that
+/// counts them.
+pub fn cap_errors(mut errors: Vec<FieldError>, cap: usize) -> Vec<FieldError> {
+    if errors.len() > cap {
+        let more = errors.len() - cap;
+        errors.truncate(cap);
+        errors.push(unlisted(more, cap));
+    }
+    errors
 }
 
 /// Joins a parent path and a key: `join("text", "body")` is `text.body`.

@@ -4,13 +4,16 @@
 //! gateway's check at the edge and the worker's before each delivery cost no
 //! query. The mirror is refreshed from the rows after each commit, by the
 //! writer thread, so it is exactly what was committed.
+//!
+//! A number whose last channel is removed keeps its row (channels `[]`), with
+//! the [`Ordering`] that keeps later changes in the person's order.
 
 use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::events;
-use crate::optout::{self, OptOut, OptOutUpdate};
+use crate::optout::{self, OptOut, OptOutUpdate, Ordering};
 use crate::status::format_ms;
 
 /// Creates the table (idempotent).
@@ -20,9 +23,20 @@ pub fn create_table(conn: &Connection) -> rusqlite::Result<()> {
              number TEXT PRIMARY KEY,
              channels TEXT NOT NULL,
              source TEXT NOT NULL,
-             updated_at INTEGER NOT NULL
+             updated_at INTEGER NOT NULL,
+             ordering TEXT
          );",
-    )
+    )?;
+    // Databases made before changes were ordered.
+    let has_ordering: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('opt_outs') WHERE name = 'ordering'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_ordering {
+        conn.execute("ALTER TABLE opt_outs ADD COLUMN ordering TEXT", [])?;
+    }
+    Ok(())
 }
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OptOut> {
@@ -35,56 +49,78 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OptOut> {
     })
 }
 
-/// The opt-out of `number`, if any.
+/// The opt-out of `number`, if it has a channel.
 pub fn get(conn: &Connection, number: &str) -> rusqlite::Result<Option<OptOut>> {
     conn.prepare_cached(
-        "SELECT number, channels, source, updated_at FROM opt_outs WHERE number = ?1",
+        "SELECT number, channels, source, updated_at FROM opt_outs
+         WHERE number = ?1 AND channels != '[]'",
     )?
     .query_row([number], from_row)
     .optional()
 }
 
-/// Every opt-out, to fill the mirror at start.
+/// Every opt-out with a channel, to fill the mirror at start.
 pub fn load_all(conn: &Connection) -> rusqlite::Result<HashMap<String, OptOut>> {
-    conn.prepare("SELECT number, channels, source, updated_at FROM opt_outs")?
-        .query_map([], from_row)?
-        .map(|o| o.map(|o| (o.number.clone(), o)))
-        .collect()
+    conn.prepare(
+        "SELECT number, channels, source, updated_at FROM opt_outs WHERE channels != '[]'",
+    )?
+    .query_map([], from_row)?
+    .map(|o| o.map(|o| (o.number.clone(), o)))
+    .collect()
 }
 
-/// Applies one change, queueing its event when `emit` and it changed anything.
+/// A number's channels and ordering, with or without channels.
+fn read_record(conn: &Connection, number: &str) -> rusqlite::Result<(BTreeSet<String>, Ordering)> {
+    let row: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT channels, ordering FROM opt_outs WHERE number = ?1")?
+        .query_row([number], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.map_or_else(Default::default, |(channels, ordering)| {
+        (
+            serde_json::from_str(&channels).unwrap_or_default(),
+            Ordering::parse(ordering.as_deref()),
+        )
+    }))
+}
+
+/// Applies one change in the person's order (see [`optout::apply_in_order`]),
+/// queueing its event when `emit` and it changed the channels.
 pub fn apply(
     tx: &Transaction<'_>,
     update: &OptOutUpdate,
     now: i64,
     emit: bool,
 ) -> rusqlite::Result<()> {
-    let current: BTreeSet<String> = get(tx, &update.number)?
-        .map(|o| o.channels)
-        .unwrap_or_default();
-    let next = optout::apply(&current, &update.change);
-    if next == current {
+    let (current, ordering) = read_record(tx, &update.number)?;
+    let Some(applied) = optout::apply_in_order(&current, &ordering, update) else {
         return Ok(());
-    }
-    if next.is_empty() {
-        tx.prepare_cached("DELETE FROM opt_outs WHERE number = ?1")?
-            .execute([&update.number])?;
-    } else {
-        tx.prepare_cached(
-            "INSERT INTO opt_outs (number, channels, source, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (number) DO UPDATE SET channels = ?2, source = ?3, updated_at = ?4",
-        )?
-        .execute(params![
-            update.number,
-            serde_json::to_string(&next).expect("a set of strings serialises"),
-            update.source,
-            now
-        ])?;
+    };
+    tx.prepare_cached(
+        "INSERT INTO opt_outs (number, channels, source, updated_at, ordering) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (number) DO UPDATE SET channels = ?2, ordering = ?5,
+             source = CASE WHEN ?6 THEN ?3 ELSE source END,
+             updated_at = CASE WHEN ?6 THEN ?4 ELSE updated_at END",
+    )?
+    .execute(params![
+        update.number,
+        serde_json::to_string(&applied.channels).expect("a set of strings serialises"),
+        update.source,
+        now,
+        applied.ordering.to_json(),
+        applied.changed,
+    ])?;
+    if !applied.changed {
+        return Ok(());
     }
     crate::metrics::opt_out_change(&update.source);
     if emit {
-        let event =
-            events::opt_out_event(&update.number, &next, &update.change, &update.source, now);
+        let event = events::opt_out_event(
+            &update.number,
+            &applied.channels,
+            &update.change,
+            &update.source,
+            now,
+        );
         tx.prepare_cached("INSERT OR IGNORE INTO events (id, body, due_at) VALUES (?1, ?2, ?3)")?
             .execute(params![event.id, event.body, now])?;
     }

@@ -59,16 +59,25 @@ impl std::fmt::Debug for WebhookSecret {
     }
 }
 
+/// Shortest key accepted: Standard Webhooks' own secrets are 24 to 64 bytes.
+const MIN_KEY_BYTES: usize = 16;
+
 impl WebhookSecret {
     /// Reads a secret as Standard Webhooks writes them. `Err` names the problem.
     pub fn parse(value: &str) -> Result<Self, String> {
         match value.strip_prefix("whsec_") {
-            Some(encoded) => STANDARD
-                .decode(encoded)
-                .map(Self)
-                .map_err(|_| "the part after whsec_ is not base64".to_owned()),
-            None if value.len() >= 16 => Ok(Self(value.as_bytes().to_vec())),
-            None => Err("use whsec_<base64 of at least 16 bytes>".to_owned()),
+            Some(encoded) => match STANDARD.decode(encoded) {
+                Ok(key) if key.len() >= MIN_KEY_BYTES => Ok(Self(key)),
+                Ok(key) => Err(format!(
+                    "the key after whsec_ is {} bytes; use at least {MIN_KEY_BYTES} random bytes",
+                    key.len()
+                )),
+                Err(_) => Err("the part after whsec_ is not base64".to_owned()),
+            },
+            None if value.len() >= MIN_KEY_BYTES => Ok(Self(value.as_bytes().to_vec())),
+            None => Err(format!(
+                "use whsec_<base64 of at least {MIN_KEY_BYTES} bytes>"
+            )),
         }
     }
 

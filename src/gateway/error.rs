@@ -90,6 +90,10 @@ pub enum ApiError {
     /// `503`: the status store could not be read or written (logged).
     #[error("the status store is unavailable; try again")]
     StoreUnavailable(String),
+    /// `503`: webhook bodies in flight hold all of `WEBHOOK_BODIES_MAX_BYTES`;
+    /// the provider retries.
+    #[error("too many webhook bodies are being read; retry")]
+    WebhooksBusy,
     /// `401`: a webhook without its signature.
     #[error("the request is not signed: {0} is missing")]
     SignatureMissing(String),
@@ -147,7 +151,7 @@ impl ApiError {
             | Self::OptOutNotFound
             | Self::DeadLetterNotFound => StatusCode::NOT_FOUND,
             Self::NoStatusStore => StatusCode::NOT_IMPLEMENTED,
-            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable(_) | Self::WebhooksBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::SignatureInvalid => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -179,6 +183,7 @@ impl ApiError {
             Self::MessageNotFound => "message-not-found",
             Self::NoStatusStore => "status-store-not-configured",
             Self::StoreUnavailable(_) => "store-unavailable",
+            Self::WebhooksBusy => "webhooks-busy",
             Self::SignatureMissing(_) => "signature-missing",
             Self::SignatureInvalid => "signature-invalid",
             Self::MethodNotAllowed => "method-not-allowed",
@@ -190,9 +195,10 @@ impl ApiError {
         match self {
             Self::RateLimited { retry_after } => Some(*retry_after),
             Self::Unavailable(e) => Some(e.retry_after()),
-            Self::TimedOut | Self::IdempotencyStoreFull | Self::StoreUnavailable(_) => {
-                Some(Duration::from_secs(1))
-            }
+            Self::TimedOut
+            | Self::IdempotencyStoreFull
+            | Self::StoreUnavailable(_)
+            | Self::WebhooksBusy => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

@@ -55,27 +55,83 @@ async fn read_limited(request: Request) -> Result<RawBody, ApiError> {
         .extensions()
         .get::<BodyLimit>()
         .map_or(65_536, |l| l.0);
-    // A declared length over the limit is refused before a byte is read.
-    let declared = request
-        .headers()
+    let (parts, body) = request.into_parts();
+    read_body(&parts.headers, body, limit).await.map(RawBody)
+}
+
+/// The length a request declares, if it declares one.
+fn declared_length(headers: &header::HeaderMap) -> Option<usize> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// Reads `body` whole, up to `limit` bytes: a declared length over the
+/// limit is refused before a byte is read.
+pub async fn read_body(
+    headers: &header::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    if declared_length(headers).is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map(RawBody)
-        .map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                ApiError::PayloadTooLarge(limit)
-            } else {
-                ApiError::MalformedJson("the body could not be read".into())
-            }
-        })
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::MalformedJson("the body could not be read".into())
+        }
+    })
+}
+
+/// The memory all webhook bodies being read may hold together
+/// (`WEBHOOK_BODIES_MAX_BYTES`): each read reserves its declared length (or
+/// the body limit when it declares none) before reading, waits at most
+/// [`BodyBudget::WAIT`] for room, and else is refused with `503`.
+#[derive(Debug)]
+pub struct BodyBudget {
+    /// Free KiB.
+    free: tokio::sync::Semaphore,
+    /// One body's limit (`WEBHOOK_MAX_BODY_BYTES`).
+    limit: usize,
+    /// The budget, in KiB.
+    total_kib: usize,
+}
+
+impl BodyBudget {
+    /// Longest a read waits for room in the budget.
+    pub const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// A budget of `total` bytes for bodies of at most `limit` bytes each.
+    pub fn new(total: usize, limit: usize) -> Self {
+        let total_kib = total.div_ceil(1024).max(1);
+        Self {
+            free: tokio::sync::Semaphore::new(total_kib),
+            limit,
+            total_kib,
+        }
+    }
+
+    /// Reads `body` within one body's limit and the shared budget.
+    pub async fn read(
+        &self,
+        headers: &header::HeaderMap,
+        body: axum::body::Body,
+    ) -> Result<Bytes, ApiError> {
+        let want = declared_length(headers)
+            .unwrap_or(self.limit)
+            .min(self.limit);
+        let kib = u32::try_from(want.div_ceil(1024).clamp(1, self.total_kib)).unwrap_or(u32::MAX);
+        let _reserved = tokio::time::timeout(Self::WAIT, self.free.acquire_many(kib))
+            .await
+            .map_err(|_| ApiError::WebhooksBusy)?
+            .map_err(|_| ApiError::WebhooksBusy)?;
+        read_body(headers, body, self.limit).await
+    }
 }
 
 /// True for `application/json` and `application/<anything>+json`, any parameters.

@@ -59,6 +59,9 @@ struct Entry {
     /// The message id, bound at the first attempt.
     id: Uuid,
     state: State,
+    /// Rate-limit tokens the attempts with this key have taken (a batch's
+    /// granted entries), so a retry takes only what is still missing.
+    granted: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -100,6 +103,10 @@ pub struct Reservation {
     /// True when an earlier attempt with this key failed or its outcome was
     /// lost: this one may be republishing what already went out.
     pub retry: bool,
+    /// Rate-limit tokens earlier attempts with this key took; `None` when no
+    /// attempt was counted (a retry of an uncounted attempt is limited like a
+    /// first one).
+    pub granted_before: Option<usize>,
 }
 
 impl IdempotencyStore {
@@ -135,6 +142,7 @@ impl IdempotencyStore {
                             e.state = State::InFlight(Arc::new(Notify::new()));
                             let mut reservation = self.reservation(key_id, key, e.id);
                             reservation.retry = true;
+                            reservation.granted_before = e.granted;
                             return Claim::New(reservation);
                         }
                     },
@@ -158,6 +166,7 @@ impl IdempotencyStore {
             key: Some((key_id.clone(), key.to_owned())),
             id,
             retry: false,
+            granted_before: None,
         }
     }
 
@@ -221,6 +230,7 @@ impl Tenant {
                 seq,
                 id,
                 state: State::InFlight(Arc::new(Notify::new())),
+                granted: None,
             },
         );
     }
@@ -285,6 +295,21 @@ impl Tenant {
 }
 
 impl Reservation {
+    /// Records that the attempts with this key have now taken `granted`
+    /// rate-limit tokens in all, before anything is published: a retry after
+    /// this attempt is dropped takes only the tokens still missing.
+    pub fn record_granted(&self, granted: usize) {
+        if let Some((key_id, key)) = &self.key
+            && let Some(entry) = self
+                .store
+                .lock()
+                .get_mut(key_id)
+                .and_then(|t| t.entries.get_mut(key))
+        {
+            entry.granted = Some(granted);
+        }
+    }
+
     /// Records that the message was published under [`Reservation::id`].
     pub fn complete(mut self) {
         if let Some((key_id, key)) = self.key.take() {

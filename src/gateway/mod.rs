@@ -61,8 +61,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Longest a request may take, publishing included.
     pub request_timeout: Duration,
-    /// Most entries in one batch.
-    pub batch_max_messages: usize,
+    /// Most entries in one batch, and the bounds on `defaults`.
+    pub batch_limits: crate::domain::batch::BatchLimits,
     /// Largest batch body in bytes.
     pub batch_max_body_bytes: usize,
     /// API key ids that may see every tenant's dead letters (`ADMIN_KEY_IDS`).
@@ -74,6 +74,8 @@ pub struct AppState {
     pub statuses: Option<Arc<dyn StatusStore>>,
     /// The providers' webhook secrets.
     pub webhooks: Arc<WebhookConfig>,
+    /// The memory webhook bodies being read may hold together.
+    pub webhook_bodies: Arc<extract::BodyBudget>,
     /// `GET /metrics` is served (`METRICS`, default on).
     pub metrics: bool,
     /// What a valid message is checked against before publishing.
@@ -104,11 +106,20 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
             admin_key_ids: Arc::new(config.admin_key_ids.iter().cloned().collect()),
-            batch_max_messages: config.batch_max_messages,
+            batch_limits: crate::domain::batch::BatchLimits {
+                max_messages: config.batch_max_messages,
+                max_defaults_bytes: config.max_body_bytes,
+                // What a body at the batch limit could hold four times over.
+                max_copied_bytes: config.batch_max_body_bytes.saturating_mul(4),
+            },
             batch_max_body_bytes: config.batch_max_body_bytes,
             delivery: None,
             statuses: None,
             webhooks: Arc::new(config.webhooks.clone()),
+            webhook_bodies: Arc::new(extract::BodyBudget::new(
+                config.webhooks.bodies_max_bytes,
+                config.webhooks.max_body_bytes,
+            )),
             admission: Arc::new(Admission::new(config.delivery.mode.clone(), None)),
             send_rules: SendRules {
                 sms_max_segments: config.sms_max_segments,
@@ -174,8 +185,7 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/infobip/inbound",
             post(routes::webhooks::infobip_inbound),
-        )
-        .layer(Extension(BodyLimit(state.webhooks.max_body_bytes)));
+        );
     let mut open = Router::new()
         .route("/ping", get(routes::health::ping))
         .route("/health", get(routes::health::health))

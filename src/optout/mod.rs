@@ -7,10 +7,18 @@
 //!
 //! The store is the status store's ([`crate::status::StatusStore`]): the
 //! embedded database or the DynamoDB table.
+//!
+//! Changes follow the person's order, not the webhooks': each number keeps,
+//! beside its channels, the time of the latest change applied per channel and
+//! the provider ids of its latest inbound keywords ([`Ordering`]). A change
+//! older than the latest one for its channel (a START retried by the provider
+//! after a newer STOP), or from an inbound message already applied (a signed
+//! START replayed months later), changes nothing. Both stores keep a number's
+//! record after its last channel is removed, so its order is not forgotten.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::contract::Channel;
 
@@ -64,6 +72,104 @@ pub struct OptOutUpdate {
     pub change: Change,
     /// `api`, `inbound-sms`, `inbound-whatsapp`.
     pub source: String,
+    /// When the change was made, Unix ms: the person's message time as the
+    /// provider reports it, or Herald's clock for the API.
+    pub at_ms: i64,
+    /// The provider's id of the inbound message that made it, if one did.
+    pub inbound_id: Option<String>,
+}
+
+/// How many inbound ids a number's record remembers (replays of older ones
+/// are refused by their time).
+const RECENT_INBOUND: usize = 16;
+
+/// What a number's record keeps so that changes apply in the person's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ordering {
+    /// Per channel (`sms`, `whatsapp`, `all`), the time of the latest change
+    /// applied, Unix ms.
+    #[serde(default)]
+    pub changed_at: BTreeMap<String, i64>,
+    /// Provider ids of the latest inbound messages applied, newest last.
+    #[serde(default)]
+    pub recent: VecDeque<String>,
+}
+
+impl Ordering {
+    /// Reads a stored ordering; an absent or unreadable one is empty (a
+    /// record written before ordering was kept).
+    pub fn parse(stored: Option<&str>) -> Self {
+        stored
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
+
+    /// The stored form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an ordering serialises")
+    }
+}
+
+/// What applying an update to a number's record gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The channels after the update.
+    pub channels: BTreeSet<String>,
+    /// The ordering to store with them.
+    pub ordering: Ordering,
+    /// True when the channels changed (an event and a metric follow).
+    pub changed: bool,
+}
+
+/// Applies `update` to a record with `channels` and `ordering`, in the
+/// person's order: `None` when it is a replay of an inbound message already
+/// applied, or older than the latest change of a channel it touches (then
+/// nothing is written). Times compare in whole seconds, since WhatsApp's
+/// timestamps are seconds: changes within one second apply in arrival order.
+pub fn apply_in_order(
+    channels: &BTreeSet<String>,
+    ordering: &Ordering,
+    update: &OptOutUpdate,
+) -> Option<Applied> {
+    if let Some(id) = &update.inbound_id
+        && ordering.recent.contains(id)
+    {
+        return None;
+    }
+    let touched: Vec<&str> = match &update.change {
+        Change::Add(c) | Change::Remove(c) => vec![c.as_str(), "all"],
+        Change::Set(_) | Change::Clear => CHANNELS.to_vec(),
+    };
+    let latest = touched
+        .iter()
+        .filter_map(|c| ordering.changed_at.get(*c))
+        .max()
+        .copied();
+    if latest.is_some_and(|latest| update.at_ms.div_euclid(1000) < latest.div_euclid(1000)) {
+        return None;
+    }
+    let next = apply(channels, &update.change);
+    let mut ordering = ordering.clone();
+    let written: &[&str] = match &update.change {
+        Change::Add(c) | Change::Remove(c) => &[c.as_str()],
+        Change::Set(_) | Change::Clear => &CHANNELS,
+    };
+    for c in written {
+        let at = ordering.changed_at.entry((*c).to_owned()).or_insert(0);
+        *at = (*at).max(update.at_ms);
+    }
+    if let Some(id) = &update.inbound_id {
+        ordering.recent.push_back(id.clone());
+        while ordering.recent.len() > RECENT_INBOUND {
+            ordering.recent.pop_front();
+        }
+    }
+    Some(Applied {
+        changed: next != *channels,
+        channels: next,
+        ordering,
+    })
 }
 
 /// The channels after `change`.
@@ -171,5 +277,60 @@ mod tests {
             ..o
         };
         assert!(o.blocks(Channel::Sms) && !o.blocks(Channel::Whatsapp));
+    }
+
+    fn inbound(change: Change, at_s: i64, id: &str) -> OptOutUpdate {
+        OptOutUpdate {
+            number: "+14155550123".into(),
+            change,
+            source: "inbound-sms".into(),
+            at_ms: at_s * 1000,
+            inbound_id: Some(id.into()),
+        }
+    }
+
+    /// Applies updates in arrival order, as a store does.
+    fn replay(updates: &[OptOutUpdate]) -> BTreeSet<String> {
+        let (mut channels, mut ordering) = (BTreeSet::new(), Ordering::default());
+        for u in updates {
+            if let Some(a) = apply_in_order(&channels, &ordering, u) {
+                (channels, ordering) = (a.channels, a.ordering);
+            }
+        }
+        channels
+    }
+
+    #[test]
+    fn changes_follow_the_person_s_order_not_the_arrival_order() {
+        let stop = inbound(Change::Add("sms".into()), 200, "stop");
+        let start = inbound(Change::Remove("sms".into()), 100, "start");
+        assert_eq!(replay(&[start.clone(), stop.clone()]), set(&["sms"]));
+        assert_eq!(
+            replay(&[stop.clone(), start]),
+            set(&["sms"]),
+            "an older START retried after a newer STOP changes nothing"
+        );
+        let later_start = inbound(Change::Remove("sms".into()), 300, "start-2");
+        assert_eq!(
+            replay(&[stop.clone(), later_start.clone(), stop.clone()]),
+            set(&[]),
+            "a replayed STOP changes nothing"
+        );
+        let same_second = inbound(Change::Add("sms".into()), 300, "stop-2");
+        assert_eq!(
+            replay(&[later_start.clone(), same_second, later_start]),
+            set(&["sms"]),
+            "within a second: arrival order, and a replay by id changes nothing"
+        );
+        let api_delete = OptOutUpdate {
+            source: "api".into(),
+            inbound_id: None,
+            ..inbound(Change::Clear, 250, "")
+        };
+        assert_eq!(
+            replay(&[stop.clone(), api_delete, stop]),
+            set(&[]),
+            "an older inbound STOP replayed after an API change changes nothing"
+        );
     }
 }

@@ -23,14 +23,18 @@
 //! - `pk = "inbound#<provider message id>"`: an inbound message seen;
 //!   `evented` once its event is published.
 //! - `pk = "optout#<number>"`: a recipient's opt-out: `channels` (JSON
-//!   array), `source`, `updatedAt`; changed by read and conditional put on
-//!   `updatedAt`, so concurrent changes never overwrite each other. Opt-outs
-//!   do not expire (their `expiresAt` is far in the future).
+//!   array, `[]` once every channel is removed: the item stays), `ordering`
+//!   (JSON: per channel the time of the latest change, and the latest inbound
+//!   ids; see [`crate::optout`]), `source` and `changedAt` of the latest
+//!   change of the channels, `updatedAt` of the latest write; changed by read
+//!   and conditional put on `updatedAt`, so concurrent changes never
+//!   overwrite each other. Opt-outs do not expire (their `expiresAt` is far
+//!   in the future).
 //!
 //! Every item carries `expiresAt` (Unix seconds, `STATUS_TTL_DAYS` after its
 //! last write) for DynamoDB's TTL.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,10 +43,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::model::{Entry, Status};
-use super::{BoxFuture, Inbound, MessageInfo, MessageRecord, StatusStore, StoreError, Update};
+use super::{
+    BoxFuture, Inbound, MessageInfo, MessageRecord, StatusStore, StoreError, Update, now_ms,
+};
 use crate::events;
 use crate::events::sns::SnsEvents;
-use crate::optout::{self, OptOut, OptOutUpdate};
+use crate::optout::{self, OptOut, OptOutUpdate, Ordering};
 use crate::publisher::Publisher;
 
 const SK: &str = "status";
@@ -80,10 +86,6 @@ fn n(value: i64) -> AttributeValue {
 
 fn error(context: &str, e: impl std::error::Error) -> StoreError {
     StoreError(format!("{context}: {}", DisplayErrorContext(&e)))
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// The attribute of a history entry: `h_<channel>_<status>`, so the entries
@@ -146,9 +148,12 @@ fn entries_from(item: &Item) -> Vec<(Status, Entry)> {
 impl DynamoStatusStore {
     /// The store named by `STATUS_TABLE`, with events to `EVENTS_TOPIC_ARN`
     /// when set, on the standard AWS environment; `None` without a table.
-    pub async fn from_config(config: &crate::config::StatusConfig) -> Option<Self> {
+    pub async fn from_config(
+        config: &crate::config::StatusConfig,
+        timeouts: crate::config::AwsTimeouts,
+    ) -> Option<Self> {
         let table = config.table.as_ref()?;
-        let aws = crate::aws::sdk_config().await;
+        let aws = crate::aws::sdk_config(timeouts).await;
         let events = config
             .events_topic_arn
             .as_ref()
@@ -433,8 +438,9 @@ impl DynamoStatusStore {
         self.mark_evented(&item, None, "inbound").await
     }
 
-    /// Reads an opt-out item.
-    async fn read_opt_out(&self, number: &str) -> Result<Option<(OptOut, i64)>, StoreError> {
+    /// Reads an opt-out item, with or without channels: its opt-out, its
+    /// ordering, and its `updatedAt` (the write condition of the next change).
+    async fn read_opt_out(&self, number: &str) -> Result<Option<StoredOptOut>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -449,43 +455,45 @@ impl DynamoStatusStore {
             return Ok(None);
         };
         let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-        let updated = item
-            .get("updatedAt")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or_default();
-        let channels: BTreeSet<String> = text("channels")
-            .and_then(|c| serde_json::from_str(&c).ok())
-            .unwrap_or_default();
-        if channels.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some((
-            OptOut {
+        let number_of = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        let updated = number_of("updatedAt").unwrap_or_default();
+        let changed = number_of("changedAt").unwrap_or(updated);
+        Ok(Some(StoredOptOut {
+            opt_out: OptOut {
                 number: number.to_owned(),
-                channels,
+                channels: text("channels")
+                    .and_then(|c| serde_json::from_str(&c).ok())
+                    .unwrap_or_default(),
                 source: text("source").unwrap_or_default(),
-                updated_at: super::format_ms(updated),
+                updated_at: super::format_ms(changed),
             },
-            updated,
-        )))
+            ordering: Ordering::parse(text("ordering").as_deref()),
+            updated_ms: updated,
+        }))
     }
 
-    /// Applies one opt-out change: read, compute, and write on condition that
-    /// nobody wrote in between (retried a few times when someone did).
+    /// Applies one opt-out change in the person's order: read, compute, and
+    /// write on condition that nobody wrote in between (retried a few times
+    /// when someone did).
     async fn change_opt_out(&self, update: &OptOutUpdate) -> Result<(), StoreError> {
         for _ in 0..5 {
             let current = self.read_opt_out(&update.number).await?;
-            let before = current
-                .as_ref()
-                .map(|(o, _)| o.channels.clone())
-                .unwrap_or_default();
-            let next = optout::apply(&before, &update.change);
-            if next == before {
+            let (before, ordering) = current.as_ref().map_or_else(Default::default, |c| {
+                (c.opt_out.channels.clone(), c.ordering.clone())
+            });
+            let Some(applied) = optout::apply_in_order(&before, &ordering, update) else {
                 return Ok(());
-            }
+            };
             // Strictly increasing, so the condition below always tells writers apart.
-            let now = now_ms().max(current.as_ref().map_or(0, |(_, at)| at + 1));
+            let now = now_ms().max(current.as_ref().map_or(0, |c| c.updated_ms + 1));
+            let (source, changed_at) = match (&current, applied.changed) {
+                (Some(c), false) => (c.opt_out.source.clone(), c.updated_ms),
+                _ => (update.source.clone(), now),
+            };
             let mut request = self
                 .client
                 .put_item()
@@ -494,26 +502,27 @@ impl DynamoStatusStore {
                 .item("sk", s(SK))
                 .item(
                     "channels",
-                    s(serde_json::to_string(&next).expect("a set serialises")),
+                    s(serde_json::to_string(&applied.channels).expect("a set serialises")),
                 )
-                .item("source", s(&update.source))
+                .item("ordering", s(applied.ordering.to_json()))
+                .item("source", s(source))
+                .item("changedAt", n(changed_at))
                 .item("updatedAt", n(now))
                 .item("expiresAt", n(i64::MAX / 2_000));
             request = match &current {
-                Some((_, at)) => request
+                Some(c) => request
                     .condition_expression("updatedAt = :seen")
-                    .expression_attribute_values(":seen", n(*at)),
-                None => request
-                    .condition_expression("attribute_not_exists(pk) OR channels = :none")
-                    .expression_attribute_values(":none", s("[]")),
+                    .expression_attribute_values(":seen", n(c.updated_ms)),
+                None => request.condition_expression("attribute_not_exists(pk)"),
             };
             match request.send().await {
+                Ok(_) if !applied.changed => return Ok(()),
                 Ok(_) => {
                     crate::metrics::opt_out_change(&update.source);
                     if let Some(events) = &self.events {
                         let event = events::opt_out_event(
                             &update.number,
-                            &next,
+                            &applied.channels,
                             &update.change,
                             &update.source,
                             now,
@@ -557,12 +566,26 @@ impl DynamoStatusStore {
     }
 }
 
+/// An opt-out item as read: what the API shows, and what orders changes.
+struct StoredOptOut {
+    opt_out: OptOut,
+    ordering: Ordering,
+    /// The item's `updatedAt`: every write's, so it tells writers apart.
+    updated_ms: i64,
+}
+
 /// Most DynamoDB writes of one `record` call in flight at once.
 const CONCURRENCY: usize = 16;
 
 impl StatusStore for DynamoStatusStore {
     fn opt_out<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>> {
-        Box::pin(async move { Ok(self.read_opt_out(number).await?.map(|(o, _)| o)) })
+        Box::pin(async move {
+            Ok(self
+                .read_opt_out(number)
+                .await?
+                .map(|c| c.opt_out)
+                .filter(|o| !o.channels.is_empty()))
+        })
     }
 
     fn change_opt_outs(&self, updates: Vec<OptOutUpdate>) -> BoxFuture<'_, Result<(), StoreError>> {

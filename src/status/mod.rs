@@ -180,6 +180,11 @@ pub fn accepted(envelope: &Envelope) -> Update {
     }
 }
 
+/// Herald's clock, Unix milliseconds.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 /// Unix milliseconds as the API writes times: RFC 3339, UTC, milliseconds.
 pub fn format_ms(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms)

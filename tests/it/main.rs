@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod consent_order;
 mod consumer_binary;
 mod consumer_lambda;
 mod consumer_sqs_e2e;
@@ -24,4 +25,5 @@ mod sns_publish;
 mod sns_signature;
 mod statuses_aws;
 mod statuses_embedded;
+mod webhook_bodies;
 mod whatsapp_delivery;

@@ -881,7 +881,7 @@ async fn infobip_webhooks_take_basic_auth_when_that_is_configured() {
     let dir = data.path().to_str().unwrap().to_owned();
     let app = TestApp::spawn_from_config(&config_with(&[
         ("HERALD_DATA_DIR", dir.as_str()),
-        ("INFOBIP_WEBHOOK_BASIC", "infobip:s3cret"),
+        ("INFOBIP_WEBHOOK_BASIC", "infobip:s3cret-for-basic-auth"),
     ]))
     .await;
     let post = |auth: Option<(&str, &str)>| {
@@ -895,7 +895,7 @@ async fn infobip_webhooks_take_basic_auth_when_that_is_configured() {
         }
         async move { request.send().await.unwrap().status().as_u16() }
     };
-    assert_eq!(post(Some(("infobip", "s3cret"))).await, 200);
+    assert_eq!(post(Some(("infobip", "s3cret-for-basic-auth"))).await, 200);
     assert_eq!(post(Some(("infobip", "wrong"))).await, 403);
     assert_eq!(post(None).await, 401);
     // Without either secret the route does not exist.

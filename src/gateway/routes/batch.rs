@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::contract::Envelope;
 use crate::domain::batch::BatchRequest;
+use crate::domain::validation::cap_errors;
 use crate::domain::{FieldError, OutboundMessage, SmsInfo};
 use crate::gateway::AppState;
 use crate::gateway::access_log::AccessRecord;
@@ -29,6 +30,9 @@ use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
 use crate::gateway::extract::JsonBody;
 use crate::gateway::idempotency::{Claim, idempotency_key};
+
+/// Most field errors a `400` for a batch with no valid entry lists.
+const MAX_BATCH_ERRORS: usize = 100;
 
 /// The answer: counts, then one result per entry.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -117,8 +121,8 @@ pub async fn send_batch(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
-    let batch = BatchRequest::parse(body.value, state.batch_max_messages, state.max_body_bytes)
-        .map_err(ApiError::InvalidFields)?;
+    let batch =
+        BatchRequest::parse(body.value, state.batch_limits).map_err(ApiError::InvalidFields)?;
     let validated: Vec<Result<OutboundMessage, Vec<FieldError>>> = batch
         .entries
         .into_iter()
@@ -126,6 +130,8 @@ pub async fn send_batch(
         .collect();
     if validated.iter().all(Result::is_err) {
         // Nothing to send: the whole request is bad, every error by its path.
+        // Each entry lists at most MAX_FIELD_ERRORS; the answer at most
+        // MAX_BATCH_ERRORS, so its size does not grow with the entries.
         let errors = validated
             .into_iter()
             .enumerate()
@@ -143,7 +149,10 @@ pub async fn send_batch(
                     })
             })
             .collect();
-        return Err(ApiError::InvalidFields(errors));
+        return Err(ApiError::InvalidFields(cap_errors(
+            errors,
+            MAX_BATCH_ERRORS,
+        )));
     }
 
     let reservation = match idempotency_key {
@@ -168,11 +177,6 @@ pub async fn send_batch(
     };
     let base = reservation.as_ref().map_or_else(Uuid::now_v7, |r| r.id);
 
-    // The rate limit counts messages: a batch takes one token per valid entry,
-    // and the entries past the tokens it got are `unavailable`.
-    // A retry of a batch whose first answer was lost is not limited again:
-    // its entries may already be out, and refusing some now would have the
-    // client resend them under new ids.
     let mut admitted: Vec<Result<OutboundMessage, Refusal>> = Vec::with_capacity(validated.len());
     for entry in validated {
         admitted.push(match entry {
@@ -184,11 +188,7 @@ pub async fn send_batch(
         });
     }
     let valid = admitted.iter().filter(|r| r.is_ok()).count();
-    let retry = reservation.as_ref().is_some_and(|r| r.retry);
-    let (mut granted, wait) = match &state.rate_limiter {
-        Some(limiter) if !retry => limiter.take_up_to(&caller.key_id, valid),
-        _ => (valid, std::time::Duration::ZERO),
-    };
+    let (mut granted, wait) = take_tokens(&state, &caller, reservation.as_ref(), valid);
 
     let mut results: Vec<EntryResult> = Vec::with_capacity(admitted.len());
     let mut publishing = JoinSet::new();
@@ -257,6 +257,33 @@ pub async fn send_batch(
         reservation.complete_with(Arc::from(bytes.as_slice()));
     }
     Ok(answer(bytes, AccessRecord::default()))
+}
+
+/// The rate limit counts messages: a batch takes one token per valid entry,
+/// and the entries past the tokens it got are `unavailable`. Tokens are
+/// granted in entry order, and what a keyed attempt was granted is recorded
+/// before it publishes: a retry of it (its answer lost) keeps those entries
+/// without paying again, since they may already be out and refusing them now
+/// would have the client resend them under new ids, and takes tokens only for
+/// the entries past them. A retry of an attempt never counted pays in full.
+fn take_tokens(
+    state: &AppState,
+    caller: &Caller,
+    reservation: Option<&crate::gateway::idempotency::Reservation>,
+    valid: usize,
+) -> (usize, std::time::Duration) {
+    let Some(limiter) = &state.rate_limiter else {
+        return (valid, std::time::Duration::ZERO);
+    };
+    let before = reservation
+        .and_then(|r| r.granted_before)
+        .unwrap_or(0)
+        .min(valid);
+    let (more, wait) = limiter.take_up_to(&caller.key_id, valid - before);
+    if let Some(reservation) = reservation {
+        reservation.record_granted(before + more);
+    }
+    (before + more, wait)
 }
 
 fn answer(body: Vec<u8>, record: AccessRecord) -> Response {

@@ -39,6 +39,8 @@ async fn change(
         number: number.as_str().to_owned(),
         change,
         source: "api".into(),
+        at_ms: crate::status::now_ms(),
+        inbound_id: None,
     };
     store
         .change_opt_outs(vec![update])

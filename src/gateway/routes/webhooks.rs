@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +17,6 @@ use crate::channels::sms::webhook as sms_webhook;
 use crate::channels::whatsapp::webhook;
 use crate::gateway::AppState;
 use crate::gateway::error::ApiError;
-use crate::gateway::extract::RawBody;
 use crate::optout::{self, OptOutUpdate};
 use crate::status::StatusStore;
 
@@ -73,8 +73,10 @@ pub async fn whatsapp_verify(
 pub async fn whatsapp_receive(
     State(state): State<AppState>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: Body,
 ) -> Result<StatusCode, ApiError> {
+    // Refused before a byte of the body is read: a disabled route, a request
+    // without its signature.
     let (Some(secret), Some(store)) = (&state.webhooks.whatsapp_app_secret, &state.statuses) else {
         return Err(ApiError::NotFound);
     };
@@ -86,6 +88,7 @@ pub async fn whatsapp_receive(
     )?
     .to_str()
     .map_err(|_| ApiError::SignatureInvalid)?;
+    let body = state.webhook_bodies.read(&headers, body).await?;
     if !webhook::signature_matches(secret.expose().as_bytes(), &body, signature) {
         return refused("whatsapp", Err(ApiError::SignatureInvalid));
     }
@@ -128,6 +131,8 @@ async fn record(
                 number: i.from.clone(),
                 change,
                 source: format!("inbound-{}", i.channel),
+                at_ms: i.at_ms,
+                inbound_id: Some(i.provider_message_id.clone()),
             })
         })
         .collect();
@@ -161,28 +166,34 @@ fn refused<T>(source: &'static str, result: Result<T, ApiError>) -> Result<T, Ap
     result
 }
 
-/// Checks an Infobip webhook's authentication: the hex HMAC-SHA256 in
-/// `INFOBIP_SIGNATURE_HEADER` with `INFOBIP_WEBHOOK_SECRET`, or HTTP Basic
-/// with `INFOBIP_WEBHOOK_BASIC`, whichever is configured and sent. Neither
-/// configured: the route does not exist (`404`); nothing sent: `401`; wrong: `403`.
-fn infobip_authenticated(
+/// How an Infobip webhook authenticated itself, as far as it can be checked
+/// before the body is read.
+enum InfobipAuth<'a> {
+    /// A signature, to check over the body.
+    Signature(&'a str),
+    /// HTTP Basic, already checked.
+    Basic,
+}
+
+/// Checks an Infobip webhook's authentication before its body is read: the
+/// hex HMAC-SHA256 in `INFOBIP_SIGNATURE_HEADER` with
+/// `INFOBIP_WEBHOOK_SECRET` (checked over the body by [`infobip_verified`]),
+/// or HTTP Basic with `INFOBIP_WEBHOOK_BASIC`, whichever is configured and
+/// sent. Neither configured: the route does not exist (`404`); nothing sent:
+/// `401`; wrong: `403`.
+fn infobip_credentials<'a>(
     state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), ApiError> {
+    headers: &'a HeaderMap,
+) -> Result<InfobipAuth<'a>, ApiError> {
     let config = &state.webhooks;
     if config.infobip_secret.is_none() && config.infobip_basic.is_none() {
         return Err(ApiError::NotFound);
     }
-    if let Some(secret) = &config.infobip_secret
+    if config.infobip_secret.is_some()
         && let Some(signature) = headers.get(config.infobip_signature_header.as_str())
     {
         let signature = signature.to_str().map_err(|_| ApiError::SignatureInvalid)?;
-        return if sms_webhook::signature_matches(secret.expose().as_bytes(), body, signature) {
-            Ok(())
-        } else {
-            Err(ApiError::SignatureInvalid)
-        };
+        return Ok(InfobipAuth::Signature(signature));
     }
     if let Some(basic) = &config.infobip_basic
         && let Some(authorization) = headers.get(header::AUTHORIZATION)
@@ -200,7 +211,7 @@ fn infobip_authenticated(
             .unwrap_or_default();
         let matches: bool = sent.ct_eq(basic.expose().as_bytes()).into();
         return if matches {
-            Ok(())
+            Ok(InfobipAuth::Basic)
         } else {
             Err(ApiError::SignatureInvalid)
         };
@@ -215,6 +226,20 @@ fn infobip_authenticated(
             ),
         },
     ))
+}
+
+/// Completes [`infobip_credentials`] once the body is read: a signature
+/// must match it.
+fn infobip_verified(state: &AppState, auth: &InfobipAuth<'_>, body: &[u8]) -> Result<(), ApiError> {
+    match (auth, &state.webhooks.infobip_secret) {
+        (InfobipAuth::Basic, _) => Ok(()),
+        (InfobipAuth::Signature(signature), Some(secret))
+            if sms_webhook::signature_matches(secret.expose().as_bytes(), body, signature) =>
+        {
+            Ok(())
+        }
+        (InfobipAuth::Signature(_), _) => Err(ApiError::SignatureInvalid),
+    }
 }
 
 /// `POST /webhooks/infobip`: delivery reports, each merged into the status
@@ -236,16 +261,9 @@ fn infobip_authenticated(
 pub async fn infobip_reports(
     State(state): State<AppState>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: Body,
 ) -> Result<StatusCode, ApiError> {
-    infobip(
-        &state,
-        &headers,
-        &body,
-        "infobip",
-        sms_webhook::read_reports,
-    )
-    .await
+    infobip(&state, &headers, body, "infobip", sms_webhook::read_reports).await
 }
 
 /// `POST /webhooks/infobip/inbound`: inbound SMS, as `message.inbound`
@@ -265,28 +283,32 @@ pub async fn infobip_reports(
 pub async fn infobip_inbound(
     State(state): State<AppState>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: Body,
 ) -> Result<StatusCode, ApiError> {
     infobip(
         &state,
         &headers,
-        &body,
+        body,
         "infobip-inbound",
         sms_webhook::read_inbound,
     )
     .await
 }
 
-/// Both Infobip webhooks: authenticated, then read by `read`, then recorded.
+/// Both Infobip webhooks: authenticated as far as possible before the body
+/// is read, then read within the budget, verified, parsed by `read` and
+/// recorded.
 async fn infobip(
     state: &AppState,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
     source: &'static str,
     read: fn(&[u8]) -> Result<WebhookContent, String>,
 ) -> Result<StatusCode, ApiError> {
-    refused(source, infobip_authenticated(state, headers, body))?;
+    let auth = refused(source, infobip_credentials(state, headers))?;
     let store = state.statuses.as_ref().ok_or(ApiError::NotFound)?;
-    let content = refused(source, read(body).map_err(ApiError::MalformedJson))?;
+    let body = state.webhook_bodies.read(headers, body).await?;
+    refused(source, infobip_verified(state, &auth, &body))?;
+    let content = refused(source, read(&body).map_err(ApiError::MalformedJson))?;
     record(state, store, source, content).await
 }

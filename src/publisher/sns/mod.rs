@@ -86,11 +86,16 @@ impl SnsPublisher {
     }
 
     /// Builds the publisher from the standard AWS environment (`AWS_REGION`,
-    /// `AWS_ENDPOINT_URL`, credentials chain), with timeouts short enough that a
-    /// stuck call becomes a 503 rather than a hung request. `lean` selects our own
-    /// `PublishBatch` client over the SDK's (`SNS_CLIENT=lean`).
-    pub async fn from_env(topic_arn: &str, linger: Duration, lean: bool) -> Result<Self, String> {
-        let config = crate::aws::sdk_config().await;
+    /// `AWS_ENDPOINT_URL`, credentials chain), with `timeouts` short enough that
+    /// a stuck call becomes a 503 rather than a hung request. `lean` selects our
+    /// own `PublishBatch` client over the SDK's (`SNS_CLIENT=lean`).
+    pub async fn from_env(
+        topic_arn: &str,
+        linger: Duration,
+        lean: bool,
+        timeouts: crate::config::AwsTimeouts,
+    ) -> Result<Self, String> {
+        let config = crate::aws::sdk_config(timeouts).await;
         let client = Client::new(&config);
         let batch_client = if lean {
             BatchClient::Lean(LeanClient::from_sdk_config(&config).ok_or_else(|| {

@@ -49,6 +49,13 @@ pub fn config_with(extra: &[(&str, &str)]) -> GatewayConfig {
         ),
         ("HOST".to_owned(), "127.0.0.1".to_owned()),
         ("PORT".to_owned(), "0".to_owned()),
+        // The emulator on a 2-core CI machine can take longer than the
+        // production limits (3 s an attempt, 10 s a request) when dozens of
+        // calls arrive at once: tests check answers, not the emulator's speed.
+        // Tests of the limits themselves set their own.
+        ("AWS_ATTEMPT_TIMEOUT_MS".to_owned(), "30000".to_owned()),
+        ("AWS_OPERATION_TIMEOUT_MS".to_owned(), "90000".to_owned()),
+        ("REQUEST_TIMEOUT_MS".to_owned(), "60000".to_owned()),
     ]);
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());

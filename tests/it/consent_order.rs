@@ -1,0 +1,85 @@
+//! Consent follows the person's order, not the webhooks': an opt-out change
+//! from an inbound STOP or START applies only when the person sent it after
+//! the latest change it would undo, and an inbound message already applied
+//! (a provider's retry, or a captured signed webhook replayed months later)
+//! changes nothing. The same scenario on both stores.
+
+use serde_json::{Value, json};
+
+use crate::helpers::infobip::{self, InfobipSender};
+use crate::helpers::{KEY, TestApp, config_with};
+
+/// An inbound SMS from the test number, sent by the person at `received_at`.
+fn keyword(id: &str, text: &str, received_at: &str) -> Value {
+    let mut inbound = infobip::inbound(id, "14155550123", text);
+    inbound["receivedAt"] = json!(received_at);
+    inbound
+}
+
+/// The channels the test number is opted out of (none when `404`).
+async fn opted_out(app: &TestApp) -> Value {
+    let response = app
+        .client
+        .get(format!("{}/api/v1/opt-outs/%2B14155550123", app.address))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    match response.status().as_u16() {
+        404 => json!([]),
+        200 => response.json::<Value>().await.unwrap()["channels"].clone(),
+        other => panic!("GET opt-out answered {other}"),
+    }
+}
+
+async fn scenario(app: &TestApp) {
+    let sender = InfobipSender::new(&app.address);
+    let stop = keyword("mo-stop", "STOP", "2026-01-01T10:00:10.000+0000");
+    let old_start = keyword("mo-start-old", "START", "2026-01-01T10:00:05.000+0000");
+    let new_start = keyword("mo-start-new", "START", "2026-01-01T10:00:20.000+0000");
+
+    assert_eq!(sender.inbound(vec![stop.clone()]).await, 200);
+    assert_eq!(opted_out(app).await, json!(["sms"]));
+    // A START the person sent before the STOP, delivered after it.
+    assert_eq!(sender.inbound(vec![old_start.clone()]).await, 200);
+    assert_eq!(opted_out(app).await, json!(["sms"]), "an older START");
+    // A newer START takes it back.
+    assert_eq!(sender.inbound(vec![new_start.clone()]).await, 200);
+    assert_eq!(opted_out(app).await, json!([]));
+    // The signed STOP replayed later, and the old START again: nothing.
+    assert_eq!(sender.inbound(vec![stop.clone()]).await, 200);
+    assert_eq!(opted_out(app).await, json!([]), "a replayed STOP");
+    assert_eq!(sender.inbound(vec![old_start]).await, 200);
+    assert_eq!(opted_out(app).await, json!([]));
+    // Out of order in one webhook: the person's latest word wins.
+    let later_stop = keyword("mo-stop-2", "STOP", "2026-01-01T10:01:00.000+0000");
+    let between = keyword("mo-start-3", "START", "2026-01-01T10:00:30.000+0000");
+    assert_eq!(sender.inbound(vec![later_stop, between]).await, 200);
+    assert_eq!(opted_out(app).await, json!(["sms"]));
+}
+
+#[tokio::test]
+async fn inbound_opt_out_changes_follow_the_person_s_order_on_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let app = TestApp::spawn_from_config(&config_with(&[
+        ("HERALD_DATA_DIR", data.as_str()),
+        ("INFOBIP_WEBHOOK_SECRET", infobip::WEBHOOK_SECRET),
+    ]))
+    .await;
+    scenario(&app).await;
+}
+
+#[tokio::test]
+async fn inbound_opt_out_changes_follow_the_person_s_order_in_dynamodb() {
+    let aws = crate::helpers::aws::emulator().await;
+    let tq = aws.topic_with_queue(false, 5).await;
+    let table = aws.status_table().await;
+    let app = TestApp::spawn_from_config(&config_with(&[
+        ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
+        ("STATUS_TABLE", table.as_str()),
+        ("INFOBIP_WEBHOOK_SECRET", infobip::WEBHOOK_SECRET),
+    ]))
+    .await;
+    scenario(&app).await;
+}
