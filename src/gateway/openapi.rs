@@ -273,7 +273,7 @@ pub fn json() -> &'static str {
 }
 
 /// `GET /openapi.json`: this API as OpenAPI 3.1.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+#[utoipa::path(get, operation_id = "getOpenApiDocument", path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
 pub async fn document() -> impl axum::response::IntoResponse {
     (
@@ -283,7 +283,7 @@ pub async fn document() -> impl axum::response::IntoResponse {
 }
 
 /// `GET /docs`: the browsable page (Swagger UI, served by Herald).
-#[utoipa::path(get, path = "/docs", tag = "operations",
+#[utoipa::path(get, operation_id = "getDocsPage", path = "/docs", tag = "operations",
     responses((status = 200, description = "The docs page", content_type = "text/html", body = String)))]
 #[allow(dead_code)]
 async fn docs_page() {}

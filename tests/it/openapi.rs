@@ -66,6 +66,17 @@ async fn the_document_is_openapi_3_1_and_covers_every_route() {
             }
         }
     }
+    // Client generators and validators refuse a document whose operations
+    // share an id (before: `get` twice).
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
+        }
+    }
     let send = &paths["/api/v1/send"]["post"];
     assert!(send["requestBody"]["content"]["application/json"].is_object());
     assert!(doc["components"]["schemas"]["SendRequest"]["properties"]["fallback"].is_object());

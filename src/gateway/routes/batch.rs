@@ -101,7 +101,7 @@ fn entry_id(base: Uuid, index: usize) -> Uuid {
 }
 
 /// Accepts a batch; see the module documentation.
-#[utoipa::path(post, path = "/api/v1/send/batch", tag = "messages",
+#[utoipa::path(post, operation_id = "sendBatch", path = "/api/v1/send/batch", tag = "messages",
     security(("api_key" = []), ("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry of the whole batch safe")),
     request_body(content = crate::gateway::openapi::BatchRequest, content_type = "application/json"),

@@ -47,7 +47,7 @@ async fn settle(
 /// attempts reset; the message's status history gets a `redriven` entry
 /// (its failure kept before it). `{id}` is the id the list shows: the message
 /// id (`<id>.sms` for a failover's SMS leg).
-#[utoipa::path(post, path = "/api/v1/dead-letters/{id}/redrive", tag = "operations",
+#[utoipa::path(post, operation_id = "redriveDeadLetter", path = "/api/v1/dead-letters/{id}/redrive", tag = "operations",
     security(("api_key" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "The dead letter's id, as listed")),
     responses(
@@ -69,7 +69,7 @@ pub async fn redrive(
 }
 
 /// `DELETE /api/v1/dead-letters/{id}`: forgets it; `204`.
-#[utoipa::path(delete, path = "/api/v1/dead-letters/{id}", tag = "operations",
+#[utoipa::path(delete, operation_id = "deleteDeadLetter", path = "/api/v1/dead-letters/{id}", tag = "operations",
     security(("api_key" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "The dead letter's id, as listed")),
     responses(
@@ -98,7 +98,7 @@ pub struct ListQuery {
 /// sent with its API key), or every tenant's for a key id named in
 /// `ADMIN_KEY_IDS`. With SNS they live in the SQS dead-letter queue instead, so
 /// this route answers 404 there.
-#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "operations",
+#[utoipa::path(get, operation_id = "listDeadLetters", path = "/api/v1/dead-letters", tag = "operations",
     security(("api_key" = []), ("bearer" = [])),
     params(("limit" = Option<u32>, Query, description = "1 to 1000, default 100")),
     responses(

@@ -8,14 +8,14 @@ use serde_json::{Map, Value, json};
 use crate::gateway::AppState;
 
 /// Liveness: the process answers. No dependencies are checked.
-#[utoipa::path(get, path = "/ping", tag = "operations",
+#[utoipa::path(get, operation_id = "ping", path = "/ping", tag = "operations",
     responses((status = 200, description = "Alive", body = crate::gateway::openapi::Health)))]
 pub async fn ping() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Readiness: the publisher can publish. `503` names the failing check.
-#[utoipa::path(get, path = "/health", tag = "operations",
+#[utoipa::path(get, operation_id = "health", path = "/health", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = crate::gateway::openapi::Health),
         (status = 503, description = "Not ready; `failing` names the check", body = crate::gateway::openapi::Health),

@@ -17,7 +17,7 @@ use crate::gateway::idempotency::{Claim, idempotency_key};
 
 /// Accepts one message. The `202` is sent only after the publisher confirmed the
 /// envelope; any failure before that publishes nothing and says so.
-#[utoipa::path(post, path = "/api/v1/send", tag = "messages",
+#[utoipa::path(post, operation_id = "sendMessage", path = "/api/v1/send", tag = "messages",
     security(("api_key" = []), ("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body return the same messageId")),
     request_body(content = crate::gateway::openapi::SendRequest, content_type = "application/json"),

@@ -9,7 +9,7 @@ use crate::gateway::error::ApiError;
 
 /// Renders every series; the embedded queue's gauges are read first (from
 /// the readiness check, which caches its read of the database).
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, operation_id = "scrapeMetrics", path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
         (status = 404, description = "METRICS=off, or no recorder", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),

@@ -62,7 +62,7 @@ async fn read(state: &AppState, number: &PhoneNumber) -> Result<Option<OptOut>, 
 
 /// `PUT`: `{"channels": ["sms" | "whatsapp" | "all", …]}` replaces the number's
 /// opt-out; answers it.
-#[utoipa::path(put, path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
+#[utoipa::path(put, operation_id = "putOptOut", path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
     security(("api_key" = []), ("bearer" = [])),
     params(("number" = String, Path, description = "E.164 with its + (%2B accepted)")),
     request_body(content = crate::gateway::openapi::OptOutChannels, content_type = "application/json"),
@@ -92,7 +92,7 @@ pub async fn put(
 }
 
 /// `DELETE`: removes the number's opt-out, whatever its channels; `204`.
-#[utoipa::path(delete, path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
+#[utoipa::path(delete, operation_id = "deleteOptOut", path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
     security(("api_key" = []), ("bearer" = [])),
     params(("number" = String, Path, description = "E.164 with its + (%2B accepted)")),
     responses(
@@ -113,7 +113,7 @@ pub async fn delete(
 }
 
 /// `GET`: the number's opt-out, or `404`.
-#[utoipa::path(get, path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
+#[utoipa::path(get, operation_id = "getOptOut", path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
     security(("api_key" = []), ("bearer" = [])),
     params(("number" = String, Path, description = "E.164 with its + (%2B accepted)")),
     responses(

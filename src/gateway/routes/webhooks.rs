@@ -23,7 +23,7 @@ use crate::status::StatusStore;
 /// `GET /webhooks/whatsapp`: Meta's subscription handshake. The raw
 /// `hub.challenge` comes back as text when the mode is `subscribe` and the
 /// token is `WHATSAPP_VERIFY_TOKEN`; anything else is `403`.
-#[utoipa::path(get, path = "/webhooks/whatsapp", tag = "webhooks",
+#[utoipa::path(get, operation_id = "verifyWhatsAppWebhook", path = "/webhooks/whatsapp", tag = "webhooks",
     params(("hub.mode" = Option<String>, Query), ("hub.verify_token" = Option<String>, Query), ("hub.challenge" = Option<String>, Query)),
     responses(
         (status = 200, description = "The challenge, as text", content_type = "text/plain", body = String),
@@ -58,7 +58,7 @@ pub async fn whatsapp_verify(
 
 /// `POST /webhooks/whatsapp`: statuses and inbound messages, signed with
 /// `WHATSAPP_APP_SECRET`.
-#[utoipa::path(post, path = "/webhooks/whatsapp", tag = "webhooks",
+#[utoipa::path(post, operation_id = "receiveWhatsAppWebhook", path = "/webhooks/whatsapp", tag = "webhooks",
     params(("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the body with WHATSAPP_APP_SECRET>")),
     request_body(content = crate::gateway::openapi::ProviderWebhook, content_type = "application/json"),
     responses(
@@ -246,7 +246,7 @@ fn infobip_verified(state: &AppState, auth: &InfobipAuth<'_>, body: &[u8]) -> Re
 /// of the message whose id is its `messageId` (Herald's id, sent as
 /// Infobip's). Reports for ids Herald has not recorded are kept until the
 /// send is recorded, like WhatsApp's.
-#[utoipa::path(post, path = "/webhooks/infobip", tag = "webhooks",
+#[utoipa::path(post, operation_id = "receiveInfobipReports", path = "/webhooks/infobip", tag = "webhooks",
     params(("X-Infobip-Signature" = Option<String>, Header, description = "Hex HMAC-SHA256 of the body with INFOBIP_WEBHOOK_SECRET (or HTTP Basic)")),
     request_body(content = crate::gateway::openapi::ProviderWebhook, content_type = "application/json"),
     responses(
@@ -268,7 +268,7 @@ pub async fn infobip_reports(
 
 /// `POST /webhooks/infobip/inbound`: inbound SMS, as `message.inbound`
 /// events (channel `sms`), and opt-out keywords.
-#[utoipa::path(post, path = "/webhooks/infobip/inbound", tag = "webhooks",
+#[utoipa::path(post, operation_id = "receiveInfobipInbound", path = "/webhooks/infobip/inbound", tag = "webhooks",
     params(("X-Infobip-Signature" = Option<String>, Header, description = "Hex HMAC-SHA256 of the body with INFOBIP_WEBHOOK_SECRET (or HTTP Basic)")),
     request_body(content = crate::gateway::openapi::ProviderWebhook, content_type = "application/json"),
     responses(
