@@ -592,6 +592,14 @@ fn webhooks_from(vars: &Vars<'_>) -> Result<WebhookConfig, ConfigError> {
     })
 }
 
+impl AwsTimeouts {
+    /// Reads the limits alone (the secrets read before the rest of the
+    /// configuration need them).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        aws_timeouts_from(&Vars(lookup))
+    }
+}
+
 fn aws_timeouts_from(vars: &Vars<'_>) -> Result<AwsTimeouts, ConfigError> {
     let attempt = vars.ranged("AWS_ATTEMPT_TIMEOUT_MS", 3_000, 100, 120_000)?;
     let operation = vars.ranged("AWS_OPERATION_TIMEOUT_MS", 8_000, 100, 300_000)?;

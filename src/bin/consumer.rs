@@ -20,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     dotenvy::dotenv().ok();
-    let config = match ConsumerConfig::from_env() {
+    let config = match herald::secrets::load_config(ConsumerConfig::from_lookup).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("herald-consumer: {e}");

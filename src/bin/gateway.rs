@@ -13,7 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     dotenvy::dotenv().ok();
-    let config = match GatewayConfig::from_env() {
+    let config = match herald::secrets::load_config(GatewayConfig::from_lookup).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("herald-gateway: {e}");

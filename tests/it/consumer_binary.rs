@@ -117,3 +117,79 @@ fn the_consumer_refuses_to_start_without_a_queue() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("SQS_QUEUE_URL is not set"));
 }
+
+/// The consumer reads its WhatsApp token from Secrets Manager at start-up
+/// when `WHATSAPP_ACCESS_TOKEN_SECRET_ID` names a secret (the template passes
+/// names, never values), sends with it, and never logs it.
+#[tokio::test]
+async fn the_token_comes_from_secrets_manager_and_is_never_logged() {
+    use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
+    let aws = emulator().await;
+    let tq = aws.topic_with_queue(false, 3).await;
+    let secret = crate::helpers::aws::unique_name("herald-wa-token");
+    aws.secrets
+        .create_secret()
+        .name(&secret)
+        .secret_string(wa::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let fake = FakeWhatsApp::start().await;
+    wa::send_endpoint()
+        .respond_with(wa::success("14155550123", "wamid.fromsecret"))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    let gateway =
+        TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &tq.topic_arn)])).await;
+    let response = gateway
+        .post_message(&json!({"to": TO, "message": "token from a secret"}))
+        .await;
+    assert_eq!(response.status(), 202);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
+        .env("SQS_QUEUE_URL", &tq.queue_url)
+        .env("WHATSAPP_ACCESS_TOKEN_SECRET_ID", &secret)
+        .env("WHATSAPP_PHONE_NUMBER_ID", wa::PHONE_NUMBER_ID)
+        .env("WHATSAPP_API_BASE_URL", fake.server.uri())
+        .env("LOG_LEVEL", "debug")
+        .env_remove("WHATSAPP_ACCESS_TOKEN")
+        .env_remove("DELIVERY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the consumer binary starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fake
+        .server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    fake.server.verify().await;
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(!logs.contains(wa::TOKEN), "the token reached a log line");
+
+    // A secret that cannot be read stops the consumer with one line naming
+    // the variable.
+    let output = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
+        .env("SQS_QUEUE_URL", &tq.queue_url)
+        .env("WHATSAPP_ACCESS_TOKEN_SECRET_ID", "no-such-secret")
+        .env("WHATSAPP_PHONE_NUMBER_ID", wa::PHONE_NUMBER_ID)
+        .env_remove("WHATSAPP_ACCESS_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("WHATSAPP_ACCESS_TOKEN_SECRET_ID is invalid")
+            && stderr.contains("ResourceNotFoundException"),
+        "{stderr}"
+    );
+}

@@ -15,6 +15,7 @@ pub struct Emulator {
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
     pub endpoint: String,
 }
 
@@ -43,6 +44,7 @@ pub async fn emulator() -> Emulator {
         sns: aws_sdk_sns::Client::new(&config),
         sqs: aws_sdk_sqs::Client::new(&config),
         dynamodb: aws_sdk_dynamodb::Client::new(&config),
+        secrets: aws_sdk_secretsmanager::Client::new(&config),
         endpoint,
     }
 }
