@@ -7,6 +7,7 @@
 //!
 //! - [`config`]: typed configuration read from the environment.
 //! - [`aws`]: the AWS SDK configuration the request-path clients share.
+//! - [`preflight`]: start-up checks of the AWS resources the configuration names.
 //! - [`secrets`]: provider secrets read from AWS Secrets Manager at start-up.
 //! - [`telemetry`]: the `tracing` subscriber.
 //! - [`domain`]: phone numbers and messages, validated.
@@ -35,6 +36,7 @@ pub mod events;
 pub mod gateway;
 pub mod metrics;
 pub mod optout;
+pub mod preflight;
 pub mod publisher;
 pub mod secrets;
 pub mod startup;

@@ -28,6 +28,9 @@ pub enum StartupError {
     /// No publisher can be built from this configuration.
     #[error("{0}")]
     Publisher(String),
+    /// A resource the configuration names cannot be used.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A bound, ready-to-run gateway.
@@ -60,13 +63,16 @@ impl Application {
         )
         .await
         .map_err(StartupError::Publisher)?;
+        let sns = aws_sdk_sns::Client::new(&crate::aws::sdk_config(config.aws_timeouts).await);
+        crate::preflight::check_topic(&sns, "SNS_TOPIC_ARN", arn).await?;
         let client = if config.sns_lean_client {
             "lean"
         } else {
             "sdk"
         };
         tracing::info!(mode = "sns", topic = %arn, sns_client = client, "publishing to SNS; delivery is herald-consumer's job");
-        let Some(store) = DynamoStatusStore::from_config(&config.status, config.aws_timeouts).await
+        let Some(store) =
+            DynamoStatusStore::from_config(&config.status, config.aws_timeouts).await?
         else {
             tracing::info!(
                 "no STATUS_TABLE: statuses are not kept (GET /api/v1/messages/{{id}} answers 501)"

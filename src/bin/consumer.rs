@@ -43,10 +43,14 @@ async fn main() -> ExitCode {
     // events, when a table is configured.
     let pipeline = Arc::new(
         match DynamoStatusStore::from_config(&config.status, config.aws_timeouts).await {
-            Some(store) => pipeline.with_statuses(Arc::new(store)),
-            None => {
+            Ok(Some(store)) => pipeline.with_statuses(Arc::new(store)),
+            Ok(None) => {
                 tracing::info!("no STATUS_TABLE: delivery statuses are not recorded");
                 pipeline
+            }
+            Err(e) => {
+                eprintln!("herald-consumer: {e}");
+                return ExitCode::FAILURE;
             }
         },
     );
@@ -99,7 +103,12 @@ async fn main() -> ExitCode {
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
-    let poller = SqsPoller::new(aws_sdk_sqs::Client::new(&aws), &queue_url, pipeline).await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    if let Err(e) = herald::preflight::check_queue(&sqs, &queue_url).await {
+        eprintln!("herald-consumer: {e}");
+        return ExitCode::FAILURE;
+    }
+    let poller = SqsPoller::new(sqs, &queue_url, pipeline).await;
     poller
         .run_until_stopped(herald::startup::shutdown_signal())
         .await;

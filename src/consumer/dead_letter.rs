@@ -8,7 +8,6 @@ use std::collections::HashMap;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::QueueAttributeName;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::contract::is_fifo;
@@ -55,7 +54,7 @@ impl DeadLetterQueues {
             .queue_owner_aws_account_id(account)
             .send()
             .await
-            .map_err(|e| tracing::warn!(error.message = %DisplayErrorContext(&e), "cannot find the queue's URL"))
+            .map_err(|e| tracing::warn!(error.message = %crate::aws::describe(&e), "cannot find the queue's URL"))
             .ok()?
             .queue_url
     }
@@ -82,7 +81,7 @@ impl DeadLetterQueues {
             .attribute_names(QueueAttributeName::RedrivePolicy)
             .send()
             .await
-            .map_err(|e| tracing::warn!(error.message = %DisplayErrorContext(&e), "cannot read the queue's redrive policy"))
+            .map_err(|e| tracing::warn!(error.message = %crate::aws::describe(&e), "cannot read the queue's redrive policy"))
             .ok()?;
         let policy = attrs
             .attributes()?
@@ -112,6 +111,6 @@ impl DeadLetterQueues {
         send.send()
             .await
             .map(|_| ())
-            .map_err(|e| DisplayErrorContext(&e).to_string())
+            .map_err(|e| crate::aws::describe(&e))
     }
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -133,7 +132,7 @@ async fn send(sqs: &Client, queue_url: &str, handles: &[String]) {
         ),
         Ok(_) => {}
         Err(e) => tracing::warn!(
-            error.message = %DisplayErrorContext(&e),
+            error.message = %crate::aws::describe(&e),
             messages = handles.len(),
             "could not delete handled messages; they will be redelivered"
         ),

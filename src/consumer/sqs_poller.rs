@@ -30,7 +30,6 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
     QueueAttributeName,
 };
-use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::task::JoinSet;
 
 use super::dead_letter::DeadLetterQueues;
@@ -91,7 +90,7 @@ impl SqsPoller {
             .attribute_names(QueueAttributeName::VisibilityTimeout)
             .send()
             .await
-            .map_err(|e| tracing::warn!(error.message = %DisplayErrorContext(&e), "cannot read the queue's visibility timeout; assuming 30 s"))
+            .map_err(|e| tracing::warn!(error.message = %crate::aws::describe(&e), "cannot read the queue's visibility timeout; assuming 30 s"))
             .ok()
             .and_then(|a| a.attributes)
             .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout).cloned())
@@ -179,7 +178,7 @@ impl SqsPoller {
                 ),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error.message = %DisplayErrorContext(&e), "could not extend the visibility of messages being delivered")
+                    tracing::warn!(error.message = %crate::aws::describe(&e), "could not extend the visibility of messages being delivered")
                 }
             }
         }
@@ -304,7 +303,7 @@ impl SqsPoller {
             Ok(o) => o,
             Err(e) => {
                 self.release_slots(slots);
-                return Err(PollError(DisplayErrorContext(&e).to_string()));
+                return Err(PollError(crate::aws::describe(&e)));
             }
         };
         let messages = output.messages.unwrap_or_default();
@@ -405,7 +404,7 @@ impl SqsPoller {
             .send()
             .await
         {
-            tracing::warn!(error.message = %DisplayErrorContext(&e), "could not set the retry delay; the queue's visibility timeout applies");
+            tracing::warn!(error.message = %crate::aws::describe(&e), "could not set the retry delay; the queue's visibility timeout applies");
         }
     }
 

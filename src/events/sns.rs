@@ -3,7 +3,6 @@
 //! subscription filter policy.
 
 use aws_sdk_sns::types::MessageAttributeValue;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::Event;
 use crate::contract::is_fifo;
@@ -55,6 +54,6 @@ impl SnsEvents {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("cannot publish the event: {}", DisplayErrorContext(&e)))
+            .map_err(|e| format!("cannot publish the event: {}", crate::aws::describe(&e)))
     }
 }

@@ -40,7 +40,6 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::model::{Entry, Status};
 use super::{
@@ -84,8 +83,12 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn error(context: &str, e: impl std::error::Error) -> StoreError {
-    StoreError(format!("{context}: {}", DisplayErrorContext(&e)))
+fn error<E, R>(context: &str, e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    StoreError(format!("{context}: {}", crate::aws::describe(e)))
 }
 
 /// The attribute of a history entry: `h_<channel>_<status>`, so the entries
@@ -148,17 +151,27 @@ fn entries_from(item: &Item) -> Vec<(Status, Entry)> {
 impl DynamoStatusStore {
     /// The store named by `STATUS_TABLE`, with events to `EVENTS_TOPIC_ARN`
     /// when set, on the standard AWS environment; `None` without a table.
+    /// The table's key schema and the events topic are checked first
+    /// ([`crate::preflight`]).
     pub async fn from_config(
         config: &crate::config::StatusConfig,
         timeouts: crate::config::AwsTimeouts,
-    ) -> Option<Self> {
-        let table = config.table.as_ref()?;
+    ) -> Result<Option<Self>, crate::config::ConfigError> {
+        let Some(table) = config.table.as_ref() else {
+            return Ok(None);
+        };
         let aws = crate::aws::sdk_config(timeouts).await;
-        let events = config
-            .events_topic_arn
-            .as_ref()
-            .map(|arn| SnsEvents::new(aws_sdk_sns::Client::new(&aws), arn));
-        Some(Self::new(Client::new(&aws), table, config.ttl, events))
+        let client = Client::new(&aws);
+        crate::preflight::check_status_table(&client, table).await?;
+        let events = match &config.events_topic_arn {
+            None => None,
+            Some(arn) => {
+                let sns = aws_sdk_sns::Client::new(&aws);
+                crate::preflight::check_topic(&sns, "EVENTS_TOPIC_ARN", arn).await?;
+                Some(SnsEvents::new(sns, arn))
+            }
+        };
+        Ok(Some(Self::new(client, table, config.ttl, events)))
     }
 
     /// A store in `table`, keeping items for `ttl`, publishing events when
@@ -226,7 +239,7 @@ impl DynamoStatusStore {
             .update_expression(format!("SET {}", sets.join(", ")))
             .send()
             .await
-            .map_err(|e| error("cannot write a status", e))?;
+            .map_err(|e| error("cannot write a status", &e))?;
         Ok(output.attributes.unwrap_or_default())
     }
 
@@ -286,7 +299,7 @@ impl DynamoStatusStore {
             {
                 Ok(())
             }
-            Err(e) => Err(error("cannot mark an event published", e)),
+            Err(e) => Err(error("cannot mark an event published", &e)),
         }
     }
 
@@ -378,7 +391,7 @@ impl DynamoStatusStore {
             {
                 return Ok(());
             }
-            Err(e) => return Err(error("cannot claim a failover", e)),
+            Err(e) => return Err(error("cannot claim a failover", &e)),
         }
         if let Err(e) = publisher.publish(&envelope).await {
             let _ = self
@@ -450,7 +463,7 @@ impl DynamoStatusStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| error("cannot read an opt-out", e))?;
+            .map_err(|e| error("cannot read an opt-out", &e))?;
         let Some(item) = output.item else {
             return Ok(None);
         };
@@ -534,7 +547,7 @@ impl DynamoStatusStore {
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(error("cannot write an opt-out", e)),
+                Err(e) => return Err(error("cannot write an opt-out", &e)),
             }
         }
         Err(StoreError(format!(
@@ -651,7 +664,7 @@ impl StatusStore for DynamoStatusStore {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(|e| error("cannot read a status", e))?;
+                .map_err(|e| error("cannot read a status", &e))?;
             Ok(output
                 .item
                 .map(|item| record_from(&item))

@@ -18,6 +18,7 @@ mod gateway_idempotency;
 mod gateway_send;
 mod metrics;
 mod openapi;
+mod preflight;
 mod sms;
 mod sms_aws;
 mod sns_batching;

@@ -165,16 +165,28 @@ async fn an_unreachable_sns_is_503_and_nothing_is_accepted() {
     assert_eq!(app.get("/health").await.status(), 503);
 }
 
-/// A topic that does not exist is a 503 telling the client to come back later, and
-/// the detail leaks no ARN or account number.
+/// A topic deleted while the gateway runs is a 503 telling the client to come
+/// back later, and the detail leaks no ARN or account number. (A topic
+/// missing at start stops the gateway: `preflight` tests.)
 #[tokio::test]
 async fn a_missing_topic_is_503_without_account_details() {
     let aws = emulator().await;
-    let missing = format!(
-        "arn:aws:sns:us-east-1:123456789012:{}",
-        crate::helpers::aws::unique_name("missing")
-    );
+    let missing = aws
+        .sns
+        .create_topic()
+        .name(crate::helpers::aws::unique_name("missing"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
     let app = TestApp::spawn_from_config(&config_with(&[("SNS_TOPIC_ARN", &missing)])).await;
+    aws.sns
+        .delete_topic()
+        .topic_arn(&missing)
+        .send()
+        .await
+        .unwrap();
     let response = app.post_message(&json!({"to": TO, "message": "x"})).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "30");

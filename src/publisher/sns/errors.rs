@@ -1,7 +1,6 @@
 //! What SNS errors mean for the client: throttled, transient, or an operator's problem.
 
 use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::publisher::{PublishError, PublishErrorKind};
 
@@ -106,7 +105,7 @@ where
             "SNS returned an unreadable response".to_owned(),
         ),
     };
-    let cause = StringError(DisplayErrorContext(error).to_string());
+    let cause = StringError(crate::aws::describe(error));
     PublishError::new(kind, message).with_source(cause)
 }
 
