@@ -57,7 +57,8 @@ pub fn create_tables(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
              attempts INTEGER NOT NULL,
              reason TEXT NOT NULL,
              failed_at INTEGER NOT NULL
-         );",
+         );
+         CREATE INDEX IF NOT EXISTS event_dead_letters_failed ON event_dead_letters (failed_at);",
     )
 }
 
@@ -373,22 +374,50 @@ pub fn settle_event(
     Ok(())
 }
 
-/// Removes what is older than `before_ms`, at most `limit` rows per table (the
-/// writer calls this now and then, so expiry never holds a long transaction).
-pub fn expire(tx: &Transaction<'_>, before_ms: i64, limit: usize) -> rusqlite::Result<usize> {
-    let mut removed = 0;
+/// Sends event dead letter `id` back to the outbox, due now with its attempts
+/// reset; `true` when it existed.
+pub fn redrive_event(tx: &Transaction<'_>, id: &str, now: i64) -> rusqlite::Result<bool> {
+    let moved = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (id, body, attempts, due_at)
+             SELECT id, body, 0, ?2 FROM event_dead_letters WHERE id = ?1",
+        )?
+        .execute(params![id, now])?;
+    if moved == 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached("DELETE FROM event_dead_letters WHERE id = ?1")?
+        .execute([id])?;
+    Ok(true)
+}
+
+/// Forgets event dead letter `id`; `true` when it existed.
+pub fn delete_event_dead_letter(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<bool> {
+    Ok(tx
+        .prepare_cached("DELETE FROM event_dead_letters WHERE id = ?1")?
+        .execute([id])?
+        == 1)
+}
+
+/// Removes what is older than `before_ms`, at most `limit` rows per table (so
+/// expiry never holds a long transaction); true when some table had `limit`
+/// rows to remove (more may be left).
+pub fn expire(tx: &Transaction<'_>, before_ms: i64, limit: usize) -> rusqlite::Result<bool> {
+    let mut full = false;
     for (table, column, key) in [
         ("statuses", "updated_at", "id"),
         ("provider_ids", "updated_at", "provider_id"),
         ("inbound_seen", "seen_at", "provider_id"),
+        ("event_dead_letters", "failed_at", "id"),
     ] {
-        removed += tx.execute(
+        let removed = tx.execute(
             &format!(
                 "DELETE FROM {table} WHERE {key} IN
                  (SELECT {key} FROM {table} WHERE {column} < ?1 ORDER BY {column} LIMIT ?2)"
             ),
             params![before_ms, limit as i64],
         )?;
+        full |= removed >= limit;
     }
-    Ok(removed)
+    Ok(full)
 }

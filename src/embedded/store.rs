@@ -19,7 +19,17 @@ pub struct Leased {
     pub attempts: u32,
 }
 
-/// A dead-lettered envelope, for listing.
+/// Which dead letters: messages given up on, or events the receiver never
+/// took (`EVENTS_WEBHOOK_URL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterKind {
+    /// Envelopes (`dead_letters`), each its API key's.
+    Messages,
+    /// Events (`event_dead_letters`): the deployment's, for admin keys.
+    Events,
+}
+
+/// A dead-lettered envelope (or event), for listing.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
@@ -305,17 +315,27 @@ impl Store {
         super::opt_outs::load_all(&self.conn)
     }
 
-    /// The newest dead letters, up to `limit`; only `api_key_id`'s when given.
+    /// The newest dead letters of `kind`, up to `limit`; only `api_key_id`'s
+    /// when given (events belong to no key: listed only without one).
     pub fn dead_letters(
         &self,
+        kind: DeadLetterKind,
         limit: usize,
         api_key_id: Option<&str>,
     ) -> rusqlite::Result<Vec<DeadLetter>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, body, attempts, reason, failed_at, api_key_id FROM dead_letters
-             WHERE ?2 IS NULL OR api_key_id = ?2
-             ORDER BY failed_at DESC LIMIT ?1",
-        )?;
+        let sql = match kind {
+            DeadLetterKind::Messages => {
+                "SELECT id, body, attempts, reason, failed_at, api_key_id FROM dead_letters
+                 WHERE ?2 IS NULL OR api_key_id = ?2
+                 ORDER BY failed_at DESC LIMIT ?1"
+            }
+            DeadLetterKind::Events => {
+                "SELECT id, body, attempts, reason, failed_at, NULL FROM event_dead_letters
+                 WHERE ?2 IS NULL
+                 ORDER BY failed_at DESC LIMIT ?1"
+            }
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
         stmt.query_map(params![limit as i64, api_key_id], |r| {
             let body: String = r.get(1)?;
             Ok(DeadLetter {

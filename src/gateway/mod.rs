@@ -152,6 +152,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/dead-letters", get(routes::dead_letters::list))
         .route(
+            "/api/v1/event-dead-letters",
+            get(routes::dead_letters::list_events),
+        )
+        .route(
+            "/api/v1/event-dead-letters/{id}",
+            axum::routing::delete(routes::dead_letters::delete_event),
+        )
+        .route(
+            "/api/v1/event-dead-letters/{id}/redrive",
+            post(routes::dead_letters::redrive_event),
+        )
+        .route(
             "/api/v1/dead-letters/{id}",
             axum::routing::delete(routes::dead_letters::delete),
         )

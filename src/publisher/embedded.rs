@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{BoxFuture, HealthCheck, PublishError, PublishErrorKind, PublishReceipt, Publisher};
 use crate::contract::Envelope;
-use crate::embedded::{DeadLetter, EmbeddedQueue, QueueError};
+use crate::embedded::{DeadLetter, DeadLetterKind, EmbeddedQueue, QueueError};
 
 /// How long a failed write keeps `/health` failing: the queue cannot take
 /// messages (a full disk, say) until a write succeeds again.
@@ -150,13 +150,14 @@ impl Publisher for EmbeddedPublisher {
 
     fn dead_letters<'a>(
         &'a self,
+        kind: DeadLetterKind,
         limit: usize,
         api_key_id: Option<&'a str>,
     ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
         Box::pin(async move {
             Some(
                 self.queue
-                    .dead_letters(limit, api_key_id)
+                    .dead_letters(kind, limit, api_key_id)
                     .await
                     .map_err(|e| publish_error(e, self.queue.data_dir())),
             )
@@ -165,6 +166,7 @@ impl Publisher for EmbeddedPublisher {
 
     fn settle_dead_letter<'a>(
         &'a self,
+        kind: DeadLetterKind,
         id: &'a str,
         api_key_id: Option<&'a str>,
         redrive: bool,
@@ -172,7 +174,7 @@ impl Publisher for EmbeddedPublisher {
         Box::pin(async move {
             Some(
                 self.queue
-                    .settle_dead_letter(id, api_key_id, redrive)
+                    .settle_dead_letter(kind, id, api_key_id, redrive)
                     .await
                     .map_err(|e| publish_error(e, self.queue.data_dir())),
             )

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::{BoxFuture, DeadLetter, HealthCheck, PublishError, PublishReceipt, Publisher};
 use crate::contract::Envelope;
+use crate::embedded::DeadLetterKind;
 
 /// Wraps `inner`: `herald_publishes_total{outcome}` and `herald_publish_duration_seconds`.
 pub struct MeasuredPublisher {
@@ -42,18 +43,20 @@ impl Publisher for MeasuredPublisher {
 
     fn dead_letters<'a>(
         &'a self,
+        kind: DeadLetterKind,
         limit: usize,
         api_key_id: Option<&'a str>,
     ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
-        self.inner.dead_letters(limit, api_key_id)
+        self.inner.dead_letters(kind, limit, api_key_id)
     }
 
     fn settle_dead_letter<'a>(
         &'a self,
+        kind: DeadLetterKind,
         id: &'a str,
         api_key_id: Option<&'a str>,
         redrive: bool,
     ) -> BoxFuture<'a, Option<Result<bool, PublishError>>> {
-        self.inner.settle_dead_letter(id, api_key_id, redrive)
+        self.inner.settle_dead_letter(kind, id, api_key_id, redrive)
     }
 }

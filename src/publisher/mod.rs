@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::contract::Envelope;
-use crate::embedded::DeadLetter;
+use crate::embedded::{DeadLetter, DeadLetterKind};
 
 pub mod embedded;
 pub mod measured;
@@ -44,6 +44,7 @@ pub trait Publisher: Send + Sync + 'static {
     /// SQS dead-letter queue).
     fn dead_letters<'a>(
         &'a self,
+        _kind: DeadLetterKind,
         _limit: usize,
         _api_key_id: Option<&'a str>,
     ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
@@ -56,6 +57,7 @@ pub trait Publisher: Send + Sync + 'static {
     /// elsewhere.
     fn settle_dead_letter<'a>(
         &'a self,
+        _kind: DeadLetterKind,
         _id: &'a str,
         _api_key_id: Option<&'a str>,
         _redrive: bool,

@@ -109,7 +109,10 @@ async fn retries_end_in_the_dead_letter_table_after_max_attempts() {
     }
 
     assert_eq!(handled, 3);
-    let dead = queue.dead_letters(10, None).await.unwrap();
+    let dead = queue
+        .dead_letters(herald::embedded::DeadLetterKind::Messages, 10, None)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, env.id.to_string());
     assert_eq!(dead[0].attempts, 3);
@@ -143,7 +146,10 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
     let env = envelope("late");
     queue.enqueue(&env).await.unwrap();
     worker.run_once().await;
-    let dead = queue.dead_letters(10, None).await.unwrap();
+    let dead = queue
+        .dead_letters(herald::embedded::DeadLetterKind::Messages, 10, None)
+        .await
+        .unwrap();
     assert!(dead[0].reason.contains("131047"), "{}", dead[0].reason);
 }
 

@@ -506,3 +506,166 @@ async fn a_report_that_cannot_be_recorded_is_a_503_so_meta_retries() {
     queue.simulate_full_disk(false);
     assert_eq!(router.oneshot(request()).await.unwrap().status(), 200);
 }
+
+/// Events the receiver never took are dead letters an admin can list,
+/// redrive (back to the outbox, delivered) and delete; other keys get `404`.
+/// (Before: `event_dead_letters` had no API, no redrive and no expiry.)
+#[tokio::test]
+async fn event_dead_letters_are_listed_redriven_and_deleted_by_an_admin() {
+    let receiver = EventReceiver::start().await;
+    receiver.fail_next(1_000);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let app = TestApp::spawn_from_config(&config_with(&[
+        ("HERALD_DATA_DIR", data.as_str()),
+        ("EVENTS_WEBHOOK_URL", receiver.url.as_str()),
+        ("EVENTS_WEBHOOK_SECRET", event_receiver::SECRET),
+        ("DELIVERY_MAX_ATTEMPTS", "1"),
+        ("ADMIN_KEY_IDS", "ops"),
+    ]))
+    .await;
+    let call = |method: reqwest::Method, path: &str, key: &str| {
+        app.client
+            .request(method, format!("{}{path}", app.address))
+            .header("x-api-key", key)
+            .header("content-type", "application/json")
+    };
+    // Two opt-out changes through the API: two events, both refused.
+    for number in ["%2B14155550123", "%2B14155550124"] {
+        let r = call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/opt-outs/{number}"),
+            crate::helpers::KEY,
+        )
+        .body(r#"{"channels":["sms"]}"#)
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let list: Value = call(
+            reqwest::Method::GET,
+            "/api/v1/event-dead-letters",
+            crate::helpers::KEY,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let items = list["deadLetters"].as_array().cloned().unwrap_or_default();
+        if items.len() == 2 || tokio::time::Instant::now() > deadline {
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["envelope"]["type"], "recipient.opt-out");
+    let other = call(
+        reqwest::Method::GET,
+        "/api/v1/event-dead-letters",
+        crate::helpers::OTHER_KEY,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(other.status(), 404, "a key that is not an admin sees none");
+
+    receiver.fail_next(0);
+    let first = listed[0]["id"].as_str().unwrap().to_owned();
+    let second = listed[1]["id"].as_str().unwrap().to_owned();
+    let r = call(
+        reqwest::Method::POST,
+        &format!("/api/v1/event-dead-letters/{second}/redrive"),
+        crate::helpers::OTHER_KEY,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = call(
+        reqwest::Method::POST,
+        &format!("/api/v1/event-dead-letters/{second}/redrive"),
+        crate::helpers::KEY,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    let events = receiver
+        .wait_for(Duration::from_secs(20), |e| {
+            e.iter().any(|e| e["eventId"] == second.as_str())
+        })
+        .await;
+    assert!(events.iter().any(|e| e["eventId"] == second.as_str()));
+    let r = call(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/event-dead-letters/{first}"),
+        crate::helpers::KEY,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204);
+    let list: Value = call(
+        reqwest::Method::GET,
+        "/api/v1/event-dead-letters",
+        crate::helpers::KEY,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(list["deadLetters"], json!([]));
+}
+
+/// Expiry runs on its own timer: statuses past `STATUS_TTL_DAYS` go without
+/// any request arriving to wake the writer (before: only when a request came,
+/// at most 5,000 rows per table per minute).
+#[tokio::test]
+async fn expired_statuses_are_removed_on_a_timer() {
+    use herald::status::{Entry, MessageInfo, Status, Update};
+    let dir = tempfile::tempdir().unwrap();
+    let queue = herald::embedded::EmbeddedQueue::open(dir.path(), 0).unwrap();
+    queue.configure_statuses(Duration::from_secs(86_400), false);
+    let updates: Vec<Update> = (0..3000)
+        .map(|i| Update::Message {
+            info: MessageInfo {
+                id: format!("old-{i}"),
+                api_key_id: "ops".into(),
+                channel: "whatsapp".into(),
+                to: TO.into(),
+                callback_data: None,
+                accepted_at_ms: 0,
+                fallback: None,
+            },
+            status: Status::Submitted,
+            entry: Entry {
+                at_ms: 0,
+                channel: Some("whatsapp".into()),
+                attempt: Some(1),
+                provider_status: None,
+                error: None,
+            },
+            provider_message_id: None,
+        })
+        .collect();
+    queue.record_statuses(updates, vec![]).await.unwrap();
+    assert!(queue.status("old-2999", "ops").await.unwrap().is_some());
+    queue.configure_statuses(Duration::from_millis(1), false);
+    // Before, expiry ran at most once a minute, so within 10 s nothing went.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while queue.status("old-2999", "ops").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not expired within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(queue.status("old-0", "ops").await.unwrap().is_none());
+}

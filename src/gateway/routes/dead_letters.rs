@@ -4,6 +4,14 @@
 //! /api/v1/dead-letters/{id}`. Each key sees and acts on its own; a key id in
 //! `ADMIN_KEY_IDS` on every tenant's. With SNS they live in the SQS
 //! dead-letter queue instead, so these routes answer `404` there.
+//!
+//! Events the receiver at `EVENTS_WEBHOOK_URL` never took (after
+//! `DELIVERY_MAX_ATTEMPTS`) have the same three routes under
+//! `/api/v1/event-dead-letters`: a redrive puts the event back in the outbox,
+//! due now with its attempts reset. Events belong to the deployment (an
+//! inbound message or an opt-out has no API key), so only key ids in
+//! `ADMIN_KEY_IDS` see them; other keys get `404`. They expire with
+//! statuses (`STATUS_TTL_DAYS`).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -11,6 +19,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::embedded::DeadLetterKind;
 use crate::gateway::AppState;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
@@ -20,15 +29,30 @@ fn scope<'a>(state: &AppState, caller: &'a Caller) -> Option<&'a str> {
     (!state.admin_key_ids.contains(caller.key_id.as_ref())).then_some(&*caller.key_id)
 }
 
+/// What `caller` may see of dead letters of `kind`: `Err` when nothing
+/// (events, for a key that is not an admin).
+fn scope_of<'a>(
+    state: &AppState,
+    caller: &'a Caller,
+    kind: DeadLetterKind,
+) -> Result<Option<&'a str>, ApiError> {
+    match (kind, scope(state, caller)) {
+        (DeadLetterKind::Events, Some(_)) => Err(ApiError::DeadLetterNotFound),
+        (_, scope) => Ok(scope),
+    }
+}
+
 async fn settle(
     state: &AppState,
     caller: &Caller,
+    kind: DeadLetterKind,
     id: &str,
     redrive: bool,
 ) -> Result<(), ApiError> {
+    let scope = scope_of(state, caller, kind)?;
     match state
         .publisher
-        .settle_dead_letter(id, scope(state, caller), redrive)
+        .settle_dead_letter(kind, id, scope, redrive)
         .await
     {
         None => Err(ApiError::NotFound),
@@ -61,7 +85,7 @@ pub async fn redrive(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    settle(&state, &caller, &id, true).await?;
+    settle(&state, &caller, DeadLetterKind::Messages, &id, true).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"id": id, "status": "redriven"})),
@@ -83,7 +107,7 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    settle(&state, &caller, &id, false).await?;
+    settle(&state, &caller, DeadLetterKind::Messages, &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -113,6 +137,15 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    list_of(&state, &caller, DeadLetterKind::Messages, query).await
+}
+
+async fn list_of(
+    state: &AppState,
+    caller: &Caller,
+    kind: DeadLetterKind,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let limit = match query {
         Ok(Query(ListQuery { limit: None })) => 100,
         Ok(Query(ListQuery { limit: Some(n) })) if (1..=1000).contains(&n) => n,
@@ -122,13 +155,72 @@ pub async fn list(
             ));
         }
     };
-    match state
-        .publisher
-        .dead_letters(limit, scope(&state, &caller))
-        .await
-    {
+    let scope = scope_of(state, caller, kind)?;
+    match state.publisher.dead_letters(kind, limit, scope).await {
         None => Err(ApiError::NotFound),
         Some(Ok(items)) => Ok(Json(json!({ "deadLetters": items }))),
         Some(Err(e)) => Err(ApiError::Unavailable(e)),
     }
+}
+
+/// Lists the events the receiver never took, newest first (admin keys only;
+/// `404` for others and with SNS, where events go to `EVENTS_TOPIC_ARN`).
+#[utoipa::path(get, operation_id = "listEventDeadLetters", path = "/api/v1/event-dead-letters", tag = "operations",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("limit" = Option<u32>, Query, description = "1 to 1000, default 100")),
+    responses(
+        (status = 200, description = "Newest first; each dead letter's `envelope` is the event", body = crate::gateway::openapi::DeadLetterList),
+        (status = 400, description = "A bad limit", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "Not an admin key, or SNS mode", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn list_events(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    list_of(&state, &caller, DeadLetterKind::Events, query).await
+}
+
+/// `POST /api/v1/event-dead-letters/{id}/redrive`: the event back in the
+/// outbox, due now, its attempts reset (admin keys only).
+#[utoipa::path(post, operation_id = "redriveEventDeadLetter", path = "/api/v1/event-dead-letters/{id}/redrive", tag = "operations",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("id" = String, Path, description = "The event id, as listed")),
+    responses(
+        (status = 202, description = "Back in the outbox", body = crate::gateway::openapi::Redriven),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such event dead letter, not an admin key, or SNS mode", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn redrive_event(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    settle(&state, &caller, DeadLetterKind::Events, &id, true).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "status": "redriven"})),
+    ))
+}
+
+/// `DELETE /api/v1/event-dead-letters/{id}`: forgets it; `204` (admin keys only).
+#[utoipa::path(delete, operation_id = "deleteEventDeadLetter", path = "/api/v1/event-dead-letters/{id}", tag = "operations",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("id" = String, Path, description = "The event id, as listed")),
+    responses(
+        (status = 204, description = "Forgotten"),
+        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such event dead letter, not an admin key, or SNS mode", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_event(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    settle(&state, &caller, DeadLetterKind::Events, &id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
