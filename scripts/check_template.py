@@ -502,8 +502,13 @@ def consumer_expectations(r, c, env):
             exp[arn] = (label, {"logs:CreateLogStream", "logs:PutLogEvents"}, set(), why)
     for tid in r.of_type("AWS::DynamoDB::Table"):
         arn = r.getatt(tid, "Arn")
-        for res in (arn, arn + "/index/*"):
-            exp[res] = (f"the table {tid}", set(), DYNAMODB_ITEM_ACTIONS, {})
+        exp[arn] = (
+            f"the table {tid}",
+            {"dynamodb:DescribeTable"},
+            DYNAMODB_ITEM_ACTIONS | {"dynamodb:DescribeTable"},
+            {"dynamodb:DescribeTable": "the consumer checks the table's keys at start-up (preflight.rs)"},
+        )
+        exp[arn + "/index/*"] = (f"the table {tid}", set(), DYNAMODB_ITEM_ACTIONS, {})
     env_values = {text(v) for v in env.values() if not isinstance(v, (dict, list))}
     keys = set()
     for topic in r.of_type("AWS::SNS::Topic"):
@@ -511,9 +516,12 @@ def consumer_expectations(r, c, env):
         publishes = arn in env_values
         exp[arn] = (
             f"the topic {topic}",
-            {"sns:Publish"} if publishes else set(),
-            {"sns:Publish"},
-            {"sns:Publish": "the consumer publishes events to the topic its environment names"},
+            {"sns:Publish", "sns:GetTopicAttributes"} if publishes else set(),
+            {"sns:Publish", "sns:GetTopicAttributes"},
+            {
+                "sns:Publish": "the consumer publishes events, and failover legs, to the topics its environment names",
+                "sns:GetTopicAttributes": "the consumer checks at start-up that the topics exist (preflight.rs)",
+            },
         )
         key = r.props(topic).get("KmsMasterKeyId")
         if publishes and isinstance(key, str) and key:

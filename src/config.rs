@@ -324,6 +324,10 @@ pub const DEFAULT_OPT_OUT_KEYWORDS: [&str; 6] =
 pub struct ConsumerConfig {
     /// `SQS_QUEUE_URL`: poll this queue when not running under Lambda.
     pub sqs_queue_url: Option<String>,
+    /// `SNS_TOPIC_ARN`: the gateway's topic, where failover legs go when a
+    /// provider's report that came before the send was recorded says the
+    /// person cannot be reached (with `STATUS_TABLE`).
+    pub sns_topic_arn: Option<String>,
     /// `METRICS_PORT`: the SQS poller serves `/metrics` and `/ping` on this
     /// port when set and `METRICS` is not `off`.
     pub metrics_port: Option<u16>,
@@ -502,8 +506,19 @@ impl ConsumerConfig {
     /// Reads the consumer's configuration through `lookup`.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(lookup);
+        let sns_topic_arn = vars.get("SNS_TOPIC_ARN");
+        if sns_topic_arn
+            .as_ref()
+            .is_some_and(|a| !a.starts_with("arn:"))
+        {
+            return Err(ConfigError::Invalid {
+                var: "SNS_TOPIC_ARN".into(),
+                reason: "must be a topic ARN (arn:aws:sns:<region>:<account>:<name>)".into(),
+            });
+        }
         Ok(Self {
             sqs_queue_url: vars.get("SQS_QUEUE_URL"),
+            sns_topic_arn,
             metrics_host: match vars.get("HOST") {
                 None => IpAddr::from([0, 0, 0, 0]),
                 Some(raw) => raw.parse().map_err(|_| ConfigError::Invalid {

@@ -41,19 +41,17 @@ async fn main() -> ExitCode {
     };
     // Statuses (`submitted` with the provider's id, `failed`) and their
     // events, when a table is configured.
-    let pipeline = Arc::new(
-        match DynamoStatusStore::from_config(&config.status, config.aws_timeouts).await {
-            Ok(Some(store)) => pipeline.with_statuses(Arc::new(store)),
-            Ok(None) => {
-                tracing::info!("no STATUS_TABLE: delivery statuses are not recorded");
-                pipeline
-            }
-            Err(e) => {
-                eprintln!("herald-consumer: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-    );
+    let pipeline = Arc::new(match status_store(&config).await {
+        Ok(Some(store)) => pipeline.with_statuses(Arc::new(store)),
+        Ok(None) => {
+            tracing::info!("no STATUS_TABLE: delivery statuses are not recorded");
+            pipeline
+        }
+        Err(e) => {
+            eprintln!("herald-consumer: {e}");
+            return ExitCode::FAILURE;
+        }
+    });
     if config.delivery.console_by_default {
         tracing::warn!(
             "no WhatsApp credentials: delivering to the console (stdout); set WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID to send"
@@ -113,4 +111,34 @@ async fn main() -> ExitCode {
         .run_until_stopped(herald::startup::shutdown_signal())
         .await;
     ExitCode::SUCCESS
+}
+
+/// The DynamoDB status store, when `STATUS_TABLE` is set, with the failover
+/// path to the gateway's topic (`SNS_TOPIC_ARN`): a provider's "cannot
+/// reach" report merged by the consumer's write sends the SMS leg.
+async fn status_store(config: &ConsumerConfig) -> Result<Option<DynamoStatusStore>, String> {
+    let store = DynamoStatusStore::from_config(&config.status, config.aws_timeouts)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(store) = store else {
+        return Ok(None);
+    };
+    let Some(arn) = &config.sns_topic_arn else {
+        tracing::warn!(
+            "STATUS_TABLE without SNS_TOPIC_ARN: a cannot-reach report that comes before the send is recorded cannot send the message's fallback from here"
+        );
+        return Ok(Some(store));
+    };
+    let publisher = herald::publisher::sns::SnsPublisher::from_env(
+        arn,
+        std::time::Duration::from_millis(1),
+        false,
+        config.aws_timeouts,
+    )
+    .await?;
+    let sns = aws_sdk_sns::Client::new(&herald::aws::sdk_config(config.aws_timeouts).await);
+    herald::preflight::check_topic(&sns, "SNS_TOPIC_ARN", arn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some(store.with_failover(Arc::new(publisher))))
 }

@@ -193,3 +193,80 @@ async fn the_token_comes_from_secrets_manager_and_is_never_logged() {
         "{stderr}"
     );
 }
+
+/// A "cannot reach" report that comes before the consumer has recorded the
+/// send is merged by the consumer's write, and the consumer binary sends the
+/// message's SMS fallback (it publishes the leg to SNS_TOPIC_ARN). Before,
+/// the consumer built its store without the failover path: no SMS.
+#[tokio::test]
+async fn an_early_cannot_reach_report_merged_by_the_consumer_sends_the_fallback() {
+    use crate::helpers::infobip::FakeInfobip;
+    use crate::helpers::meta::{self, MetaSender};
+    use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
+    let aws = emulator().await;
+    let tq = aws.topic_with_queue(false, 5).await;
+    let table = aws.status_table().await;
+    let mut vars = vec![
+        ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
+        ("STATUS_TABLE", table.as_str()),
+    ];
+    vars.extend(meta::webhook_vars());
+    let gateway = TestApp::spawn_from_config(&config_with(&vars)).await;
+    let whatsapp = FakeWhatsApp::start().await;
+    wa::send_endpoint()
+        .respond_with(wa::success("14155550123", "wamid.EARLY"))
+        .mount(&whatsapp.server)
+        .await;
+    let infobip = FakeInfobip::accepting().await;
+
+    let response = gateway
+        .post_message(&json!({"to": TO, "message": "hi",
+            "fallback": {"channel": "sms", "message": "hi by SMS"}}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Meta's failure report arrives before the consumer has sent anything.
+    let failed = meta::failed(
+        "wamid.EARLY",
+        131_026,
+        "Message undeliverable",
+        1_750_000_005,
+    );
+    let meta_sender = MetaSender::new(&gateway.address);
+    assert_eq!(
+        meta_sender.post(&meta::payload(vec![failed], vec![])).await,
+        200
+    );
+
+    let whatsapp_uri = whatsapp.server.uri();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald-consumer"));
+    command
+        .env("SQS_QUEUE_URL", &tq.queue_url)
+        .env("SNS_TOPIC_ARN", &tq.topic_arn)
+        .env("STATUS_TABLE", &table)
+        .env("WHATSAPP_ACCESS_TOKEN", wa::TOKEN)
+        .env("WHATSAPP_PHONE_NUMBER_ID", wa::PHONE_NUMBER_ID)
+        .env("WHATSAPP_API_VERSION", wa::VERSION)
+        .env("WHATSAPP_API_BASE_URL", &whatsapp_uri)
+        .env("DELIVERY_RETRY_BASE_MS", "50")
+        .env_remove("DELIVERY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in infobip.vars("https://gw.example.com") {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("the consumer binary starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while infobip.bodies().await.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sms = infobip.bodies().await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(sms.len(), 1, "the fallback went by SMS once");
+    let view = gateway.wait_for_status(&id, "submitted").await;
+    assert_eq!(view["channel"], "sms");
+}

@@ -10,10 +10,12 @@
 //!   its history entry as JSON and written with `if_not_exists` — so each
 //!   writer adds only its own entry and concurrent writers merge without locks
 //!   (the current status is a function of which `h_*` exist, see
-//!   [`model::current`](super::model::current)). `evented` is the last status
-//!   an event was published for.
-//!   `fallback` (JSON) keeps a WhatsApp message's SMS fallback, and
-//!   `failoverAt` marks it sent (claimed with a condition, so one report wins).
+//!   [`model::current`](super::model::current)). `ev_<channel>_<status>`
+//!   marks the event of each status the message has been in (`claimed:<ms>`,
+//!   then `done`: once-only work, see [`claims`]).
+//!   `fallback` (JSON) keeps a WhatsApp message's SMS fallback; `failover`
+//!   marks sending it (once-only work, so one report wins) and `failoverAt`
+//!   when it was published.
 //! - `pk = "pid#<provider message id>"`: `messageId` once the consumer has
 //!   recorded the send, and `h_*` entries of reports that came before it.
 //!   A report is always written here first and then, when `messageId` is
@@ -21,7 +23,7 @@
 //!   what it finds. Whichever of the two writes second sees the other's, so
 //!   an early report is never lost.
 //! - `pk = "inbound#<provider message id>"`: an inbound message seen;
-//!   `evented` once its event is published.
+//!   `ev_inbound` marks its event (once-only work).
 //! - `pk = "optout#<number>"`: a recipient's opt-out: `channels` (JSON
 //!   array, `[]` once every channel is removed: the item stays), `ordering`
 //!   (JSON: per channel the time of the latest change, and the latest inbound
@@ -33,6 +35,8 @@
 //!
 //! Every item carries `expiresAt` (Unix seconds, `STATUS_TTL_DAYS` after its
 //! last write) for DynamoDB's TTL.
+
+mod claims;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -243,64 +247,44 @@ impl DynamoStatusStore {
         Ok(output.attributes.unwrap_or_default())
     }
 
-    /// Publishes the event for the item's current status if no event was
-    /// published for it yet, then marks it published (conditionally: a
-    /// concurrent writer that got there first wins, and no second event is
-    /// marked). A failed publish is an error, so the caller's source retries.
+    /// Publishes the event for the status the item is in after a write, once:
+    /// once-only work marked `ev_<channel>_<status>` (see [`claims`]), so
+    /// racing writers that both see a status publish it once, a status
+    /// reached while another is being published gets its own event, and a
+    /// report that changes nothing (a stale `sent` after `read`) publishes
+    /// none. Each write that changes the status calls this, so every change
+    /// gets its event. A failed publish is an error, so the caller's source
+    /// retries.
     async fn emit_status(&self, item: &Item) -> Result<(), StoreError> {
-        let Some(events) = &self.events else {
+        let (Some(events), Some(pk)) = (&self.events, item.get("pk")) else {
             return Ok(());
         };
         let record = record_from(item);
         let Some(current) = record.status() else {
             return Ok(());
         };
-        let evented = item.get("evented").and_then(|v| v.as_s().ok());
-        if evented.map(String::as_str) == Some(current.as_str()) {
+        let entry = record.entry(current);
+        let channel = entry
+            .and_then(|e| e.channel.clone())
+            .unwrap_or_else(|| record.latest_channel().to_owned());
+        let marker = format!("ev_{channel}_{}", current.as_str());
+        if item
+            .get(&marker)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+            == Some("done")
+        {
             return Ok(());
         }
         let Some(event) = events::status_event(&record, current, now_ms()) else {
             return Ok(());
         };
-        events.publish(&event).await.map_err(StoreError)?;
-        crate::metrics::status_transition(record.latest_channel(), current.as_str());
-        self.mark_evented(item, evented.cloned(), current.as_str())
-            .await
-    }
-
-    async fn mark_evented(
-        &self,
-        item: &Item,
-        previous: Option<String>,
-        now_evented: &str,
-    ) -> Result<(), StoreError> {
-        let Some(pk) = item.get("pk").cloned() else {
-            return Ok(());
-        };
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", pk)
-            .key("sk", s(SK))
-            .update_expression("SET evented = :new")
-            .expression_attribute_values(":new", s(now_evented));
-        request = match previous {
-            Some(old) => request
-                .condition_expression("evented = :old")
-                .expression_attribute_values(":old", s(old)),
-            None => request.condition_expression("attribute_not_exists(evented)"),
-        };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(error("cannot mark an event published", &e)),
-        }
+        self.once(pk, &marker, || async {
+            events.publish(&event).await.map_err(StoreError)?;
+            crate::metrics::status_transition(&channel, current.as_str());
+            Ok(())
+        })
+        .await
     }
 
     async fn record_message(
@@ -358,55 +342,38 @@ impl DynamoStatusStore {
     }
 
     /// Sends the message of `item` by its fallback when `fails_over` and it
-    /// has one not sent yet: claims the failover on the item (conditionally,
-    /// so one of several concurrent reports wins), publishes the failover
-    /// envelope, and releases the claim if the publish fails (the report is
-    /// then refused, and its retry tries again).
+    /// has one not sent yet: once-only work marked `failover` (see
+    /// [`claims`]), so one of several concurrent reports sends it, and a
+    /// publish that fails or never happens (the writer died) is retried by
+    /// the report's (or the SQS message's) next attempt. `failoverAt` records
+    /// when it was published.
     async fn fail_over(&self, item: &Item, fails_over: bool) -> Result<(), StoreError> {
-        let (Some(publisher), Some(envelope)) = (
+        let (Some(publisher), Some(envelope), Some(pk)) = (
             &self.failover,
             record_from(item).failover_envelope(fails_over),
+            item.get("pk"),
         ) else {
             return Ok(());
         };
-        let Some(pk) = item.get("pk").cloned() else {
-            return Ok(());
-        };
-        let claim = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", pk.clone())
-            .key("sk", s(SK))
-            .update_expression("SET failoverAt = :now")
-            .condition_expression("attribute_not_exists(failoverAt)")
-            .expression_attribute_values(":now", n(now_ms()))
-            .send()
-            .await;
-        match claim {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                return Ok(());
-            }
-            Err(e) => return Err(error("cannot claim a failover", &e)),
-        }
-        if let Err(e) = publisher.publish(&envelope).await {
-            let _ = self
-                .client
+        self.once(pk, "failover", || async {
+            publisher
+                .publish(&envelope)
+                .await
+                .map_err(|e| StoreError(format!("cannot publish a failover: {e}")))?;
+            self.client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", pk)
+                .key("pk", pk.clone())
                 .key("sk", s(SK))
-                .update_expression("REMOVE failoverAt")
+                .update_expression("SET failoverAt = :now")
+                .expression_attribute_values(":now", n(now_ms()))
                 .send()
-                .await;
-            return Err(StoreError(format!("cannot publish a failover: {e}")));
-        }
-        tracing::info!(message_id = %envelope.id, "the provider reported that it cannot reach the person: the message goes by its fallback");
-        Ok(())
+                .await
+                .map_err(|e| error("cannot record a failover", &e))?;
+            tracing::info!(message_id = %envelope.id, "the provider reported that it cannot reach the person: the message goes by its fallback");
+            Ok(())
+        })
+        .await
     }
 
     async fn record_report(
@@ -430,25 +397,30 @@ impl DynamoStatusStore {
         self.fail_over(&item, entry.fails_over()).await
     }
 
+    /// Records an inbound message and publishes its event once (once-only
+    /// work marked `ev_inbound`; an item from before that marker carries
+    /// `evented`, and its event was published).
     async fn record_inbound(&self, inbound: &Inbound) -> Result<(), StoreError> {
+        let pk = format!("inbound#{}", inbound.provider_message_id);
         let item = self
-            .add_entries(
-                format!("inbound#{}", inbound.provider_message_id),
-                &[],
-                &[("seenAt", n(now_ms()), true)],
-            )
+            .add_entries(pk.clone(), &[], &[("seenAt", n(now_ms()), true)])
             .await?;
         let Some(events) = &self.events else {
             return Ok(());
         };
-        if item.contains_key("evented") {
+        let done = item
+            .get("ev_inbound")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+            == Some("done");
+        if done || item.contains_key("evented") {
             return Ok(());
         }
-        events
-            .publish(&events::inbound_event(inbound))
-            .await
-            .map_err(StoreError)?;
-        self.mark_evented(&item, None, "inbound").await
+        let event = events::inbound_event(inbound);
+        self.once(&s(pk), "ev_inbound", || async {
+            events.publish(&event).await.map_err(StoreError)
+        })
+        .await
     }
 
     /// Reads an opt-out item, with or without channels: its opt-out, its
@@ -643,7 +615,13 @@ impl StatusStore for DynamoStatusStore {
                     Ok::<(), StoreError>(())
                 })
                 .await?;
-            stream::iter(inbound.iter().map(Ok))
+            // One webhook may carry the same message twice: once each.
+            let mut seen = std::collections::HashSet::new();
+            let inbound: Vec<&Inbound> = inbound
+                .iter()
+                .filter(|i| seen.insert(i.provider_message_id.as_str()))
+                .collect();
+            stream::iter(inbound.into_iter().map(Ok))
                 .try_for_each_concurrent(CONCURRENCY, |i| self.record_inbound(i))
                 .await
         })
