@@ -75,6 +75,33 @@ pub struct Envelope {
     /// Statuses of this leg are recorded after that channel's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover_from: Option<Channel>,
+    /// Set when this envelope carries a status to record, not a message to
+    /// send (version [`PENDING_STATUS_VERSION`]; see [`PendingStatus`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_status: Option<PendingStatus>,
+}
+
+/// The version of an envelope that carries a [`PendingStatus`]: consumers
+/// that do not know the field refuse it (to the dead-letter queue) instead of
+/// sending the message a second time.
+pub const PENDING_STATUS_VERSION: u32 = 2;
+
+/// A status the consumer could not record after the provider answered (the
+/// status store was unavailable past its retries). The envelope travels again
+/// through the topic with it, and the consumer that receives it records the
+/// status (with its event) instead of sending: the message is sent once, its
+/// status and event are not lost. Kept as JSON here so the envelope does not
+/// depend on the status model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingStatus {
+    /// The status reached (`submitted`, `failed`).
+    pub status: String,
+    /// Its history entry.
+    pub entry: Value,
+    /// The provider's id for the message, once submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
 }
 
 /// The fallback a WhatsApp envelope carries.
@@ -117,6 +144,7 @@ impl Envelope {
                 message: f.content,
             }),
             failover_from: None,
+            pending_status: None,
         }
     }
 
@@ -131,9 +159,23 @@ impl Envelope {
     /// appended for a failover leg, which must not be taken for a copy of the
     /// first.
     pub fn queue_id(&self) -> String {
-        match self.failover_from {
+        let leg = match self.failover_from {
             None => self.id.to_string(),
             Some(_) => format!("{}.{}", self.id, self.channel.as_str()),
+        };
+        match &self.pending_status {
+            None => leg,
+            Some(pending) => format!("{leg}.status-{}", pending.status),
+        }
+    }
+
+    /// This envelope carrying `pending` to be recorded instead of sent.
+    #[must_use]
+    pub fn with_pending_status(&self, pending: PendingStatus) -> Self {
+        Self {
+            version: PENDING_STATUS_VERSION,
+            pending_status: Some(pending),
+            ..self.clone()
         }
     }
 
@@ -173,10 +215,16 @@ impl Envelope {
             version: u64,
         }
         let probe: VersionOnly = serde_json::from_str(payload).map_err(EnvelopeError::Malformed)?;
-        if probe.version != u64::from(ENVELOPE_VERSION) {
+        let known = [ENVELOPE_VERSION, PENDING_STATUS_VERSION].map(u64::from);
+        if !known.contains(&probe.version) {
             return Err(EnvelopeError::UnsupportedVersion(probe.version));
         }
-        serde_json::from_str(payload).map_err(EnvelopeError::Malformed)
+        let envelope: Self = serde_json::from_str(payload).map_err(EnvelopeError::Malformed)?;
+        // Version 2 is only ever a status to record.
+        if (envelope.version == PENDING_STATUS_VERSION) != envelope.pending_status.is_some() {
+            return Err(EnvelopeError::UnsupportedVersion(probe.version));
+        }
+        Ok(envelope)
     }
 }
 
@@ -248,6 +296,29 @@ mod tests {
         v["version"] = json!(2);
         let err = Envelope::from_json(&v.to_string()).unwrap_err();
         assert!(matches!(err, EnvelopeError::UnsupportedVersion(2)), "{err}");
+    }
+
+    /// A status that travels again is version 2, with its own queue id; a
+    /// version 2 without one, or a version 1 with one, is refused.
+    #[test]
+    fn a_pending_status_is_version_2_and_nothing_else_is() {
+        let pending = PendingStatus {
+            status: "submitted".into(),
+            entry: json!({"atMs": 1}),
+            provider_message_id: Some("wamid.X".into()),
+        };
+        let e = sample().with_pending_status(pending);
+        assert_eq!(e.version, PENDING_STATUS_VERSION);
+        assert_eq!(e.queue_id(), format!("{}.status-submitted", e.id));
+        let read = Envelope::from_json(&e.to_json()).unwrap();
+        assert_eq!(read.pending_status, e.pending_status);
+        assert_eq!(read.version, PENDING_STATUS_VERSION);
+        let mut wire: Value = serde_json::from_str(&e.to_json()).unwrap();
+        wire["version"] = json!(1);
+        assert!(Envelope::from_json(&wire.to_string()).is_err());
+        let mut plain: Value = serde_json::from_str(&sample().to_json()).unwrap();
+        plain["version"] = json!(2);
+        assert!(Envelope::from_json(&plain.to_string()).is_err());
     }
 
     #[test]

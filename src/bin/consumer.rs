@@ -8,6 +8,7 @@ use herald::config::ConsumerConfig;
 use herald::consumer::lambda::{self, LambdaConsumer};
 use herald::consumer::sqs_poller::SqsPoller;
 use herald::delivery::Pipeline;
+use herald::publisher::Publisher;
 use herald::status::dynamodb::DynamoStatusStore;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
@@ -42,7 +43,10 @@ async fn main() -> ExitCode {
     // Statuses (`submitted` with the provider's id, `failed`) and their
     // events, when a table is configured.
     let pipeline = Arc::new(match status_store(&config).await {
-        Ok(Some(store)) => pipeline.with_statuses(Arc::new(store)),
+        Ok(Some((store, Some(topic)))) => pipeline
+            .with_statuses(Arc::new(store.with_failover(topic.clone())))
+            .with_status_outbox(topic),
+        Ok(Some((store, None))) => pipeline.with_statuses(Arc::new(store)),
         Ok(None) => {
             tracing::info!("no STATUS_TABLE: delivery statuses are not recorded");
             pipeline
@@ -113,10 +117,13 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The DynamoDB status store, when `STATUS_TABLE` is set, with the failover
-/// path to the gateway's topic (`SNS_TOPIC_ARN`): a provider's "cannot
-/// reach" report merged by the consumer's write sends the SMS leg.
-async fn status_store(config: &ConsumerConfig) -> Result<Option<DynamoStatusStore>, String> {
+/// The DynamoDB status store, when `STATUS_TABLE` is set, and the gateway's
+/// topic (`SNS_TOPIC_ARN`) when that is set too: a provider's "cannot reach"
+/// report merged by the consumer's write sends the SMS leg there, and a
+/// status the store would not take travels through it again.
+async fn status_store(
+    config: &ConsumerConfig,
+) -> Result<Option<(DynamoStatusStore, Option<Arc<dyn Publisher>>)>, String> {
     let store = DynamoStatusStore::from_config(&config.status, config.aws_timeouts)
         .await
         .map_err(|e| e.to_string())?;
@@ -125,20 +132,20 @@ async fn status_store(config: &ConsumerConfig) -> Result<Option<DynamoStatusStor
     };
     let Some(arn) = &config.sns_topic_arn else {
         tracing::warn!(
-            "STATUS_TABLE without SNS_TOPIC_ARN: a cannot-reach report that comes before the send is recorded cannot send the message's fallback from here"
+            "STATUS_TABLE without SNS_TOPIC_ARN: a cannot-reach report that comes before the send is recorded cannot send the message's fallback from here, and a status the table does not take after its retries is lost"
         );
-        return Ok(Some(store));
+        return Ok(Some((store, None)));
     };
-    let publisher = herald::publisher::sns::SnsPublisher::from_env(
+    let sns = aws_sdk_sns::Client::new(&herald::aws::sdk_config(config.aws_timeouts).await);
+    herald::preflight::check_topic(&sns, "SNS_TOPIC_ARN", arn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let topic = herald::publisher::sns::SnsPublisher::from_env(
         arn,
         std::time::Duration::from_millis(1),
         false,
         config.aws_timeouts,
     )
     .await?;
-    let sns = aws_sdk_sns::Client::new(&herald::aws::sdk_config(config.aws_timeouts).await);
-    herald::preflight::check_topic(&sns, "SNS_TOPIC_ARN", arn)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Some(store.with_failover(Arc::new(publisher))))
+    Ok(Some((store, Some(Arc::new(topic)))))
 }

@@ -18,11 +18,12 @@ use tracing::Instrument;
 use crate::channels::{Channel, Channels};
 use crate::config::DeliveryConfig;
 use crate::contract::{Envelope, EnvelopeError};
-use crate::status::{Entry, ErrorCode, MessageInfo, Status, StatusError, StatusStore, Update};
+use crate::status::{Entry, ErrorCode, Status, StatusError, StatusStore};
 
 pub mod breaker;
 pub mod decision;
 pub mod pacing;
+mod recording;
 pub mod retry;
 
 pub use breaker::{Admission, CircuitBreaker};
@@ -106,6 +107,9 @@ pub struct Pipeline {
     /// Where `submitted` and `failed` are recorded, and opt-outs read, when
     /// a store is configured.
     statuses: Option<Arc<dyn StatusStore>>,
+    /// Where a status the store would not take travels again (the gateway's
+    /// topic), to be recorded by a later delivery: see [`recording`].
+    status_outbox: Option<recording::Outbox>,
 }
 
 /// Why the pipeline could not be built.
@@ -133,6 +137,13 @@ impl Pipeline {
     /// DynamoDB with `STATUS_TABLE`), and checks its opt-outs before each delivery.
     pub fn with_statuses(mut self, store: Arc<dyn StatusStore>) -> Self {
         self.statuses = Some(store);
+        self
+    }
+
+    /// Sends a status the store would not take through `outbox` (the
+    /// gateway's topic), to be recorded when the envelope comes back.
+    pub fn with_status_outbox(mut self, outbox: Arc<dyn crate::publisher::Publisher>) -> Self {
+        self.status_outbox = Some(recording::Outbox(outbox));
         self
     }
 
@@ -164,6 +175,7 @@ impl Pipeline {
             max_attempts: limits.max_attempts.max(1),
             ceiling: limits.max_in_flight.unwrap_or(automatic).max(1),
             statuses: None,
+            status_outbox: None,
         }
     }
 
@@ -291,6 +303,12 @@ impl Pipeline {
     ) -> Decision {
         let span = tracing::info_span!("deliver", envelope_id = %envelope.id, channel = envelope.channel.as_str(), to = %envelope.to.masked(), attempt);
         async move {
+            // A status to record, not a message to send.
+            if let Some(pending) = &envelope.pending_status {
+                let decision = self.record_pending(envelope, pending).await;
+                log_decision(&decision, "status");
+                return decision;
+            }
             // A message whose first leg already failed over (a retry after the
             // SMS leg's own retryable failure, or an operator's redrive) goes
             // straight to that leg: WhatsApp is not asked again. Only messages
@@ -507,92 +525,6 @@ impl Pipeline {
                 // Account problems are the operator's, not the message's.
                 counted: class != FailureClass::Configuration,
             },
-        }
-    }
-
-    /// Records `submitted` (with the provider's id) or `failed` for a decision
-    /// that ends the message's delivery. The message has left already, so a
-    /// store that cannot be written is retried a few times, then logged: the
-    /// delivery's outcome does not depend on it.
-    async fn record_status(&self, envelope: &Envelope, attempt: u32, decision: &Decision) {
-        if self.statuses.is_none() {
-            return;
-        }
-        let channel = envelope.channel.as_str();
-        let failed = |code: Option<i64>, title: &str, class: &str| StatusError {
-            code: code.map(Into::into),
-            title: title.to_owned(),
-            channel: channel.to_owned(),
-            class: Some(class.to_owned()),
-        };
-        let (status, provider_message_id, error) = match decision {
-            Decision::Delivered { provider_id } => {
-                (Status::Submitted, Some(provider_id.clone()), None)
-            }
-            Decision::GiveUp { code, reason } => {
-                // A failure that means "cannot reach the person here" is
-                // marked so, which is what sends a fallback (now or, after a
-                // retryable SMS failure, on the next attempt).
-                let unreachable = code.is_some_and(|c| {
-                    self.channels
-                        .for_channel(envelope.channel)
-                        .is_some_and(|ch| ch.cannot_reach(c))
-                });
-                let class = if unreachable {
-                    crate::status::model::UNREACHABLE
-                } else {
-                    "permanent"
-                };
-                (Status::Failed, None, Some(failed(*code, reason, class)))
-            }
-            Decision::DeadLetter { reason } => (
-                Status::Failed,
-                None,
-                Some(failed(None, reason, "dead-letter")),
-            ),
-            Decision::Retry { .. } => return,
-        };
-        self.write_status(envelope, attempt, status, provider_message_id, error)
-            .await;
-    }
-
-    /// Writes one status of `envelope`'s leg, retrying a store that fails.
-    async fn write_status(
-        &self,
-        envelope: &Envelope,
-        attempt: u32,
-        status: Status,
-        provider_message_id: Option<String>,
-        error: Option<StatusError>,
-    ) {
-        let Some(store) = &self.statuses else {
-            return;
-        };
-        let update = Update::Message {
-            info: MessageInfo::of(envelope),
-            status,
-            entry: Entry {
-                at_ms: chrono::Utc::now().timestamp_millis(),
-                channel: Some(envelope.channel.as_str().to_owned()),
-                attempt: Some(attempt),
-                provider_status: None,
-                error,
-            },
-            provider_message_id,
-        };
-        let mut wait = Duration::from_millis(50);
-        for left in (0..STATUS_WRITE_ATTEMPTS).rev() {
-            match store.record(vec![update.clone()], Vec::new()).await {
-                Ok(()) => return,
-                Err(e) if left == 0 => {
-                    tracing::error!(status = status.as_str(), error.message = %e,
-                        "could not record the message's status; provider reports for it will wait until a later write")
-                }
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait *= 4;
-                }
-            }
         }
     }
 

@@ -227,6 +227,7 @@ impl MessageRecord {
             api_key_id: self.api_key_id.clone(),
             fallback: self.fallback_leg.clone(),
             failover_from: None,
+            pending_status: None,
         };
         first.failover()
     }

@@ -24,9 +24,11 @@ struct Setup {
     table: String,
     events_queue: String,
     gateway: TestApp,
+    gateway_topic: String,
+    queue_url: String,
     poller: SqsPoller,
     store: DynamoStatusStore,
-    _fake: FakeWhatsApp,
+    fake: FakeWhatsApp,
 }
 
 async fn setup(wamid: &str) -> Setup {
@@ -61,9 +63,11 @@ async fn setup(wamid: &str) -> Setup {
         table,
         events_queue,
         gateway,
+        gateway_topic: tq.topic_arn.clone(),
+        queue_url: tq.queue_url.clone(),
         poller,
         store,
-        _fake: fake,
+        fake,
     }
 }
 
@@ -374,4 +378,125 @@ async fn without_a_status_table_the_message_route_says_it_is_not_configured() {
         .await;
     let problem = response.assert_problem(501);
     assert_eq!(problem["code"], "status-store-not-configured");
+}
+
+/// The status store, with writes that fail while `failing` is set (DynamoDB
+/// throttled or unreachable for longer than the consumer's retries).
+#[derive(Debug)]
+struct FailingWrites {
+    inner: DynamoStatusStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl StatusStore for FailingWrites {
+    fn record(
+        &self,
+        updates: Vec<Update>,
+        inbound: Vec<herald::status::Inbound>,
+    ) -> herald::status::BoxFuture<'_, Result<(), herald::status::StoreError>> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async { Err(herald::status::StoreError("throttled (test)".into())) });
+        }
+        self.inner.record(updates, inbound)
+    }
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+        api_key_id: &'a str,
+    ) -> herald::status::BoxFuture<
+        'a,
+        Result<Option<herald::status::MessageRecord>, herald::status::StoreError>,
+    > {
+        self.inner.get(id, api_key_id)
+    }
+    fn opt_out<'a>(
+        &'a self,
+        number: &'a str,
+    ) -> herald::status::BoxFuture<
+        'a,
+        Result<Option<herald::optout::OptOut>, herald::status::StoreError>,
+    > {
+        self.inner.opt_out(number)
+    }
+    fn change_opt_outs(
+        &self,
+        updates: Vec<herald::optout::OptOutUpdate>,
+    ) -> herald::status::BoxFuture<'_, Result<(), herald::status::StoreError>> {
+        self.inner.change_opt_outs(updates)
+    }
+}
+
+/// The consumer sent the message but the table would not take its
+/// `submitted` for longer than its retries: the status travels again through
+/// the topic and is recorded (with its event) when it comes back, and the
+/// message is not sent twice. (Before: given up after about a second, the
+/// SQS message acknowledged, the status and its event lost.)
+#[tokio::test]
+async fn a_status_the_table_would_not_take_is_recorded_later_without_a_second_send() {
+    let s = setup("wamid.LATE").await;
+    let tq_topic = s.gateway_topic.clone();
+    let store = Arc::new(FailingWrites {
+        inner: s.store.clone(),
+        failing: true.into(),
+    });
+    let outbox = herald::publisher::SnsPublisher::with_sdk(
+        s.aws.sns.clone(),
+        &tq_topic,
+        Duration::from_millis(1),
+    );
+    let pipeline = s
+        .fake
+        .pipeline(Duration::from_secs(5))
+        .with_statuses(store.clone())
+        .with_status_outbox(Arc::new(outbox));
+    let poller = SqsPoller::new(s.aws.sqs.clone(), &s.queue_url, Arc::new(pipeline)).await;
+
+    let response = s
+        .gateway
+        .post_message(&json!({"to": TO, "message": "late status"}))
+        .await;
+    let id = response.json::<Value>().await.unwrap()["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sends = || async {
+        s.fake
+            .server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .len()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sends().await == 0 {
+        poller.poll_once(Duration::from_secs(1)).await.unwrap();
+        assert!(tokio::time::Instant::now() < deadline, "never sent");
+    }
+    // The table is back; the record that travelled again is recorded.
+    store
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        poller.poll_once(Duration::from_secs(1)).await.unwrap();
+        let view: Value = s
+            .gateway
+            .message_status(&id, KEY)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if view["status"] == "submitted" {
+            assert_eq!(view["providerMessageId"], "wamid.LATE");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never recorded: {view:#}"
+        );
+    }
+    assert_eq!(sends().await, 1, "the message was sent once");
+    let received = events(&s.aws, &s.events_queue, 1, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].0["status"], "submitted");
 }
