@@ -116,21 +116,24 @@ impl BodyBudget {
         }
     }
 
-    /// Reads `body` within one body's limit and the shared budget.
+    /// Reads `body` within one body's limit and the shared budget. The
+    /// reservation comes back with the bytes: the caller holds it while it
+    /// works on them (parsed, they take as much again), so the budget bounds
+    /// what webhooks hold from the first byte read to the answer.
     pub async fn read(
         &self,
         headers: &header::HeaderMap,
         body: axum::body::Body,
-    ) -> Result<Bytes, ApiError> {
+    ) -> Result<(Bytes, tokio::sync::SemaphorePermit<'_>), ApiError> {
         let want = declared_length(headers)
             .unwrap_or(self.limit)
             .min(self.limit);
         let kib = u32::try_from(want.div_ceil(1024).clamp(1, self.total_kib)).unwrap_or(u32::MAX);
-        let _reserved = tokio::time::timeout(Self::WAIT, self.free.acquire_many(kib))
+        let reserved = tokio::time::timeout(Self::WAIT, self.free.acquire_many(kib))
             .await
             .map_err(|_| ApiError::WebhooksBusy)?
             .map_err(|_| ApiError::WebhooksBusy)?;
-        read_body(headers, body, self.limit).await
+        Ok((read_body(headers, body, self.limit).await?, reserved))
     }
 }
 

@@ -8,13 +8,21 @@
 //! The store is the status store's ([`crate::status::StatusStore`]): the
 //! embedded database or the DynamoDB table.
 //!
-//! Changes follow the person's order, not the webhooks': each number keeps,
-//! beside its channels, the time of the latest change applied per channel and
-//! the provider ids of its latest inbound keywords ([`Ordering`]). A change
-//! older than the latest one for its channel (a START retried by the provider
-//! after a newer STOP), or from an inbound message already applied (a signed
-//! START replayed months later), changes nothing. Both stores keep a number's
-//! record after its last channel is removed, so its order is not forgotten.
+//! Changes follow the person's order, not the webhooks' ([`apply_in_order`]):
+//! each number keeps, beside its channels, per channel the time of the latest
+//! STOP, START and API change applied, and the provider ids of its latest
+//! inbound keywords ([`Ordering`]). Consent errs on the side of the STOP:
+//! - an inbound message already applied (a provider's retry, a signed
+//!   webhook replayed months later) changes nothing;
+//! - a START changes nothing unless it is newer than the latest STOP (a tie
+//!   goes to the STOP) and not older than the latest API change;
+//! - a STOP changes nothing only when a newer START was applied; an API
+//!   change (on Herald's clock, which may not agree with the provider's)
+//!   never holds a STOP back;
+//! - the API's own changes always apply.
+//!
+//! Both stores keep a number's record after its last channel is removed, so
+//! its order is not forgotten.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -87,10 +95,16 @@ const RECENT_INBOUND: usize = 16;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ordering {
-    /// Per channel (`sms`, `whatsapp`, `all`), the time of the latest change
-    /// applied, Unix ms.
+    /// Per channel (`sms`, `whatsapp`, `all`), the person's time of the
+    /// latest STOP applied, Unix ms.
     #[serde(default)]
-    pub changed_at: BTreeMap<String, i64>,
+    pub stop_at: BTreeMap<String, i64>,
+    /// Per channel, the person's time of the latest START applied.
+    #[serde(default)]
+    pub start_at: BTreeMap<String, i64>,
+    /// Per channel, Herald's time of the latest API change.
+    #[serde(default)]
+    pub api_at: BTreeMap<String, i64>,
     /// Provider ids of the latest inbound messages applied, newest last.
     #[serde(default)]
     pub recent: VecDeque<String>,
@@ -109,6 +123,56 @@ impl Ordering {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("an ordering serialises")
     }
+
+    /// The latest time in `times` for `channel` or `all`.
+    fn latest(times: &BTreeMap<String, i64>, channel: &str) -> Option<i64> {
+        [channel, "all"]
+            .iter()
+            .filter_map(|c| times.get(*c))
+            .max()
+            .copied()
+    }
+
+    /// True when `update` must change nothing (see the module documentation).
+    fn refuses(&self, update: &OptOutUpdate) -> bool {
+        if update
+            .inbound_id
+            .as_ref()
+            .is_some_and(|id| self.recent.contains(id))
+        {
+            return true;
+        }
+        let at = update.at_ms;
+        match (&update.change, update.inbound_id.is_some()) {
+            (Change::Add(c), true) => Self::latest(&self.start_at, c).is_some_and(|t| t > at),
+            (Change::Remove(c), true) => {
+                Self::latest(&self.stop_at, c).is_some_and(|t| t >= at)
+                    || Self::latest(&self.api_at, c).is_some_and(|t| t > at)
+            }
+            _ => false,
+        }
+    }
+
+    /// Notes `update` as applied.
+    fn note(&mut self, update: &OptOutUpdate) {
+        let (times, channels): (&mut BTreeMap<String, i64>, Vec<&str>) =
+            match (&update.change, update.inbound_id.is_some()) {
+                (Change::Add(c), true) => (&mut self.stop_at, vec![c.as_str()]),
+                (Change::Remove(c), true) => (&mut self.start_at, vec![c.as_str()]),
+                (Change::Add(c) | Change::Remove(c), false) => (&mut self.api_at, vec![c.as_str()]),
+                (Change::Set(_) | Change::Clear, _) => (&mut self.api_at, CHANNELS.to_vec()),
+            };
+        for c in channels {
+            let at = times.entry(c.to_owned()).or_insert(update.at_ms);
+            *at = (*at).max(update.at_ms);
+        }
+        if let Some(id) = &update.inbound_id {
+            self.recent.push_back(id.clone());
+            while self.recent.len() > RECENT_INBOUND {
+                self.recent.pop_front();
+            }
+        }
+    }
 }
 
 /// What applying an update to a number's record gives.
@@ -122,49 +186,20 @@ pub struct Applied {
     pub changed: bool,
 }
 
-/// Applies `update` to a record with `channels` and `ordering`, in the
-/// person's order: `None` when it is a replay of an inbound message already
-/// applied, or older than the latest change of a channel it touches (then
-/// nothing is written). Times compare in whole seconds, since WhatsApp's
-/// timestamps are seconds: changes within one second apply in arrival order.
+/// Applies `update` to a record with `channels` and `ordering` in the
+/// person's order (see the module documentation): `None` when it must change
+/// nothing (then nothing is written).
 pub fn apply_in_order(
     channels: &BTreeSet<String>,
     ordering: &Ordering,
     update: &OptOutUpdate,
 ) -> Option<Applied> {
-    if let Some(id) = &update.inbound_id
-        && ordering.recent.contains(id)
-    {
-        return None;
-    }
-    let touched: Vec<&str> = match &update.change {
-        Change::Add(c) | Change::Remove(c) => vec![c.as_str(), "all"],
-        Change::Set(_) | Change::Clear => CHANNELS.to_vec(),
-    };
-    let latest = touched
-        .iter()
-        .filter_map(|c| ordering.changed_at.get(*c))
-        .max()
-        .copied();
-    if latest.is_some_and(|latest| update.at_ms.div_euclid(1000) < latest.div_euclid(1000)) {
+    if ordering.refuses(update) {
         return None;
     }
     let next = apply(channels, &update.change);
     let mut ordering = ordering.clone();
-    let written: &[&str] = match &update.change {
-        Change::Add(c) | Change::Remove(c) => &[c.as_str()],
-        Change::Set(_) | Change::Clear => &CHANNELS,
-    };
-    for c in written {
-        let at = ordering.changed_at.entry((*c).to_owned()).or_insert(0);
-        *at = (*at).max(update.at_ms);
-    }
-    if let Some(id) = &update.inbound_id {
-        ordering.recent.push_back(id.clone());
-        while ordering.recent.len() > RECENT_INBOUND {
-            ordering.recent.pop_front();
-        }
-    }
+    ordering.note(update);
     Some(Applied {
         changed: next != *channels,
         channels: next,
@@ -279,13 +314,21 @@ mod tests {
         assert!(o.blocks(Channel::Sms) && !o.blocks(Channel::Whatsapp));
     }
 
-    fn inbound(change: Change, at_s: i64, id: &str) -> OptOutUpdate {
+    fn inbound(change: Change, at_ms: i64, id: &str) -> OptOutUpdate {
         OptOutUpdate {
             number: "+14155550123".into(),
             change,
             source: "inbound-sms".into(),
-            at_ms: at_s * 1000,
+            at_ms,
             inbound_id: Some(id.into()),
+        }
+    }
+
+    fn api(change: Change, at_ms: i64) -> OptOutUpdate {
+        OptOutUpdate {
+            source: "api".into(),
+            inbound_id: None,
+            ..inbound(change, at_ms, "")
         }
     }
 
@@ -302,35 +345,57 @@ mod tests {
 
     #[test]
     fn changes_follow_the_person_s_order_not_the_arrival_order() {
-        let stop = inbound(Change::Add("sms".into()), 200, "stop");
-        let start = inbound(Change::Remove("sms".into()), 100, "start");
+        let stop = inbound(Change::Add("sms".into()), 200_000, "stop");
+        let start = inbound(Change::Remove("sms".into()), 100_000, "start");
         assert_eq!(replay(&[start.clone(), stop.clone()]), set(&["sms"]));
         assert_eq!(
             replay(&[stop.clone(), start]),
             set(&["sms"]),
             "an older START retried after a newer STOP changes nothing"
         );
-        let later_start = inbound(Change::Remove("sms".into()), 300, "start-2");
+        let later_start = inbound(Change::Remove("sms".into()), 300_000, "start-2");
         assert_eq!(
             replay(&[stop.clone(), later_start.clone(), stop.clone()]),
             set(&[]),
             "a replayed STOP changes nothing"
         );
-        let same_second = inbound(Change::Add("sms".into()), 300, "stop-2");
+        let mut old_stop = stop.clone();
+        old_stop.inbound_id = Some("stop-forgotten".into());
         assert_eq!(
-            replay(&[later_start.clone(), same_second, later_start]),
-            set(&["sms"]),
-            "within a second: arrival order, and a replay by id changes nothing"
-        );
-        let api_delete = OptOutUpdate {
-            source: "api".into(),
-            inbound_id: None,
-            ..inbound(Change::Clear, 250, "")
-        };
-        assert_eq!(
-            replay(&[stop.clone(), api_delete, stop]),
+            replay(&[stop, later_start, old_stop]),
             set(&[]),
-            "an older inbound STOP replayed after an API change changes nothing"
+            "a STOP older than an applied START changes nothing, even unrecognised"
         );
+    }
+
+    /// Within one second, or on a tie, the STOP wins (milliseconds decide when
+    /// the provider gives them: Infobip does).
+    #[test]
+    fn a_tie_goes_to_the_stop() {
+        let start = inbound(Change::Remove("sms".into()), 10_100, "start");
+        let stop = inbound(Change::Add("sms".into()), 10_900, "stop");
+        assert_eq!(replay(&[stop.clone(), start.clone()]), set(&["sms"]));
+        assert_eq!(replay(&[start, stop]), set(&["sms"]));
+        let same = inbound(Change::Remove("sms".into()), 10_900, "start-same");
+        let stop = inbound(Change::Add("sms".into()), 10_900, "stop-same");
+        assert_eq!(replay(&[stop.clone(), same.clone()]), set(&["sms"]));
+        assert_eq!(replay(&[same, stop]), set(&["sms"]));
+    }
+
+    /// An API change never holds back a STOP the person sent before it (its
+    /// webhook retried late, or the clocks disagree), but a START older than
+    /// an operator's opt-out changes nothing.
+    #[test]
+    fn the_api_never_holds_back_a_stop() {
+        let stop = inbound(Change::Add("sms".into()), 100_000, "stop");
+        let delete = api(Change::Clear, 200_000);
+        assert_eq!(replay(&[delete.clone(), stop.clone()]), set(&["sms"]));
+        let put = api(Change::Set(set(&["whatsapp"])), 200_000);
+        assert_eq!(replay(&[put, stop.clone()]), set(&["sms", "whatsapp"]));
+        let replayed = [stop.clone(), delete, stop];
+        assert_eq!(replay(&replayed), set(&[]), "but a replay is still refused");
+        let put_all = api(Change::Set(set(&["all"])), 200_000);
+        let old_start = inbound(Change::Remove("sms".into()), 150_000, "start");
+        assert_eq!(replay(&[put_all, old_start]), set(&["all"]));
     }
 }

@@ -639,7 +639,13 @@ async fn an_inbound_stop_opts_out_and_the_next_send_is_refused_with_nothing_sent
     assert_eq!(code, 422);
     assert_eq!(
         sender
-            .inbound(vec![infobip::inbound("mo-2", "14155550123", "START")])
+            .inbound(vec![{
+                // Sent after the STOP (a START at the STOP's very time would
+                // lose to it: a tie goes to the STOP).
+                let mut start = infobip::inbound("mo-2", "14155550123", "START");
+                start["receivedAt"] = json!("2026-01-01T10:05:00.000+0000");
+                start
+            }])
             .await,
         200
     );

@@ -88,7 +88,7 @@ pub async fn whatsapp_receive(
     )?
     .to_str()
     .map_err(|_| ApiError::SignatureInvalid)?;
-    let body = state.webhook_bodies.read(&headers, body).await?;
+    let (body, _reserved) = state.webhook_bodies.read(&headers, body).await?;
     if !webhook::signature_matches(secret.expose().as_bytes(), &body, signature) {
         return refused("whatsapp", Err(ApiError::SignatureInvalid));
     }
@@ -99,8 +99,8 @@ pub async fn whatsapp_receive(
     record(&state, store, "whatsapp", content).await
 }
 
-/// Records what a webhook carried: statuses and inbound messages (with their
-/// events), then the opt-out changes of inbound keywords. `200` only once
+/// Records what a webhook carried: the opt-out changes of inbound keywords,
+/// then statuses and inbound messages (with their events). `200` only once
 /// both are recorded; a failure is a `503`, so the provider sends it again
 /// (every step is idempotent).
 async fn record(
@@ -136,13 +136,8 @@ async fn record(
             })
         })
         .collect();
-    if carried > 0 {
-        if let Err(e) = store.record(content.updates, content.inbound).await {
-            crate::metrics::webhook(webhook, "store-unavailable", carried);
-            return Err(ApiError::StoreUnavailable(e.to_string()));
-        }
-        crate::metrics::webhook(webhook, "recorded", carried);
-    }
+    // Consent first: a STOP is recorded even when the statuses or events
+    // beside it cannot be (their retry finds it applied and changes nothing).
     if !opt_outs.is_empty() {
         let numbers: Vec<String> = opt_outs.iter().map(|u| u.number.clone()).collect();
         store
@@ -154,6 +149,13 @@ async fn record(
                 cache.forget(n);
             }
         }
+    }
+    if carried > 0 {
+        if let Err(e) = store.record(content.updates, content.inbound).await {
+            crate::metrics::webhook(webhook, "store-unavailable", carried);
+            return Err(ApiError::StoreUnavailable(e.to_string()));
+        }
+        crate::metrics::webhook(webhook, "recorded", carried);
     }
     Ok(StatusCode::OK)
 }
@@ -307,7 +309,7 @@ async fn infobip(
 ) -> Result<StatusCode, ApiError> {
     let auth = refused(source, infobip_credentials(state, headers))?;
     let store = state.statuses.as_ref().ok_or(ApiError::NotFound)?;
-    let body = state.webhook_bodies.read(headers, body).await?;
+    let (body, _reserved) = state.webhook_bodies.read(headers, body).await?;
     refused(source, infobip_verified(state, &auth, &body))?;
     let content = refused(source, read(&body).map_err(ApiError::MalformedJson))?;
     record(state, store, source, content).await

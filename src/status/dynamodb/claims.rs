@@ -15,10 +15,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{DynamoStatusStore, SK, error, s};
 use crate::status::{StoreError, now_ms};
 
-/// How long a claim holds before another writer may take it over: longer
-/// than any publish takes (the SNS call's operation timeout), short enough
-/// that a crashed writer's work is redone by its source's next retry.
-pub const LEASE_MS: i64 = 60_000;
+/// How long a claim holds before another writer may take it over: more than
+/// twice the longest AWS call (`AWS_OPERATION_TIMEOUT_MS` is at most 300 s),
+/// so a slow publish is never taken over and done twice; a crashed writer's
+/// work is redone by its source's next attempt after it (Meta retries for
+/// days, SQS redelivers).
+pub const LEASE_MS: i64 = 10 * 60_000;
 
 const DONE: &str = "done";
 
@@ -144,7 +146,12 @@ impl DynamoStatusStore {
                 "{marker} is being done by another writer; retry"
             ))),
             Claimed::Mine => match work().await {
-                Ok(()) => self.finish(pk, marker).await,
+                // Done: never released now, whatever happens to the mark
+                // (its lease is all that could let the work be done again).
+                Ok(()) => match self.finish(pk, marker).await {
+                    Err(_) => self.finish(pk, marker).await,
+                    done => done,
+                },
                 Err(e) => {
                     self.release(pk, marker).await;
                     Err(e)

@@ -14,8 +14,8 @@
 //!   marks the event of each status the message has been in (`claimed:<ms>`,
 //!   then `done`: once-only work, see [`claims`]).
 //!   `fallback` (JSON) keeps a WhatsApp message's SMS fallback; `failover`
-//!   marks sending it (once-only work, so one report wins) and `failoverAt`
-//!   when it was published.
+//!   marks sending it (once-only work, so one report wins; `failoverAt` on
+//!   items written before it).
 //! - `pk = "pid#<provider message id>"`: `messageId` once the consumer has
 //!   recorded the send, and `h_*` entries of reports that came before it.
 //!   A report is always written here first and then, when `messageId` is
@@ -28,15 +28,17 @@
 //!   array, `[]` once every channel is removed: the item stays), `ordering`
 //!   (JSON: per channel the time of the latest change, and the latest inbound
 //!   ids; see [`crate::optout`]), `source` and `changedAt` of the latest
-//!   change of the channels, `updatedAt` of the latest write; changed by read
+//!   change of the channels, `updatedAt` of the latest write, and the
+//!   change's event until it is published (`pendingEvent…`); changed by read
 //!   and conditional put on `updatedAt`, so concurrent changes never
-//!   overwrite each other. Opt-outs do not expire (their `expiresAt` is far
-//!   in the future).
+//!   overwrite each other (see [`opt_outs`]). Opt-outs do not expire (their
+//!   `expiresAt` is far in the future).
 //!
 //! Every item carries `expiresAt` (Unix seconds, `STATUS_TTL_DAYS` after its
 //! last write) for DynamoDB's TTL.
 
 mod claims;
+mod opt_outs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,7 +53,7 @@ use super::{
 };
 use crate::events;
 use crate::events::sns::SnsEvents;
-use crate::optout::{self, OptOut, OptOutUpdate, Ordering};
+use crate::optout::{OptOut, OptOutUpdate};
 use crate::publisher::Publisher;
 
 const SK: &str = "status";
@@ -125,7 +127,11 @@ fn record_from(item: &Item) -> MessageRecord {
     record.provider_message_id = text("providerMessageId");
     record.accepted_at_ms = number("acceptedAt").unwrap_or_default();
     record.fallback_leg = text("fallback").and_then(|f| serde_json::from_str(&f).ok());
-    record.failover_at_ms = number("failoverAt");
+    // Sent: the `failover` work done (or, on items from before it, claimed).
+    record.failover_at_ms = match text("failover").as_deref() {
+        Some("done") => Some(number("updatedAt").unwrap_or_default()),
+        _ => number("failoverAt"),
+    };
     for (status, entry) in entries_from(item) {
         record.merge(status, entry, 0);
     }
@@ -268,12 +274,14 @@ impl DynamoStatusStore {
             .and_then(|e| e.channel.clone())
             .unwrap_or_else(|| record.latest_channel().to_owned());
         let marker = format!("ev_{channel}_{}", current.as_str());
-        if item
-            .get(&marker)
-            .and_then(|v| v.as_s().ok())
-            .map(String::as_str)
-            == Some("done")
-        {
+        let done = |name: &str, value: &str| {
+            item.get(name)
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some(value)
+        };
+        // `evented` is how items written before the markers said it.
+        if done(&marker, "done") || done("evented", current.as_str()) {
             return Ok(());
         }
         let Some(event) = events::status_event(&record, current, now_ms()) else {
@@ -345,8 +353,7 @@ impl DynamoStatusStore {
     /// has one not sent yet: once-only work marked `failover` (see
     /// [`claims`]), so one of several concurrent reports sends it, and a
     /// publish that fails or never happens (the writer died) is retried by
-    /// the report's (or the SQS message's) next attempt. `failoverAt` records
-    /// when it was published.
+    /// the report's (or the SQS message's) next attempt.
     async fn fail_over(&self, item: &Item, fails_over: bool) -> Result<(), StoreError> {
         let (Some(publisher), Some(envelope), Some(pk)) = (
             &self.failover,
@@ -360,16 +367,6 @@ impl DynamoStatusStore {
                 .publish(&envelope)
                 .await
                 .map_err(|e| StoreError(format!("cannot publish a failover: {e}")))?;
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", pk.clone())
-                .key("sk", s(SK))
-                .update_expression("SET failoverAt = :now")
-                .expression_attribute_values(":now", n(now_ms()))
-                .send()
-                .await
-                .map_err(|e| error("cannot record a failover", &e))?;
             tracing::info!(message_id = %envelope.id, "the provider reported that it cannot reach the person: the message goes by its fallback");
             Ok(())
         })
@@ -423,111 +420,6 @@ impl DynamoStatusStore {
         .await
     }
 
-    /// Reads an opt-out item, with or without channels: its opt-out, its
-    /// ordering, and its `updatedAt` (the write condition of the next change).
-    async fn read_opt_out(&self, number: &str) -> Result<Option<StoredOptOut>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("optout#{number}")))
-            .key("sk", s(SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| error("cannot read an opt-out", &e))?;
-        let Some(item) = output.item else {
-            return Ok(None);
-        };
-        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-        let number_of = |k: &str| {
-            item.get(k)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<i64>().ok())
-        };
-        let updated = number_of("updatedAt").unwrap_or_default();
-        let changed = number_of("changedAt").unwrap_or(updated);
-        Ok(Some(StoredOptOut {
-            opt_out: OptOut {
-                number: number.to_owned(),
-                channels: text("channels")
-                    .and_then(|c| serde_json::from_str(&c).ok())
-                    .unwrap_or_default(),
-                source: text("source").unwrap_or_default(),
-                updated_at: super::format_ms(changed),
-            },
-            ordering: Ordering::parse(text("ordering").as_deref()),
-            updated_ms: updated,
-        }))
-    }
-
-    /// Applies one opt-out change in the person's order: read, compute, and
-    /// write on condition that nobody wrote in between (retried a few times
-    /// when someone did).
-    async fn change_opt_out(&self, update: &OptOutUpdate) -> Result<(), StoreError> {
-        for _ in 0..5 {
-            let current = self.read_opt_out(&update.number).await?;
-            let (before, ordering) = current.as_ref().map_or_else(Default::default, |c| {
-                (c.opt_out.channels.clone(), c.ordering.clone())
-            });
-            let Some(applied) = optout::apply_in_order(&before, &ordering, update) else {
-                return Ok(());
-            };
-            // Strictly increasing, so the condition below always tells writers apart.
-            let now = now_ms().max(current.as_ref().map_or(0, |c| c.updated_ms + 1));
-            let (source, changed_at) = match (&current, applied.changed) {
-                (Some(c), false) => (c.opt_out.source.clone(), c.updated_ms),
-                _ => (update.source.clone(), now),
-            };
-            let mut request = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("pk", s(format!("optout#{}", update.number)))
-                .item("sk", s(SK))
-                .item(
-                    "channels",
-                    s(serde_json::to_string(&applied.channels).expect("a set serialises")),
-                )
-                .item("ordering", s(applied.ordering.to_json()))
-                .item("source", s(source))
-                .item("changedAt", n(changed_at))
-                .item("updatedAt", n(now))
-                .item("expiresAt", n(i64::MAX / 2_000));
-            request = match &current {
-                Some(c) => request
-                    .condition_expression("updatedAt = :seen")
-                    .expression_attribute_values(":seen", n(c.updated_ms)),
-                None => request.condition_expression("attribute_not_exists(pk)"),
-            };
-            match request.send().await {
-                Ok(_) if !applied.changed => return Ok(()),
-                Ok(_) => {
-                    crate::metrics::opt_out_change(&update.source);
-                    if let Some(events) = &self.events {
-                        let event = events::opt_out_event(
-                            &update.number,
-                            &applied.channels,
-                            &update.change,
-                            &update.source,
-                            now,
-                        );
-                        events.publish(&event).await.map_err(StoreError)?;
-                    }
-                    return Ok(());
-                }
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(error("cannot write an opt-out", &e)),
-            }
-        }
-        Err(StoreError(format!(
-            "the opt-out of {} kept changing under this write",
-            crate::domain::phone_number::mask_digits(update.number.trim_start_matches('+'))
-        )))
-    }
-
     async fn apply(&self, update: &Update) -> Result<(), StoreError> {
         match update {
             Update::Message {
@@ -549,14 +441,6 @@ impl DynamoStatusStore {
             }
         }
     }
-}
-
-/// An opt-out item as read: what the API shows, and what orders changes.
-struct StoredOptOut {
-    opt_out: OptOut,
-    ordering: Ordering,
-    /// The item's `updatedAt`: every write's, so it tells writers apart.
-    updated_ms: i64,
 }
 
 /// Most DynamoDB writes of one `record` call in flight at once.
