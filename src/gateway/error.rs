@@ -90,6 +90,10 @@ pub enum ApiError {
     /// `503`: the status store could not be read or written (logged).
     #[error("the status store is unavailable; try again")]
     StoreUnavailable(String),
+    /// `408`: a webhook body that did not arrive within its read deadline
+    /// (it held a share of the webhooks' memory budget while it trickled).
+    #[error("the body did not arrive within {0} s")]
+    BodyTimeout(u64),
     /// `503`: webhook bodies in flight hold all of `WEBHOOK_BODIES_MAX_BYTES`;
     /// the provider retries.
     #[error("too many webhook bodies are being read; retry")]
@@ -152,6 +156,7 @@ impl ApiError {
             | Self::DeadLetterNotFound => StatusCode::NOT_FOUND,
             Self::NoStatusStore => StatusCode::NOT_IMPLEMENTED,
             Self::StoreUnavailable(_) | Self::WebhooksBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::SignatureInvalid => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -184,6 +189,7 @@ impl ApiError {
             Self::NoStatusStore => "status-store-not-configured",
             Self::StoreUnavailable(_) => "store-unavailable",
             Self::WebhooksBusy => "webhooks-busy",
+            Self::BodyTimeout(_) => "body-timeout",
             Self::SignatureMissing(_) => "signature-missing",
             Self::SignatureInvalid => "signature-invalid",
             Self::MethodNotAllowed => "method-not-allowed",

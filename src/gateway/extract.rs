@@ -105,6 +105,11 @@ pub struct BodyBudget {
 impl BodyBudget {
     /// Longest a read waits for room in the budget.
     pub const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    /// Longest a body may take to arrive once its room is reserved: a
+    /// provider sends a full 2,000-report bucket (about 1.1 MB) in well under
+    /// a second, and a sender that trickles must not hold the room for the
+    /// whole request timeout.
+    pub const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
     /// A budget of `total` bytes for bodies of at most `limit` bytes each.
     pub fn new(total: usize, limit: usize) -> Self {
@@ -133,7 +138,10 @@ impl BodyBudget {
             .await
             .map_err(|_| ApiError::WebhooksBusy)?
             .map_err(|_| ApiError::WebhooksBusy)?;
-        Ok((read_body(headers, body, self.limit).await?, reserved))
+        let bytes = tokio::time::timeout(Self::READ_DEADLINE, read_body(headers, body, self.limit))
+            .await
+            .map_err(|_| ApiError::BodyTimeout(Self::READ_DEADLINE.as_secs()))??;
+        Ok((bytes, reserved))
     }
 }
 

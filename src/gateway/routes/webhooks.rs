@@ -67,8 +67,9 @@ pub async fn whatsapp_verify(
         (status = 401, description = "Not signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Wrongly signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "This webhook's secret is not configured", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within 5 s of its reservation", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Over WEBHOOK_MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Not recorded: the provider should retry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Not recorded, or webhook bodies hold all of WEBHOOK_BODIES_MAX_BYTES: the provider should retry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn whatsapp_receive(
     State(state): State<AppState>,
@@ -257,8 +258,9 @@ fn infobip_verified(state: &AppState, auth: &InfobipAuth<'_>, body: &[u8]) -> Re
         (status = 401, description = "Not signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Wrongly signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "This webhook's secret is not configured", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within 5 s of its reservation", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Over WEBHOOK_MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Not recorded: the provider should retry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Not recorded, or webhook bodies hold all of WEBHOOK_BODIES_MAX_BYTES: the provider should retry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn infobip_reports(
     State(state): State<AppState>,
@@ -279,8 +281,9 @@ pub async fn infobip_reports(
         (status = 401, description = "Not signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Wrongly signed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "This webhook's secret is not configured", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within 5 s of its reservation", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Over WEBHOOK_MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Not recorded: the provider should retry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Not recorded, or webhook bodies hold all of WEBHOOK_BODIES_MAX_BYTES: the provider should retry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn infobip_inbound(
     State(state): State<AppState>,
