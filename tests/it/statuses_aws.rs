@@ -500,3 +500,112 @@ async fn a_status_the_table_would_not_take_is_recorded_later_without_a_second_se
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].0["status"], "submitted");
 }
+
+/// The failover is once-only work with a lease: a claim another writer holds
+/// now refuses the report (its source retries), and a claim abandoned by a
+/// writer that died (older than the lease) is taken over, so the fallback is
+/// sent. (Before: `failoverAt` was claimed before the publish and never
+/// released when the publish did not happen: no SMS, ever.)
+#[tokio::test]
+async fn an_abandoned_failover_claim_is_taken_over_and_a_live_one_is_not() {
+    use herald::contract::{Channel, FallbackLeg};
+    let aws = emulator().await;
+    let table = aws.status_table().await;
+    let published = Arc::new(herald::publisher::RecordingPublisher::new());
+    let store = DynamoStatusStore::new(
+        aws.dynamodb.clone(),
+        &table,
+        Duration::from_secs(86_400),
+        None,
+    )
+    .with_failover(published.clone());
+    let send = |id: &str, wamid: &str| Update::Message {
+        info: herald::status::MessageInfo {
+            id: id.to_owned(),
+            api_key_id: "ops".into(),
+            channel: "whatsapp".into(),
+            to: TO.into(),
+            callback_data: None,
+            accepted_at_ms: 1_750_000_000_000,
+            fallback: Some(FallbackLeg {
+                channel: Channel::Sms,
+                message: json!({"type": "text", "text": {"body": "by SMS"}}),
+            }),
+        },
+        status: Status::Submitted,
+        entry: Entry {
+            at_ms: 1_750_000_001_000,
+            channel: Some("whatsapp".into()),
+            attempt: Some(1),
+            provider_status: None,
+            error: None,
+        },
+        provider_message_id: Some(wamid.to_owned()),
+    };
+    let unreachable = |wamid: &str| Update::Provider {
+        provider_message_id: wamid.to_owned(),
+        status: Status::Failed,
+        entry: Entry {
+            at_ms: 1_750_000_002_000,
+            channel: Some("whatsapp".into()),
+            attempt: None,
+            provider_status: Some("failed".into()),
+            error: Some(herald::status::StatusError {
+                code: Some(131_026.into()),
+                title: "Message undeliverable".into(),
+                channel: "whatsapp".into(),
+                class: Some("unreachable".into()),
+            }),
+        },
+    };
+    let claim = |id: String, age_ms: i64| {
+        let dynamodb = aws.dynamodb.clone();
+        let table = table.clone();
+        async move {
+            let at = chrono::Utc::now().timestamp_millis() - age_ms;
+            dynamodb
+                .update_item()
+                .table_name(&table)
+                .key("pk", AttributeValue::S(format!("msg#{id}")))
+                .key("sk", AttributeValue::S("status".into()))
+                .update_expression("SET failover = :c")
+                .expression_attribute_values(":c", AttributeValue::S(format!("claimed:{at:013}")))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    // Held now by another writer: refused, nothing sent.
+    let live = uuid::Uuid::now_v7().to_string();
+    store
+        .record(vec![send(&live, "wamid.LIVE")], vec![])
+        .await
+        .unwrap();
+    claim(live.clone(), 1_000).await;
+    assert!(
+        store
+            .record(vec![unreachable("wamid.LIVE")], vec![])
+            .await
+            .is_err()
+    );
+    assert!(published.published().is_empty());
+    // Abandoned 11 minutes ago (the lease is 10): taken over, sent once.
+    let stale = uuid::Uuid::now_v7().to_string();
+    store
+        .record(vec![send(&stale, "wamid.STALE")], vec![])
+        .await
+        .unwrap();
+    claim(stale.clone(), 11 * 60_000).await;
+    store
+        .record(vec![unreachable("wamid.STALE")], vec![])
+        .await
+        .unwrap();
+    store
+        .record(vec![unreachable("wamid.STALE")], vec![])
+        .await
+        .unwrap();
+    let sent = published.published();
+    assert_eq!(sent.len(), 1, "one SMS leg");
+    assert_eq!(sent[0].id.to_string(), stale);
+    assert_eq!(sent[0].channel, Channel::Sms);
+}
