@@ -17,10 +17,7 @@ use super::validation::{Errors, FieldError, Len, Obj, type_name};
 use super::whatsapp::{into_whatsapp_content, validate_content};
 use crate::contract::Channel;
 
-/// Longest text body WhatsApp accepts.
-pub const MAX_TEXT_CHARS: usize = 4096;
-/// Longest media caption WhatsApp accepts.
-pub const MAX_CAPTION_CHARS: usize = 1024;
+pub use super::kind::{MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MessageKind};
 /// Longest `callbackData` (WhatsApp's `biz_opaque_callback_data`).
 pub const MAX_CALLBACK_DATA_CHARS: usize = 512;
 /// Largest `metadata` object, serialised, in bytes.
@@ -70,57 +67,6 @@ impl Default for SendRules {
     fn default() -> Self {
         Self {
             sms_max_segments: 10,
-        }
-    }
-}
-
-/// The WhatsApp message types Herald sends; the `type` SNS message attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    Text,
-    Template,
-    Image,
-    Video,
-    Audio,
-    Document,
-    Sticker,
-    Interactive,
-    Location,
-    Contacts,
-    Reaction,
-}
-
-impl MessageKind {
-    /// WhatsApp's name for the type, used as the message's `type` field.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Text => "text",
-            Self::Template => "template",
-            Self::Image => "image",
-            Self::Video => "video",
-            Self::Audio => "audio",
-            Self::Document => "document",
-            Self::Sticker => "sticker",
-            Self::Interactive => "interactive",
-            Self::Location => "location",
-            Self::Contacts => "contacts",
-            Self::Reaction => "reaction",
-        }
-    }
-
-    fn from_field(field: &str) -> Self {
-        match field {
-            "template" => Self::Template,
-            "image" => Self::Image,
-            "video" => Self::Video,
-            "audio" => Self::Audio,
-            "document" => Self::Document,
-            "sticker" => Self::Sticker,
-            "interactive" => Self::Interactive,
-            "location" => Self::Location,
-            "contacts" => Self::Contacts,
-            "reaction" => Self::Reaction,
-            _ => Self::Text,
         }
     }
 }

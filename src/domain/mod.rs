@@ -1,6 +1,7 @@
 //! What Herald sends: recipients and messages, validated before anything else sees them.
 
 pub mod batch;
+pub mod kind;
 pub mod message;
 pub mod phone_number;
 pub mod sms;

@@ -1,11 +1,11 @@
 //! WhatsApp content: the content fields of a send request checked against the
 //! limits the WhatsApp Cloud API enforces, and moved into WhatsApp's own
 //! message object. The request-level rules (recipient, channel, one content
-//! field, the envelope fields) are in [`super::message`].
+//! field, the envelope fields) are in `message.rs`.
 
 use serde_json::{Map, Value, json};
 
-use super::message::{MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MessageKind};
+use super::kind::{MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MessageKind};
 use super::validation::{Errors, Len, Obj, check_str, index, is_http_url, is_https_url, type_name};
 
 /// Moves a validated content field into WhatsApp's message object, renaming

@@ -20,6 +20,7 @@ use crate::optout::{OptOut, OptOutUpdate};
 use crate::status::{BoxFuture, Inbound, MessageRecord, StoreError, Update};
 use statuses::{EventOutcome, OutboxEvent};
 
+mod envelopes;
 pub mod opt_outs;
 pub mod statuses;
 pub mod store;
@@ -565,7 +566,7 @@ fn apply(
             body,
             api_key_id,
             ..
-        } => Store::insert(tx, id, body, api_key_id, now).map(|added| Delta {
+        } => envelopes::insert(tx, id, body, api_key_id, now).map(|added| Delta {
             depth: i64::from(added),
             dead_letters: 0,
         }),
@@ -664,7 +665,7 @@ fn apply(
 
 /// Answers a write. An enqueue that committed after its caller stopped
 /// waiting needs nothing more: its retry brings the same id, which
-/// [`Store::insert`] does not add again.
+/// [`envelopes::insert`] does not add again.
 fn reply_write(request: Request, result: Result<(), QueueError>) {
     match request {
         Request::Enqueue { reply, .. }

@@ -12,8 +12,8 @@
 //! - `inbound_seen`: provider ids of inbound messages already turned into events.
 //! - `events` / `event_dead_letters`: the outbox the event sender drains.
 //!
-//! Rows expire after `STATUS_TTL_DAYS`: [`Store::expire`](super::store::Store)
-//! removes them in small batches.
+//! Rows expire after `STATUS_TTL_DAYS`: [`expire`] removes them in small
+//! batches, on the writer's expiry timer.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -128,7 +128,7 @@ fn queue_failover(
     let Some(envelope) = record.failover_envelope(fails_over) else {
         return Ok(false);
     };
-    let added = super::store::Store::insert(
+    let added = super::envelopes::insert(
         tx,
         &envelope.queue_id(),
         &envelope.to_json(),

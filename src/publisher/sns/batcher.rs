@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::classify_code;
-use super::client::BatchClient;
+use super::client::{BatchClient, BatchMessage};
 use crate::contract::Envelope;
 use crate::embedded::now_ms;
 use crate::publisher::{PublishError, PublishErrorKind, PublishReceipt};
@@ -196,6 +196,24 @@ impl Admitter {
     /// The batcher's progress, for `/health`.
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
+    }
+}
+
+impl BatchMessage for Entry {
+    fn body(&self) -> &str {
+        &self.body
+    }
+    fn channel(&self) -> &str {
+        self.channel
+    }
+    fn message_type(&self) -> &str {
+        &self.message_type
+    }
+    fn group_id(&self) -> Option<&str> {
+        self.group_id.as_deref()
+    }
+    fn deduplication_id(&self) -> Option<&str> {
+        self.deduplication_id.as_deref()
     }
 }
 

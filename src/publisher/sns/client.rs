@@ -19,7 +19,6 @@ use aws_sigv4::sign::v4;
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
-use super::batcher::Entry;
 use super::{classify_call_code, classify_sdk_error};
 use crate::publisher::{PublishError, PublishErrorKind};
 
@@ -52,10 +51,10 @@ impl BatchClient {
     /// [`PublishErrorKind::OutcomeUnknown`] even if the last attempt was a
     /// definite refusal (a timeout, then a throttle: the first may have
     /// published). The SDK's own retries are turned off for this call.
-    pub async fn publish_batch(
+    pub async fn publish_batch<M: BatchMessage>(
         &self,
         topic_arn: &str,
-        entries: &[Entry],
+        entries: &[M],
     ) -> Result<BatchOutcome, PublishError> {
         let mut maybe_published = false;
         let mut attempt = 0;
@@ -81,10 +80,10 @@ impl BatchClient {
         }
     }
 
-    async fn publish_batch_once(
+    async fn publish_batch_once<M: BatchMessage>(
         &self,
         topic_arn: &str,
-        entries: &[Entry],
+        entries: &[M],
     ) -> Result<BatchOutcome, PublishError> {
         let span = tracing::debug_span!("sns.publish_batch", entries = entries.len());
         match self {
@@ -103,6 +102,21 @@ impl BatchClient {
     }
 }
 
+/// What a `PublishBatch` call needs of one message (the batcher's entries
+/// provide it; this file knows nothing else of them).
+pub trait BatchMessage {
+    /// The message body (the envelope JSON).
+    fn body(&self) -> &str;
+    /// The `channel` attribute.
+    fn channel(&self) -> &str;
+    /// The `type` attribute.
+    fn message_type(&self) -> &str;
+    /// A FIFO topic's `MessageGroupId`.
+    fn group_id(&self) -> Option<&str>;
+    /// A FIFO topic's `MessageDeduplicationId`.
+    fn deduplication_id(&self) -> Option<&str>;
+}
+
 fn sdk_attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -111,10 +125,10 @@ fn sdk_attribute(value: &str) -> MessageAttributeValue {
         .expect("data_type is set, the only required field")
 }
 
-async fn sdk_publish_batch(
+async fn sdk_publish_batch<M: BatchMessage>(
     client: &aws_sdk_sns::Client,
     topic_arn: &str,
-    entries: &[Entry],
+    entries: &[M],
 ) -> Result<BatchOutcome, PublishError> {
     let request_entries: Vec<PublishBatchRequestEntry> = entries
         .iter()
@@ -122,11 +136,11 @@ async fn sdk_publish_batch(
         .map(|(i, e)| {
             PublishBatchRequestEntry::builder()
                 .id(i.to_string())
-                .message(e.body.as_str())
-                .message_attributes("channel", sdk_attribute(e.channel))
-                .message_attributes("type", sdk_attribute(&e.message_type))
-                .set_message_group_id(e.group_id.clone())
-                .set_message_deduplication_id(e.deduplication_id.clone())
+                .message(e.body())
+                .message_attributes("channel", sdk_attribute(e.channel()))
+                .message_attributes("type", sdk_attribute(e.message_type()))
+                .set_message_group_id(e.group_id().map(str::to_owned))
+                .set_message_deduplication_id(e.deduplication_id().map(str::to_owned))
                 .build()
                 .expect("id and message are set")
         })
@@ -215,11 +229,11 @@ impl LeanClient {
     }
 
     /// The form body of a `PublishBatch` call, in the query protocol's shape.
-    fn body(topic_arn: &str, entries: &[Entry]) -> String {
+    fn body<M: BatchMessage>(topic_arn: &str, entries: &[M]) -> String {
         let mut form = form_urlencoded::Serializer::new(String::with_capacity(
             256 + entries
                 .iter()
-                .map(|e| e.body.len() * 3 / 2 + 256)
+                .map(|e| e.body().len() * 3 / 2 + 256)
                 .sum::<usize>(),
         ));
         form.append_pair("Action", "PublishBatch")
@@ -228,8 +242,8 @@ impl LeanClient {
         for (i, e) in entries.iter().enumerate() {
             let p = format!("PublishBatchRequestEntries.member.{}", i + 1);
             form.append_pair(&format!("{p}.Id"), &i.to_string())
-                .append_pair(&format!("{p}.Message"), &e.body);
-            for (n, (name, value)) in [("channel", e.channel), ("type", e.message_type.as_str())]
+                .append_pair(&format!("{p}.Message"), e.body());
+            for (n, (name, value)) in [("channel", e.channel()), ("type", e.message_type())]
                 .into_iter()
                 .enumerate()
             {
@@ -238,10 +252,10 @@ impl LeanClient {
                     .append_pair(&format!("{a}.Value.DataType"), "String")
                     .append_pair(&format!("{a}.Value.StringValue"), value);
             }
-            if let Some(group) = &e.group_id {
+            if let Some(group) = e.group_id() {
                 form.append_pair(&format!("{p}.MessageGroupId"), group);
             }
-            if let Some(dedup) = &e.deduplication_id {
+            if let Some(dedup) = e.deduplication_id() {
                 form.append_pair(&format!("{p}.MessageDeduplicationId"), dedup);
             }
         }
