@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::{Channel, request_body};
 use crate::contract::Envelope;
-use crate::delivery::{ChannelError, FailureClass, ThroughputLimiter};
-use crate::publisher::BoxFuture;
+use crate::delivery::decision::{ChannelError, FailureClass};
+use crate::delivery::pacing::ThroughputLimiter;
+use futures_util::future::BoxFuture;
 
 /// Writes one line per delivered message to stdout.
 #[derive(Debug, Clone, Default)]

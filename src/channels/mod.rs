@@ -12,9 +12,10 @@ use serde_json::Value;
 
 use crate::config::{DeliveryConfig, DeliveryMode};
 use crate::contract::{self, Envelope};
-use crate::delivery::{ChannelError, RecipientLimiter, ThroughputLimiter};
-use crate::publisher::BoxFuture;
+use crate::delivery::decision::ChannelError;
+use crate::delivery::pacing::{RecipientLimiter, ThroughputLimiter};
 use crate::status::{Inbound, Update};
+use futures_util::future::BoxFuture;
 
 pub mod console;
 pub mod sms;

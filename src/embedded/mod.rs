@@ -168,6 +168,12 @@ struct Counters {
     opt_outs: std::sync::RwLock<HashMap<String, OptOut>>,
 }
 
+impl From<QueueError> for StoreError {
+    fn from(error: QueueError) -> Self {
+        Self(error.to_string())
+    }
+}
+
 /// A handle to the queue; cheap to clone. The writer thread stops when the last handle is dropped.
 #[derive(Clone)]
 pub struct EmbeddedQueue {

@@ -5,7 +5,7 @@
 //! by the gateway at the edge and by the consumer before every delivery, and
 //! every change is a `recipient.opt-out` event.
 //!
-//! The store is the status store's ([`crate::status::StatusStore`]): the
+//! The store is the status store's (`StatusStore`): the
 //! embedded database or the DynamoDB table.
 //!
 //! Changes follow the person's order, not the webhooks' ([`apply_in_order`]):

@@ -3,8 +3,6 @@
 //! or the in-memory recorder in tests. A publisher returns only once the envelope
 //! is safe (SNS answered with a message id, or the local write is durable).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +23,7 @@ pub use sns::SnsPublisher;
 pub use with_status::StatusRecordingPublisher;
 
 /// A boxed future, so that publishers can sit behind `dyn Publisher`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use futures_util::future::BoxFuture;
 
 /// The seam between the HTTP API and the queue behind it.
 pub trait Publisher: Send + Sync + 'static {

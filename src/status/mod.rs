@@ -23,7 +23,7 @@ pub mod record;
 pub use model::{Entry, ErrorCode, History, Status, StatusError};
 pub use record::MessageRecord;
 
-pub use crate::publisher::BoxFuture;
+pub use futures_util::future::BoxFuture;
 
 /// What the sender knew about a message: written once, by whoever records first.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,12 +134,6 @@ impl Inbound {
 #[derive(Debug, thiserror::Error)]
 #[error("status store: {0}")]
 pub struct StoreError(pub String);
-
-impl From<crate::embedded::QueueError> for StoreError {
-    fn from(error: crate::embedded::QueueError) -> Self {
-        Self(error.to_string())
-    }
-}
 
 /// Where statuses live. Every method is idempotent: providers and queues
 /// deliver at least once.

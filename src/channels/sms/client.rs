@@ -7,8 +7,9 @@ use super::types::{ApiErrorBody, SendResponse, request_body};
 use crate::channels::{Channel, provider_http_client, response_retry_after, truncate_body};
 use crate::config::{InfobipConfig, Secret};
 use crate::contract::Envelope;
-use crate::delivery::{ChannelError, ThroughputLimiter};
-use crate::publisher::BoxFuture;
+use crate::delivery::decision::ChannelError;
+use crate::delivery::pacing::ThroughputLimiter;
+use futures_util::future::BoxFuture;
 
 /// One connection-pooled client for one Infobip account, built once per
 /// process, with the pacer that keeps it under `SMS_MAX_MPS`.

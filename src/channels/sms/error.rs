@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::types::{ApiErrorBody, InfobipStatus};
-use crate::delivery::{ChannelError, FailureClass};
+use crate::delivery::decision::{ChannelError, FailureClass};
 
 /// Infobip's status groups (`shared/reference/infobip-sms.md` §2.3).
 pub mod group {

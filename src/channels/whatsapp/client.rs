@@ -7,8 +7,9 @@ use super::types::{GraphErrorBody, SendResponse, request_body};
 use crate::channels::{Channel, provider_http_client, response_retry_after, truncate_body};
 use crate::config::{Secret, WhatsAppConfig};
 use crate::contract::Envelope;
-use crate::delivery::{ChannelError, RecipientLimiter, ThroughputLimiter};
-use crate::publisher::BoxFuture;
+use crate::delivery::decision::ChannelError;
+use crate::delivery::pacing::{RecipientLimiter, ThroughputLimiter};
+use futures_util::future::BoxFuture;
 
 /// One connection-pooled client for one sending number, built once per
 /// process, with the pacer that keeps that number under `WHATSAPP_MAX_MPS`.

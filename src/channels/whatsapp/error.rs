@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::types::GraphError;
-use crate::delivery::{ChannelError, FailureClass};
+use crate::delivery::decision::{ChannelError, FailureClass};
 
 /// A failed call to the Cloud API.
 #[derive(Debug, thiserror::Error)]
