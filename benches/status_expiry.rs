@@ -36,10 +36,13 @@ fn update(i: usize) -> Update {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this too (without `--bench`): then a
+    // small run, enough to check that it works.
+    let benching = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::var("EXPIRY_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(if benching { 100_000 } else { 5_000 });
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("a temporary directory");
