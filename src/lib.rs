@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //!
+//! - [`clock`]: Herald's clock (Unix milliseconds).
 //! - [`config`]: typed configuration read from the environment.
 //! - [`aws`]: the AWS SDK configuration the request-path clients share.
 //! - [`preflight`]: start-up checks of the AWS resources the configuration names.
@@ -26,6 +27,7 @@
 
 pub mod aws;
 pub mod channels;
+pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod contract;

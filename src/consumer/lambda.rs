@@ -24,9 +24,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::dead_letter::DeadLetterQueues;
+use crate::clock::now_ms;
 use crate::contract::is_fifo;
 use crate::delivery::{Decision, Pipeline};
-use crate::embedded::now_ms;
 
 /// Kept free before the invocation's deadline beyond one provider call: time
 /// to build and return the response.

@@ -174,10 +174,7 @@ pub fn accepted(envelope: &Envelope) -> Update {
     }
 }
 
-/// Herald's clock, Unix milliseconds.
-pub fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
+pub use crate::clock::now_ms;
 
 /// Unix milliseconds as the API writes times: RFC 3339, UTC, milliseconds.
 pub fn format_ms(ms: i64) -> String {

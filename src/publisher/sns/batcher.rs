@@ -34,8 +34,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::classify_code;
 use super::client::{BatchClient, BatchMessage};
+use crate::clock::now_ms;
 use crate::contract::Envelope;
-use crate::embedded::now_ms;
 use crate::publisher::{PublishError, PublishErrorKind, PublishReceipt};
 
 /// SNS's most entries per `PublishBatch`.

@@ -1,0 +1,500 @@
+//! The writer thread: the one owner of the SQLite connection. It applies
+//! requests in batches (every write that arrives while a commit runs joins
+//! the next transaction: group commit, one fsync per batch), answers reads,
+//! keeps the counters, and expires old statuses on its timer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::envelopes;
+use super::error::QueueError;
+use super::opt_outs;
+use super::statuses::{self, EventOutcome, OutboxEvent};
+use super::store::{DeadLetter, DeadLetterKind, Leased, Store};
+use crate::clock::now_ms;
+use crate::optout::{OptOut, OptOutUpdate};
+use crate::status::{Inbound, MessageRecord, Update};
+
+/// Most requests committed in one transaction.
+pub(super) const MAX_GROUP: usize = 1024;
+/// How often expired statuses are removed (a timer asks the writer, so
+/// expiry runs whether or not requests arrive), at most how many rows per
+/// table one transaction removes, and how long one round may hold the
+/// writer: up to a fifth of its time, which removes tens of thousands of rows
+/// a second, far more than delivery writes (`bench status_expiry`).
+pub(super) const EXPIRY_EVERY: Duration = Duration::from_secs(1);
+const EXPIRY_BATCH: usize = 2_000;
+const EXPIRY_BUDGET: Duration = Duration::from_millis(200);
+
+/// How a leased envelope's delivery ended.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// Delivered: remove it.
+    Delivered,
+    /// Try again at `due_ms` (Unix ms). `refund`: the attempt was never made
+    /// (the provider's circuit was open), so it does not count.
+    Retry {
+        due_ms: i64,
+        error: String,
+        refund: bool,
+    },
+    /// Give up: move it to the dead-letter table.
+    DeadLetter { reason: String },
+}
+
+/// What a queue handle asks of the writer.
+pub(super) enum Request {
+    /// The expiry timer's tick.
+    Expire,
+    Enqueue {
+        id: String,
+        body: String,
+        api_key_id: String,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    Statuses {
+        updates: Vec<Update>,
+        inbound: Vec<Inbound>,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    OptOuts {
+        updates: Vec<OptOutUpdate>,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    /// Redrive (`true`) or delete a dead letter; the reply says whether it
+    /// existed for that key.
+    DeadLetter {
+        kind: DeadLetterKind,
+        id: String,
+        api_key_id: Option<String>,
+        redrive: bool,
+        found: Arc<AtomicBool>,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    SettleEvent {
+        id: String,
+        outcome: EventOutcome,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    LeaseEvents {
+        hold_ms: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<OutboxEvent>, QueueError>>,
+    },
+    GetStatus {
+        id: String,
+        api_key_id: String,
+        reply: oneshot::Sender<Result<Option<MessageRecord>, QueueError>>,
+    },
+    Settle {
+        id: String,
+        settlement: Settlement,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    Lease {
+        lease_ms: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<Leased>, QueueError>>,
+    },
+    OldestCreated {
+        reply: oneshot::Sender<Result<Option<i64>, QueueError>>,
+    },
+    DeadLetters {
+        kind: DeadLetterKind,
+        limit: usize,
+        api_key_id: Option<String>,
+        reply: oneshot::Sender<Result<Vec<DeadLetter>, QueueError>>,
+    },
+}
+
+/// Figures the writer keeps up to date after each commit, read without a query.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) depth: AtomicU64,
+    pub(super) dead_letters: AtomicU64,
+    /// Reads of the database for `/health` (tests check it stays cached).
+    pub(super) health_reads: AtomicU64,
+    /// Operators' and tests' switch: every write fails as if the disk were full.
+    pub(super) simulate_full_disk: AtomicBool,
+    /// Tests' switch: the writer pauses this many ms after each commit, before
+    /// answering (a slow fsync).
+    pub(super) simulate_slow_commit_ms: AtomicU64,
+    /// Status changes and inbound messages queue events (`EVENTS_WEBHOOK_URL`).
+    pub(super) emit_events: AtomicBool,
+    /// How long statuses are kept, ms (`STATUS_TTL_DAYS`).
+    pub(super) status_ttl_ms: AtomicU64,
+    /// Every opt-out, as committed (see [`opt_outs`]): written by the writer
+    /// thread after each commit, read by the gateway and the worker.
+    pub(super) opt_outs: std::sync::RwLock<HashMap<String, OptOut>>,
+}
+
+/// Applies requests until every handle is dropped. Writes that arrive together
+/// share one transaction; if it fails, each is retried alone so that one bad
+/// write (say, past the size cap) does not fail its neighbours.
+pub(super) fn writer_loop(
+    mut store: Store,
+    mut receiver: mpsc::UnboundedReceiver<Request>,
+    counters: &Counters,
+) {
+    let mut batch = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = receiver.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let ticks = batch.len();
+        batch.retain(|r| !matches!(r, Request::Expire));
+        let expire = batch.len() < ticks;
+        let (writes, reads): (Vec<_>, Vec<_>) = batch.drain(..).partition(|r| {
+            matches!(
+                r,
+                Request::Enqueue { .. }
+                    | Request::Settle { .. }
+                    | Request::Statuses { .. }
+                    | Request::OptOuts { .. }
+                    | Request::DeadLetter { .. }
+                    | Request::SettleEvent { .. }
+            )
+        });
+        commit_writes(&mut store, writes, counters);
+        for read in reads {
+            answer_read(&mut store, read, counters);
+        }
+        if expire {
+            expire_statuses(&mut store, counters);
+        }
+    }
+}
+
+/// Removes statuses older than `STATUS_TTL_DAYS` in transactions of at most
+/// [`EXPIRY_BATCH`] rows per table, until none is left or the round has held
+/// the writer for [`EXPIRY_BUDGET`]; a backlog clears over the next rounds.
+fn expire_statuses(store: &mut Store, counters: &Counters) {
+    let ttl = counters.status_ttl_ms.load(Ordering::Relaxed) as i64;
+    let before = now_ms() - ttl;
+    let started = Instant::now();
+    loop {
+        match store.transaction(|tx| statuses::expire(tx, before, EXPIRY_BATCH)) {
+            Ok(full) if full && started.elapsed() < EXPIRY_BUDGET => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "could not remove expired statuses; will try again");
+                return;
+            }
+        }
+    }
+}
+
+/// How one committed write changes the counters.
+#[derive(Debug, Default, Clone, Copy)]
+struct Delta {
+    depth: i64,
+    dead_letters: i64,
+}
+
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    request: &Request,
+    now: i64,
+    emit: bool,
+) -> rusqlite::Result<Delta> {
+    let removed = |gone: bool| Delta {
+        depth: -i64::from(gone),
+        dead_letters: 0,
+    };
+    match request {
+        Request::Enqueue {
+            id,
+            body,
+            api_key_id,
+            ..
+        } => envelopes::insert(tx, id, body, api_key_id, now).map(|added| Delta {
+            depth: i64::from(added),
+            dead_letters: 0,
+        }),
+        Request::Statuses {
+            updates, inbound, ..
+        } => {
+            let mut failovers = 0;
+            for u in updates {
+                failovers += i64::from(statuses::apply(tx, u, now, emit)?);
+            }
+            for i in inbound {
+                statuses::apply_inbound(tx, i, now, emit)?;
+            }
+            Ok(Delta {
+                depth: failovers,
+                dead_letters: 0,
+            })
+        }
+        Request::OptOuts { updates, .. } => {
+            for u in updates {
+                opt_outs::apply(tx, u, now, emit)?;
+            }
+            Ok(Delta::default())
+        }
+        Request::DeadLetter {
+            kind: DeadLetterKind::Events,
+            id,
+            redrive,
+            found,
+            ..
+        } => {
+            let done = if *redrive {
+                statuses::redrive_event(tx, id, now)?
+            } else {
+                statuses::delete_event_dead_letter(tx, id)?
+            };
+            found.store(done, Ordering::Relaxed);
+            Ok(Delta::default())
+        }
+        Request::DeadLetter {
+            id,
+            api_key_id,
+            redrive,
+            found,
+            ..
+        } => {
+            if !*redrive {
+                let gone = Store::delete_dead_letter(tx, id, api_key_id.as_deref())?;
+                found.store(gone, Ordering::Relaxed);
+                return Ok(Delta {
+                    depth: 0,
+                    dead_letters: -i64::from(gone),
+                });
+            }
+            let moved = Store::redrive(tx, id, api_key_id.as_deref(), now)?;
+            found.store(moved, Ordering::Relaxed);
+            if moved {
+                // The row of a failover leg is `<message id>.<channel>`.
+                let message_id = id.split_once('.').map_or(id.as_str(), |(m, _)| m);
+                statuses::redrive(tx, message_id, now, emit)?;
+            }
+            Ok(Delta {
+                depth: i64::from(moved),
+                dead_letters: -i64::from(moved),
+            })
+        }
+        Request::SettleEvent { id, outcome, .. } => {
+            statuses::settle_event(tx, id, outcome, now).map(|()| Delta::default())
+        }
+        Request::Settle {
+            id,
+            settlement: Settlement::Delivered,
+            ..
+        } => Store::remove(tx, id).map(removed),
+        Request::Settle {
+            id,
+            settlement:
+                Settlement::Retry {
+                    due_ms,
+                    error,
+                    refund,
+                },
+            ..
+        } => Store::reschedule(tx, id, *due_ms, error, *refund).map(|()| Delta::default()),
+        Request::Settle {
+            id,
+            settlement: Settlement::DeadLetter { reason },
+            ..
+        } => Store::dead_letter(tx, id, reason, now).map(|gone| Delta {
+            depth: -i64::from(gone),
+            dead_letters: i64::from(gone),
+        }),
+        _ => Ok(Delta::default()),
+    }
+}
+
+/// Answers a write. An enqueue that committed after its caller stopped
+/// waiting needs nothing more: its retry brings the same id, which
+/// [`envelopes::insert`] does not add again.
+fn reply_write(request: Request, result: Result<(), QueueError>) {
+    match request {
+        Request::Enqueue { reply, .. }
+        | Request::Settle { reply, .. }
+        | Request::Statuses { reply, .. }
+        | Request::OptOuts { reply, .. }
+        | Request::DeadLetter { reply, .. }
+        | Request::SettleEvent { reply, .. } => {
+            let _ = reply.send(result);
+        }
+        _ => {}
+    }
+}
+
+/// The error a full disk gives, for [`EmbeddedQueue::simulate_full_disk`].
+fn full_disk() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+        Some("database or disk is full (simulated)".into()),
+    )
+}
+
+fn commit_writes(store: &mut Store, writes: Vec<Request>, counters: &Counters) {
+    // An enqueue whose caller stopped waiting (its request timed out and was
+    // answered) is not written: nothing was promised, and its retry carries
+    // the same id.
+    let writes: Vec<Request> = writes
+        .into_iter()
+        .filter(|w| !matches!(w, Request::Enqueue { reply, .. } if reply.is_closed()))
+        .collect();
+    if writes.is_empty() {
+        return;
+    }
+    let now = now_ms();
+    let fail = counters.simulate_full_disk.load(Ordering::Relaxed);
+    let emit = counters.emit_events.load(Ordering::Relaxed);
+    let run = |store: &mut Store, writes: &[Request]| {
+        if fail {
+            return Err(full_disk());
+        }
+        // Transition and opt-out counts wait for the commit.
+        crate::metrics::begin_transaction();
+        let result = store.transaction(|tx| {
+            writes.iter().try_fold(Delta::default(), |sum, w| {
+                let d = apply(tx, w, now, emit)?;
+                Ok(Delta {
+                    depth: sum.depth + d.depth,
+                    dead_letters: sum.dead_letters + d.dead_letters,
+                })
+            })
+        });
+        crate::metrics::end_transaction(result.is_ok());
+        result
+    };
+    let count = |d: Delta| {
+        add(&counters.depth, d.depth);
+        add(&counters.dead_letters, d.dead_letters);
+    };
+    let slow = counters.simulate_slow_commit_ms.load(Ordering::Relaxed);
+    let pause = || {
+        if slow > 0 {
+            std::thread::sleep(Duration::from_millis(slow));
+        }
+    };
+    if let Ok(delta) = run(store, &writes) {
+        count(delta);
+        refresh_opt_outs(store, &writes, counters);
+        pause();
+        writes.into_iter().for_each(|w| reply_write(w, Ok(())));
+        return;
+    }
+    // The group failed and was rolled back: try each write alone.
+    for w in writes {
+        let result = run(store, std::slice::from_ref(&w))
+            .map(count)
+            .map_err(QueueError::Storage);
+        if result.is_ok() {
+            refresh_opt_outs(store, std::slice::from_ref(&w), counters);
+        }
+        pause();
+        reply_write(w, result);
+    }
+}
+
+/// Copies the committed opt-outs of the numbers `writes` changed into the
+/// in-memory mirror, before their callers hear of the commit.
+fn refresh_opt_outs(store: &Store, writes: &[Request], counters: &Counters) {
+    for w in writes {
+        let Request::OptOuts { updates, .. } = w else {
+            continue;
+        };
+        for u in updates {
+            match store.opt_out(&u.number) {
+                Ok(found) => {
+                    let mut mirror = counters
+                        .opt_outs
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match found {
+                        Some(o) => mirror.insert(u.number.clone(), o),
+                        None => mirror.remove(&u.number),
+                    };
+                }
+                Err(e) => {
+                    tracing::error!(error.message = %e, "could not read an opt-out back after its commit")
+                }
+            }
+        }
+    }
+}
+
+fn add(counter: &AtomicU64, delta: i64) {
+    if delta >= 0 {
+        counter.fetch_add(delta as u64, Ordering::Relaxed);
+    } else {
+        counter.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+    }
+}
+
+fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
+    let now = now_ms();
+    match request {
+        Request::Lease {
+            lease_ms,
+            limit,
+            reply,
+        } => {
+            let result = if counters.simulate_full_disk.load(Ordering::Relaxed) {
+                Err(QueueError::Storage(full_disk()))
+            } else {
+                store.lease(now, lease_ms, limit).map_err(QueueError::from)
+            };
+            let _ = reply.send(result);
+        }
+        Request::OldestCreated { reply } => {
+            let _ = reply.send(store.oldest_created_ms().map_err(QueueError::from));
+        }
+        Request::DeadLetters {
+            kind,
+            limit,
+            api_key_id,
+            reply,
+        } => {
+            let _ = reply.send(
+                store
+                    .dead_letters(kind, limit, api_key_id.as_deref())
+                    .map_err(QueueError::from),
+            );
+        }
+        Request::GetStatus {
+            id,
+            api_key_id,
+            reply,
+        } => {
+            let _ = reply.send(store.status(&id, &api_key_id).map_err(QueueError::from));
+        }
+        Request::LeaseEvents {
+            hold_ms,
+            limit,
+            reply,
+        } => {
+            let result = if counters.simulate_full_disk.load(Ordering::Relaxed) {
+                Err(QueueError::Storage(full_disk()))
+            } else {
+                store
+                    .transaction(|tx| statuses::lease_events(tx, now, hold_ms, limit))
+                    .map_err(QueueError::from)
+            };
+            let _ = reply.send(result);
+        }
+        write => {
+            if let Request::Enqueue { reply, .. }
+            | Request::Settle { reply, .. }
+            | Request::Statuses { reply, .. }
+            | Request::OptOuts { reply, .. }
+            | Request::DeadLetter { reply, .. }
+            | Request::SettleEvent { reply, .. } = write
+            {
+                let _ = reply.send(Err(QueueError::Closed));
+            }
+        }
+    }
+}
