@@ -1,5 +1,7 @@
-//! Recording what became of a delivery: `submitted` with the provider's id,
-//! or `failed`, in the status store (with its event).
+//! What the pipeline reads from and writes to the status store: before a
+//! delivery, the recipient's opt-out and whether the message already failed
+//! over; after it, `submitted` with the provider's id, or `failed` (with its
+//! event).
 //!
 //! The provider has answered by then, so the delivery's outcome must not
 //! depend on the store, and the status must not be lost either (events are
@@ -20,7 +22,7 @@ use serde_json::Value;
 
 use super::{Decision, FailureClass, Pipeline, STATUS_WRITE_ATTEMPTS};
 use crate::contract::{Envelope, PendingStatus};
-use crate::status::{Entry, MessageInfo, Status, StatusError, StoreError, Update};
+use crate::status::{Entry, ErrorCode, MessageInfo, Status, StatusError, StoreError, Update};
 
 /// Where statuses the store would not take travel again (the gateway's topic).
 pub(super) struct Outbox(pub(super) std::sync::Arc<dyn crate::publisher::Publisher>);
@@ -207,6 +209,55 @@ impl Pipeline {
                 reason: format!("the status store is still unavailable: {e}"),
                 counted: false,
             },
+        }
+    }
+    /// True when the status store shows that `envelope`'s first leg failed in
+    /// a way that sent it by its fallback (false when unknown: the store is
+    /// not configured or cannot be read, and the attempt starts over).
+    pub(super) async fn failed_over_before(&self, envelope: &Envelope) -> bool {
+        let Some(store) = &self.statuses else {
+            return false;
+        };
+        match store
+            .get(&envelope.id.to_string(), &envelope.api_key_id)
+            .await
+        {
+            Ok(Some(record)) => record
+                .history
+                .get(&Status::Failed)
+                .is_some_and(Entry::fails_over),
+            _ => false,
+        }
+    }
+
+    /// The decision for a message whose recipient opted out of its channel
+    /// (recorded as `failed`, code `opted-out`), or `None` to send it. The
+    /// check reads the store each time, so a STOP that came after the
+    /// gateway's check still holds the message back; a store that cannot be
+    /// read is a retry, never a send.
+    pub(super) async fn opted_out(&self, envelope: &Envelope, attempt: u32) -> Option<Decision> {
+        let store = self.statuses.as_ref()?;
+        match store.opt_out(envelope.to.as_str()).await {
+            Ok(Some(o)) if o.blocks(envelope.channel) => {
+                let reason = format!("the recipient opted out of {}", envelope.channel.as_str());
+                let error = StatusError {
+                    code: Some(ErrorCode::Name("opted-out".into())),
+                    title: reason.clone(),
+                    channel: envelope.channel.as_str().to_owned(),
+                    class: Some("permanent".into()),
+                };
+                self.write_status(envelope, attempt, Status::Failed, None, Some(error))
+                    .await;
+                Some(Decision::GiveUp { code: None, reason })
+            }
+            Ok(_) => None,
+            Err(e) => Some(Decision::Retry {
+                after: self.retry.delay(FailureClass::Retryable, attempt, None),
+                class: FailureClass::Retryable,
+                code: None,
+                reason: format!("cannot check the recipient's opt-out: {e}"),
+                counted: true,
+            }),
         }
     }
 }
