@@ -205,10 +205,6 @@ fn apply(
     now: i64,
     emit: bool,
 ) -> rusqlite::Result<Delta> {
-    let removed = |gone: bool| Delta {
-        depth: -i64::from(gone),
-        dead_letters: 0,
-    };
     match request {
         Request::Enqueue {
             id,
@@ -241,75 +237,99 @@ fn apply(
             Ok(Delta::default())
         }
         Request::DeadLetter {
-            kind: DeadLetterKind::Events,
-            id,
-            redrive,
-            found,
-            ..
-        } => {
-            let done = if *redrive {
-                statuses::redrive_event(tx, id, now)?
-            } else {
-                statuses::delete_event_dead_letter(tx, id)?
-            };
-            found.store(done, Ordering::Relaxed);
-            Ok(Delta::default())
-        }
-        Request::DeadLetter {
+            kind,
             id,
             api_key_id,
             redrive,
             found,
             ..
-        } => {
-            if !*redrive {
-                let gone = Store::delete_dead_letter(tx, id, api_key_id.as_deref())?;
-                found.store(gone, Ordering::Relaxed);
-                return Ok(Delta {
-                    depth: 0,
-                    dead_letters: -i64::from(gone),
-                });
-            }
-            let moved = Store::redrive(tx, id, api_key_id.as_deref(), now)?;
-            found.store(moved, Ordering::Relaxed);
-            if moved {
-                // The row of a failover leg is `<message id>.<channel>`.
-                let message_id = id.split_once('.').map_or(id.as_str(), |(m, _)| m);
-                statuses::redrive(tx, message_id, now, emit)?;
-            }
-            Ok(Delta {
-                depth: i64::from(moved),
-                dead_letters: -i64::from(moved),
-            })
-        }
+        } => settle_dead_letter(
+            tx,
+            *kind,
+            id,
+            api_key_id.as_deref(),
+            *redrive,
+            found,
+            now,
+            emit,
+        ),
         Request::SettleEvent { id, outcome, .. } => {
             statuses::settle_event(tx, id, outcome, now).map(|()| Delta::default())
         }
-        Request::Settle {
-            id,
-            settlement: Settlement::Delivered,
-            ..
-        } => Store::remove(tx, id).map(removed),
-        Request::Settle {
-            id,
-            settlement:
-                Settlement::Retry {
-                    due_ms,
-                    error,
-                    refund,
-                },
-            ..
-        } => Store::reschedule(tx, id, *due_ms, error, *refund).map(|()| Delta::default()),
-        Request::Settle {
-            id,
-            settlement: Settlement::DeadLetter { reason },
-            ..
-        } => Store::dead_letter(tx, id, reason, now).map(|gone| Delta {
-            depth: -i64::from(gone),
-            dead_letters: i64::from(gone),
-        }),
+        Request::Settle { id, settlement, .. } => settle(tx, id, settlement, now),
         _ => Ok(Delta::default()),
     }
+}
+
+/// How a delivery's outcome changes the queue.
+fn settle(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    settlement: &Settlement,
+    now: i64,
+) -> rusqlite::Result<Delta> {
+    match settlement {
+        Settlement::Delivered => Store::remove(tx, id).map(|gone| Delta {
+            depth: -i64::from(gone),
+            dead_letters: 0,
+        }),
+        Settlement::Retry {
+            due_ms,
+            error,
+            refund,
+        } => Store::reschedule(tx, id, *due_ms, error, *refund).map(|()| Delta::default()),
+        Settlement::DeadLetter { reason } => {
+            Store::dead_letter(tx, id, reason, now).map(|gone| Delta {
+                depth: -i64::from(gone),
+                dead_letters: i64::from(gone),
+            })
+        }
+    }
+}
+
+/// An operator's redrive (`redrive`) or delete of a dead letter of `kind`;
+/// `found` says whether it existed for that key.
+#[allow(clippy::too_many_arguments)]
+fn settle_dead_letter(
+    tx: &rusqlite::Transaction<'_>,
+    kind: DeadLetterKind,
+    id: &str,
+    api_key_id: Option<&str>,
+    redrive: bool,
+    found: &AtomicBool,
+    now: i64,
+    emit: bool,
+) -> rusqlite::Result<Delta> {
+    let (done, delta) = match (kind, redrive) {
+        (DeadLetterKind::Events, true) => (statuses::redrive_event(tx, id, now)?, Delta::default()),
+        (DeadLetterKind::Events, false) => (
+            statuses::delete_event_dead_letter(tx, id)?,
+            Delta::default(),
+        ),
+        (DeadLetterKind::Messages, false) => {
+            let gone = Store::delete_dead_letter(tx, id, api_key_id)?;
+            let delta = Delta {
+                depth: 0,
+                dead_letters: -i64::from(gone),
+            };
+            (gone, delta)
+        }
+        (DeadLetterKind::Messages, true) => {
+            let moved = Store::redrive(tx, id, api_key_id, now)?;
+            if moved {
+                // The row of a failover leg is `<message id>.<channel>`.
+                let message_id = id.split_once('.').map_or(id, |(m, _)| m);
+                statuses::redrive(tx, message_id, now, emit)?;
+            }
+            let delta = Delta {
+                depth: i64::from(moved),
+                dead_letters: -i64::from(moved),
+            };
+            (moved, delta)
+        }
+    };
+    found.store(done, Ordering::Relaxed);
+    Ok(delta)
 }
 
 /// Answers a write. An enqueue that committed after its caller stopped

@@ -129,32 +129,8 @@ pub async fn send_batch(
         .map(|entry| OutboundMessage::validate(entry, &state.send_rules).map_err(|e| e.0))
         .collect();
     if validated.iter().all(Result::is_err) {
-        // Nothing to send: the whole request is bad, every error by its path.
-        // Each entry lists at most MAX_FIELD_ERRORS; the answer at most
-        // MAX_BATCH_ERRORS, so its size does not grow with the entries.
-        let errors = validated
-            .into_iter()
-            .enumerate()
-            .flat_map(|(i, r)| {
-                r.err()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |e| FieldError {
-                        field: if e.field.is_empty() {
-                            format!("messages[{i}]")
-                        } else {
-                            format!("messages[{i}].{}", e.field)
-                        },
-                        message: e.message,
-                    })
-            })
-            .collect();
-        return Err(ApiError::InvalidFields(cap_errors(
-            errors,
-            MAX_BATCH_ERRORS,
-        )));
+        return Err(all_invalid(validated));
     }
-
     let reservation = match idempotency_key {
         None => None,
         Some(key) => match state
@@ -176,8 +152,54 @@ pub async fn send_batch(
         },
     };
     let base = reservation.as_ref().map_or_else(Uuid::now_v7, |r| r.id);
+    let admitted = admit(&state, validated).await;
+    let valid = admitted.iter().filter(|r| r.is_ok()).count();
+    let tokens = take_tokens(&state, &caller, reservation.as_ref(), valid);
+    let results = publish(&state, &caller, base, admitted, tokens).await?;
+    let count = |status| results.iter().filter(|r| r.status == status).count();
+    let response = BatchResponse {
+        accepted: count("accepted"),
+        rejected: count("rejected"),
+        unavailable: count("unavailable"),
+        results,
+    };
+    let bytes = serde_json::to_vec(&response).expect("a batch response always serialises");
+    if let Some(reservation) = reservation {
+        reservation.complete_with(Arc::from(bytes.as_slice()));
+    }
+    Ok(answer(bytes, AccessRecord::default()))
+}
 
-    let mut admitted: Vec<Result<OutboundMessage, Refusal>> = Vec::with_capacity(validated.len());
+/// The `400` for a batch with no valid entry: every error by its path. Each
+/// entry lists at most MAX_FIELD_ERRORS; the answer at most
+/// MAX_BATCH_ERRORS, so its size does not grow with the entries.
+fn all_invalid(validated: Vec<Result<OutboundMessage, Vec<FieldError>>>) -> ApiError {
+    let errors = validated
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |e| FieldError {
+                    field: if e.field.is_empty() {
+                        format!("messages[{i}]")
+                    } else {
+                        format!("messages[{i}].{}", e.field)
+                    },
+                    message: e.message,
+                })
+        })
+        .collect();
+    ApiError::InvalidFields(cap_errors(errors, MAX_BATCH_ERRORS))
+}
+
+/// The gateway's checks (channel, opt-out) on each valid entry.
+async fn admit(
+    state: &AppState,
+    validated: Vec<Result<OutboundMessage, Vec<FieldError>>>,
+) -> Vec<Result<OutboundMessage, Refusal>> {
+    let mut admitted = Vec::with_capacity(validated.len());
     for entry in validated {
         admitted.push(match entry {
             Err(errors) => Err(Refusal::Invalid(errors)),
@@ -187,30 +209,42 @@ pub async fn send_batch(
             },
         });
     }
-    let valid = admitted.iter().filter(|r| r.is_ok()).count();
-    let (mut granted, wait) = take_tokens(&state, &caller, reservation.as_ref(), valid);
+    admitted
+}
 
+/// The result of a refused entry.
+fn rejected(index: usize, refusal: Refusal) -> EntryResult {
+    let mut result = EntryResult::new(index, "rejected");
+    match refusal {
+        Refusal::Invalid(errors) => result.errors = Some(errors),
+        Refusal::Refused(error) => {
+            result.code = Some(error.code());
+            result.errors = Some(vec![FieldError {
+                field: match &error {
+                    ApiError::ChannelNotConfigured { field, .. } => (*field).to_owned(),
+                    _ => "to".to_owned(),
+                },
+                message: error.to_string(),
+            }]);
+        }
+    }
+    result
+}
+
+/// Publishes the admitted entries the rate limit `tokens` (granted, wait)
+/// allow, concurrently, and answers every entry in input order.
+async fn publish(
+    state: &AppState,
+    caller: &Caller,
+    base: Uuid,
+    admitted: Vec<Result<OutboundMessage, Refusal>>,
+    (mut granted, wait): (usize, std::time::Duration),
+) -> Result<Vec<EntryResult>, ApiError> {
     let mut results: Vec<EntryResult> = Vec::with_capacity(admitted.len());
     let mut publishing = JoinSet::new();
     for (index, entry) in admitted.into_iter().enumerate() {
         match entry {
-            Err(Refusal::Invalid(errors)) => {
-                let mut result = EntryResult::new(index, "rejected");
-                result.errors = Some(errors);
-                results.push(result);
-            }
-            Err(Refusal::Refused(error)) => {
-                let mut result = EntryResult::new(index, "rejected");
-                result.code = Some(error.code());
-                result.errors = Some(vec![FieldError {
-                    field: match &error {
-                        ApiError::ChannelNotConfigured { field, .. } => (*field).to_owned(),
-                        _ => "to".to_owned(),
-                    },
-                    message: error.to_string(),
-                }]);
-                results.push(result);
-            }
+            Err(refusal) => results.push(rejected(index, refusal)),
             Ok(_) if granted == 0 => {
                 let mut result = EntryResult::new(index, "unavailable");
                 result.retry_after = Some(wait.as_secs().max(1));
@@ -245,18 +279,7 @@ pub async fn send_batch(
             }
         }
     }
-    let count = |status| results.iter().filter(|r| r.status == status).count();
-    let response = BatchResponse {
-        accepted: count("accepted"),
-        rejected: count("rejected"),
-        unavailable: count("unavailable"),
-        results,
-    };
-    let bytes = serde_json::to_vec(&response).expect("a batch response always serialises");
-    if let Some(reservation) = reservation {
-        reservation.complete_with(Arc::from(bytes.as_slice()));
-    }
-    Ok(answer(bytes, AccessRecord::default()))
+    Ok(results)
 }
 
 /// The rate limit counts messages: a batch takes one token per valid entry,
