@@ -18,22 +18,14 @@ import argparse
 import concurrent.futures
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-KEY = "bench-key-0123456789abcdef"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import KEY, free_port, wait_port  # noqa: E402  (bench/run.py's helpers)
 
 
 def status_kib(pid, field):
@@ -73,12 +65,7 @@ def main():
            "PORT": str(port), "HERALD_DATA_DIR": data, "DELIVERY": "console", "LOG_LEVEL": "warn"}
     gateway = subprocess.Popen([args.binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_port(port, gateway)
         time.sleep(0.5)
         idle = status_kib(gateway.pid, "VmRSS")
         print(f"idle resident: {idle / 1024:.1f} MiB")

@@ -401,45 +401,9 @@ impl GatewayConfig {
         let max_body_bytes = vars.ranged("MAX_BODY_BYTES", 65_536, 256, 16 << 20)?;
         let request_timeout_ms = vars.ranged("REQUEST_TIMEOUT_MS", 10_000, 100, 300_000)?;
         let sns_batch_linger_ms = vars.ranged("SNS_BATCH_LINGER_MS", 1, 0, 1000)?;
-        let sns_topic_arn = vars.get("SNS_TOPIC_ARN");
-        if let Some(arn) = &sns_topic_arn
-            && !arn.starts_with("arn:")
-        {
-            return Err(ConfigError::Invalid {
-                var: "SNS_TOPIC_ARN".into(),
-                reason: "must be a topic ARN (arn:aws:sns:<region>:<account>:<name>)".into(),
-            });
-        }
-        // A body SNS can never take would be a 503 for ever; refuse the setting.
-        // (Envelopes over SNS's limit from smaller bodies are a 413 at publish.)
-        if sns_topic_arn.is_some() && max_body_bytes > SNS_MAX_MESSAGE_BYTES {
-            return Err(ConfigError::Invalid {
-                var: "MAX_BODY_BYTES".into(),
-                reason: format!(
-                    "is {max_body_bytes}, but SNS takes at most {SNS_MAX_MESSAGE_BYTES} bytes per message: lower it when SNS_TOPIC_ARN is set"
-                ),
-            });
-        }
+        let sns_topic_arn = sns_topic_from(&vars, max_body_bytes)?;
         let api_keys = api_keys_from(&vars)?;
-        let admin_key_ids: Vec<String> = vars
-            .get("ADMIN_KEY_IDS")
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|id| !id.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(unknown) = admin_key_ids
-            .iter()
-            .find(|id| !api_keys.iter().any(|k| &k.id == *id))
-        {
-            return Err(ConfigError::Invalid {
-                var: "ADMIN_KEY_IDS".into(),
-                reason: format!("{unknown:?} is not an id in API_KEYS"),
-            });
-        }
+        let admin_key_ids = admin_key_ids_from(&vars, &api_keys)?;
         Ok(Self {
             host,
             port: vars.parse("PORT", 3000)?,
@@ -632,6 +596,54 @@ fn aws_timeouts_from(vars: &Vars<'_>) -> Result<AwsTimeouts, ConfigError> {
     })
 }
 
+/// `SNS_TOPIC_ARN`, checked against `MAX_BODY_BYTES`: a body SNS can never
+/// take would be a 503 for ever, so the setting is refused. (Envelopes over
+/// SNS's limit from smaller bodies are a 413 at publish.)
+fn sns_topic_from(vars: &Vars<'_>, max_body_bytes: usize) -> Result<Option<String>, ConfigError> {
+    let sns_topic_arn = vars.get("SNS_TOPIC_ARN");
+    if let Some(arn) = &sns_topic_arn
+        && !arn.starts_with("arn:")
+    {
+        return Err(ConfigError::Invalid {
+            var: "SNS_TOPIC_ARN".into(),
+            reason: "must be a topic ARN (arn:aws:sns:<region>:<account>:<name>)".into(),
+        });
+    }
+    if sns_topic_arn.is_some() && max_body_bytes > SNS_MAX_MESSAGE_BYTES {
+        return Err(ConfigError::Invalid {
+            var: "MAX_BODY_BYTES".into(),
+            reason: format!(
+                "is {max_body_bytes}, but SNS takes at most {SNS_MAX_MESSAGE_BYTES} bytes per message: lower it when SNS_TOPIC_ARN is set"
+            ),
+        });
+    }
+    Ok(sns_topic_arn)
+}
+
+/// `ADMIN_KEY_IDS`: ids that must be in `API_KEYS`.
+fn admin_key_ids_from(vars: &Vars<'_>, api_keys: &[ApiKey]) -> Result<Vec<String>, ConfigError> {
+    let admin_key_ids: Vec<String> = vars
+        .get("ADMIN_KEY_IDS")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(unknown) = admin_key_ids
+        .iter()
+        .find(|id| !api_keys.iter().any(|k| &k.id == *id))
+    {
+        return Err(ConfigError::Invalid {
+            var: "ADMIN_KEY_IDS".into(),
+            reason: format!("{unknown:?} is not an id in API_KEYS"),
+        });
+    }
+    Ok(admin_key_ids)
+}
+
 fn status_from(vars: &Vars<'_>) -> Result<StatusConfig, ConfigError> {
     let invalid = |var: &str, reason: &str| ConfigError::Invalid {
         var: var.to_owned(),
@@ -738,7 +750,9 @@ fn api_keys_from(vars: &Vars<'_>) -> Result<Vec<ApiKey>, ConfigError> {
     Ok(keys)
 }
 
-fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
+/// The WhatsApp Cloud API credentials and settings, when a token and a phone
+/// number id are set (one without the other is an error).
+fn whatsapp_from(vars: &Vars<'_>) -> Result<Option<Box<WhatsAppConfig>>, ConfigError> {
     let token = vars.get("WHATSAPP_ACCESS_TOKEN");
     let phone_number_id = vars.get("WHATSAPP_PHONE_NUMBER_ID");
     let base_url = vars
@@ -799,8 +813,16 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
         }
         (None, None) => None,
     };
-    let infobip = infobip_from(vars)?;
-    let (mode, console_by_default) = match vars.get("DELIVERY").as_deref() {
+    Ok(whatsapp)
+}
+
+/// `DELIVERY`, and whether the console was chosen only for want of credentials.
+fn delivery_mode(
+    vars: &Vars<'_>,
+    whatsapp: Option<Box<WhatsAppConfig>>,
+    infobip: Option<Box<InfobipConfig>>,
+) -> Result<(DeliveryMode, bool), ConfigError> {
+    let mode = match vars.get("DELIVERY").as_deref() {
         Some("console") => (DeliveryMode::Console, false),
         Some("whatsapp") if whatsapp.is_none() => {
             return Err(ConfigError::Missing {
@@ -831,6 +853,13 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
             });
         }
     };
+    Ok(mode)
+}
+
+fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
+    let whatsapp = whatsapp_from(vars)?;
+    let infobip = infobip_from(vars)?;
+    let (mode, console_by_default) = delivery_mode(vars, whatsapp, infobip)?;
     Ok(DeliveryConfig {
         mode,
         console_by_default,

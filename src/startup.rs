@@ -63,8 +63,6 @@ impl Application {
         )
         .await
         .map_err(StartupError::Publisher)?;
-        let sns = aws_sdk_sns::Client::new(&crate::aws::sdk_config(config.aws_timeouts).await);
-        crate::preflight::check_topic(&sns, "SNS_TOPIC_ARN", arn).await?;
         let client = if config.sns_lean_client {
             "lean"
         } else {

@@ -136,10 +136,6 @@ async fn status_store(
         );
         return Ok(Some((store, None)));
     };
-    let sns = aws_sdk_sns::Client::new(&herald::aws::sdk_config(config.aws_timeouts).await);
-    herald::preflight::check_topic(&sns, "SNS_TOPIC_ARN", arn)
-        .await
-        .map_err(|e| e.to_string())?;
     let topic = herald::publisher::sns::SnsPublisher::from_env(
         arn,
         std::time::Duration::from_millis(1),

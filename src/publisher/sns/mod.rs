@@ -88,7 +88,9 @@ impl SnsPublisher {
     /// Builds the publisher from the standard AWS environment (`AWS_REGION`,
     /// `AWS_ENDPOINT_URL`, credentials chain), with `timeouts` short enough that
     /// a stuck call becomes a 503 rather than a hung request. `lean` selects our
-    /// own `PublishBatch` client over the SDK's (`SNS_CLIENT=lean`).
+    /// own `PublishBatch` client over the SDK's (`SNS_CLIENT=lean`). The topic
+    /// is checked first ([`crate::preflight::check_topic`]): a topic that does
+    /// not exist is an error naming `SNS_TOPIC_ARN`.
     pub async fn from_env(
         topic_arn: &str,
         linger: Duration,
@@ -97,6 +99,9 @@ impl SnsPublisher {
     ) -> Result<Self, String> {
         let config = crate::aws::sdk_config(timeouts).await;
         let client = Client::new(&config);
+        crate::preflight::check_topic(&client, "SNS_TOPIC_ARN", topic_arn)
+            .await
+            .map_err(|e| e.to_string())?;
         let batch_client = if lean {
             BatchClient::Lean(LeanClient::from_sdk_config(&config).ok_or_else(|| {
                 "SNS_CLIENT=lean needs AWS_REGION and a credentials provider".to_owned()
