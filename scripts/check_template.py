@@ -5,8 +5,7 @@
     .venv/bin/python scripts/check_template.py --self-test deploy/template.yaml
 
 cfn-lint checks that the template is valid CloudFormation; this checks that it
-keeps Herald's promises (DESIGN.md, "A fleet keeps the same promises as one
-process", and the README's "Deployment"):
+keeps Herald's promises for a deployed fleet (the README's "Deployment"):
 
 - the consumer's role grants what its code calls, on the resources it calls
   them on, and nothing else: the event source mapping's and the dead-letter

@@ -5,8 +5,11 @@ consumer's tests validate every request against.
 
 Usage (needs PyYAML, which the test virtualenv has):
     .venv/bin/python scripts/extract-meta-schema.py \
-        ../shared/reference/meta-openapi/business-messaging-api_v23.0.yaml \
+        path/to/business-messaging-api_v23.0.yaml \
         > tests/fixtures/meta/message.schema.json
+
+The input is Meta's file from https://github.com/facebook/openapi (commit
+ecba623b4aba6ae770185b074ed77ed5acef22f7; see docs/providers/whatsapp.md).
 
 Meta's file is written for documentation generators, not strict validators, so
 five mechanical changes are made, each to a known gap in the file:

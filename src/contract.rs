@@ -37,7 +37,8 @@ pub fn is_fifo(arn_or_url: &str) -> bool {
     arn_or_url.ends_with(".fifo")
 }
 
-/// One accepted message, as published (DESIGN.md, "The envelope").
+/// One accepted message, as published: the versioned contract between the
+/// gateway and the consumer (the README's "The envelope" shows it).
 ///
 /// Unknown fields are ignored when reading: a field added to version 1 must be
 /// optional, so a gateway can be deployed before its consumers. A change that
@@ -228,7 +229,7 @@ impl Envelope {
     }
 }
 
-/// `acceptedAt` as RFC 3339 with milliseconds and `Z`, as DESIGN.md shows it.
+/// `acceptedAt` as RFC 3339 with milliseconds and `Z`: `2026-11-23T12:00:00.123Z`.
 mod millis {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};

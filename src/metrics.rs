@@ -1,6 +1,6 @@
-//! Prometheus metrics (DESIGN.md, "Operations"): the `metrics` facade, with
-//! its Prometheus exporter rendering `GET /metrics` on the gateway and on the
-//! SQS poller's `METRICS_PORT`. Until [`install`] runs (tests driving the
+//! Prometheus metrics: the `metrics` facade, with its Prometheus exporter
+//! rendering `GET /metrics` on the gateway and on the SQS poller's
+//! `METRICS_PORT`. Until [`install`] runs (tests driving the
 //! router alone, `METRICS=off`) every call here is a no-op.
 //!
 //! Names start with `herald_`. Labels come from closed sets only — route

@@ -20,6 +20,8 @@ pub struct DeadLetterQueues {
     sqs: OnceCell<Client>,
     /// Source queue URL → its dead-letter queue URL (`None`: it has none).
     found: Mutex<HashMap<String, Option<String>>>,
+    /// Queue ARN → its URL, once found.
+    urls: Mutex<HashMap<String, String>>,
 }
 
 impl DeadLetterQueues {
@@ -28,10 +30,12 @@ impl DeadLetterQueues {
         Self {
             sqs: OnceCell::new_with(Some(sqs)),
             found: Mutex::default(),
+            urls: Mutex::default(),
         }
     }
 
-    async fn client(&self) -> &Client {
+    /// The SQS client.
+    pub async fn client(&self) -> &Client {
         self.sqs
             .get_or_init(|| async {
                 let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -42,8 +46,18 @@ impl DeadLetterQueues {
             .await
     }
 
-    /// The queue URL for an SQS ARN (`arn:aws:sqs:<region>:<account>:<name>`).
+    /// The queue URL for an SQS ARN (`arn:aws:sqs:<region>:<account>:<name>`),
+    /// found once per ARN.
     pub async fn queue_url_for_arn(&self, arn: &str) -> Option<String> {
+        if let Some(url) = self.urls.lock().await.get(arn) {
+            return Some(url.clone());
+        }
+        let url = self.find_url(arn).await?;
+        self.urls.lock().await.insert(arn.to_owned(), url.clone());
+        Some(url)
+    }
+
+    async fn find_url(&self, arn: &str) -> Option<String> {
         let mut parts = arn.rsplitn(3, ':');
         let name = parts.next()?;
         let account = parts.next()?;

@@ -8,13 +8,16 @@
 //! after another, and groups run in parallel; a group stops at its first
 //! failure and reports that record and its later ones.
 //!
-//! Decisions map to Lambda's acknowledgements: delivered and given up →
-//! success; retry → the record is in `batchItemFailures`; dead letter → moved to
-//! the queue's dead-letter queue now (reported as a failure only if that move
-//! fails, so the redrive policy still catches it).
+//! Decisions map to Lambda's acknowledgements by the one table
+//! ([`Decision::ack`](crate::delivery::Decision::ack)), carried out as the
+//! poller does ([`super::sqs`]): delivered and given up → success; retry → its
+//! visibility set to the delay and the record in `batchItemFailures`; a hold
+//! that does not count → a delayed copy replaces it (success); dead letter →
+//! moved to the queue's dead-letter queue now (reported as a failure only if
+//! that move fails, so the redrive policy still catches it).
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::event::sns::SnsEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -24,9 +27,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::dead_letter::DeadLetterQueues;
+use super::sqs;
 use crate::clock::now_ms;
 use crate::contract::is_fifo;
-use crate::delivery::{Decision, Pipeline};
+use crate::delivery::{Ack, Pipeline};
 
 /// Kept free before the invocation's deadline beyond one provider call: time
 /// to build and return the response.
@@ -152,11 +156,11 @@ pub async fn handle_sns(
             failed += 1;
             continue;
         }
+        // SNS tells an invocation nothing of its earlier attempts: Lambda's
+        // asynchronous retries (up to two) bound them, and its on-failure
+        // destination is the dead letter.
         let decision = pipeline.deliver_payload(&record.sns.message, 1).await;
-        if matches!(
-            decision,
-            Decision::Retry { .. } | Decision::DeadLetter { .. }
-        ) {
+        if !matches!(decision.ack(), Ack::Remove { .. }) {
             failed += 1;
         }
     }
@@ -179,80 +183,31 @@ pub async fn handle_sqs(
     consumer: &LambdaConsumer,
     cutoff: Option<i64>,
 ) -> SqsBatchResponse {
-    // Lanes run in parallel; the records of one lane run in order. Standard
-    // queues: one lane per record. FIFO: one lane per message group.
-    let mut lanes: Vec<Vec<(usize, SqsMessage)>> = Vec::new();
-    let mut lane_of_group: HashMap<String, usize> = HashMap::new();
-    for (index, record) in event.records.into_iter().enumerate() {
-        let fifo = record.event_source_arn.as_deref().is_some_and(is_fifo);
-        let group = record.attributes.get("MessageGroupId").cloned();
-        match group.filter(|_| fifo) {
-            Some(group) => {
-                let lane = *lane_of_group.entry(group).or_insert_with(|| {
-                    lanes.push(Vec::new());
-                    lanes.len() - 1
-                });
-                lanes[lane].push((index, record));
-            }
-            None if fifo => {
-                // A FIFO record without its group (a hand-made event): keep
-                // the whole batch in one lane, in order.
-                let lane = *lane_of_group.entry(String::new()).or_insert_with(|| {
-                    lanes.push(Vec::new());
-                    lanes.len() - 1
-                });
-                lanes[lane].push((index, record));
-            }
-            None => lanes.push(vec![(index, record)]),
-        }
-    }
-
-    // While only a circuit's probe may go, one record at a time.
-    let slots = Arc::new(Semaphore::new(
-        consumer
-            .pipeline
-            .take_limit()
-            .unwrap_or_else(|| consumer.pipeline.in_flight_target()),
-    ));
-    // The same cutoff as a pacer deadline: a record whose pacing slot would
-    // come later is not sent (it is reported for retry).
-    let pacing_deadline = cutoff.map(|c| {
-        tokio::time::Instant::now() + std::time::Duration::from_millis((c - now_ms()).max(0) as u64)
+    let fifo = event
+        .records
+        .first()
+        .and_then(|r| r.event_source_arn.as_deref())
+        .is_some_and(is_fifo);
+    let lanes = sqs::lanes(event.records, fifo, |r| {
+        r.attributes.get("MessageGroupId").cloned()
     });
+    let lane = Lane {
+        consumer: Arc::new(LambdaConsumer {
+            pipeline: consumer.pipeline.clone(),
+            dead_letters: consumer.dead_letters.clone(),
+        }),
+        slots: Arc::new(Semaphore::new(sqs::hold_target(&consumer.pipeline))),
+        cutoff,
+        // The same cutoff as a pacer deadline: a record whose pacing slot
+        // would come later is not sent (it is reported for retry).
+        pacing_deadline: cutoff.map(|c| {
+            tokio::time::Instant::now() + Duration::from_millis((c - now_ms()).max(0) as u64)
+        }),
+        fifo,
+    };
     let mut running = JoinSet::new();
-    for lane in lanes {
-        let (pipeline, dead_letters, slots) = (
-            consumer.pipeline.clone(),
-            consumer.dead_letters.clone(),
-            slots.clone(),
-        );
-        running.spawn(async move {
-            let mut failed = Vec::new();
-            let mut stop = false;
-            for (index, record) in lane {
-                let id = record.message_id.clone().unwrap_or_default();
-                if stop || past(cutoff) {
-                    failed.push((index, id));
-                    continue;
-                }
-                let _slot = slots
-                    .acquire()
-                    .await
-                    .expect("the semaphore is never closed");
-                // The wait for a slot may have taken us past the cutoff.
-                if past(cutoff) {
-                    failed.push((index, id));
-                    stop = true;
-                    continue;
-                }
-                if !deliver_record(&pipeline, &dead_letters, &record, pacing_deadline).await {
-                    failed.push((index, id));
-                    // FIFO: the group's later records wait behind this one.
-                    stop = true;
-                }
-            }
-            failed
-        });
+    for records in lanes {
+        running.spawn(lane.clone().run(records));
     }
     let mut failed = Vec::new();
     while let Some(lane) = running.join_next().await {
@@ -264,41 +219,88 @@ pub async fn handle_sqs(
     response
 }
 
-/// Delivers one SQS record; true when it is done with (no retry needed).
-async fn deliver_record(
-    pipeline: &Pipeline,
-    dead_letters: &DeadLetterQueues,
-    record: &SqsMessage,
+/// What each lane of an SQS event shares.
+#[derive(Clone)]
+struct Lane {
+    consumer: Arc<LambdaConsumer>,
+    /// While only a circuit's probe may go, one record at a time.
+    slots: Arc<Semaphore>,
+    cutoff: Option<i64>,
     pacing_deadline: Option<tokio::time::Instant>,
-) -> bool {
-    let attempt = record
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1);
-    let body = record.body.as_deref().unwrap_or_default();
-    match pipeline
-        .deliver_payload_before(body, attempt, pacing_deadline)
-        .await
-    {
-        Decision::Delivered { .. } | Decision::GiveUp { .. } => true,
-        Decision::Retry { .. } => false,
-        Decision::DeadLetter { .. } => {
-            let moved = match &record.event_source_arn {
-                Some(arn) => match dead_letters.queue_url_for_arn(arn).await {
-                    Some(url) => {
-                        let id = record.message_id.as_deref().unwrap_or("unknown");
-                        dead_letters.send(&url, body, id).await
-                    }
-                    None => Err("cannot find the source queue".to_owned()),
-                },
-                None => Err("the record names no source queue".to_owned()),
-            };
-            if let Err(e) = &moved {
-                tracing::error!(error.message = %e, "could not move the record to the dead-letter queue; reported for the redrive policy instead");
+    fifo: bool,
+}
+
+impl Lane {
+    /// Delivers a lane's records in order; returns those to report as
+    /// failures. A failure stops the lane: on FIFO the group's later records
+    /// wait behind it.
+    async fn run(self, records: Vec<(usize, SqsMessage)>) -> Vec<(usize, String)> {
+        let mut failed = Vec::new();
+        let mut stop = false;
+        for (index, record) in records {
+            let id = record.message_id.clone().unwrap_or_default();
+            if stop || past(self.cutoff) {
+                failed.push((index, id));
+                continue;
             }
-            moved.is_ok()
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            // The wait for a slot may have taken us past the cutoff.
+            if past(self.cutoff) || !self.deliver(&record).await {
+                failed.push((index, id));
+                stop = true;
+            }
         }
+        failed
+    }
+
+    /// Delivers one SQS record and carries out the decision's
+    /// acknowledgement; true when it is done with (reported as a success).
+    async fn deliver(&self, record: &SqsMessage) -> bool {
+        let attempt = sqs::attempt(
+            record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .map(String::as_str),
+            record
+                .message_attributes
+                .get(sqs::ATTEMPTS_BEFORE)
+                .and_then(|a| a.string_value.as_deref()),
+        );
+        let body = record.body.as_deref().unwrap_or_default();
+        let decision = self
+            .consumer
+            .pipeline
+            .deliver_payload_before(body, attempt, self.pacing_deadline)
+            .await;
+        let ack = decision.ack();
+        if matches!(ack, Ack::Remove { .. }) {
+            return true;
+        }
+        let dead_letters = &self.consumer.dead_letters;
+        let (Some(arn), Some(receipt_handle)) = (&record.event_source_arn, &record.receipt_handle)
+        else {
+            tracing::error!(
+                "the record names no source queue or receipt handle; reported for another attempt"
+            );
+            return false;
+        };
+        let Some(queue_url) = dead_letters.queue_url_for_arn(arn).await else {
+            return false;
+        };
+        let received = sqs::Received {
+            queue_url: &queue_url,
+            receipt_handle,
+            message_id: record.message_id.as_deref().unwrap_or("unknown"),
+            body,
+            attempt,
+            fifo: self.fifo,
+        };
+        let sqs = dead_letters.client().await;
+        sqs::carry_out(sqs, dead_letters, received, ack).await == sqs::Left::Delete
     }
 }
 

@@ -5,5 +5,6 @@
 pub mod dead_letter;
 pub mod lambda;
 pub mod metrics_server;
+pub mod sqs;
 pub mod sqs_deletes;
 pub mod sqs_poller;

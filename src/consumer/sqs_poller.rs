@@ -33,14 +33,13 @@ use aws_sdk_sqs::types::{
 use tokio::task::JoinSet;
 
 use super::dead_letter::DeadLetterQueues;
+use super::sqs::{self, MAX_VISIBILITY};
 use super::sqs_deletes::Deletes;
 use crate::contract::is_fifo;
-use crate::delivery::{Decision, Pipeline};
+use crate::delivery::Pipeline;
 
 /// SQS's limit on one receive.
 const MAX_BATCH: usize = 10;
-/// SQS's largest visibility timeout (12 hours).
-const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 /// SQS's default visibility timeout, assumed when the queue's cannot be read.
 const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 /// Most receive calls in flight at once (each takes up to 10 messages).
@@ -250,12 +249,7 @@ impl SqsPoller {
 
     /// Takes up to `want` slots below the in-flight target; returns how many.
     fn reserve(&self, want: usize) -> usize {
-        // While only a circuit's probe may go, hold one message: each extra
-        // one would spend a receive (SQS counts them) for nothing.
-        let target = match self.pipeline.take_limit() {
-            Some(limit) => limit,
-            None => self.pipeline.in_flight_target(),
-        };
+        let target = sqs::hold_target(&self.pipeline);
         let mut current = self.in_flight.load(Ordering::Relaxed);
         loop {
             let n = target.saturating_sub(current).min(want);
@@ -297,6 +291,8 @@ impl SqsPoller {
             .max_number_of_messages(slots as i32)
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .message_attribute_names(sqs::ATTEMPTS_BEFORE)
             .send()
             .await;
         let output = match output {
@@ -314,34 +310,45 @@ impl SqsPoller {
                 .iter()
                 .filter_map(|m| m.receipt_handle().map(str::to_owned)),
         );
-        if self.fifo {
-            // One task, in order, stopping at the first retry: FIFO order holds.
-            let this = self.clone();
-            tasks.spawn(async move {
-                let mut messages = messages.into_iter();
-                for message in messages.by_ref() {
-                    let done = this.handle(message).await;
-                    if !done {
-                        break;
-                    }
-                }
-                // The rest become visible again now, rather than after the visibility timeout.
-                for rest in messages {
-                    let gate = this.ack_gate.read().await;
-                    this.release(&rest);
-                    drop(gate);
-                    this.set_visibility(&rest, Duration::ZERO).await;
-                }
-            });
-        } else {
-            for message in messages {
-                let this = self.clone();
-                tasks.spawn(async move {
-                    this.handle(message).await;
-                });
-            }
+        let lanes = sqs::lanes(messages, self.fifo, |m| {
+            m.attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned()
+        });
+        for lane in lanes {
+            tasks.spawn(self.clone().run_lane(lane));
         }
         Ok(count)
+    }
+
+    /// Delivers a lane's messages in order, stopping at the first that stays
+    /// (FIFO: the group's later messages wait behind it). Those not tried
+    /// become visible again now, rather than after the visibility timeout.
+    async fn run_lane(self, lane: Vec<(usize, Message)>) {
+        let mut messages = lane.into_iter().map(|(_, m)| m);
+        for message in messages.by_ref() {
+            if !self.handle(message).await {
+                break;
+            }
+        }
+        for rest in messages {
+            let gate = self.ack_gate.read().await;
+            self.release(&rest);
+            drop(gate);
+            sqs::set_visibility(&self.sqs, self.received(&rest, 1), Duration::ZERO).await;
+        }
+    }
+
+    /// The message as the acknowledgement needs it.
+    fn received<'a>(&'a self, message: &'a Message, attempt: u32) -> sqs::Received<'a> {
+        sqs::Received {
+            queue_url: &self.queue_url,
+            receipt_handle: message.receipt_handle().unwrap_or_default(),
+            message_id: message.message_id().unwrap_or("unknown"),
+            body: message.body().unwrap_or_default(),
+            attempt,
+            fifo: self.fifo,
+        }
     }
 
     /// Stops holding a message: it is being acknowledged or given back.
@@ -352,14 +359,20 @@ impl SqsPoller {
         self.release_slots(1);
     }
 
-    /// Delivers one message and acknowledges the decision. True when the
-    /// message left the queue (delivered, given up or dead-lettered).
+    /// Delivers one message and carries out the decision's acknowledgement.
+    /// True when the message left the queue (delivered, given up, replaced or
+    /// dead-lettered).
     async fn handle(&self, message: Message) -> bool {
-        let attempt = message
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
+        let attempt = sqs::attempt(
+            message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .map(String::as_str),
+            message
+                .message_attributes()
+                .and_then(|a| a.get(sqs::ATTEMPTS_BEFORE))
+                .and_then(|v| v.string_value()),
+        );
         let decision = self
             .pipeline
             .deliver_payload(message.body().unwrap_or_default(), attempt)
@@ -369,61 +382,15 @@ impl SqsPoller {
         let gate = self.ack_gate.read().await;
         self.release(&message);
         drop(gate);
-        match decision {
-            Decision::Delivered { .. } | Decision::GiveUp { .. } => {
-                self.delete(&message);
+        let received = self.received(&message, attempt);
+        match sqs::carry_out(&self.sqs, &self.dead_letters, received, decision.ack()).await {
+            sqs::Left::Delete => {
+                if let Some(handle) = message.receipt_handle() {
+                    self.deletes.delete(handle);
+                }
                 true
             }
-            Decision::Retry { after, .. } => {
-                self.set_visibility(&message, after).await;
-                false
-            }
-            Decision::DeadLetter { .. } => self.dead_letter(&message).await,
-        }
-    }
-
-    /// Acknowledges a handled message (batched; see [`Deletes`]).
-    fn delete(&self, message: &Message) {
-        if let Some(handle) = message.receipt_handle() {
-            self.deletes.delete(handle);
-        }
-    }
-
-    async fn set_visibility(&self, message: &Message, after: Duration) {
-        let Some(handle) = message.receipt_handle() else {
-            return;
-        };
-        // Rounded up: a 0.9 s wait must not become "visible now".
-        let seconds = after.min(MAX_VISIBILITY).as_millis().div_ceil(1000) as i32;
-        if let Err(e) = self
-            .sqs
-            .change_message_visibility()
-            .queue_url(self.queue_url.as_ref())
-            .receipt_handle(handle)
-            .visibility_timeout(seconds)
-            .send()
-            .await
-        {
-            tracing::warn!(error.message = %crate::aws::describe(&e), "could not set the retry delay; the queue's visibility timeout applies");
-        }
-    }
-
-    /// Moves the message to the dead-letter queue; true when it left the queue.
-    async fn dead_letter(&self, message: &Message) -> bool {
-        let id = message.message_id().unwrap_or("unknown");
-        match self
-            .dead_letters
-            .send(&self.queue_url, message.body().unwrap_or_default(), id)
-            .await
-        {
-            Ok(()) => {
-                self.delete(message);
-                true
-            }
-            Err(e) => {
-                tracing::error!(error.message = %e, "could not move the message to the dead-letter queue; it stays until the redrive policy or its retention acts");
-                false
-            }
+            sqs::Left::Keep => false,
         }
     }
 }

@@ -1,7 +1,16 @@
 //! What a delivery attempt means, in terms every channel and every transport
-//! share: the failure classes a channel sorts its errors into, and the one
-//! [`Decision`] the pipeline hands the transport, which only maps it to its own
-//! acknowledgement (delete, visibility, batch item failure, settlement).
+//! share: the failure classes a channel sorts its errors into, the one
+//! [`Decision`] the pipeline hands the transport, and the one table
+//! ([`Decision::ack`]) from a decision to an [`Ack`], which each transport only
+//! carries out in its own terms:
+//!
+//! | decision | [`Ack`] | embedded queue | SQS (poller, Lambda) | SNS → Lambda |
+//! |---|---|---|---|---|
+//! | delivered | `Remove` | settled delivered | deleted (Lambda: success) | success |
+//! | given up (permanent) | `Remove` + reason | dead-letter table | deleted | success |
+//! | retry, counted | `Retry { counted: true }` | due after the delay | visible after the delay (Lambda: also a batch item failure) | invocation fails: Lambda's async retries |
+//! | retry, not counted (circuit open, pair rate, no pacing slot, alert) | `Retry { counted: false }` | due after the delay, attempt given back | standard queue: a delayed copy carrying the attempts so far replaces it, so the hold spends no receive toward the redrive policy; FIFO: as counted (order first) | invocation fails |
+//! | dead letter | `DeadLetter` | dead-letter table | moved to the queue's DLQ | invocation fails: the on-failure destination |
 
 use std::time::Duration;
 
@@ -132,6 +141,16 @@ impl Decision {
         }
     }
 
+    /// The one-line explanation; empty for a delivery.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Retry { reason, .. }
+            | Self::GiveUp { reason, .. }
+            | Self::DeadLetter { reason } => reason,
+            Self::Delivered { .. } => "",
+        }
+    }
+
     /// The provider's error code, when the decision carries one.
     pub fn code(&self) -> Option<i64> {
         match self {
@@ -145,4 +164,50 @@ impl Decision {
     pub fn is_retry(&self) -> bool {
         matches!(self, Self::Retry { .. })
     }
+
+    /// What the transport does with the message: the one table every
+    /// transport reads (see the module's documentation).
+    pub fn ack(&self) -> Ack {
+        match self {
+            Self::Delivered { .. } => Ack::Remove { failure: None },
+            Self::GiveUp { code, reason } => Ack::Remove {
+                failure: Some(match code {
+                    Some(c) => format!("permanent failure (provider error {c}): {reason}"),
+                    None => format!("permanent failure: {reason}"),
+                }),
+            },
+            Self::Retry { after, counted, .. } => Ack::Retry {
+                after: *after,
+                counted: *counted,
+            },
+            Self::DeadLetter { reason } => Ack::DeadLetter {
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// What a transport does with a message after an attempt
+/// ([`Decision::ack`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ack {
+    /// It is done with: take it off the queue. `failure` says why it was
+    /// given up, for a transport that keeps a record of failures.
+    Remove {
+        /// Why it failed for good; `None` when it was sent.
+        failure: Option<String>,
+    },
+    /// Keep it and offer it again after `after`.
+    Retry {
+        /// How long to wait.
+        after: Duration,
+        /// False when this attempt must not count toward the message's
+        /// attempts or the queue's redrive policy.
+        counted: bool,
+    },
+    /// Move it to the dead-letter path now.
+    DeadLetter {
+        /// Why.
+        reason: String,
+    },
 }

@@ -27,7 +27,7 @@ mod recording;
 pub mod retry;
 
 pub use breaker::{Admission, CircuitBreaker};
-pub use decision::{ChannelError, Decision, FailureClass};
+pub use decision::{Ack, ChannelError, Decision, FailureClass};
 pub use pacing::{RecipientLimiter, ThroughputLimiter};
 pub use retry::RetryPolicy;
 

@@ -97,7 +97,9 @@ pub struct OutboundMessage {
     pub fallback: Option<Fallback>,
 }
 
-/// A WhatsApp message's SMS fallback (DESIGN.md, "Failover").
+/// A WhatsApp message's SMS fallback, sent under the same message id when
+/// WhatsApp fails with a code meaning the person cannot be reached there now
+/// (`unreachable_on_whatsapp` in `channels::whatsapp::error`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fallback {
     /// The fallback's channel (always SMS today).

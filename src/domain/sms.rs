@@ -1,5 +1,5 @@
-//! SMS text: which encoding a text needs and how many segments it takes
-//! (DESIGN.md, "SMS through Infobip"), and the sender-id rules.
+//! SMS text: which encoding a text needs and how many segments it takes,
+//! and the sender-id rules.
 //!
 //! GSM-7 when every character is in the GSM 03.38 default alphabet or its
 //! extension table (an extension character costs two septets: an escape and

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::{EmbeddedQueue, Leased, QueueError, Settlement, now_ms};
-use crate::delivery::{Decision, Pipeline};
+use crate::delivery::{Ack, Decision, Pipeline};
 
 /// How long a lease lasts beyond the pacing wait. Only this process can hold
 /// a lease (the database is opened exclusively and a restart clears leases),
@@ -223,30 +223,20 @@ impl Worker {
     }
 }
 
-/// The embedded queue's acknowledgement of a decision: what was given up on
-/// (permanently failed, unreadable, out of attempts) goes to the dead-letter
-/// table, where `GET /api/v1/dead-letters` shows it.
+/// The embedded queue's acknowledgement of a decision ([`Decision::ack`]):
+/// what was given up on (permanently failed, unreadable, out of attempts) goes
+/// to the dead-letter table, where `GET /api/v1/dead-letters` shows it.
 fn settlement(decision: &Decision) -> Settlement {
-    match decision {
-        Decision::Delivered { .. } => Settlement::Delivered,
-        Decision::Retry {
-            after,
-            reason,
-            counted,
-            ..
-        } => Settlement::Retry {
+    match decision.ack() {
+        Ack::Remove { failure: None } => Settlement::Delivered,
+        Ack::Remove {
+            failure: Some(reason),
+        }
+        | Ack::DeadLetter { reason } => Settlement::DeadLetter { reason },
+        Ack::Retry { after, counted } => Settlement::Retry {
             due_ms: now_ms() + after.as_millis() as i64,
-            error: reason.clone(),
+            error: decision.reason().to_owned(),
             refund: !counted,
-        },
-        Decision::GiveUp { code, reason } => Settlement::DeadLetter {
-            reason: match code {
-                Some(c) => format!("permanent failure (provider error {c}): {reason}"),
-                None => format!("permanent failure: {reason}"),
-            },
-        },
-        Decision::DeadLetter { reason } => Settlement::DeadLetter {
-            reason: reason.clone(),
         },
     }
 }

@@ -1,6 +1,6 @@
-//! Events out (DESIGN.md, "Events out"): `message.status` for every change of a
-//! message's current status from `submitted` on, and `message.inbound` for
-//! every inbound message seen for the first time. With SNS they are published
+//! Events out: `message.status` for every change of a message's current
+//! status from `submitted` on, and `message.inbound` for every inbound
+//! message seen for the first time. With SNS they are published
 //! to `EVENTS_TOPIC_ARN` ([`sns`]); in the embedded default they wait in the
 //! SQLite outbox, written in the same transaction as the status, and are
 //! POSTed to `EVENTS_WEBHOOK_URL` signed as Standard Webhooks ([`webhook`]).

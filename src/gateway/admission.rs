@@ -1,8 +1,8 @@
 //! What the gateway checks after a message is valid and before it is
 //! published: that its channel (and its fallback's) can be delivered by this
-//! deployment, and that its recipient has not opted out of it (DESIGN.md,
-//! "Opt-outs": at once in the embedded default, whose opt-outs are in
-//! memory; from a cache at most [`SNS_OPT_OUT_CACHE`] old with DynamoDB).
+//! deployment, and that its recipient has not opted out of it (at once in
+//! the embedded default, whose opt-outs are in memory; from a cache at most
+//! [`SNS_OPT_OUT_CACHE`] old with DynamoDB).
 //! The consumer checks opt-outs again before every delivery, so the cache's
 //! lag, or a store that cannot be read here (the check then lets the message
 //! through, and says so in the log), never lets a message through to an

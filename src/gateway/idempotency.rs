@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// Longest key accepted, per DESIGN.md.
+/// Longest `Idempotency-Key` accepted: 255 characters.
 pub const MAX_KEY_LEN: usize = 255;
 /// Most bytes of stored batch answers per API key id; past it the oldest
 /// settled keys are forgotten first (a 1000-entry answer is about 90 KB).

@@ -1,5 +1,5 @@
-//! Opt-outs (DESIGN.md, "Opt-outs"): a recipient who said STOP is never sent
-//! to again on that channel. An opt-out is a number and a set of channels
+//! Opt-outs: a recipient who said STOP is never sent to again on that
+//! channel. An opt-out is a number and a set of channels
 //! (`sms`, `whatsapp`, or `all`); it belongs to the deployment, not to one
 //! API key. It is recorded from inbound keywords and from the API, checked
 //! by the gateway at the edge and by the consumer before every delivery, and

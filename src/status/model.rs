@@ -1,5 +1,5 @@
-//! One status per message (DESIGN.md, "One status per message"): the statuses,
-//! their ranks, and the merge rule every store applies.
+//! One status per message: the statuses, their ranks, and the merge rule
+//! every store applies.
 //!
 //! A message's history is a set of entries keyed by status, each keeping the
 //! first time that status was reached. Merging a report inserts its entry if

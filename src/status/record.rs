@@ -232,9 +232,9 @@ impl MessageRecord {
         first.failover()
     }
 
-    /// The body of `GET /api/v1/messages/{id}` (DESIGN.md): the history in
-    /// rank order, a failure last; after a failover, the first leg's, then
-    /// the failover leg's.
+    /// The body of `GET /api/v1/messages/{id}`: the history in rank order, a
+    /// failure last; after a failover, the first leg's, then the failover
+    /// leg's.
     pub fn to_view(&self) -> Value {
         let mut history: Vec<Value> = Vec::new();
         for (status, e) in self.history.iter().chain(&self.fallback) {

@@ -1,15 +1,15 @@
 //! Everything that can go wrong sending through Infobip, and what each failure
-//! means for the message, in the classes every channel shares (DESIGN.md,
-//! "SMS through Infobip": PENDING/DELIVERED → submitted; REJECTED or
-//! UNDELIVERABLE → permanent, account problems → alert; 429 → pace;
-//! 5xx, timeouts, connections → retry; 401/403 → alert; other 4xx → permanent).
+//! means for the message, in the classes every channel shares: PENDING or
+//! DELIVERED → submitted; REJECTED, UNDELIVERABLE or EXPIRED → permanent,
+//! account problems → alert; 429 → pace; 5xx, timeouts, connections → retry;
+//! 401/403/404 → alert; other 4xx → permanent (`docs/providers/infobip.md`).
 
 use std::time::Duration;
 
 use super::types::{ApiErrorBody, InfobipStatus};
 use crate::delivery::decision::{ChannelError, FailureClass};
 
-/// Infobip's status groups (`shared/reference/infobip-sms.md` §2.3).
+/// Infobip's status groups: a status's `groupId` (`docs/providers/infobip.md`).
 pub mod group {
     /// Processed, handset delivery not confirmed yet.
     pub const PENDING: i64 = 1;

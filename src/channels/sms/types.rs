@@ -1,5 +1,5 @@
 //! Infobip's request and response shapes for `POST /sms/3/messages`
-//! (`shared/reference/infobip-sms.md` §2.2, §2.3).
+//! (`docs/providers/infobip.md` has them, with Infobip's sources).
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};

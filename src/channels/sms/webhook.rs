@@ -1,8 +1,8 @@
 //! What Infobip POSTs to `/webhooks/infobip` (delivery reports) and
 //! `/webhooks/infobip/inbound` (inbound SMS): `results[]`, up to 2000 per
-//! request (`shared/reference/infobip-sms.md` §2.4). Read leniently, like
-//! Meta's: a result without an id or with a status Herald does not map is
-//! skipped and counted, never a reason to refuse the batch.
+//! request (`docs/providers/infobip.md`, "Delivery reports"). Read
+//! leniently, like Meta's: a result without an id or with a status Herald
+//! does not map is skipped and counted, never a reason to refuse the batch.
 
 use serde_json::Value;
 

@@ -86,7 +86,7 @@ impl From<WhatsAppError> for ChannelError {
 }
 
 /// Maps a Graph error code to its class. The table follows Meta's error-code
-/// reference (see `shared/reference/whatsapp-cloud-api.md` §1.6).
+/// reference; `docs/providers/whatsapp.md` gives each code's meaning and source.
 ///
 /// Unknown codes are never dropped silently: they are classified by HTTP status
 /// and Meta's `is_transient`, and an unknown 4xx is treated as retryable, so
@@ -156,7 +156,7 @@ pub fn is_documented(code: i64) -> bool {
 }
 
 /// True for the codes that mean WhatsApp cannot reach this person now, after
-/// which a message with a `fallback` goes by SMS (DESIGN.md, "Failover"):
+/// which a message with a `fallback` goes by SMS under the same message id:
 /// 131026 undeliverable, 131047 outside the 24-hour window, 131049 the
 /// per-user marketing limit, 130472 Meta's experiment group. Never 131050:
 /// the person chose to stop marketing messages.

@@ -1,6 +1,6 @@
 //! What Meta POSTs to `/webhooks/whatsapp`: the signature check and the
 //! reading of `entry[].changes[].value` into status updates and inbound
-//! messages (whatsapp-cloud-api.md §1.8).
+//! messages (`docs/providers/whatsapp.md`, "Webhooks", has Meta's rules).
 //!
 //! The payload is read leniently: a change of another kind, a status Herald
 //! does not track, an unknown field or an entry missing its id is skipped (and

@@ -1,7 +1,7 @@
-//! The opt-out API (DESIGN.md, "Opt-outs"): `PUT`, `DELETE` and `GET
-//! /api/v1/opt-outs/{number}`, `{number}` in E.164 with its `+` (`%2B`
-//! accepted). Opt-outs belong to the deployment: any API key may read and
-//! change them, and every change is a `recipient.opt-out` event.
+//! The opt-out API: `PUT`, `DELETE` and `GET /api/v1/opt-outs/{number}`,
+//! `{number}` in E.164 with its `+` (`%2B` accepted). Opt-outs belong to the
+//! deployment: any API key may read and change them, and every change is a
+//! `recipient.opt-out` event.
 
 use std::collections::BTreeSet;
 

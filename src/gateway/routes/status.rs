@@ -8,9 +8,10 @@ use crate::gateway::AppState;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
 
-/// The message's status and history (DESIGN.md). `404` for an unknown id and
-/// for another key's message alike, so ids cannot be probed across tenants;
-/// `501` when this deployment keeps no statuses.
+/// The message's status and history, as `MessageRecord::to_view` shapes
+/// them. `404` for an unknown id and for another key's message alike, so ids
+/// cannot be probed across tenants; `501` when this deployment keeps no
+/// statuses.
 #[utoipa::path(get, operation_id = "getMessage", path = "/api/v1/messages/{id}", tag = "messages",
     security(("api_key" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "The message id")),
