@@ -391,55 +391,10 @@ impl Pipeline {
                 attempt,
             );
         };
-        let admission = match provider.breaker.admit() {
-            Ok(a) => a,
-            Err(wait) => {
-                return Decision::Retry {
-                    after: wait,
-                    class: FailureClass::Retryable,
-                    code: None,
-                    reason: format!("the {} circuit is open", provider.channel.name()),
-                    counted: false,
-                };
-            }
+        let admission = match Self::clear_to_send(provider, envelope, deadline).await {
+            Ok(admission) => admission,
+            Err(hold) => return hold,
         };
-        let recipient = envelope.to.as_str();
-        if let Some(pairs) = provider.channel.recipient_limiter()
-            && let Err(wait) = pairs.try_take(recipient)
-        {
-            // Avoided, not retried: the provider is not asked, nothing counts,
-            // and messages to other recipients are not held back.
-            provider.breaker.cancel(admission);
-            return Decision::Retry {
-                after: wait,
-                class: FailureClass::Throttled,
-                code: None,
-                reason: "this recipient is at the pair rate (WHATSAPP_PAIR_RATE per 6 s)"
-                    .to_owned(),
-                counted: false,
-            };
-        }
-        if let Some(pacer) = provider.channel.pacer()
-            && !pacer.acquire_before(deadline).await
-        {
-            // Admitted but not sent: the circuit hears nothing of it.
-            provider.breaker.cancel(admission);
-            if let Some(pairs) = provider.channel.recipient_limiter() {
-                pairs.give_back(recipient);
-            }
-            return Decision::Retry {
-                after: Duration::ZERO,
-                class: FailureClass::Retryable,
-                code: None,
-                reason: "no pacing slot before the deadline".to_owned(),
-                counted: false,
-            };
-        }
-        if let Some(pairs) = provider.channel.recipient_limiter() {
-            // The pair window starts when the message leaves, not when its
-            // slot was taken before the pacer's wait.
-            pairs.stamp_now(recipient);
-        }
         let started = tokio::time::Instant::now();
         let result = provider.channel.send(envelope).await;
         provider.observe(started.elapsed());
@@ -451,6 +406,55 @@ impl Pipeline {
             Ok(provider_id) => Decision::Delivered { provider_id },
             Err(error) => self.decide(error, attempt),
         }
+    }
+
+    /// Takes what a send needs before the provider is asked: the circuit's
+    /// admission, the recipient's pair-rate slot and a pacing slot before
+    /// `deadline`. Each refusal is a hold that does not count against the
+    /// message (the provider was not asked).
+    async fn clear_to_send(
+        provider: &Provider,
+        envelope: &Envelope,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Admission, Decision> {
+        let hold = |after, class, reason: String| Decision::Retry {
+            after,
+            class,
+            code: None,
+            reason,
+            counted: false,
+        };
+        let admission = provider.breaker.admit().map_err(|wait| {
+            let reason = format!("the {} circuit is open", provider.channel.name());
+            hold(wait, FailureClass::Retryable, reason)
+        })?;
+        let recipient = envelope.to.as_str();
+        let pairs = provider.channel.recipient_limiter();
+        if let Some(pairs) = pairs
+            && let Err(wait) = pairs.try_take(recipient)
+        {
+            // Avoided, not retried: messages to other recipients are not held back.
+            provider.breaker.cancel(admission);
+            let reason = "this recipient is at the pair rate (WHATSAPP_PAIR_RATE per 6 s)";
+            return Err(hold(wait, FailureClass::Throttled, reason.to_owned()));
+        }
+        if let Some(pacer) = provider.channel.pacer()
+            && !pacer.acquire_before(deadline).await
+        {
+            // Admitted but not sent: the circuit hears nothing of it.
+            provider.breaker.cancel(admission);
+            if let Some(pairs) = pairs {
+                pairs.give_back(recipient);
+            }
+            let reason = "no pacing slot before the deadline".to_owned();
+            return Err(hold(Duration::ZERO, FailureClass::Retryable, reason));
+        }
+        if let Some(pairs) = pairs {
+            // The pair window starts when the message leaves, not when its
+            // slot was taken before the pacer's wait.
+            pairs.stamp_now(recipient);
+        }
+        Ok(admission)
     }
 
     /// The decision for a failed attempt: permanent failures are given up,

@@ -140,9 +140,11 @@ impl AppState {
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The gateway's routes and middleware.
-pub fn router(state: AppState) -> Router {
-    let authenticated = Router::new()
+/// The routes that need an API key. The key is checked only for matched
+/// routes, before the body is read.
+fn authenticated_routes(state: &AppState) -> Router<AppState> {
+    use routes::dead_letters;
+    Router::new()
         .route("/api/v1/send", post(routes::messages::send))
         // A batch has its own body limit (the route's extension is inserted
         // after the router-wide one, so it wins).
@@ -150,27 +152,21 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/send/batch",
             post(routes::batch::send_batch).layer(Extension(BodyLimit(state.batch_max_body_bytes))),
         )
-        .route("/api/v1/dead-letters", get(routes::dead_letters::list))
-        .route(
-            "/api/v1/event-dead-letters",
-            get(routes::dead_letters::list_events),
-        )
+        .route("/api/v1/dead-letters", get(dead_letters::list))
+        .route("/api/v1/event-dead-letters", get(dead_letters::list_events))
         .route(
             "/api/v1/event-dead-letters/{id}",
-            axum::routing::delete(routes::dead_letters::delete_event),
+            axum::routing::delete(dead_letters::delete_event),
         )
         .route(
             "/api/v1/event-dead-letters/{id}/redrive",
-            post(routes::dead_letters::redrive_event),
+            post(dead_letters::redrive_event),
         )
         .route(
             "/api/v1/dead-letters/{id}",
-            axum::routing::delete(routes::dead_letters::delete),
+            axum::routing::delete(dead_letters::delete),
         )
-        .route(
-            "/api/v1/dead-letters/{id}/redrive",
-            post(routes::dead_letters::redrive),
-        )
+        .route("/api/v1/dead-letters/{id}/redrive", post(dead_letters::redrive))
         .route("/api/v1/messages/{id}", get(routes::status::get))
         .route(
             "/api/v1/opt-outs/{number}",
@@ -178,26 +174,30 @@ pub fn router(state: AppState) -> Router {
                 .put(routes::opt_outs::put)
                 .delete(routes::opt_outs::delete),
         )
-        // route_layer: the key is checked only for matched routes, before the body is read.
         .route_layer(middleware::from_fn_with_state(
             state.api_keys.clone(),
             auth::require_api_key,
-        ));
+        ))
+}
 
-    let timeout = state.request_timeout;
-    let body_limit = BodyLimit(state.max_body_bytes);
-    // The providers' webhooks: no API key (each checks its own signature) and
-    // their own body limit.
-    let webhooks = Router::new()
+/// The providers' webhooks: no API key (each checks its own signature).
+fn webhook_routes() -> Router<AppState> {
+    use routes::webhooks;
+    Router::new()
         .route(
             "/webhooks/whatsapp",
-            get(routes::webhooks::whatsapp_verify).post(routes::webhooks::whatsapp_receive),
+            get(webhooks::whatsapp_verify).post(webhooks::whatsapp_receive),
         )
-        .route("/webhooks/infobip", post(routes::webhooks::infobip_reports))
-        .route(
-            "/webhooks/infobip/inbound",
-            post(routes::webhooks::infobip_inbound),
-        );
+        .route("/webhooks/infobip", post(webhooks::infobip_reports))
+        .route("/webhooks/infobip/inbound", post(webhooks::infobip_inbound))
+}
+
+/// The gateway's routes and middleware.
+pub fn router(state: AppState) -> Router {
+    let authenticated = authenticated_routes(&state);
+    let webhooks = webhook_routes();
+    let timeout = state.request_timeout;
+    let body_limit = BodyLimit(state.max_body_bytes);
     let mut open = Router::new()
         .route("/ping", get(routes::health::ping))
         .route("/health", get(routes::health::health))

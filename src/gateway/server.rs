@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 use super::connection_io::ConnectionIo;
@@ -43,6 +43,31 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// Longest graceful shutdown waits for requests in flight.
     pub shutdown_timeout: Duration,
+}
+
+/// A connection slot: at once when one is free, else when a connection
+/// closes (logged once each time the cap is reached).
+async fn connection_slot(
+    connections: &Arc<Semaphore>,
+    max_connections: usize,
+    at_cap_logged: &mut bool,
+) -> OwnedSemaphorePermit {
+    if let Ok(permit) = connections.clone().try_acquire_owned() {
+        *at_cap_logged = false;
+        return permit;
+    }
+    if !*at_cap_logged {
+        tracing::warn!(
+            max_connections,
+            "at the connection cap: new connections wait until one closes"
+        );
+        *at_cap_logged = true;
+    }
+    connections
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed")
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains within
@@ -74,24 +99,9 @@ pub async fn serve(
     tokio::pin!(shutdown);
     let mut at_cap_logged = false;
     loop {
-        let permit = match connections.clone().try_acquire_owned() {
-            Ok(p) => {
-                at_cap_logged = false;
-                p
-            }
-            Err(_) => {
-                if !at_cap_logged {
-                    tracing::warn!(
-                        max_connections = limits.max_connections,
-                        "at the connection cap: new connections wait until one closes"
-                    );
-                    at_cap_logged = true;
-                }
-                tokio::select! {
-                    p = connections.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-                    () = &mut shutdown => break,
-                }
-            }
+        let permit = tokio::select! {
+            p = connection_slot(&connections, limits.max_connections, &mut at_cap_logged) => p,
+            () = &mut shutdown => break,
         };
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -290,33 +290,13 @@ async fn run(
         if first.abandoned() {
             continue;
         }
-        let mut size = first.size;
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + linger;
         // Linger only while another batch is in flight: a lone request (low load)
         // is sent at once, and under load the wait for the batches ahead is what
         // fills the next one.
         let busy = in_flight.available_permits() < max_in_flight;
-        while batch.len() < MAX_ENTRIES {
-            let next = match requeued.try_recv().or_else(|_| entries.try_recv()) {
-                Ok(e) => Some(e),
-                Err(_) if linger.is_zero() || !busy => None,
-                Err(_) => tokio::select! {
-                    e = entries.recv() => e,
-                    () = tokio::time::sleep_until(deadline) => None,
-                },
-            };
-            let Some(next) = next else { break };
-            if next.abandoned() {
-                continue;
-            }
-            if size + next.size > MAX_BATCH_BYTES {
-                carried = Some(next);
-                break;
-            }
-            size += next.size;
-            batch.push(next);
-        }
+        let linger = if busy { linger } else { Duration::ZERO };
+        let (mut batch, over) = fill(first, &mut requeued, &mut entries, linger).await;
+        carried = over;
         let permit = in_flight
             .clone()
             .acquire_owned()
@@ -338,6 +318,41 @@ async fn run(
             drop(permit);
         });
     }
+}
+
+/// Fills a batch after `first` with what is queued (handed-back entries first),
+/// waiting up to `linger` for more, until it holds [`MAX_ENTRIES`] or the next
+/// entry would pass [`MAX_BATCH_BYTES`]; that entry is returned to start the
+/// next batch.
+async fn fill(
+    first: Entry,
+    requeued: &mut mpsc::UnboundedReceiver<Entry>,
+    entries: &mut mpsc::UnboundedReceiver<Entry>,
+    linger: Duration,
+) -> (Vec<Entry>, Option<Entry>) {
+    let mut size = first.size;
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + linger;
+    while batch.len() < MAX_ENTRIES {
+        let next = match requeued.try_recv().or_else(|_| entries.try_recv()) {
+            Ok(e) => Some(e),
+            Err(_) if linger.is_zero() => None,
+            Err(_) => tokio::select! {
+                e = entries.recv() => e,
+                () = tokio::time::sleep_until(deadline) => None,
+            },
+        };
+        let Some(next) = next else { break };
+        if next.abandoned() {
+            continue;
+        }
+        if size + next.size > MAX_BATCH_BYTES {
+            return (batch, Some(next));
+        }
+        size += next.size;
+        batch.push(next);
+    }
+    (batch, None)
 }
 
 /// Sends one batch and hands each entry its outcome.

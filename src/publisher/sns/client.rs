@@ -262,7 +262,8 @@ impl LeanClient {
         form.finish()
     }
 
-    async fn call(&self, body: &str, topic_arn: &str) -> Result<BatchOutcome, PublishError> {
+    /// The `Publish`/`PublishBatch` request for `body`, signed (SigV4).
+    async fn signed_request(&self, body: &str) -> Result<reqwest::Request, PublishError> {
         let credentials = self.credentials().await?;
         let identity = credentials.into();
         let params = v4::SigningParams::builder()
@@ -292,25 +293,17 @@ impl LeanClient {
             [("content-type", content_type), ("host", host)].into_iter(),
             SignableBody::Bytes(body.as_bytes()),
         )
-        .map_err(|e| {
-            PublishError::new(
-                PublishErrorKind::Misconfigured,
-                "cannot sign the SNS request",
-            )
-            .with_source(e)
-        })?;
+        .map_err(unsignable)?;
         let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| {
-                PublishError::new(
-                    PublishErrorKind::Misconfigured,
-                    "cannot sign the SNS request",
-                )
-                .with_source(e)
-            })?
+            .map_err(unsignable)?
             .into_parts();
         instructions.apply_to_request_http1x(&mut request);
-        let request = reqwest::Request::try_from(request)
-            .expect("an http::Request with a string body converts");
+        Ok(reqwest::Request::try_from(request)
+            .expect("an http::Request with a string body converts"))
+    }
+
+    async fn call(&self, body: &str, topic_arn: &str) -> Result<BatchOutcome, PublishError> {
+        let request = self.signed_request(body).await?;
         let response = self.http.execute(request).await.map_err(|e| {
             // A connection that was never made sent nothing; anything later
             // may have reached SNS.
@@ -349,6 +342,15 @@ impl LeanClient {
         }
         Ok(parse_batch_response(&text))
     }
+}
+
+/// A request that could not be signed.
+fn unsignable(e: impl std::error::Error + Send + Sync + 'static) -> PublishError {
+    PublishError::new(
+        PublishErrorKind::Misconfigured,
+        "cannot sign the SNS request",
+    )
+    .with_source(e)
 }
 
 /// The text of the first `<name>…</name>` in `xml`.
