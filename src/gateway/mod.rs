@@ -166,7 +166,10 @@ fn authenticated_routes(state: &AppState) -> Router<AppState> {
             "/api/v1/dead-letters/{id}",
             axum::routing::delete(dead_letters::delete),
         )
-        .route("/api/v1/dead-letters/{id}/redrive", post(dead_letters::redrive))
+        .route(
+            "/api/v1/dead-letters/{id}/redrive",
+            post(dead_letters::redrive),
+        )
         .route("/api/v1/messages/{id}", get(routes::status::get))
         .route(
             "/api/v1/opt-outs/{number}",

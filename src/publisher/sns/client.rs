@@ -294,9 +294,7 @@ impl LeanClient {
             SignableBody::Bytes(body.as_bytes()),
         )
         .map_err(unsignable)?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(unsignable)?
-            .into_parts();
+        let (instructions, _signature) = sign(signable, &params).map_err(unsignable)?.into_parts();
         instructions.apply_to_request_http1x(&mut request);
         Ok(reqwest::Request::try_from(request)
             .expect("an http::Request with a string body converts"))
