@@ -18,14 +18,14 @@ use crate::status::{Inbound, Update};
 use futures_util::future::BoxFuture;
 
 pub mod console;
-pub mod sms;
+pub mod infobip;
 pub mod whatsapp;
 
 pub use console::ConsoleChannel;
 
 /// One provider Herald sends through.
 pub trait Channel: Send + Sync + std::fmt::Debug + 'static {
-    /// The provider's name in logs, `/health` and metrics (`whatsapp`, `console`).
+    /// The provider's name in logs and `/health` (`whatsapp`, `infobip`, `console`).
     fn name(&self) -> &'static str;
 
     /// Sends one envelope; `Ok` is the provider's message id.
@@ -63,7 +63,7 @@ pub trait Channel: Send + Sync + std::fmt::Debug + 'static {
 pub fn request_body(envelope: &Envelope) -> Value {
     match envelope.channel {
         contract::Channel::Whatsapp => whatsapp::request_body(envelope),
-        contract::Channel::Sms => sms::request_body(envelope, None, None),
+        contract::Channel::Sms => infobip::request_body(envelope, None, None),
     }
 }
 
@@ -182,9 +182,9 @@ impl Channels {
                     .map_err(build_error("whatsapp"))?,
                 infobip
                     .as_ref()
-                    .map(|i| sms::InfobipClient::new(i))
+                    .map(|i| infobip::InfobipClient::new(i))
                     .transpose()
-                    .map_err(build_error("sms"))?,
+                    .map_err(build_error("infobip"))?,
             )),
         }
     }
@@ -206,7 +206,7 @@ impl Channels {
     /// The providers given.
     pub fn providers(
         whatsapp: Option<whatsapp::WhatsAppClient>,
-        sms: Option<sms::InfobipClient>,
+        sms: Option<infobip::InfobipClient>,
     ) -> Self {
         Self {
             console: None,

@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use std::sync::Arc;
 
 use crate::channels::WebhookContent;
-use crate::channels::sms::webhook as sms_webhook;
+use crate::channels::infobip::webhook as infobip_webhook;
 use crate::channels::whatsapp::webhook;
 use crate::gateway::AppState;
 use crate::gateway::error::ApiError;
@@ -237,7 +237,7 @@ fn infobip_verified(state: &AppState, auth: &InfobipAuth<'_>, body: &[u8]) -> Re
     match (auth, &state.webhooks.infobip_secret) {
         (InfobipAuth::Basic, _) => Ok(()),
         (InfobipAuth::Signature(signature), Some(secret))
-            if sms_webhook::signature_matches(secret.expose().as_bytes(), body, signature) =>
+            if infobip_webhook::signature_matches(secret.expose().as_bytes(), body, signature) =>
         {
             Ok(())
         }
@@ -267,7 +267,14 @@ pub async fn infobip_reports(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    infobip(&state, &headers, body, "infobip", sms_webhook::read_reports).await
+    infobip(
+        &state,
+        &headers,
+        body,
+        "infobip",
+        infobip_webhook::read_reports,
+    )
+    .await
 }
 
 /// `POST /webhooks/infobip/inbound`: inbound SMS, as `message.inbound`
@@ -295,7 +302,7 @@ pub async fn infobip_inbound(
         &headers,
         body,
         "infobip-inbound",
-        sms_webhook::read_inbound,
+        infobip_webhook::read_inbound,
     )
     .await
 }

@@ -110,7 +110,7 @@ impl InfobipClient {
 
 impl Channel for InfobipClient {
     fn name(&self) -> &'static str {
-        "sms"
+        "infobip"
     }
 
     fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ChannelError>> {
