@@ -198,13 +198,229 @@ fn check_fallback(value: &Value, rules: &SendRules, errors: &mut Errors) -> Opti
     })
 }
 
+/// What the checks of a send request found, kept until its parts are moved
+/// into the envelope.
+struct Checked {
+    to: Option<PhoneNumber>,
+    channel: Channel,
+    /// The content field to send, when exactly one usable field was found.
+    content_field: Option<&'static str>,
+    sms: Option<SmsInfo>,
+    sender: Option<String>,
+    fallback: Option<Fallback>,
+    /// Whether `replyTo` / `callbackData` hold a valid string to carry.
+    reply_to: bool,
+    callback_data: bool,
+}
+
+/// Runs every check of a send request, in the order its errors are listed:
+/// channel, field names, recipient, content, fallback, envelope fields.
+fn check_request(map: &Map<String, Value>, rules: &SendRules, errors: &mut Errors) -> Checked {
+    let root = Obj {
+        map,
+        path: String::new(),
+    };
+    let channel = check_channel(&root, errors);
+    check_field_names(&root, channel, errors);
+    let to = check_recipient(&root, errors);
+    let (content_field, sms, sender) = match channel {
+        Channel::Sms => {
+            let (sms, sender) = check_sms_content(&root, rules, errors);
+            (Some("message"), sms, sender.map(str::to_owned))
+        }
+        Channel::Whatsapp => (check_whatsapp_content(&root, errors), None, None),
+    };
+    let fallback = match (channel, root.get("fallback")) {
+        (Channel::Whatsapp, Some(f)) => check_fallback(f, rules, errors),
+        _ => None,
+    };
+    let reply_to = root
+        .optional_str("replyTo", Len::upto(512), errors)
+        .is_some();
+    let callback_data = root
+        .optional_str(
+            "callbackData",
+            Len::optional_upto(MAX_CALLBACK_DATA_CHARS),
+            errors,
+        )
+        .is_some();
+    check_metadata(&root, errors);
+    Checked {
+        to,
+        channel,
+        content_field,
+        sms,
+        sender,
+        fallback,
+        reply_to,
+        callback_data,
+    }
+}
+
+/// The `channel` field: WhatsApp when absent, else `"whatsapp"` or `"sms"`.
+fn check_channel(root: &Obj<'_>, errors: &mut Errors) -> Channel {
+    match root.get("channel") {
+        None => Channel::Whatsapp,
+        Some(Value::String(s)) if s == "whatsapp" => Channel::Whatsapp,
+        Some(Value::String(s)) if s == "sms" => Channel::Sms,
+        Some(other) => {
+            errors.add(
+                "channel",
+                format!("must be \"whatsapp\" (the default) or \"sms\", found {other}"),
+            );
+            Channel::Whatsapp
+        }
+    }
+}
+
+/// Rejects top-level fields that are unknown, or that belong to the other channel.
+fn check_field_names(root: &Obj<'_>, channel: Channel, errors: &mut Errors) {
+    let (own, other_channel): (&[&str], &[&str]) = match channel {
+        Channel::Whatsapp => (&WHATSAPP_FIELDS, &SMS_FIELDS),
+        Channel::Sms => (&SMS_FIELDS, &WHATSAPP_FIELDS),
+    };
+    for key in root.map.keys() {
+        let key = key.as_str();
+        if other_channel.contains(&key) {
+            errors.add(
+                key,
+                format!("is not available for channel {}", channel.as_str()),
+            );
+        } else if !CONTENT_FIELDS.contains(&key)
+            && !COMMON_FIELDS.contains(&key)
+            && !own.contains(&key)
+        {
+            errors.add(key, "unknown field");
+        }
+    }
+}
+
+/// The required `to` field: a string holding a valid phone number.
+fn check_recipient(root: &Obj<'_>, errors: &mut Errors) -> Option<PhoneNumber> {
+    match root.get("to") {
+        None => {
+            errors.add("to", "is required");
+            None
+        }
+        Some(Value::String(s)) => match PhoneNumber::parse(s.as_str()) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                errors.add("to", e.to_string());
+                None
+            }
+        },
+        Some(other) => {
+            errors.add(
+                "to",
+                format!("must be a string, found {}", type_name(other)),
+            );
+            None
+        }
+    }
+}
+
+/// The content fields present in the request, in [`CONTENT_FIELDS`] order.
+fn present_content_fields(root: &Obj<'_>) -> Vec<&'static str> {
+    CONTENT_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| root.get(f).is_some())
+        .collect()
+}
+
+/// An SMS's content: only `message`, within the segment limit, and an optional
+/// `sender`.
+fn check_sms_content<'a>(
+    root: &Obj<'a>,
+    rules: &SendRules,
+    errors: &mut Errors,
+) -> (Option<SmsInfo>, Option<&'a str>) {
+    for f in present_content_fields(root)
+        .iter()
+        .filter(|f| **f != "message")
+    {
+        errors.add(
+            *f,
+            "is not available for channel sms: an SMS is plain text in `message`",
+        );
+    }
+    let sms = check_sms_text(root.get("message"), "message", rules, errors);
+    let sender = check_sender(root.get("sender"), "sender", errors);
+    (sms, sender)
+}
+
+/// A WhatsApp message's content: exactly one content field, valid for its
+/// kind; returns that field.
+fn check_whatsapp_content(root: &Obj<'_>, errors: &mut Errors) -> Option<&'static str> {
+    match present_content_fields(root).as_slice() {
+        [one] => {
+            validate_content(one, root, errors);
+            Some(*one)
+        }
+        [] => {
+            errors.add(
+                "message",
+                format!(
+                    "a message needs exactly one content field: {}",
+                    CONTENT_FIELDS.join(", ")
+                ),
+            );
+            None
+        }
+        many => {
+            for f in many {
+                errors.add(
+                    *f,
+                    format!(
+                        "only one content field is allowed, found {}",
+                        many.join(", ")
+                    ),
+                );
+            }
+            None
+        }
+    }
+}
+
+/// The optional `metadata`: an object of at most [`MAX_METADATA_BYTES`] serialised.
+fn check_metadata(root: &Obj<'_>, errors: &mut Errors) {
+    let Some(meta) = root.get("metadata") else {
+        return;
+    };
+    match meta {
+        Value::Object(_) => {
+            let size = serde_json::to_vec(meta)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
+            if size > MAX_METADATA_BYTES {
+                errors.add(
+                    "metadata",
+                    format!("must be at most {MAX_METADATA_BYTES} bytes serialised, found {size}"),
+                );
+            }
+        }
+        other => errors.add(
+            "metadata",
+            format!("must be an object, found {}", type_name(other)),
+        ),
+    }
+}
+
+/// Removes `key` from `map` when it holds a string, and returns that string.
+fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
+    match map.remove(key) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
 impl OutboundMessage {
     /// Validates a parsed request body under `rules` and moves its parts into
     /// the envelope's shape without copying the larger strings. The one
     /// validation path of single sends and batch entries.
     pub fn validate(body: Value, rules: &SendRules) -> Result<Self, ValidationError> {
         let mut errors = Errors::default();
-        let Value::Object(mut map) = body else {
+        let Value::Object(map) = body else {
             errors.add(
                 "",
                 format!(
@@ -214,171 +430,45 @@ impl OutboundMessage {
             );
             return Err(ValidationError(errors.into_vec()));
         };
-        let root = Obj {
-            map: &map,
-            path: String::new(),
-        };
-
-        let channel = match root.get("channel") {
-            None => Channel::Whatsapp,
-            Some(Value::String(s)) if s == "whatsapp" => Channel::Whatsapp,
-            Some(Value::String(s)) if s == "sms" => Channel::Sms,
-            Some(other) => {
-                errors.add(
-                    "channel",
-                    format!("must be \"whatsapp\" (the default) or \"sms\", found {other}"),
-                );
-                Channel::Whatsapp
-            }
-        };
-        let (own, other_channel): (&[&str], &[&str]) = match channel {
-            Channel::Whatsapp => (&WHATSAPP_FIELDS, &SMS_FIELDS),
-            Channel::Sms => (&SMS_FIELDS, &WHATSAPP_FIELDS),
-        };
-        for key in root.map.keys() {
-            let key = key.as_str();
-            if other_channel.contains(&key) {
-                errors.add(
-                    key,
-                    format!("is not available for channel {}", channel.as_str()),
-                );
-            } else if !CONTENT_FIELDS.contains(&key)
-                && !COMMON_FIELDS.contains(&key)
-                && !own.contains(&key)
-            {
-                errors.add(key, "unknown field");
-            }
-        }
-
-        let to = match root.get("to") {
-            None => {
-                errors.add("to", "is required");
-                None
-            }
-            Some(Value::String(s)) => match PhoneNumber::parse(s.as_str()) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    errors.add("to", e.to_string());
-                    None
-                }
-            },
-            Some(other) => {
-                errors.add(
-                    "to",
-                    format!("must be a string, found {}", type_name(other)),
-                );
-                None
-            }
-        };
-
-        let present: Vec<&str> = CONTENT_FIELDS
-            .iter()
-            .copied()
-            .filter(|f| root.get(f).is_some())
-            .collect();
-        let mut sms_info = None;
-        let mut sender = None;
-        let content_field = match channel {
-            Channel::Sms => {
-                for f in present.iter().filter(|f| **f != "message") {
-                    errors.add(
-                        *f,
-                        "is not available for channel sms: an SMS is plain text in `message`",
-                    );
-                }
-                sms_info = check_sms_text(root.get("message"), "message", rules, &mut errors);
-                sender = check_sender(root.get("sender"), "sender", &mut errors);
-                Some("message")
-            }
-            Channel::Whatsapp => match present.as_slice() {
-                [one] => {
-                    validate_content(one, &root, &mut errors);
-                    Some(*one)
-                }
-                [] => {
-                    errors.add(
-                        "message",
-                        format!(
-                            "a message needs exactly one content field: {}",
-                            CONTENT_FIELDS.join(", ")
-                        ),
-                    );
-                    None
-                }
-                many => {
-                    for f in many {
-                        errors.add(
-                            *f,
-                            format!(
-                                "only one content field is allowed, found {}",
-                                many.join(", ")
-                            ),
-                        );
-                    }
-                    None
-                }
-            },
-        };
-        let fallback = match (channel, root.get("fallback")) {
-            (Channel::Whatsapp, Some(f)) => check_fallback(f, rules, &mut errors),
-            _ => None,
-        };
-
-        let reply_to = root
-            .optional_str("replyTo", Len::upto(512), &mut errors)
-            .is_some();
-        let callback_data = root
-            .optional_str(
-                "callbackData",
-                Len::optional_upto(MAX_CALLBACK_DATA_CHARS),
-                &mut errors,
-            )
-            .is_some();
-        if let Some(meta) = root.get("metadata") {
-            match meta {
-                Value::Object(_) => {
-                    let size = serde_json::to_vec(meta)
-                        .map(|v| v.len())
-                        .unwrap_or(usize::MAX);
-                    if size > MAX_METADATA_BYTES {
-                        errors.add("metadata", format!("must be at most {MAX_METADATA_BYTES} bytes serialised, found {size}"));
-                    }
-                }
-                other => errors.add(
-                    "metadata",
-                    format!("must be an object, found {}", type_name(other)),
-                ),
-            }
-        }
-        let sender = sender.map(str::to_owned);
-
-        let (Some(to), Some(field), true) = (to, content_field, errors.is_empty()) else {
+        let mut checked = check_request(&map, rules, &mut errors);
+        let (Some(to), Some(field), true) =
+            (checked.to.take(), checked.content_field, errors.is_empty())
+        else {
             return Err(ValidationError(errors.into_vec()));
         };
+        Ok(Self::assemble(map, to, field, checked))
+    }
 
+    /// Moves the parts of a request that passed every check into the
+    /// envelope's shape: the content field, `replyTo`, `callbackData` and
+    /// `metadata` are taken out of `map`, not copied.
+    fn assemble(
+        mut map: Map<String, Value>,
+        to: PhoneNumber,
+        field: &'static str,
+        checked: Checked,
+    ) -> Self {
         let kind = MessageKind::from_field(field);
         let raw = map
             .remove(field)
             .expect("validated content field is present");
-        let content = match channel {
+        let content = match checked.channel {
             Channel::Whatsapp => into_whatsapp_content(kind, field, raw),
-            Channel::Sms => sms_content(raw.as_str().unwrap_or_default(), sender.as_deref()),
+            Channel::Sms => {
+                sms_content(raw.as_str().unwrap_or_default(), checked.sender.as_deref())
+            }
         };
-        let take_string = |map: &mut Map<String, Value>, key: &str| match map.remove(key) {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        };
-        Ok(Self {
+        Self {
             to,
-            channel,
+            channel: checked.channel,
             kind,
             content,
-            reply_to: if reply_to {
+            reply_to: if checked.reply_to {
                 take_string(&mut map, "replyTo")
             } else {
                 None
             },
-            callback_data: if callback_data {
+            callback_data: if checked.callback_data {
                 take_string(&mut map, "callbackData")
             } else {
                 None
@@ -387,9 +477,9 @@ impl OutboundMessage {
                 Some(Value::Object(m)) => m,
                 _ => Map::new(),
             },
-            sms: sms_info,
-            fallback,
-        })
+            sms: checked.sms,
+            fallback: checked.fallback,
+        }
     }
 }
 
