@@ -682,7 +682,7 @@ fn status_from(vars: &Vars<'_>) -> Result<StatusConfig, ConfigError> {
         (Some(url), Some(secret)) => Some(EventsWebhookConfig {
             url,
             secret: crate::events::signing::WebhookSecret::parse(&secret)
-                .map_err(|reason| invalid("EVENTS_WEBHOOK_SECRET", &reason))?,
+                .map_err(|reason| invalid("EVENTS_WEBHOOK_SECRET", &reason.to_string()))?,
         }),
     };
     Ok(StatusConfig {

@@ -25,9 +25,18 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// No publisher can be built from this configuration.
-    #[error("{0}")]
-    Publisher(String),
+    /// The embedded queue cannot be opened in `HERALD_DATA_DIR`.
+    #[error("HERALD_DATA_DIR")]
+    EmbeddedQueue(#[source] crate::embedded::QueueError),
+    /// The delivery pipeline (its provider clients) cannot be built.
+    #[error(transparent)]
+    Pipeline(#[from] crate::delivery::PipelineError),
+    /// The HTTP client that POSTs events cannot be built.
+    #[error("EVENTS_WEBHOOK_URL")]
+    EventsClient(#[source] reqwest::Error),
+    /// The SNS publisher cannot be built (the topic, the lean client).
+    #[error(transparent)]
+    Sns(#[from] crate::publisher::sns::SnsSetupError),
     /// A resource the configuration names cannot be used.
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
@@ -61,8 +70,7 @@ impl Application {
             config.sns_lean_client,
             config.aws_timeouts,
         )
-        .await
-        .map_err(StartupError::Publisher)?;
+        .await?;
         let client = if config.sns_lean_client {
             "lean"
         } else {
@@ -95,9 +103,8 @@ impl Application {
             &config.data_dir,
             config.embedded_max_db_mb.saturating_mul(1 << 20),
         )
-        .map_err(|e| StartupError::Publisher(format!("HERALD_DATA_DIR: {e}")))?;
-        let pipeline = Pipeline::from_config(&config.delivery)
-            .map_err(|e| StartupError::Publisher(e.to_string()))?;
+        .map_err(StartupError::EmbeddedQueue)?;
+        let pipeline = Pipeline::from_config(&config.delivery)?;
         let delivery = match &config.delivery.mode {
             DeliveryMode::Providers { whatsapp, infobip } => [
                 whatsapp.as_ref().map(|w| {
@@ -152,7 +159,7 @@ impl Application {
                         retry,
                         config.delivery.max_attempts,
                     )
-                    .map_err(|e| StartupError::Publisher(format!("EVENTS_WEBHOOK_URL: {e}")))?,
+                    .map_err(StartupError::EventsClient)?,
                 )
             }
         };

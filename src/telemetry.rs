@@ -11,9 +11,8 @@ use crate::config::{LogConfig, LogFormat};
 /// every line itself.
 ///
 /// Returns an error if a subscriber is already installed (tests call it repeatedly).
-pub fn init(config: &LogConfig, under_lambda: bool) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&config.filter)
-        .map_err(|e| format!("LOG_LEVEL/RUST_LOG is invalid: {e}"))?;
+pub fn init(config: &LogConfig, under_lambda: bool) -> Result<(), TelemetryError> {
+    let filter = EnvFilter::try_new(&config.filter).map_err(TelemetryError::InvalidFilter)?;
     // Logs go to stderr so that stdout carries only data: the console channel's lines.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -36,5 +35,85 @@ pub fn init(config: &LogConfig, under_lambda: bool) -> Result<(), String> {
         (LogFormat::Text, false) => builder.with_ansi(false).try_init(),
         (LogFormat::Text, true) => builder.with_ansi(false).without_time().try_init(),
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(TelemetryError::AlreadyInstalled)
+}
+
+/// Why the log subscriber could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `RUST_LOG` (or `LOG_LEVEL`) is not a valid `EnvFilter` directive list.
+    #[error("LOG_LEVEL/RUST_LOG is invalid")]
+    InvalidFilter(#[source] tracing_subscriber::filter::ParseError),
+    /// Another global subscriber is already installed.
+    #[error("a log subscriber is already installed")]
+    AlreadyInstalled(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// An error and its causes on one line, `error: cause: cause…`, for a log
+/// line or a message to an operator. Each error's `Display` says only its
+/// own part; [`std::error::Error::source`] links the rest.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    match causes(error) {
+        Some(causes) => format!("{error}: {causes}"),
+        None => error.to_string(),
+    }
+}
+
+/// The causes of `error` (not `error` itself) on one line, `cause: cause…`;
+/// `None` when it has none. A cause whose text the line already ends with
+/// (an error that prints its source itself) is not repeated.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = error.source()?;
+    let mut line = cause.to_string();
+    while let Some(next) = cause.source() {
+        let text = next.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = next;
+    }
+    Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Link {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Link>>,
+    }
+
+    fn link(text: &'static str, source: Option<Link>) -> Link {
+        Link {
+            text,
+            source: source.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn a_chain_is_each_error_in_turn() {
+        let error = link("outer", Some(link("middle", Some(link("inner", None)))));
+        assert_eq!(chain(&error), "outer: middle: inner");
+        assert_eq!(causes(&error).as_deref(), Some("middle: inner"));
+        assert_eq!(chain(&link("alone", None)), "alone");
+        assert_eq!(causes(&link("alone", None)), None);
+    }
+
+    #[test]
+    fn a_cause_an_error_already_printed_is_not_repeated() {
+        // As errors whose text includes their source's.
+        let error = link(
+            "outer",
+            Some(link(
+                "storage error: disk full",
+                Some(link("disk full", None)),
+            )),
+        );
+        assert_eq!(chain(&error), "outer: storage error: disk full");
+    }
 }

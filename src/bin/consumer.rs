@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
     };
     let under_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     if let Err(e) = herald::telemetry::init(&config.log, under_lambda) {
-        eprintln!("herald-consumer: {e}");
+        eprintln!("herald-consumer: {}", herald::telemetry::chain(&e));
         return ExitCode::FAILURE;
     }
     let pipeline = match Pipeline::from_config(&config.delivery) {
@@ -142,6 +142,7 @@ async fn status_store(
         false,
         config.aws_timeouts,
     )
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(Some((store, Some(Arc::new(topic)))))
 }

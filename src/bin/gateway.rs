@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
         }
     };
     if let Err(e) = herald::telemetry::init(&config.log, false) {
-        eprintln!("herald-gateway: {e}");
+        eprintln!("herald-gateway: {}", herald::telemetry::chain(&e));
         return ExitCode::FAILURE;
     }
     let result = async {
@@ -34,6 +34,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let e = herald::telemetry::chain(&e);
             tracing::error!(error.message = %e, "herald-gateway stopped");
             eprintln!("herald-gateway: {e}");
             ExitCode::FAILURE

@@ -5,10 +5,10 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::{Channel, request_body};
+use super::{Provider, request_body};
+use crate::channels::pacing::ThroughputLimiter;
+use crate::channels::provider::{FailureClass, ProviderError};
 use crate::contract::Envelope;
-use crate::delivery::decision::{ChannelError, FailureClass};
-use crate::delivery::pacing::ThroughputLimiter;
 use futures_util::future::BoxFuture;
 
 /// Writes one line per delivered message to stdout.
@@ -34,18 +34,16 @@ impl ConsoleChannel {
     }
 }
 
-impl Channel for ConsoleChannel {
+impl Provider for ConsoleChannel {
     fn name(&self) -> &'static str {
         "console"
     }
 
-    fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ChannelError>> {
+    fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ProviderError>> {
         Box::pin(async move {
-            self.print(envelope).map_err(|e| ChannelError {
-                class: FailureClass::Retryable,
-                code: None,
-                retry_after: None,
-                message: format!("stdout write failed: {e}"),
+            self.print(envelope).map_err(|e| {
+                ProviderError::new(FailureClass::Retryable, format!("stdout write failed: {e}"))
+                    .caused_by(e)
             })
         })
     }

@@ -6,57 +6,23 @@
 //! or `embedded/`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::config::{DeliveryConfig, DeliveryMode};
 use crate::contract::{self, Envelope};
-use crate::delivery::decision::ChannelError;
-use crate::delivery::pacing::{RecipientLimiter, ThroughputLimiter};
 use crate::status::{Inbound, Update};
-use futures_util::future::BoxFuture;
 
 pub mod console;
+pub mod http;
 pub mod infobip;
+pub mod pacing;
+pub mod provider;
+pub mod unreadable;
 pub mod whatsapp;
 
 pub use console::ConsoleChannel;
-
-/// One provider Herald sends through.
-pub trait Channel: Send + Sync + std::fmt::Debug + 'static {
-    /// The provider's name in logs and `/health` (`whatsapp`, `infobip`, `console`).
-    fn name(&self) -> &'static str;
-
-    /// Sends one envelope; `Ok` is the provider's message id.
-    fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ChannelError>>;
-
-    /// The client-side pacer that keeps this provider under its rate, or
-    /// `None` when it needs none (the console).
-    fn pacer(&self) -> Option<&ThroughputLimiter>;
-
-    /// The longest one call can take (its timeout).
-    fn call_timeout(&self) -> Duration;
-
-    /// The per-recipient limit this provider enforces (WhatsApp's pair rate),
-    /// if any.
-    fn recipient_limiter(&self) -> Option<&RecipientLimiter> {
-        None
-    }
-
-    /// True when a permanent failure with this provider code means the
-    /// person cannot be reached on this channel now, so a message with a
-    /// `fallback` goes by it (WhatsApp's "cannot reach" codes).
-    fn cannot_reach(&self, _code: i64) -> bool {
-        false
-    }
-
-    /// True for the provider error codes this channel documents: the ones a
-    /// metric may carry as a label (others are `other`).
-    fn knows_code(&self, _code: i64) -> bool {
-        false
-    }
-}
+pub use provider::{FailureClass, Provider, ProviderError};
 
 /// The request a channel sends for `envelope`, as JSON: what the console
 /// prints (for SMS without an account's default sender or webhook URL).
@@ -80,85 +46,23 @@ pub struct WebhookContent {
     pub skipped: usize,
 }
 
-/// The connection-pooled HTTP client every provider client is built on:
-/// `timeout` per call, at most 3 s to connect, idle connections kept a
-/// minute, Herald's user agent. Fails only if the TLS backend cannot start.
-pub(crate) fn provider_http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(3).min(timeout))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-/// A response's `Retry-After` in seconds (providers do not send the HTTP-date
-/// form), capped at an hour.
-pub(crate) fn response_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs.min(3600)))
-}
-
-/// A response body for an error message: cut to 1 KiB, with every run of
-/// six or more digits masked, since providers echo the recipient's number
-/// and these texts reach logs, dead letters and status errors.
-pub(crate) fn truncate_body(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]);
-    let mut out = String::with_capacity(text.len());
-    let mut digits = String::new();
-    let flush = |digits: &mut String, out: &mut String| {
-        if digits.len() >= 6 {
-            out.push_str("******");
-        } else {
-            out.push_str(digits);
-        }
-        digits.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-        } else {
-            flush(&mut digits, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut digits, &mut out);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn error_bodies_lose_their_phone_numbers() {
-        let body = br#"{"destination":"41793026727","status":{"groupId":9,"id":26}}"#;
-        assert_eq!(
-            super::truncate_body(body),
-            r#"{"destination":"******","status":{"groupId":9,"id":26}}"#
-        );
-    }
-}
-
-/// The channels configured in this process, by the envelope channel they serve.
-#[derive(Debug, Clone)]
+/// The registry: the providers configured in this process, by the envelope
+/// channel they serve. [`Channels::from_config`] is the one list of the
+/// concrete providers Herald knows.
+#[derive(Debug, Clone, Default)]
 pub struct Channels {
     /// Every envelope goes to the console (no provider credentials, or
     /// `DELIVERY=console`).
-    console: Option<Arc<dyn Channel>>,
-    whatsapp: Option<Arc<dyn Channel>>,
-    sms: Option<Arc<dyn Channel>>,
+    console: Option<Arc<dyn Provider>>,
+    /// The provider serving each channel.
+    serving: Vec<(contract::Channel, Arc<dyn Provider>)>,
 }
 
 /// Why a channel's client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the {channel} client: {source}")]
+#[error("cannot build the {provider} client: {source}")]
 pub struct ChannelBuildError {
-    channel: &'static str,
+    provider: &'static str,
     #[source]
     source: Box<dyn std::error::Error + Send + Sync>,
 }
@@ -166,41 +70,32 @@ pub struct ChannelBuildError {
 impl Channels {
     /// Builds the clients named by the configuration, once per process.
     pub fn from_config(config: &DeliveryConfig) -> Result<Self, ChannelBuildError> {
-        let build_error = |channel: &'static str| {
-            move |e: reqwest::Error| ChannelBuildError {
-                channel,
-                source: Box::new(e),
-            }
+        let DeliveryMode::Providers { whatsapp, infobip } = &config.mode else {
+            return Ok(Self::console());
         };
-        match &config.mode {
-            DeliveryMode::Console => Ok(Self::console()),
-            DeliveryMode::Providers { whatsapp, infobip } => Ok(Self::providers(
-                whatsapp
-                    .as_ref()
-                    .map(|w| whatsapp::WhatsAppClient::new(w))
-                    .transpose()
-                    .map_err(build_error("whatsapp"))?,
-                infobip
-                    .as_ref()
-                    .map(|i| infobip::InfobipClient::new(i))
-                    .transpose()
-                    .map_err(build_error("infobip"))?,
-            )),
+        let mut channels = Self::default();
+        if let Some(config) = whatsapp {
+            let client = whatsapp::WhatsAppClient::new(config).map_err(build_error("whatsapp"))?;
+            channels = channels.serving(contract::Channel::Whatsapp, client);
         }
+        if let Some(config) = infobip {
+            let client = infobip::InfobipClient::new(config).map_err(build_error("infobip"))?;
+            channels = channels.serving(contract::Channel::Sms, client);
+        }
+        Ok(channels)
     }
 
     /// Everything to the console.
     pub fn console() -> Self {
         Self {
             console: Some(Arc::new(ConsoleChannel)),
-            whatsapp: None,
-            sms: None,
+            serving: Vec::new(),
         }
     }
 
     /// WhatsApp through `client`.
     pub fn whatsapp(client: whatsapp::WhatsAppClient) -> Self {
-        Self::providers(Some(client), None)
+        Self::default().serving(contract::Channel::Whatsapp, client)
     }
 
     /// The providers given.
@@ -208,39 +103,58 @@ impl Channels {
         whatsapp: Option<whatsapp::WhatsAppClient>,
         sms: Option<infobip::InfobipClient>,
     ) -> Self {
-        Self {
-            console: None,
-            whatsapp: whatsapp.map(|c| Arc::new(c) as Arc<dyn Channel>),
-            sms: sms.map(|c| Arc::new(c) as Arc<dyn Channel>),
+        let mut channels = Self::default();
+        if let Some(client) = whatsapp {
+            channels = channels.serving(contract::Channel::Whatsapp, client);
         }
+        if let Some(client) = sms {
+            channels = channels.serving(contract::Channel::Sms, client);
+        }
+        channels
     }
 
-    /// The channel that delivers `channel`'s envelopes, if one is configured.
-    pub fn for_channel(&self, channel: contract::Channel) -> Option<&Arc<dyn Channel>> {
+    /// The same registry with `provider` serving `channel` (in place of any
+    /// provider that served it).
+    pub fn serving(mut self, channel: contract::Channel, provider: impl Provider) -> Self {
+        self.serving.retain(|(c, _)| *c != channel);
+        self.serving.push((channel, Arc::new(provider)));
+        self
+    }
+
+    /// The provider that delivers `channel`'s envelopes, if one is configured.
+    pub fn for_channel(&self, channel: contract::Channel) -> Option<&Arc<dyn Provider>> {
         if let Some(console) = &self.console {
             return Some(console);
         }
-        match channel {
-            contract::Channel::Whatsapp => self.whatsapp.as_ref(),
-            contract::Channel::Sms => self.sms.as_ref(),
-        }
+        self.serving
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map(|(_, provider)| provider)
     }
 
-    /// Every configured channel.
-    pub fn all(&self) -> Vec<Arc<dyn Channel>> {
-        [&self.console, &self.whatsapp, &self.sms]
-            .into_iter()
-            .flatten()
+    /// Every configured provider.
+    pub fn all(&self) -> Vec<Arc<dyn Provider>> {
+        self.console
+            .iter()
+            .chain(self.serving.iter().map(|(_, provider)| provider))
             .cloned()
             .collect()
     }
 
-    /// Names of the configured channels, for the startup log line.
+    /// Names of the configured providers, for the startup log line.
     pub fn describe(&self) -> String {
         self.all()
             .iter()
             .map(|c| c.name())
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+/// Wraps a client's build failure with the provider's name.
+fn build_error(provider: &'static str) -> impl Fn(reqwest::Error) -> ChannelBuildError {
+    move |e| ChannelBuildError {
+        provider,
+        source: Box::new(e),
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_sdk_sqs::types::QueueAttributeName;
 use tokio::sync::{Mutex, OnceCell};
 
@@ -107,9 +108,14 @@ impl DeadLetterQueues {
 
     /// Writes `body` to `queue_url`'s dead-letter queue. `Err` when there is
     /// none or the write failed: the message then stays where it is.
-    pub async fn send(&self, queue_url: &str, body: &str, message_id: &str) -> Result<(), String> {
+    pub async fn send(
+        &self,
+        queue_url: &str,
+        body: &str,
+        message_id: &str,
+    ) -> Result<(), DeadLetterError> {
         let Some(dlq) = self.for_queue(queue_url).await else {
-            return Err("the queue has no dead-letter queue (no redrive policy)".into());
+            return Err(DeadLetterError::NoDeadLetterQueue);
         };
         let mut send = self
             .client()
@@ -125,6 +131,29 @@ impl DeadLetterQueues {
         send.send()
             .await
             .map(|_| ())
-            .map_err(|e| crate::aws::describe(&e))
+            .map_err(|e| DeadLetterError::Send(Box::new(e)))
+    }
+}
+
+/// Why a message could not be moved to its dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// The source queue has no redrive policy, or its dead-letter queue
+    /// cannot be found.
+    #[error("the queue has no dead-letter queue (no redrive policy)")]
+    NoDeadLetterQueue,
+    /// `SendMessage` to the dead-letter queue failed.
+    #[error("cannot send the message to the dead-letter queue")]
+    Send(#[source] Box<aws_sdk_sqs::error::SdkError<SendMessageError>>),
+}
+
+impl DeadLetterError {
+    /// The error as one short line for the log: the SDK's cause as
+    /// [`crate::aws::describe`] words it.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::NoDeadLetterQueue => self.to_string(),
+            Self::Send(e) => format!("{self}: {}", crate::aws::describe(e)),
+        }
     }
 }

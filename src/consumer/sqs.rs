@@ -131,7 +131,7 @@ pub async fn carry_out(
         {
             Ok(()) => Left::Delete,
             Err(e) => {
-                tracing::error!(error.message = %e, "could not move the message to the dead-letter queue; it stays for the redrive policy");
+                tracing::error!(error.message = %e.describe(), "could not move the message to the dead-letter queue; it stays for the redrive policy");
                 Left::Keep
             }
         },

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
     QueueAttributeName,
@@ -74,10 +75,19 @@ pub struct SqsPoller {
     ack_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
-/// A receive that failed; the poll loop logs it and tries again.
+/// A receive that failed; the poll loop logs it and tries again. The SDK's
+/// error is the source.
 #[derive(Debug, thiserror::Error)]
-#[error("receiving from SQS failed: {0}")]
-pub struct PollError(String);
+#[error("receiving from SQS failed")]
+pub struct PollError(#[source] Box<aws_sdk_sqs::error::SdkError<ReceiveMessageError>>);
+
+impl PollError {
+    /// The error as one short line for the log: the SDK's cause as
+    /// [`crate::aws::describe`] words it.
+    pub fn describe(&self) -> String {
+        format!("{self}: {}", crate::aws::describe(&self.0))
+    }
+}
 
 impl SqsPoller {
     /// Prepares a poller; reads the queue's visibility timeout and finds its
@@ -238,7 +248,7 @@ impl SqsPoller {
                 } => result,
             };
             if let Err(e) = result {
-                tracing::warn!(error.message = %e, "receive failed; retrying in 1 s");
+                tracing::warn!(error.message = %e.describe(), "receive failed; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             // Reap finished tasks so the set does not grow.
@@ -299,7 +309,7 @@ impl SqsPoller {
             Ok(o) => o,
             Err(e) => {
                 self.release_slots(slots);
-                return Err(PollError(crate::aws::describe(&e)));
+                return Err(PollError(Box::new(e)));
             }
         };
         let messages = output.messages.unwrap_or_default();

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::decision::FailureClass;
+use crate::channels::provider::FailureClass;
 
 /// How long to wait before asking again while the probe is in flight.
 const WAIT_FOR_PROBE: Duration = Duration::from_secs(1);

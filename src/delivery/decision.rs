@@ -14,76 +14,7 @@
 
 use std::time::Duration;
 
-/// What a failure means for the message. Each channel maps its own errors
-/// (Graph error codes, Infobip status groups) into these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
-    /// A temporary fault (a connection that could not be made, 5xx, the
-    /// provider's transient codes): retry with exponential backoff.
-    Retryable,
-    /// A rate limit: retry after the limit's window, honouring `Retry-After`.
-    Throttled,
-    /// The message itself cannot be sent (invalid recipient, template missing or
-    /// mismatched, outside the 24-hour window, policy): report, do not retry.
-    Permanent,
-    /// The account or token is broken (expired token, missing permission,
-    /// restricted account): every message would fail alike, so keep the message,
-    /// retry slowly and alert an operator.
-    Configuration,
-    /// The request was sent but no readable answer came back (a timeout after
-    /// sending, a connection lost mid-answer, a 2xx without a message id): the
-    /// provider may have accepted the message. Retried after a longer delay, and
-    /// the one way a message can be delivered twice when nothing else failed.
-    Unconfirmed,
-}
-
-impl FailureClass {
-    /// The class of an HTTP error status from a provider whose body says
-    /// nothing more. A 404 there means the configured URL is wrong (base URL,
-    /// version, account id), not that this message is: the messages are kept
-    /// and an operator alerted, rather than every one failed.
-    pub fn of_http_status(status: u16) -> Self {
-        match status {
-            401 | 403 | 404 => Self::Configuration,
-            429 => Self::Throttled,
-            500..=599 | 408 => Self::Retryable,
-            _ => Self::Permanent,
-        }
-    }
-
-    /// The name used in logs and in the decision's `action`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Retryable => "retry",
-            Self::Throttled => "pace",
-            Self::Permanent => "permanent",
-            Self::Configuration => "alert",
-            Self::Unconfirmed => "unconfirmed",
-        }
-    }
-
-    /// True for failures that say the provider itself is down or unusable, which
-    /// the circuit breaker counts.
-    pub fn is_provider_fault(self) -> bool {
-        matches!(
-            self,
-            Self::Retryable | Self::Unconfirmed | Self::Configuration
-        )
-    }
-}
-
-/// A failed provider call, as every channel reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelError {
-    /// What it means for the message.
-    pub class: FailureClass,
-    /// The provider's error code, when it sent one.
-    pub code: Option<i64>,
-    /// The provider's `Retry-After`, when it sent one.
-    pub retry_after: Option<Duration>,
-    /// A one-line explanation for logs and dead letters.
-    pub message: String,
-}
+use crate::channels::provider::FailureClass;
 
 /// What the transport must do with one envelope after an attempt.
 #[derive(Debug, Clone, PartialEq)]

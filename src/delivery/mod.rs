@@ -15,20 +15,20 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::channels::{Channel, Channels};
+use crate::channels::{Channels, Provider};
 use crate::config::DeliveryConfig;
 use crate::contract::{Envelope, EnvelopeError};
 use crate::status::StatusStore;
 
 pub mod breaker;
 pub mod decision;
-pub mod pacing;
 mod recording;
 pub mod retry;
 
+pub use crate::channels::pacing::{RecipientLimiter, ThroughputLimiter};
+pub use crate::channels::provider::{FailureClass, ProviderError};
 pub use breaker::{Admission, CircuitBreaker};
-pub use decision::{Ack, ChannelError, Decision, FailureClass};
-pub use pacing::{RecipientLimiter, ThroughputLimiter};
+pub use decision::{Ack, Decision};
 pub use retry::RetryPolicy;
 
 /// Tries at writing a delivery's status before giving up on it (50, 200, 800 ms apart).
@@ -72,14 +72,14 @@ impl Default for PipelineLimits {
 
 /// One provider: its channel, its circuit and how long its calls take.
 #[derive(Debug)]
-struct Provider {
-    channel: Arc<dyn Channel>,
+struct ProviderState {
+    channel: Arc<dyn Provider>,
     breaker: CircuitBreaker,
     /// Exponentially weighted moving average of the call latency.
     latency: Mutex<Duration>,
 }
 
-impl Provider {
+impl ProviderState {
     fn latency(&self) -> Duration {
         *self
             .latency
@@ -100,7 +100,7 @@ impl Provider {
 #[derive(Debug)]
 pub struct Pipeline {
     channels: Channels,
-    providers: Vec<Provider>,
+    providers: Vec<ProviderState>,
     retry: RetryPolicy,
     max_attempts: u32,
     ceiling: usize,
@@ -149,10 +149,10 @@ impl Pipeline {
 
     /// Assembles a pipeline from parts (tests shorten the retry policy).
     pub fn new(channels: Channels, retry: RetryPolicy, limits: PipelineLimits) -> Self {
-        let providers: Vec<Provider> = channels
+        let providers: Vec<ProviderState> = channels
             .all()
             .into_iter()
-            .map(|channel| Provider {
+            .map(|channel| ProviderState {
                 breaker: CircuitBreaker::new(channel.name(), limits.circuit_cooldown, TRIP_AFTER),
                 channel,
                 latency: Mutex::new(INITIAL_LATENCY),
@@ -379,15 +379,13 @@ impl Pipeline {
             .and_then(|c| self.providers.iter().find(|p| p.channel.name() == c.name()))
         else {
             return self.decide(
-                ChannelError {
-                    class: FailureClass::Configuration,
-                    code: None,
-                    retry_after: None,
-                    message: format!(
+                ProviderError::new(
+                    FailureClass::Configuration,
+                    format!(
                         "no {} channel is configured here",
                         envelope.channel.as_str()
                     ),
-                },
+                ),
                 attempt,
             );
         };
@@ -413,7 +411,7 @@ impl Pipeline {
     /// `deadline`. Each refusal is a hold that does not count against the
     /// message (the provider was not asked).
     async fn clear_to_send(
-        provider: &Provider,
+        provider: &ProviderState,
         envelope: &Envelope,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Admission, Decision> {
@@ -460,7 +458,7 @@ impl Pipeline {
     /// The decision for a failed attempt: permanent failures are given up,
     /// account problems wait for an operator whatever the attempt, anything
     /// else is retried until `DELIVERY_MAX_ATTEMPTS`, then dead-lettered.
-    fn decide(&self, error: ChannelError, attempt: u32) -> Decision {
+    fn decide(&self, error: ProviderError, attempt: u32) -> Decision {
         match error.class {
             FailureClass::Permanent => Decision::GiveUp {
                 code: error.code,
@@ -600,12 +598,7 @@ mod tests {
             pipeline.deliver_payload("not json", 1).await,
             Decision::DeadLetter { .. }
         ));
-        let retryable = ChannelError {
-            class: FailureClass::Retryable,
-            code: Some(131_000),
-            retry_after: None,
-            message: "x".into(),
-        };
+        let retryable = ProviderError::new(FailureClass::Retryable, "x").with_code(Some(131_000));
         assert!(matches!(
             pipeline.decide(retryable.clone(), 2),
             Decision::Retry { counted: true, .. }
@@ -614,19 +607,10 @@ mod tests {
             pipeline.decide(retryable, 3),
             Decision::DeadLetter { .. }
         ));
-        let alert = ChannelError {
-            class: FailureClass::Configuration,
-            code: Some(190),
-            retry_after: None,
-            message: "token".into(),
-        };
+        let alert = ProviderError::new(FailureClass::Configuration, "token").with_code(Some(190));
         assert!(matches!(pipeline.decide(alert, 50), Decision::Retry { .. }));
-        let permanent = ChannelError {
-            class: FailureClass::Permanent,
-            code: Some(131_026),
-            retry_after: None,
-            message: "undeliverable".into(),
-        };
+        let permanent =
+            ProviderError::new(FailureClass::Permanent, "undeliverable").with_code(Some(131_026));
         assert!(matches!(
             pipeline.decide(permanent, 1),
             Decision::GiveUp { .. }

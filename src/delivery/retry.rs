@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::decision::FailureClass;
+use crate::channels::provider::FailureClass;
 
 /// The backoff schedule, as data.
 #[derive(Debug, Clone)]

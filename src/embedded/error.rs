@@ -31,6 +31,6 @@ impl QueueError {
 
 impl From<QueueError> for StoreError {
     fn from(error: QueueError) -> Self {
-        Self(error.to_string())
+        Self::caused_by("the embedded queue failed", error)
     }
 }

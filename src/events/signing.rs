@@ -62,22 +62,33 @@ impl std::fmt::Debug for WebhookSecret {
 /// Shortest key accepted: Standard Webhooks' own secrets are 24 to 64 bytes.
 const MIN_KEY_BYTES: usize = 16;
 
+/// Why a value is not a usable [`WebhookSecret`]. The secret itself is never
+/// part of the error.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// `whsec_` followed by something that is not base64. The decoder's error
+    /// is not kept: it quotes the offending byte of the secret.
+    #[error("the part after whsec_ is not base64")]
+    NotBase64,
+    /// `whsec_` followed by a key shorter than [`MIN_KEY_BYTES`] (its length).
+    #[error("the key after whsec_ is {0} bytes; use at least {MIN_KEY_BYTES} random bytes")]
+    KeyTooShort(usize),
+    /// A value without the prefix, too short to be a key by itself.
+    #[error("use whsec_<base64 of at least {MIN_KEY_BYTES} bytes>")]
+    RawTooShort,
+}
+
 impl WebhookSecret {
     /// Reads a secret as Standard Webhooks writes them. `Err` names the problem.
-    pub fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, SecretError> {
         match value.strip_prefix("whsec_") {
             Some(encoded) => match STANDARD.decode(encoded) {
                 Ok(key) if key.len() >= MIN_KEY_BYTES => Ok(Self(key)),
-                Ok(key) => Err(format!(
-                    "the key after whsec_ is {} bytes; use at least {MIN_KEY_BYTES} random bytes",
-                    key.len()
-                )),
-                Err(_) => Err("the part after whsec_ is not base64".to_owned()),
+                Ok(key) => Err(SecretError::KeyTooShort(key.len())),
+                Err(_) => Err(SecretError::NotBase64),
             },
             None if value.len() >= MIN_KEY_BYTES => Ok(Self(value.as_bytes().to_vec())),
-            None => Err(format!(
-                "use whsec_<base64 of at least {MIN_KEY_BYTES} bytes>"
-            )),
+            None => Err(SecretError::RawTooShort),
         }
     }
 

@@ -2,6 +2,7 @@
 //! attributes `type`, `channel` and `status` so subscribers filter with a
 //! subscription filter policy.
 
+use aws_sdk_sns::operation::publish::PublishError;
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use super::Event;
@@ -25,7 +26,7 @@ impl SnsEvents {
 
     /// Publishes one event; `Err` says why (the caller does not acknowledge
     /// what caused it, so it comes again).
-    pub async fn publish(&self, event: &Event) -> Result<(), String> {
+    pub async fn publish(&self, event: &Event) -> Result<(), EventPublishError> {
         let attribute = |value: &str| {
             MessageAttributeValue::builder()
                 .data_type("String")
@@ -54,6 +55,12 @@ impl SnsEvents {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("cannot publish the event: {}", crate::aws::describe(&e)))
+            .map_err(|e| EventPublishError(Box::new(e)))
     }
 }
+
+/// An event SNS did not take (throttled, unreachable, a missing topic or
+/// permission); the SDK's error is the source.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot publish the event")]
+pub struct EventPublishError(#[source] Box<aws_sdk_sns::error::SdkError<PublishError>>);

@@ -98,7 +98,11 @@ impl EventSender {
 
     /// POSTs one event and records the outcome.
     async fn send(&self, event: OutboxEvent) {
-        let outcome = match self.post(&event).await {
+        let outcome = match self
+            .post(&event)
+            .await
+            .map_err(|e| crate::telemetry::chain(&e))
+        {
             Ok(()) => EventOutcome::Delivered,
             Err(error) if event.attempts >= self.max_attempts => {
                 tracing::error!(event_id = %event.id, attempts = event.attempts, error.message = %error,
@@ -123,7 +127,7 @@ impl EventSender {
         }
     }
 
-    async fn post(&self, event: &OutboxEvent) -> Result<(), String> {
+    async fn post(&self, event: &OutboxEvent) -> Result<(), PostError> {
         let timestamp = chrono::Utc::now().timestamp();
         let signature = self
             .config
@@ -141,16 +145,31 @@ impl EventSender {
             .await
             .map_err(|e| {
                 if e.is_timeout() {
-                    "the receiver did not answer in time".to_owned()
+                    PostError::Timeout(e.without_url())
                 } else {
-                    format!("cannot reach the receiver: {}", e.without_url())
+                    PostError::Unreachable(e.without_url())
                 }
             })?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("the receiver answered {status}"))
+            Err(PostError::Refused(status))
         }
     }
+}
+
+/// Why the receiver did not take an event. Its text (with the causes) is
+/// what the outbox records as the attempt's error.
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    /// No answer within the client's timeout.
+    #[error("the receiver did not answer in time")]
+    Timeout(#[source] reqwest::Error),
+    /// The request could not be sent (DNS, connection, TLS).
+    #[error("cannot reach the receiver")]
+    Unreachable(#[source] reqwest::Error),
+    /// The receiver answered, but not with a 2xx.
+    #[error("the receiver answered {0}")]
+    Refused(reqwest::StatusCode),
 }

@@ -89,7 +89,7 @@ pub enum ApiError {
     NoStatusStore,
     /// `503`: the status store could not be read or written (logged).
     #[error("the status store is unavailable; try again")]
-    StoreUnavailable(String),
+    StoreUnavailable(#[source] crate::status::StoreError),
     /// `408`: a webhook body that did not arrive within its read deadline
     /// (it held a share of the webhooks' memory budget while it trickled).
     #[error("the body did not arrive within {0} s")]
@@ -107,9 +107,16 @@ pub enum ApiError {
     /// `405`: the route exists but not for this method.
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
-    /// `500`: a bug in Herald. The detail is generic; the cause is logged.
+    /// `500`: a bug in Herald. The detail is generic; the context and the
+    /// cause are logged, never sent (see [`ApiError::internal`]).
     #[error("internal error")]
-    Internal(String),
+    Internal {
+        /// What failed, for the log.
+        context: String,
+        /// The underlying error, for the log.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 /// The RFC 9457 problem document every error is (`application/problem+json`).
@@ -159,7 +166,7 @@ impl ApiError {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::SignatureInvalid => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -193,7 +200,7 @@ impl ApiError {
             Self::SignatureMissing(_) => "signature-missing",
             Self::SignatureInvalid => "signature-invalid",
             Self::MethodNotAllowed => "method-not-allowed",
-            Self::Internal(_) => "internal",
+            Self::Internal { .. } => "internal",
         }
     }
 
@@ -222,17 +229,17 @@ impl IntoResponse for ApiError {
                 message: e.message.clone(),
                 cause: e.cause_chain(),
             }),
-            Self::StoreUnavailable(cause) => Some(ErrorRecord {
+            Self::StoreUnavailable(e) => Some(ErrorRecord {
                 severe: false,
                 code: self.code(),
-                message: cause.clone(),
-                cause: None,
+                message: e.to_string(),
+                cause: crate::telemetry::causes(e),
             }),
-            Self::Internal(cause) => Some(ErrorRecord {
+            Self::Internal { context, source } => Some(ErrorRecord {
                 severe: true,
                 code: self.code(),
-                message: cause.clone(),
-                cause: None,
+                message: context.clone(),
+                cause: source.as_deref().map(|e| crate::telemetry::chain(e)),
             }),
             _ => None,
         };
@@ -268,6 +275,28 @@ impl IntoResponse for ApiError {
             response.extensions_mut().insert(record);
         }
         response
+    }
+}
+
+impl ApiError {
+    /// A `500` for a bug: `context` says what failed, for the log only.
+    pub fn internal(context: impl Into<String>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A `500` caused by `source`, which is logged with `context` and never
+    /// sent to the client.
+    pub fn internal_caused_by(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source: Some(source.into()),
+        }
     }
 }
 
@@ -318,7 +347,7 @@ mod tests {
                 503,
             ),
             (ApiError::TimedOut, 503),
-            (ApiError::Internal("bug".into()), 500),
+            (ApiError::internal("bug"), 500),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error:?}");
@@ -341,6 +370,50 @@ mod tests {
         assert!(definite.to_string().contains("nothing was published"));
         let too_large = ApiError::from(PublishError::new(PublishErrorKind::TooLarge, "t"));
         assert_eq!(too_large.status().as_u16(), 413);
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_logs_its_cause_and_never_sends_it() {
+        let cause = std::io::Error::other("token=s3cr3t");
+        let response = ApiError::internal_caused_by("a batch entry's publish task failed", cause)
+            .into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let record = response.extensions().get::<ErrorRecord>().cloned().unwrap();
+        assert!(record.severe);
+        assert_eq!(record.message, "a batch entry's publish task failed");
+        assert_eq!(record.cause.as_deref(), Some("token=s3cr3t"));
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains(r#""detail":"internal error""#), "{body}");
+        assert!(
+            !body.contains("s3cr3t") && !body.contains("batch"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_logs_the_chain_and_sends_a_generic_detail() {
+        let cause = std::io::Error::other("ThrottlingException: rate exceeded");
+        let error = ApiError::StoreUnavailable(crate::status::StoreError::caused_by(
+            "cannot read a status",
+            cause,
+        ));
+        let response = error.into_response();
+        let record = response.extensions().get::<ErrorRecord>().cloned().unwrap();
+        assert!(!record.severe);
+        assert_eq!(record.message, "status store: cannot read a status");
+        assert_eq!(
+            record.cause.as_deref(),
+            Some("ThrottlingException: rate exceeded")
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("the status store is unavailable; try again"));
+        assert!(!body.contains("Throttling"), "{body}");
     }
 
     #[test]

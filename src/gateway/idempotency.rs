@@ -345,18 +345,36 @@ pub fn idempotency_key(
     let key = value
         .to_str()
         .map_err(|_| ApiError::InvalidHeader("Idempotency-Key must be visible ASCII".into()))?;
-    validate_key(key).map_err(ApiError::InvalidHeader)?;
+    validate_key(key).map_err(|e| ApiError::InvalidHeader(e.to_string()))?;
     Ok(Some(key))
 }
 
 /// Checks an `Idempotency-Key` header value: 1–255 visible ASCII characters.
-pub fn validate_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!(
-            "Idempotency-Key must be 1-{MAX_KEY_LEN} visible ASCII characters"
-        ));
+pub fn validate_key(key: &str) -> Result<(), InvalidKey> {
+    if key.is_empty() {
+        Err(InvalidKey::Empty)
+    } else if key.len() > MAX_KEY_LEN {
+        Err(InvalidKey::TooLong(key.len()))
+    } else if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        Err(InvalidKey::NotVisibleAscii)
+    } else {
+        Ok(())
     }
-    Ok(())
+}
+
+/// Why an `Idempotency-Key` is refused. Every variant says the same to the
+/// client (the `400`'s detail): the rule the key breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidKey {
+    /// The header is empty.
+    #[error("Idempotency-Key must be 1-{MAX_KEY_LEN} visible ASCII characters")]
+    Empty,
+    /// Longer than `MAX_KEY_LEN` bytes (its length).
+    #[error("Idempotency-Key must be 1-{MAX_KEY_LEN} visible ASCII characters")]
+    TooLong(usize),
+    /// A space, a control character or non-ASCII.
+    #[error("Idempotency-Key must be 1-{MAX_KEY_LEN} visible ASCII characters")]
+    NotVisibleAscii,
 }
 
 #[cfg(test)]
@@ -566,8 +584,15 @@ mod tests {
     #[test]
     fn key_format_is_checked() {
         assert!(validate_key("order-42").is_ok());
-        assert!(validate_key("").is_err());
-        assert!(validate_key(&"k".repeat(256)).is_err());
-        assert!(validate_key("has space").is_err());
+        assert_eq!(validate_key(""), Err(InvalidKey::Empty));
+        assert_eq!(
+            validate_key(&"k".repeat(256)),
+            Err(InvalidKey::TooLong(256))
+        );
+        assert_eq!(validate_key("has space"), Err(InvalidKey::NotVisibleAscii));
+        assert_eq!(
+            InvalidKey::Empty.to_string(),
+            "Idempotency-Key must be 1-255 visible ASCII characters"
+        );
     }
 }

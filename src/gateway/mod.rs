@@ -227,7 +227,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
                 .layer(middleware::from_fn(access_log::log_request))
                 .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::Internal("handler panicked".into()).into_response()
+                    ApiError::internal("handler panicked").into_response()
                 }))
                 // A request over REQUEST_TIMEOUT_MS (a stalled body, a stuck
                 // publish) ends as a problem document, like every other error.

@@ -130,10 +130,53 @@ impl Inbound {
     }
 }
 
-/// Why a status could not be read or written.
+/// Why a status could not be read or written: what was being done, and the
+/// error that stopped it (the database's, the SDK's, a publish's) as its
+/// source. Log it with [`crate::telemetry::chain`] to see the causes.
 #[derive(Debug, thiserror::Error)]
-#[error("status store: {0}")]
-pub struct StoreError(pub String);
+#[error("status store: {context}")]
+pub struct StoreError {
+    /// What failed, for operators (never secrets).
+    context: String,
+    /// The underlying error, when there is one.
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// A failure with no underlying error (a lost race, a conflict).
+    pub fn new(context: impl Into<String>) -> Self {
+        Self {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by `source`.
+    pub fn caused_by(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What failed, without the causes.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+}
+
+/// The constructor `StoreError` had as a tuple struct, kept so that code
+/// written as `StoreError(message)` still compiles: the same as
+/// [`StoreError::new`]. New code calls `StoreError::new`.
+#[doc(hidden)]
+#[allow(non_snake_case)]
+pub fn StoreError(context: String) -> StoreError {
+    StoreError::new(context)
+}
 
 /// Where statuses live. Every method is idempotent: providers and queues
 /// deliver at least once.

@@ -92,11 +92,10 @@ async fn scenario(app: &TestApp) {
 #[tokio::test]
 async fn inbound_opt_out_changes_follow_the_person_s_order_on_the_embedded_default() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_owned();
-    let app = TestApp::spawn_from_config(&config_with(&[
-        ("HERALD_DATA_DIR", data.as_str()),
-        ("INFOBIP_WEBHOOK_SECRET", infobip::WEBHOOK_SECRET),
-    ]))
+    let app = TestApp::spawn_embedded(
+        dir.path(),
+        &[("INFOBIP_WEBHOOK_SECRET", infobip::WEBHOOK_SECRET)],
+    )
     .await;
     scenario(&app).await;
 }

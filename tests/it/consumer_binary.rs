@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::aws::emulator;
-use crate::helpers::{TO, TestApp, config_with};
+use crate::helpers::process::KilledOnDrop;
+use crate::helpers::{TO, TestApp, config_with, eventually};
 
 /// Without WhatsApp credentials the poller delivers to the console, says so at
 /// startup, prints the exact request body per message, and stops on SIGTERM.
@@ -147,7 +148,7 @@ async fn the_token_comes_from_secrets_manager_and_is_never_logged() {
         .await;
     assert_eq!(response.status(), 202);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
+    let child = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
         .env("SQS_QUEUE_URL", &tq.queue_url)
         .env("WHATSAPP_ACCESS_TOKEN_SECRET_ID", &secret)
         .env("WHATSAPP_PHONE_NUMBER_ID", wa::PHONE_NUMBER_ID)
@@ -159,19 +160,17 @@ async fn the_token_comes_from_secrets_manager_and_is_never_logged() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the consumer binary starts");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while fake
-        .server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .is_empty()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
+    let child = KilledOnDrop::new(child);
+    eventually(
+        "a send with the token",
+        Duration::from_secs(30),
+        async || {
+            let requests = fake.server.received_requests().await.unwrap_or_default();
+            (!requests.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let output = child.kill();
     fake.server.verify().await;
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(!logs.contains(wa::TOKEN), "the token reached a log line");
@@ -200,7 +199,7 @@ async fn the_token_comes_from_secrets_manager_and_is_never_logged() {
 /// the consumer built its store without the failover path: no SMS.
 #[tokio::test]
 async fn an_early_cannot_reach_report_merged_by_the_consumer_sends_the_fallback() {
-    use crate::helpers::infobip::FakeInfobip;
+    use crate::helpers::infobip::{self, FakeInfobip};
     use crate::helpers::meta::{self, MetaSender};
     use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
     let aws = emulator().await;
@@ -219,15 +218,10 @@ async fn an_early_cannot_reach_report_merged_by_the_consumer_sends_the_fallback(
         .await;
     let infobip = FakeInfobip::accepting().await;
 
-    let response = gateway
-        .post_message(&json!({"to": TO, "message": "hi",
+    let id = gateway
+        .send_accepted(&json!({"to": TO, "message": "hi",
             "fallback": {"channel": "sms", "message": "hi by SMS"}}))
         .await;
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["messageId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     // Meta's failure report arrives before the consumer has sent anything.
     let failed = meta::failed(
         "wamid.EARLY",
@@ -241,31 +235,27 @@ async fn an_early_cannot_reach_report_merged_by_the_consumer_sends_the_fallback(
         200
     );
 
-    let whatsapp_uri = whatsapp.server.uri();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_herald-consumer"));
-    command
+    let child = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
         .env("SQS_QUEUE_URL", &tq.queue_url)
         .env("SNS_TOPIC_ARN", &tq.topic_arn)
         .env("STATUS_TABLE", &table)
-        .env("WHATSAPP_ACCESS_TOKEN", wa::TOKEN)
-        .env("WHATSAPP_PHONE_NUMBER_ID", wa::PHONE_NUMBER_ID)
-        .env("WHATSAPP_API_VERSION", wa::VERSION)
-        .env("WHATSAPP_API_BASE_URL", &whatsapp_uri)
+        .envs(whatsapp.vars())
+        .envs(infobip.vars(infobip::PUBLIC))
         .env("DELIVERY_RETRY_BASE_MS", "50")
         .env_remove("DELIVERY")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in infobip.vars("https://gw.example.com") {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().expect("the consumer binary starts");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while infobip.bodies().await.is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the consumer binary starts");
+    let child = KilledOnDrop::new(child);
+    eventually(
+        "the SMS fallback sent",
+        Duration::from_secs(40),
+        async || (!infobip.bodies().await.is_empty()).then_some(()),
+    )
+    .await;
     let sms = infobip.bodies().await;
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     assert_eq!(sms.len(), 1, "the fallback went by SMS once");
     let view = gateway.wait_for_status(&id, "submitted").await;
     assert_eq!(view["channel"], "sms");

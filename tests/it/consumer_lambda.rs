@@ -4,21 +4,18 @@
 use std::time::Duration;
 
 use herald::consumer::lambda::{InvocationError, LambdaConsumer, handle_event};
-use herald::contract::Envelope;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use wiremock::matchers::body_partial_json;
 
-use crate::helpers::TO;
+use crate::helpers::text_envelope;
 use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success, undeliverable};
 
 const SNS_EVENT: &str = include_str!("../fixtures/lambda/sns-event.json");
 const SQS_EVENT: &str = include_str!("../fixtures/lambda/sqs-event.json");
 
 fn envelope_json(text: &str) -> String {
-    let message =
-        herald::domain::OutboundMessage::try_from(json!({"to": TO, "message": text})).unwrap();
-    Envelope::new(uuid::Uuid::now_v7(), message, "ops").to_json()
+    text_envelope(text).to_json()
 }
 
 fn sns_event(message: &str) -> LambdaEvent<Value> {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::consumer::sqs_poller::SqsPoller;
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::matchers::body_partial_json;
 
 use crate::helpers::aws::{Emulator, TopicWithQueue, emulator};
 use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success, undeliverable};
-use crate::helpers::{TO, TestApp, config_with};
+use crate::helpers::{TO, TestApp, config_with, eventually};
 
 /// Receives allowed before the queue dead-letters a message.
 const MAX_RECEIVES: u32 = 3;
@@ -46,34 +46,24 @@ async fn pipeline() -> Pipeline {
 
 impl Pipeline {
     async fn send(&self, text: &str) -> String {
-        let response = self
-            .gateway
-            .post_message(&json!({"to": TO, "message": text}))
-            .await;
-        assert_eq!(response.status(), 202);
-        response.json::<Value>().await.unwrap()["messageId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.gateway
+            .send_accepted(&json!({"to": TO, "message": text}))
+            .await
     }
 
-    /// Polls until `done` holds or 20 seconds pass; returns whether it held.
-    async fn poll_until<F, Fut>(&self, done: F) -> bool
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = bool>,
-    {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::time::Instant::now() < deadline {
+    /// Polls the queue until `done` holds; fails naming `what` after 20 s.
+    async fn poll_until(&self, what: &str, done: impl AsyncFn() -> bool) {
+        eventually(what, Duration::from_secs(20), async || {
             if done().await {
-                return true;
+                return Some(());
             }
             self.poller
                 .poll_once(Duration::from_secs(1))
                 .await
                 .expect("receive works");
-        }
-        done().await
+            None
+        })
+        .await;
     }
 
     async fn requests(&self) -> usize {
@@ -109,14 +99,12 @@ async fn a_retryable_failure_ends_delivered_exactly_once() {
 
     p.send("try again").await;
 
-    assert!(
-        p.poll_until(|| async { p.requests().await >= 2 }).await,
-        "the retry never came"
-    );
-    assert!(
-        p.poll_until(|| async { p.aws.depth(&p.tq.queue_url).await == 0 })
-            .await
-    );
+    p.poll_until("the retry", async || p.requests().await >= 2)
+        .await;
+    p.poll_until("an empty queue", async || {
+        p.aws.depth(&p.tq.queue_url).await == 0
+    })
+    .await;
     // A last poll shows nothing is redelivered after success.
     p.poller.poll_once(Duration::from_secs(1)).await.unwrap();
     assert_eq!(p.requests().await, 2);
@@ -135,11 +123,12 @@ async fn a_permanent_failure_is_sent_once() {
 
     p.send("nobody there").await;
 
-    assert!(p.poll_until(|| async { p.requests().await >= 1 }).await);
-    assert!(
-        p.poll_until(|| async { p.aws.depth(&p.tq.queue_url).await == 0 })
-            .await
-    );
+    p.poll_until("a send", async || p.requests().await >= 1)
+        .await;
+    p.poll_until("an empty queue", async || {
+        p.aws.depth(&p.tq.queue_url).await == 0
+    })
+    .await;
     p.poller.poll_once(Duration::from_secs(1)).await.unwrap();
     assert_eq!(p.requests().await, 1);
     assert_eq!(p.aws.depth(&p.tq.dlq_url).await, 0);
@@ -157,11 +146,10 @@ async fn a_persistent_server_error_ends_in_the_dead_letter_queue() {
 
     let id = p.send("doomed").await;
 
-    assert!(
-        p.poll_until(|| async { p.aws.depth(&p.tq.dlq_url).await == 1 })
-            .await,
-        "never dead-lettered"
-    );
+    p.poll_until("a dead letter", async || {
+        p.aws.depth(&p.tq.dlq_url).await == 1
+    })
+    .await;
     assert_eq!(p.requests().await, MAX_RECEIVES as usize);
     let dead = p.aws.drain(&p.tq.dlq_url, 1, Duration::from_secs(5)).await;
     assert!(dead[0].body().unwrap().contains(&id));
@@ -192,9 +180,9 @@ async fn a_bad_envelope_is_dead_lettered_and_the_poller_keeps_going() {
     }
     p.send("after the bad one").await;
 
-    assert!(
-        p.poll_until(|| async { p.aws.depth(&p.tq.dlq_url).await == 2 && p.requests().await == 1 })
-            .await
-    );
+    p.poll_until("two dead letters and one send", async || {
+        p.aws.depth(&p.tq.dlq_url).await == 2 && p.requests().await == 1
+    })
+    .await;
     assert_eq!(p.aws.depth(&p.tq.queue_url).await, 0);
 }

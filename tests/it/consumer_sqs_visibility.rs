@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::consumer::sqs_poller::SqsPoller;
-use herald::contract::Envelope;
-use serde_json::json;
 
-use crate::helpers::TO;
 use crate::helpers::aws::emulator;
+use crate::helpers::text_envelope;
 use crate::helpers::whatsapp::{FakeWhatsApp, send_endpoint, success};
 
 /// VisibilityTimeout 2 s, WhatsApp answering in 5 s, the poller receiving all
@@ -23,9 +21,7 @@ async fn a_slow_delivery_outlives_a_short_visibility_timeout_without_a_second_se
         .respond_with(success("14155550123", "wamid.slow").set_delay(Duration::from_secs(5)))
         .mount(&fake.server)
         .await;
-    let message =
-        herald::domain::OutboundMessage::try_from(json!({"to": TO, "message": "slow"})).unwrap();
-    let envelope = Envelope::new(uuid::Uuid::now_v7(), message, "ops");
+    let envelope = text_envelope("slow");
     aws.sqs
         .send_message()
         .queue_url(&queue_url)
@@ -40,6 +36,8 @@ async fn a_slow_delivery_outlives_a_short_visibility_timeout_without_a_second_se
         Arc::new(fake.pipeline(Duration::from_secs(10))),
     )
     .await;
+    // Not a wait for an outcome: the poller runs for a fixed 8 s, past the
+    // 5 s answer and several 2 s visibility timeouts.
     poller
         .run_until_stopped(tokio::time::sleep(Duration::from_secs(8)))
         .await;

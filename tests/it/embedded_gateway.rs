@@ -7,10 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::process::{GatewayProcess, gateway_command};
-use crate::helpers::whatsapp::{
-    FakeWhatsApp, PHONE_NUMBER_ID, TOKEN, VERSION, graph_error, send_endpoint, success,
-};
-use crate::helpers::{KEY, TO};
+use crate::helpers::whatsapp::{FakeWhatsApp, TOKEN, graph_error, send_endpoint, success};
+use crate::helpers::{KEY, TO, eventually, pairs};
 
 async fn post(client: &reqwest::Client, address: &str, body: &Value) -> reqwest::Response {
     client
@@ -45,17 +43,13 @@ async fn accepted_messages_survive_sigkill_and_are_delivered_once() {
         .respond_with(graph_error(503, 131_016, "Service unavailable", "down"))
         .mount(&fake.server)
         .await;
-    let uri = fake.server.uri();
-    let vars = [
-        ("WHATSAPP_ACCESS_TOKEN", TOKEN),
-        ("WHATSAPP_PHONE_NUMBER_ID", PHONE_NUMBER_ID),
-        ("WHATSAPP_API_VERSION", VERSION),
-        ("WHATSAPP_API_BASE_URL", uri.as_str()),
-        ("WHATSAPP_PAIR_RATE", "0"),
+    let whatsapp = fake.vars();
+    let mut vars = pairs(&whatsapp);
+    vars.extend([
         ("DELIVERY_RETRY_BASE_MS", "50"),
         ("DELIVERY_RETRY_MAX_MS", "200"),
         ("DELIVERY_MAX_ATTEMPTS", "100"),
-    ];
+    ]);
     let gateway = GatewayProcess::start(&data_dir, &vars);
     let client = reqwest::Client::new();
 
@@ -75,11 +69,12 @@ async fn accepted_messages_survive_sigkill_and_are_delivered_once() {
         );
         accepted.push(text);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !fake.bodies().await.is_empty(),
-        "deliveries were attempted before the kill"
-    );
+    eventually(
+        "deliveries attempted before the kill",
+        Duration::from_secs(10),
+        async || (!fake.bodies().await.is_empty()).then_some(()),
+    )
+    .await;
     gateway.kill_hard();
 
     // WhatsApp recovers; the gateway restarts on the same directory.
@@ -91,12 +86,13 @@ async fn accepted_messages_survive_sigkill_and_are_delivered_once() {
     let restarted = GatewayProcess::start(&data_dir, &vars);
 
     // Assert: every accepted message arrives exactly once.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while delivered_texts(&fake).await.len() < accepted.len()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "every accepted message delivered",
+        Duration::from_secs(30),
+        async || (delivered_texts(&fake).await.len() >= accepted.len()).then_some(()),
+    )
+    .await;
+    // Not a wait for an outcome: time for a second delivery to show up, if one were made.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let delivered = delivered_texts(&fake).await;
     for text in &accepted {

@@ -3,16 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald::contract::Envelope;
 use herald::embedded::{EmbeddedQueue, Worker};
 use serde_json::json;
 
-use crate::helpers::TO;
 use crate::helpers::whatsapp::{FakeWhatsApp, graph_error, send_endpoint, success, undeliverable};
-
-fn envelope(text: &str) -> Envelope {
-    envelope_from("ops", text)
-}
+use crate::helpers::{TO, TestApp, envelope, eventually, pairs, text_envelope};
 
 /// A queue in a fresh directory, a fake Graph API and a worker between them.
 struct Setup {
@@ -73,7 +68,7 @@ async fn an_enqueued_envelope_is_delivered_and_removed() {
         .mount(&fake.server)
         .await;
 
-    let env = envelope("embedded");
+    let env = text_envelope("embedded");
     queue.enqueue(&env).await.unwrap();
     assert_eq!(worker.run_once().await, 1);
 
@@ -96,19 +91,21 @@ async fn retries_end_in_the_dead_letter_table_after_max_attempts() {
         .expect(3)
         .mount(&fake.server)
         .await;
-    let env = envelope("doomed");
+    let env = text_envelope("doomed");
     queue.enqueue(&env).await.unwrap();
 
-    let mut handled = 0;
-    for _ in 0..200 {
-        handled += worker.run_once().await;
-        if queue.stats().await.unwrap().dead_letters == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let handled = std::cell::Cell::new(0);
+    eventually(
+        "the envelope dead-lettered",
+        Duration::from_secs(10),
+        async || {
+            handled.set(handled.get() + worker.run_once().await);
+            (queue.stats().await.unwrap().dead_letters == 1).then_some(())
+        },
+    )
+    .await;
 
-    assert_eq!(handled, 3);
+    assert_eq!(handled.get(), 3);
     let dead = queue
         .dead_letters(herald::embedded::DeadLetterKind::Messages, 10, None)
         .await
@@ -143,7 +140,7 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
         .expect(1)
         .mount(&fake.server)
         .await;
-    let env = envelope("late");
+    let env = text_envelope("late");
     queue.enqueue(&env).await.unwrap();
     worker.run_once().await;
     let dead = queue
@@ -158,7 +155,7 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
 async fn the_same_id_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
-    let env = envelope("once");
+    let env = text_envelope("once");
     queue.enqueue(&env).await.unwrap();
     queue.enqueue(&env).await.unwrap();
     assert_eq!(queue.stats().await.unwrap().depth, 1);
@@ -184,31 +181,20 @@ async fn the_gateway_without_sns_delivers_in_process() {
         .expect(1)
         .mount(&fake.server)
         .await;
-    let config = crate::helpers::config_with(&[
-        ("HERALD_DATA_DIR", dir.path().to_str().unwrap()),
-        ("WHATSAPP_ACCESS_TOKEN", crate::helpers::whatsapp::TOKEN),
-        (
-            "WHATSAPP_PHONE_NUMBER_ID",
-            crate::helpers::whatsapp::PHONE_NUMBER_ID,
-        ),
-        ("WHATSAPP_API_VERSION", crate::helpers::whatsapp::VERSION),
-        ("WHATSAPP_PAIR_RATE", "0"),
-        ("WHATSAPP_API_BASE_URL", &fake.server.uri()),
-    ]);
-    let app = crate::helpers::TestApp::spawn_from_config(&config).await;
+    let app = TestApp::spawn_embedded(dir.path(), &pairs(&fake.vars())).await;
     assert_eq!(
         app.post_message(&json!({"to": TO, "message": "in process"}))
             .await
             .status(),
         202
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while fake.server.received_requests().await.unwrap().is_empty()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(fake.bodies().await.len(), 1);
+    let bodies = eventually(
+        "a request to WhatsApp",
+        Duration::from_secs(10),
+        async || Some(fake.bodies().await).filter(|b| !b.is_empty()),
+    )
+    .await;
+    assert_eq!(bodies.len(), 1);
 }
 
 /// A gateway on the embedded queue delivering to `fake`, with extra settings.
@@ -217,22 +203,14 @@ async fn embedded_gateway(
     fake: &FakeWhatsApp,
     extra: &[(&str, &str)],
 ) -> crate::helpers::TestApp {
-    let uri = fake.server.uri();
-    let mut vars = vec![
-        ("HERALD_DATA_DIR", dir.to_str().unwrap()),
-        ("WHATSAPP_ACCESS_TOKEN", crate::helpers::whatsapp::TOKEN),
-        (
-            "WHATSAPP_PHONE_NUMBER_ID",
-            crate::helpers::whatsapp::PHONE_NUMBER_ID,
-        ),
-        ("WHATSAPP_API_VERSION", crate::helpers::whatsapp::VERSION),
-        ("WHATSAPP_PAIR_RATE", "0"),
-        ("WHATSAPP_API_BASE_URL", uri.as_str()),
+    let whatsapp = fake.vars();
+    let mut vars = pairs(&whatsapp);
+    vars.extend([
         ("DELIVERY_RETRY_BASE_MS", "20"),
         ("DELIVERY_RETRY_MAX_MS", "100"),
-    ];
+    ]);
     vars.extend_from_slice(extra);
-    crate::helpers::TestApp::spawn_from_config(&crate::helpers::config_with(&vars)).await
+    TestApp::spawn_embedded(dir, &vars).await
 }
 
 /// Many concurrent sends: every accepted id is delivered exactly once, none lost.
@@ -264,10 +242,13 @@ async fn concurrent_sends_are_each_delivered_exactly_once() {
         accepted.push(t.unwrap());
     }
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while fake.bodies().await.len() < accepted.len() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "every accepted send delivered",
+        Duration::from_secs(20),
+        async || (fake.bodies().await.len() >= accepted.len()).then_some(()),
+    )
+    .await;
+    // Not a wait for an outcome: time for a duplicate to show up, if one were sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut delivered: Vec<String> = fake
         .bodies()
@@ -358,29 +339,18 @@ async fn dead_letters_are_listed_over_http() {
         .unwrap()["messageId"]
         .clone();
 
-    let list = |app: &crate::helpers::TestApp| {
-        let request = app
-            .client
-            .get(format!("{}/api/v1/dead-letters", app.address))
-            .header("x-api-key", crate::helpers::KEY);
-        async move {
-            request
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        }
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut body = list(&app).await;
-    while body["deadLetters"].as_array().unwrap().is_empty()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        body = list(&app).await;
-    }
+    let body = eventually(
+        "a dead letter listed",
+        Duration::from_secs(10),
+        async || {
+            Some(
+                app.get_json("/api/v1/dead-letters", crate::helpers::KEY)
+                    .await,
+            )
+            .filter(|b| !b["deadLetters"].as_array().unwrap().is_empty())
+        },
+    )
+    .await;
     let dead = &body["deadLetters"][0];
     assert_eq!(dead["id"], id);
     assert!(dead["reason"].as_str().unwrap().contains("131026"));
@@ -464,24 +434,9 @@ async fn a_redriven_dead_letter_is_delivered_and_a_deleted_one_is_gone() {
 
     assert_eq!(act("DELETE", delete.clone(), KEY).await, 204);
     assert_eq!(act("DELETE", delete, KEY).await, 404);
-    let list: serde_json::Value = app
-        .client
-        .get(format!("{}/api/v1/dead-letters", app.address))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_json("/api/v1/dead-letters", KEY).await;
     assert_eq!(list["deadLetters"], json!([]));
     assert_eq!(fake.bodies().await.len(), 1, "one delivery since the fix");
-}
-
-fn envelope_from(key_id: &str, text: &str) -> Envelope {
-    let message =
-        herald::domain::OutboundMessage::try_from(json!({"to": TO, "message": text})).unwrap();
-    Envelope::new(uuid::Uuid::now_v7(), message, key_id)
 }
 
 /// A slow commit whose caller gave up (its request timed out: "may have been
@@ -501,17 +456,17 @@ async fn a_retry_of_a_commit_whose_caller_gave_up_is_not_queued_again() {
         .expect(1)
         .mount(&fake.server)
         .await;
-    let env = envelope("slow fsync");
+    let env = text_envelope("slow fsync");
     queue.simulate_slow_commit(Duration::from_millis(1000));
     let gave_up = tokio::time::timeout(Duration::from_millis(200), queue.enqueue(&env)).await;
     assert!(gave_up.is_err(), "the caller stopped waiting");
     queue.simulate_slow_commit(Duration::ZERO);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        queue.stats().await.unwrap().depth,
-        1,
-        "the commit went through"
-    );
+    eventually(
+        "the commit went through",
+        Duration::from_secs(10),
+        async || (queue.stats().await.unwrap().depth == 1).then_some(()),
+    )
+    .await;
 
     // The retry while the first copy is queued, and again after its delivery.
     queue.enqueue(&env).await.unwrap();
@@ -539,7 +494,7 @@ async fn a_retry_of_an_answered_and_delivered_entry_is_not_queued_again() {
         .expect(1)
         .mount(&fake.server)
         .await;
-    let env = envelope("answered before the timeout");
+    let env = text_envelope("answered before the timeout");
     queue.enqueue(&env).await.unwrap();
     assert_eq!(worker.run_once().await, 1);
     // The retry of the timed-out batch publishes the entry again.
@@ -571,10 +526,12 @@ async fn leases_cover_the_pacing_wait() {
         Worker::new(queue.clone(), Arc::new(pipeline)).with_lease(Duration::from_millis(200));
     for i in 0..20 {
         queue
-            .enqueue(&envelope(&format!("paced {i}")))
+            .enqueue(&text_envelope(&format!("paced {i}")))
             .await
             .unwrap();
     }
+    // Not a wait for an outcome: the worker runs for a fixed 4 s, long
+    // enough for 20 sends at 10 a second and leases expiring many times.
     let run = tokio::spawn(worker.run_until_stopped(tokio::time::sleep(Duration::from_secs(4))));
     run.await.unwrap();
     let sent = fake.server.received_requests().await.unwrap().len();
@@ -601,7 +558,7 @@ async fn settlements_survive_a_full_disk() {
     .with_lease(Duration::from_millis(100));
     for i in 0..5 {
         queue
-            .enqueue(&envelope(&format!("full {i}")))
+            .enqueue(&text_envelope(&format!("full {i}")))
             .await
             .unwrap();
     }
@@ -610,19 +567,16 @@ async fn settlements_survive_a_full_disk() {
         let worker = worker.clone();
         async move { worker.run_once().await }
     });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while fake.server.received_requests().await.unwrap().len() < 5 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the five were never sent"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the five sent", Duration::from_secs(10), async || {
+        (fake.server.received_requests().await.unwrap().len() >= 5).then_some(())
+    })
+    .await;
     queue.simulate_full_disk(true);
     assert_eq!(delivering.await.unwrap(), 5);
     assert_eq!(worker.pending_settlements(), 5);
 
     // Still full, and the leases have expired: nothing is leased or sent again.
+    // Not a wait for an outcome: the 100 ms leases expire on purpose.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(worker.run_once().await, 0);
     assert_eq!(worker.pending_settlements(), 5);
@@ -644,7 +598,7 @@ async fn health_checks_are_cached_and_read_no_table() {
     let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
     for i in 0..3 {
         queue
-            .enqueue(&envelope(&format!("waiting {i}")))
+            .enqueue(&text_envelope(&format!("waiting {i}")))
             .await
             .unwrap();
     }
@@ -670,7 +624,10 @@ async fn health_names_a_full_disk_without_the_data_directory() {
     let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
     let publisher = EmbeddedPublisher::new(queue.clone());
     queue.simulate_full_disk(true);
-    let error = publisher.publish(&envelope("no room")).await.unwrap_err();
+    let error = publisher
+        .publish(&text_envelope("no room"))
+        .await
+        .unwrap_err();
     assert!(!error.kind.may_have_published());
     let check = publisher.check_health().await;
     assert!(!check.healthy);
@@ -687,7 +644,10 @@ async fn dead_letters_are_listed_per_api_key() {
     let dir = tempfile::tempdir().unwrap();
     let queue = EmbeddedQueue::open(dir.path(), 0).unwrap();
     for (key_id, text) in [("ops", "ops secret"), ("billing", "billing secret")] {
-        queue.enqueue(&envelope_from(key_id, text)).await.unwrap();
+        queue
+            .enqueue(&envelope(key_id, json!({"to": TO, "message": text})))
+            .await
+            .unwrap();
     }
     for leased in queue.lease(60_000, 10).await.unwrap() {
         queue
@@ -700,25 +660,19 @@ async fn dead_letters_are_listed_per_api_key() {
             .await
             .unwrap();
     }
-    let list = |app: &crate::helpers::TestApp, key: &'static str| {
-        let request = app
-            .client
-            .get(format!("{}/api/v1/dead-letters", app.address))
-            .header("x-api-key", key);
-        async move {
-            let body: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
-            body["deadLetters"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| {
-                    d["envelope"]["message"]["text"]["body"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect::<Vec<_>>()
-        }
+    let list = async |app: &TestApp, key: &'static str| {
+        let body = app.get_json("/api/v1/dead-letters", key).await;
+        body["deadLetters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                d["envelope"]["message"]["text"]["body"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
     };
     let publisher = Arc::new(EmbeddedPublisher::new(queue.clone()));
     let app =
@@ -766,7 +720,7 @@ async fn an_open_circuit_holds_messages_until_the_provider_is_back() {
     ));
     for i in 0..10 {
         queue
-            .enqueue(&envelope(&format!("outage {i}")))
+            .enqueue(&text_envelope(&format!("outage {i}")))
             .await
             .unwrap();
     }
@@ -776,15 +730,13 @@ async fn an_open_circuit_holds_messages_until_the_provider_is_back() {
         let _ = stopped.await;
     }));
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !pipeline.any_circuit_open() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the circuit never opened"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the circuit open", Duration::from_secs(5), async || {
+        pipeline.any_circuit_open().then_some(())
+    })
+    .await;
     assert_eq!(pipeline.circuits()[0]["circuit"], "open");
+    // Not waits for an outcome: requests in flight when it opened settle,
+    // then a 400 ms window of the 2 s cool-down in which nothing may be sent.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let sent_when_open = fake.server.received_requests().await.unwrap().len();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -799,14 +751,12 @@ async fn an_open_circuit_holds_messages_until_the_provider_is_back() {
         .respond_with(success("14155550123", "wamid.back"))
         .mount(&fake.server)
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while queue.stats().await.unwrap().depth > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not delivered after the outage"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "delivered after the outage",
+        Duration::from_secs(10),
+        async || (queue.stats().await.unwrap().depth == 0).then_some(()),
+    )
+    .await;
     let _ = stop.send(());
     running.await.unwrap();
     assert_eq!(
@@ -875,20 +825,21 @@ async fn the_pair_rate_is_avoided_without_holding_back_other_recipients() {
     );
     for i in 0..3 {
         queue
-            .enqueue(&envelope(&format!("same person {i}")))
+            .enqueue(&text_envelope(&format!("same person {i}")))
             .await
             .unwrap();
     }
     for i in 0..5 {
-        let message = herald::domain::OutboundMessage::try_from(
-            json!({"to": format!("+1415555020{i}"), "message": "other"}),
-        )
-        .unwrap();
         queue
-            .enqueue(&Envelope::new(uuid::Uuid::now_v7(), message, "ops"))
+            .enqueue(&envelope(
+                "ops",
+                json!({"to": format!("+1415555020{i}"), "message": "other"}),
+            ))
             .await
             .unwrap();
     }
+    // Not a wait for an outcome: the worker runs for a fixed 1.5 s, well
+    // inside the 6 s pair window.
     worker
         .run_until_stopped(tokio::time::sleep(Duration::from_millis(1500)))
         .await;

@@ -1,6 +1,7 @@
 //! `POST /api/v1/send/batch`: defaults overlaid by entries, each validated as a
 //! single send, results in order, every `accepted` entry durably published.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use axum::body::Body;
 use axum::http::Request;
 use serde_json::{Value, json};
 
-use crate::helpers::{KEY, TO, TestApp, TestRouter, config_with};
+use crate::helpers::{KEY, TO, TestApp, TestRouter, config_with, eventually};
 
 fn batch_request(body: &Value, key: Option<&str>) -> Request<Body> {
     let mut request = Request::post("/api/v1/send/batch")
@@ -266,17 +267,24 @@ async fn a_batch_of_1000_through_sns_publishes_exactly_the_accepted_entries() {
     // Read until every accepted id has arrived (or two minutes pass): copies
     // of one id (see below) must not end the wait early.
     let expected = accepted_ids(&answer);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
-    let mut ids: HashSet<String> = HashSet::new();
-    while !expected.is_subset(&ids) && tokio::time::Instant::now() < deadline {
-        for m in aws
-            .drain(&tq.queue_url, 1, std::time::Duration::from_secs(2))
-            .await
-        {
-            let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            ids.insert(envelope["id"].as_str().unwrap().to_owned());
-        }
-    }
+    let ids: RefCell<HashSet<String>> = RefCell::default();
+    eventually(
+        "every accepted id on the queue",
+        std::time::Duration::from_secs(120),
+        async || {
+            let drained = aws
+                .drain(&tq.queue_url, 1, std::time::Duration::from_secs(2))
+                .await;
+            let mut ids = ids.borrow_mut();
+            for m in drained {
+                let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                ids.insert(envelope["id"].as_str().unwrap().to_owned());
+            }
+            expected.is_subset(&ids).then_some(())
+        },
+    )
+    .await;
+    let ids = ids.into_inner();
     // Every accepted id arrived and nothing else did. (moto can take longer
     // than one PublishBatch attempt's 3 s when 67 calls arrive at once; the
     // retried call publishes the same entries again under the same ids: the

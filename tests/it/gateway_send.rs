@@ -27,7 +27,9 @@ async fn send_returns_202_with_the_published_envelope_id() {
     );
 }
 
-/// Each content kind of DESIGN.md is accepted and arrives in WhatsApp's shape.
+/// Each content field of a send (text, template, the five media kinds,
+/// interactive, location, contacts, reaction) is accepted and arrives in
+/// WhatsApp's shape.
 #[tokio::test]
 async fn send_accepts_every_content_kind() {
     let cases: Vec<(Value, &str)> = vec![
@@ -179,6 +181,7 @@ async fn a_request_over_the_timeout_is_a_503_problem() {
         .await;
     assert_eq!(response.assert_problem(503)["code"], "timeout");
     assert!(response.headers.contains_key("retry-after"));
+    // Not a wait for an outcome: the abandoned 2 s publish would have ended by now.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert!(app.publisher.published().is_empty());
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::KEY;
 use crate::helpers::infobip;
 use crate::helpers::process::GatewayProcess;
+use crate::helpers::{KEY, eventually};
 
 /// Series name and labels → value.
 type Series = BTreeMap<(String, BTreeMap<String, String>), f64>;
@@ -121,7 +121,30 @@ async fn metrics_count_what_happened_and_carry_no_personal_data() {
             .next_stdout_line(Duration::from_secs(10))
             .expect("a console delivery");
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = || client.get(format!("{}/metrics", gateway.address)).send();
+    // The five deliveries recorded (their statuses written) before the reports.
+    eventually(
+        "five deliveries recorded",
+        Duration::from_secs(10),
+        async || {
+            let series = parse(&metrics().await.unwrap().text().await.unwrap());
+            let count = |name: &str, labels: &[(&str, &str)]| {
+                let labels = labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                series.get(&(name.to_owned(), labels)).copied()
+            };
+            let submitted = |channel| {
+                count(
+                    "herald_status_transitions_total",
+                    &[("channel", channel), ("status", "submitted")],
+                )
+            };
+            (submitted("whatsapp") == Some(3.0) && submitted("sms") == Some(2.0)).then_some(())
+        },
+    )
+    .await;
     // Infobip reports: delivered for the first SMS, operator for the second; one unsigned.
     let sender = infobip::InfobipSender::new(&gateway.address);
     assert_eq!(
@@ -140,14 +163,7 @@ async fn metrics_count_what_happened_and_carry_no_personal_data() {
         403
     );
 
-    let text = client
-        .get(format!("{}/metrics", gateway.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics().await.unwrap().text().await.unwrap();
     let series = parse(&text);
     let requests = "herald_http_requests_total";
     assert_eq!(

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::channels::Channels;
-use herald::channels::sms::InfobipClient;
-use herald::config::InfobipConfig;
-use herald::config::Secret;
+use herald::channels::infobip::InfobipClient;
 use herald::consumer::sqs_poller::SqsPoller;
 use herald::delivery::{Pipeline, PipelineLimits};
 use herald::events::sns::SnsEvents;
@@ -17,23 +15,12 @@ use herald::status::StatusStore;
 use herald::status::dynamodb::DynamoStatusStore;
 use serde_json::{Value, json};
 
-use crate::helpers::aws::emulator;
+use crate::helpers::aws::{emulator, poll_until_status};
 use crate::helpers::infobip::{self, FakeInfobip, InfobipSender};
 use crate::helpers::meta::{self, MetaSender};
 use crate::helpers::whatsapp::{self as wa, FakeWhatsApp, fast_retries};
-use crate::helpers::{TO, TestApp, config_with, history_statuses};
+use crate::helpers::{TO, TestApp, config_with, eventually, history_statuses};
 use herald::channels::whatsapp::WhatsAppClient;
-
-fn infobip_config(fake: &FakeInfobip) -> InfobipConfig {
-    InfobipConfig {
-        base_url: fake.server.uri(),
-        api_key: Secret::new(infobip::API_KEY),
-        sender: Some(infobip::SENDER.into()),
-        request_timeout: Duration::from_secs(5),
-        max_mps: 50,
-        public_base_url: Some("https://gw.example.com".into()),
-    }
-}
 
 #[tokio::test]
 async fn an_sms_through_sns_sqs_and_the_poller_is_delivered_reported_and_evented() {
@@ -55,7 +42,7 @@ async fn an_sms_through_sns_sqs_and_the_poller_is_delivered_reported_and_evented
         Duration::from_secs(86_400),
         Some(SnsEvents::new(aws.sns.clone(), &events_topic)),
     );
-    let client = InfobipClient::new(&infobip_config(&fake)).unwrap();
+    let client = InfobipClient::new(&fake.config(infobip::PUBLIC)).unwrap();
     let pipeline = Pipeline::new(
         Channels::providers(None, Some(client)),
         fast_retries(),
@@ -78,12 +65,12 @@ async fn an_sms_through_sns_sqs_and_the_poller_is_delivered_reported_and_evented
     // A report before the consumer has recorded the send is kept.
     let sender = InfobipSender::new(&gateway.address);
     assert_eq!(sender.reports(vec![infobip::on_operator(&id)]).await, 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while fake.bodies().await.is_empty() {
+    let bodies = eventually("the SMS sent", Duration::from_secs(15), async || {
         poller.poll_once(Duration::from_secs(1)).await.unwrap();
-        assert!(tokio::time::Instant::now() < deadline, "never sent");
-    }
-    let body = &fake.bodies().await[0];
+        Some(fake.bodies().await).filter(|b| !b.is_empty())
+    })
+    .await;
+    let body = &bodies[0];
     assert_eq!(
         body["messages"][0]["destinations"][0]["messageId"],
         id.as_str()
@@ -118,14 +105,9 @@ async fn an_sms_through_sns_sqs_and_the_poller_is_delivered_reported_and_evented
 
     // STOP by SMS: the gateway refuses (its cache forgot the number when the
     // webhook recorded it) and the consumer re-checks a message already queued.
-    let queued = gateway
-        .post_message(&json!({"channel": "sms", "to": TO, "message": "queued before STOP"}))
+    let queued_id = gateway
+        .send_accepted(&json!({"channel": "sms", "to": TO, "message": "queued before STOP"}))
         .await;
-    assert_eq!(queued.status(), 202);
-    let queued_id = queued.json::<Value>().await.unwrap()["messageId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     assert_eq!(
         sender
             .inbound(vec![infobip::inbound("mo-9", "14155550123", "STOP")])
@@ -149,24 +131,8 @@ async fn an_sms_through_sns_sqs_and_the_poller_is_delivered_reported_and_evented
             .channels
             .contains("sms")
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        poller.poll_once(Duration::from_secs(1)).await.unwrap();
-        let view: Value = gateway
-            .message_status(&queued_id, crate::helpers::KEY)
-            .await
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        if view["status"] == "failed" {
-            assert_eq!(view["error"]["code"], "opted-out");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never refused: {view:#}"
-        );
-    }
+    let view = poll_until_status(&poller, &gateway, &queued_id, "failed").await;
+    assert_eq!(view["error"]["code"], "opted-out");
     assert_eq!(fake.bodies().await.len(), 1, "nothing sent after STOP");
 }
 
@@ -197,7 +163,7 @@ async fn a_cannot_reach_report_in_sns_mode_publishes_the_fallback_once() {
     let pipeline = Pipeline::new(
         Channels::providers(
             Some(WhatsAppClient::new(&whatsapp.config(Duration::from_secs(5))).unwrap()),
-            Some(InfobipClient::new(&infobip_config(&fake)).unwrap()),
+            Some(InfobipClient::new(&fake.config(infobip::PUBLIC)).unwrap()),
         ),
         fast_retries(),
         PipelineLimits::default(),
@@ -205,32 +171,11 @@ async fn a_cannot_reach_report_in_sns_mode_publishes_the_fallback_once() {
     .with_statuses(Arc::new(store));
     let poller = SqsPoller::new(aws.sqs.clone(), &tq.queue_url, Arc::new(pipeline)).await;
 
-    let response = gateway
-        .post_message(&json!({"to": TO, "message": "hi",
+    let id = gateway
+        .send_accepted(&json!({"to": TO, "message": "hi",
             "fallback": {"channel": "sms", "message": "hi by SMS"}}))
         .await;
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["messageId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        poller.poll_once(Duration::from_secs(1)).await.unwrap();
-        let view: Value = gateway
-            .message_status(&id, crate::helpers::KEY)
-            .await
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        if view["status"] == "submitted" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never submitted: {view:#}"
-        );
-    }
+    poll_until_status(&poller, &gateway, &id, "submitted").await;
     // Meta: 131026, twice. The gateway publishes the SMS leg once.
     let meta_sender = MetaSender::new(&gateway.address);
     let failed = meta::failed(
@@ -249,14 +194,11 @@ async fn a_cannot_reach_report_in_sns_mode_publishes_the_fallback_once() {
         meta_sender.post(&meta::payload(vec![failed], vec![])).await,
         200
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while fake.bodies().await.is_empty() {
+    eventually("the SMS leg sent", Duration::from_secs(15), async || {
         poller.poll_once(Duration::from_secs(1)).await.unwrap();
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the SMS leg never went out"
-        );
-    }
+        (!fake.bodies().await.is_empty()).then_some(())
+    })
+    .await;
     for _ in 0..2 {
         poller.poll_once(Duration::from_millis(500)).await.unwrap();
     }

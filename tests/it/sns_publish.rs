@@ -31,19 +31,14 @@ async fn an_accepted_message_arrives_in_the_subscribed_queue(sns_client: &str) {
     let (aws, tq, app) = gateway_on_new_topic(false, sns_client).await;
 
     // Act
-    let response = app
-        .post_message(
+    let id = app
+        .send_accepted(
             &json!({"to": TO, "text": {"body": "Hello from Herald", "previewUrl": true},
             "replyTo": "wamid.PREV", "callbackData": "order-42", "metadata": {"tenant": "acme"}}),
         )
         .await;
 
     // Assert
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["messageId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let messages = aws.drain(&tq.queue_url, 1, Duration::from_secs(10)).await;
     assert_eq!(messages.len(), 1);
     let body = messages[0].body().unwrap();
@@ -105,14 +100,9 @@ async fn rejected_requests_never_reach_the_queue() {
 async fn a_fifo_topic_gets_group_and_deduplication_ids(sns_client: &str) {
     let (aws, tq, app) = gateway_on_new_topic(true, sns_client).await;
 
-    let response = app
-        .post_message(&json!({"to": TO, "message": "in order"}))
+    let id = app
+        .send_accepted(&json!({"to": TO, "message": "in order"}))
         .await;
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["messageId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
 
     let messages = aws.drain(&tq.queue_url, 1, Duration::from_secs(10)).await;
     assert_eq!(messages.len(), 1);
@@ -231,14 +221,8 @@ async fn every_concurrent_202_is_one_queued_envelope() {
     for i in 0..40 {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            let r = app
-                .post_message(&json!({"to": TO, "message": format!("n{i}")}))
-                .await;
-            assert_eq!(r.status(), 202);
-            r.json::<Value>().await.unwrap()["messageId"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            app.send_accepted(&json!({"to": TO, "message": format!("n{i}")}))
+                .await
         }));
     }
     let mut accepted = Vec::new();

@@ -14,10 +14,12 @@ use herald::status::dynamodb::DynamoStatusStore;
 use herald::status::{Entry, Status, StatusStore, Update};
 use serde_json::{Value, json};
 
-use crate::helpers::aws::{Emulator, emulator};
+use crate::helpers::aws::{Emulator, emulator, poll_until_status};
 use crate::helpers::meta::{self, MetaSender};
 use crate::helpers::whatsapp::{FakeWhatsApp, send_endpoint, success};
-use crate::helpers::{KEY, OTHER_KEY, TO, TestApp, TestRouter, config_with, history_statuses};
+use crate::helpers::{
+    KEY, OTHER_KEY, TO, TestApp, TestRouter, config_with, eventually, history_statuses,
+};
 
 struct Setup {
     aws: Emulator,
@@ -129,24 +131,7 @@ async fn a_send_its_early_report_and_later_reports_end_in_dynamodb_and_on_the_ev
     );
 
     // The poller delivers: submitted, and the early report merged.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        s.poller.poll_once(Duration::from_secs(1)).await.unwrap();
-        let view: Value = s
-            .gateway
-            .message_status(&id, KEY)
-            .await
-            .json()
-            .await
-            .unwrap();
-        if view["status"] == "delivered" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never delivered: {view:#}"
-        );
-    }
+    poll_until_status(&s.poller, &s.gateway, &id, "delivered").await;
     // Then `read` twice and a stale `sent`, shuffled.
     let later = [
         meta::status("wamid.AWS1", "read", 1_750_000_003),
@@ -299,14 +284,12 @@ async fn concurrent_writers_merge_without_locks() {
     let writers = updates.into_iter().map(|u| {
         let store = s.store.clone();
         tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            loop {
-                match store.record(vec![u.clone()], Vec::new()).await {
-                    Ok(()) => return,
-                    Err(e) if tokio::time::Instant::now() > deadline => panic!("{e}"),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
+            // A plain closure: its futures own what they use, so this task is `Send`.
+            eventually("the update recorded", Duration::from_secs(20), || {
+                let (store, u) = (store.clone(), u.clone());
+                async move { store.record(vec![u], Vec::new()).await.ok() }
+            })
+            .await;
         })
     });
     for w in writers {
@@ -352,11 +335,10 @@ async fn an_inbound_message_sent_twice_at_once_is_published_once() {
     // as Meta does, sent again.
     for status in [a, b] {
         if status != 200 {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            while sender.post(&twice).await != 200 {
-                assert!(tokio::time::Instant::now() < deadline);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            eventually("the retry accepted", Duration::from_secs(20), async || {
+                (sender.post(&twice).await == 200).then_some(())
+            })
+            .await;
         }
     }
     let received = events(&s.aws, &s.events_queue, 2, Duration::from_secs(15)).await;
@@ -467,34 +449,17 @@ async fn a_status_the_table_would_not_take_is_recorded_later_without_a_second_se
             .unwrap_or_default()
             .len()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while sends().await == 0 {
+    eventually("the message sent", Duration::from_secs(20), async || {
         poller.poll_once(Duration::from_secs(1)).await.unwrap();
-        assert!(tokio::time::Instant::now() < deadline, "never sent");
-    }
+        (sends().await > 0).then_some(())
+    })
+    .await;
     // The table is back; the record that travelled again is recorded.
     store
         .failing
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        poller.poll_once(Duration::from_secs(1)).await.unwrap();
-        let view: Value = s
-            .gateway
-            .message_status(&id, KEY)
-            .await
-            .json()
-            .await
-            .unwrap();
-        if view["status"] == "submitted" {
-            assert_eq!(view["providerMessageId"], "wamid.LATE");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never recorded: {view:#}"
-        );
-    }
+    let view = poll_until_status(&poller, &s.gateway, &id, "submitted").await;
+    assert_eq!(view["providerMessageId"], "wamid.LATE");
     assert_eq!(sends().await, 1, "the message was sent once");
     let received = events(&s.aws, &s.events_queue, 1, Duration::from_secs(10)).await;
     assert_eq!(received.len(), 1);

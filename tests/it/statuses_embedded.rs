@@ -11,10 +11,10 @@ use wiremock::matchers::body_partial_json;
 use crate::helpers::event_receiver::{self, EventReceiver};
 use crate::helpers::meta::{self, MetaSender};
 use crate::helpers::process::GatewayProcess;
-use crate::helpers::whatsapp::{
-    FakeWhatsApp, PHONE_NUMBER_ID, TOKEN, VERSION, send_endpoint, success,
+use crate::helpers::whatsapp::{FakeWhatsApp, send_endpoint, success};
+use crate::helpers::{
+    KEY, OTHER_KEY, TO, TestApp, config_with, eventually, history_statuses, pairs,
 };
-use crate::helpers::{KEY, OTHER_KEY, TO, TestApp, config_with, history_statuses};
 
 /// A gateway on the embedded default delivering to `fake`, with the WhatsApp
 /// webhook on and events to `events` (when given).
@@ -23,24 +23,18 @@ async fn gateway(
     fake: &FakeWhatsApp,
     events: Option<&EventReceiver>,
 ) -> TestApp {
-    let uri = fake.server.uri();
-    let dir = data.path().to_str().unwrap().to_owned();
-    let mut vars = vec![
-        ("HERALD_DATA_DIR", dir.as_str()),
-        ("WHATSAPP_ACCESS_TOKEN", TOKEN),
-        ("WHATSAPP_PHONE_NUMBER_ID", PHONE_NUMBER_ID),
-        ("WHATSAPP_API_VERSION", VERSION),
-        ("WHATSAPP_API_BASE_URL", uri.as_str()),
-        ("WHATSAPP_PAIR_RATE", "0"),
+    let whatsapp = fake.vars();
+    let mut vars = pairs(&whatsapp);
+    vars.extend([
         ("DELIVERY_RETRY_BASE_MS", "20"),
         ("DELIVERY_RETRY_MAX_MS", "100"),
-    ];
+    ]);
     vars.extend(meta::webhook_vars());
     if let Some(receiver) = events {
         vars.push(("EVENTS_WEBHOOK_URL", receiver.url.as_str()));
         vars.push(("EVENTS_WEBHOOK_SECRET", event_receiver::SECRET));
     }
-    TestApp::spawn_from_config(&config_with(&vars)).await
+    TestApp::spawn_embedded(data.path(), &vars).await
 }
 
 /// Mounts a success answering `wamid` for the text `body`.
@@ -53,12 +47,8 @@ async fn answers(fake: &FakeWhatsApp, body: &str, wamid: &str) {
 }
 
 async fn send_text(app: &TestApp, body: &str) -> String {
-    let response = app
-        .post_message(&json!({"to": TO, "text": {"body": body}, "callbackData": "order-42"}))
-        .await;
-    assert_eq!(response.status(), 202);
-    let answer: Value = response.json().await.unwrap();
-    answer["messageId"].as_str().unwrap().to_owned()
+    app.send_accepted(&json!({"to": TO, "text": {"body": body}, "callbackData": "order-42"}))
+        .await
 }
 
 fn statuses_of(events: &[Value]) -> Vec<&str> {
@@ -111,7 +101,7 @@ async fn reports_in_any_order_and_repeated_end_in_one_status_and_one_event_per_c
             statuses_of(e).contains(&"read")
         })
         .await;
-    // Time for a duplicate to show up, if one were sent.
+    // Not a wait for an outcome: time for a duplicate to show up, if one were sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let events = receiver.events();
     let mut seen = statuses_of(&events);
@@ -345,8 +335,7 @@ async fn the_webhook_checks_signature_token_and_size_before_reading() {
 #[tokio::test]
 async fn webhooks_without_their_secret_are_not_found() {
     let data = tempfile::tempdir().unwrap();
-    let dir = data.path().to_str().unwrap().to_owned();
-    let app = TestApp::spawn_from_config(&config_with(&[("HERALD_DATA_DIR", dir.as_str())])).await;
+    let app = TestApp::spawn_embedded(data.path(), &[]).await;
     let sender = MetaSender::new(&app.address);
     let body = meta::payload(vec![], vec![]).to_string();
     let signed = meta::signature(meta::APP_SECRET, body.as_bytes());
@@ -388,7 +377,7 @@ async fn every_inbound_type_becomes_one_event_however_often_meta_sends_it() {
     receiver
         .wait_for(Duration::from_secs(10), |e| e.len() >= count)
         .await;
-    // Time for a duplicate to show up, if one were sent.
+    // Not a wait for an outcome: time for a duplicate to show up, if one were sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let events = receiver.events();
     assert_eq!(
@@ -449,6 +438,8 @@ async fn an_acknowledged_report_survives_sigkill_before_its_event_is_sent() {
     let sender = MetaSender::new(&gateway.address);
     let m = meta::inbound("wamid.kill9", "text", json!({"body": "survive"}));
     assert_eq!(sender.post(&meta::payload(vec![], vec![m])).await, 200);
+    // Not a wait for an outcome: the gateway tries (and fails) to send the
+    // event to the closed port for a while before the kill.
     tokio::time::sleep(Duration::from_millis(200)).await;
     gateway.kill_hard();
 
@@ -515,14 +506,15 @@ async fn event_dead_letters_are_listed_redriven_and_deleted_by_an_admin() {
     let receiver = EventReceiver::start().await;
     receiver.fail_next(1_000);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_owned();
-    let app = TestApp::spawn_from_config(&config_with(&[
-        ("HERALD_DATA_DIR", data.as_str()),
-        ("EVENTS_WEBHOOK_URL", receiver.url.as_str()),
-        ("EVENTS_WEBHOOK_SECRET", event_receiver::SECRET),
-        ("DELIVERY_MAX_ATTEMPTS", "1"),
-        ("ADMIN_KEY_IDS", "ops"),
-    ]))
+    let app = TestApp::spawn_embedded(
+        dir.path(),
+        &[
+            ("EVENTS_WEBHOOK_URL", receiver.url.as_str()),
+            ("EVENTS_WEBHOOK_SECRET", event_receiver::SECRET),
+            ("DELIVERY_MAX_ATTEMPTS", "1"),
+            ("ADMIN_KEY_IDS", "ops"),
+        ],
+    )
     .await;
     let call = |method: reqwest::Method, path: &str, key: &str| {
         app.client
@@ -543,25 +535,16 @@ async fn event_dead_letters_are_listed_redriven_and_deleted_by_an_admin() {
         .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let listed = loop {
-        let list: Value = call(
-            reqwest::Method::GET,
-            "/api/v1/event-dead-letters",
-            crate::helpers::KEY,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-        let items = list["deadLetters"].as_array().cloned().unwrap_or_default();
-        if items.len() == 2 || tokio::time::Instant::now() > deadline {
-            break items;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let listed = eventually(
+        "two event dead letters",
+        Duration::from_secs(20),
+        async || {
+            let list = app.get_json("/api/v1/event-dead-letters", KEY).await;
+            let items = list["deadLetters"].as_array().cloned().unwrap_or_default();
+            (items.len() == 2).then_some(items)
+        },
+    )
+    .await;
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert_eq!(listed[0]["envelope"]["type"], "recipient.opt-out");
     let other = call(
@@ -610,17 +593,7 @@ async fn event_dead_letters_are_listed_redriven_and_deleted_by_an_admin() {
     .await
     .unwrap();
     assert_eq!(r.status(), 204);
-    let list: Value = call(
-        reqwest::Method::GET,
-        "/api/v1/event-dead-letters",
-        crate::helpers::KEY,
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let list = app.get_json("/api/v1/event-dead-letters", KEY).await;
     assert_eq!(list["deadLetters"], json!([]));
 }
 
@@ -659,13 +632,14 @@ async fn expired_statuses_are_removed_on_a_timer() {
     assert!(queue.status("old-2999", "ops").await.unwrap().is_some());
     queue.configure_statuses(Duration::from_millis(1), false);
     // Before, expiry ran at most once a minute, so within 10 s nothing went.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while queue.status("old-2999", "ops").await.unwrap().is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not expired within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("old-2999 expired", Duration::from_secs(10), async || {
+        queue
+            .status("old-2999", "ops")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     assert!(queue.status("old-0", "ops").await.unwrap().is_none());
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::infobip;
 use crate::helpers::meta;
-use crate::helpers::{TestApp, config_with};
+use crate::helpers::{TestApp, eventually};
 
 /// Opens a connection and sends only the head of a POST to `path` declaring
 /// a `length`-byte body, with `headers`; the open connection is returned
@@ -47,10 +47,7 @@ async fn head_only(
 
 async fn gateway(extra: &[(&str, &str)]) -> (tempfile::TempDir, TestApp) {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_owned();
-    let mut vars = vec![("HERALD_DATA_DIR", data.as_str())];
-    vars.extend_from_slice(extra);
-    let app = TestApp::spawn_from_config(&config_with(&vars)).await;
+    let app = TestApp::spawn_embedded(dir.path(), extra).await;
     (dir, app)
 }
 
@@ -138,13 +135,10 @@ async fn webhook_bodies_in_flight_share_a_bounded_budget() {
         );
     }
     let sender = infobip::InfobipSender::new(&app.address);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = sender.reports(vec![]).await;
-        if status == 200 || tokio::time::Instant::now() > deadline {
-            assert_eq!(status, 200);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the budget given back",
+        Duration::from_secs(10),
+        async || (sender.reports(vec![]).await == 200).then_some(()),
+    )
+    .await;
 }

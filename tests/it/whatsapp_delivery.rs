@@ -3,27 +3,17 @@
 
 use std::time::Duration;
 
-use herald::contract::Envelope;
 use herald::delivery::Decision as Outcome;
 use herald::delivery::FailureClass;
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::ResponseTemplate;
 use wiremock::matchers::body_partial_json;
 
-use crate::helpers::TO;
 use crate::helpers::whatsapp::{
     FakeWhatsApp, assert_matches_meta_schema, expired_token, graph_error, send_endpoint, success,
     undeliverable,
 };
-
-fn envelope(body: Value) -> Envelope {
-    let message = herald::domain::OutboundMessage::try_from(body).expect("test message is valid");
-    Envelope::new(uuid::Uuid::now_v7(), message, "ops")
-}
-
-fn text(body: &str) -> Envelope {
-    envelope(json!({"to": TO, "message": body}))
-}
+use crate::helpers::{TO, envelope, text_envelope};
 
 /// The request has the documented shape: product, recipient type, digits-only
 /// `to`, the message, `context` and `biz_opaque_callback_data`, with the bearer token.
@@ -41,6 +31,7 @@ async fn a_delivery_posts_the_documented_request_and_returns_the_wamid() {
         .mount(&fake.server)
         .await;
     let env = envelope(
+        "ops",
         json!({"to": TO, "message": "Hello", "replyTo": "wamid.PREV", "callbackData": "order-42"}),
     );
 
@@ -91,7 +82,7 @@ async fn every_request_matches_metas_message_schema() {
     ];
     for body in &bodies {
         assert!(matches!(
-            pipeline.deliver(&envelope(body.clone()), 1).await,
+            pipeline.deliver(&envelope("ops", body.clone()), 1).await,
             Outcome::Delivered { .. }
         ));
     }
@@ -193,7 +184,7 @@ async fn each_graph_error_class_leads_to_its_action() {
             .await;
         let outcome = fake
             .pipeline(Duration::from_secs(5))
-            .deliver(&text("hi"), 1)
+            .deliver(&text_envelope("hi"), 1)
             .await;
         match (class, outcome) {
             (None, Outcome::GiveUp { code: Some(c), .. }) => assert_eq!(c, code),
@@ -225,7 +216,7 @@ async fn a_timeout_after_sending_is_unconfirmed() {
         .await;
     let outcome = fake
         .pipeline(Duration::from_millis(300))
-        .deliver(&text("hi"), 1)
+        .deliver(&text_envelope("hi"), 1)
         .await;
     assert!(
         matches!(
@@ -255,7 +246,7 @@ async fn an_unreadable_success_is_unconfirmed_not_permanent() {
         send_endpoint().respond_with(body).mount(&fake.server).await;
         let outcome = fake
             .pipeline(Duration::from_secs(5))
-            .deliver(&text("hi"), 1)
+            .deliver(&text_envelope("hi"), 1)
             .await;
         assert!(
             matches!(
@@ -280,7 +271,7 @@ async fn a_slow_answer_within_the_timeout_succeeds() {
         .await;
     let outcome = fake
         .pipeline(Duration::from_secs(5))
-        .deliver(&text("hi"), 1)
+        .deliver(&text_envelope("hi"), 1)
         .await;
     assert_eq!(
         outcome,
@@ -303,7 +294,7 @@ async fn retry_after_is_honoured() {
         .await;
     let outcome = fake
         .pipeline(Duration::from_secs(5))
-        .deliver(&text("hi"), 1)
+        .deliver(&text_envelope("hi"), 1)
         .await;
     let Outcome::Retry { after, .. } = outcome else {
         panic!("{outcome:?}")
@@ -321,7 +312,7 @@ async fn transport_failures_and_garbage_are_classified() {
         .await;
     let outcome = fake
         .pipeline(Duration::from_secs(5))
-        .deliver(&text("hi"), 1)
+        .deliver(&text_envelope("hi"), 1)
         .await;
     let Outcome::Retry {
         class: FailureClass::Retryable,
@@ -344,7 +335,7 @@ async fn transport_failures_and_garbage_are_classified() {
     let mut config = fake.config(Duration::from_secs(2));
     config.base_url = format!("http://127.0.0.1:{closed_port}");
     let pipeline = crate::helpers::whatsapp::pipeline_for(&config, 4);
-    let outcome = pipeline.deliver(&text("hi"), 1).await;
+    let outcome = pipeline.deliver(&text_envelope("hi"), 1).await;
     assert!(
         matches!(
             outcome,
@@ -367,6 +358,6 @@ async fn the_bearer_token_is_sent() {
         .mount(&fake.server)
         .await;
     fake.pipeline(Duration::from_secs(5))
-        .deliver(&text("hi"), 1)
+        .deliver(&text_envelope("hi"), 1)
         .await;
 }

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use super::error::{InfobipError, group};
 use super::types::{ApiErrorBody, SendResponse, request_body};
-use crate::channels::{Channel, provider_http_client, response_retry_after, truncate_body};
+use crate::channels::http::{provider_http_client, response_retry_after, truncate_body};
+use crate::channels::pacing::ThroughputLimiter;
+use crate::channels::provider::Provider;
+use crate::channels::provider::ProviderError;
 use crate::config::{InfobipConfig, Secret};
 use crate::contract::Envelope;
-use crate::delivery::decision::ChannelError;
-use crate::delivery::pacing::ThroughputLimiter;
 use futures_util::future::BoxFuture;
 
 /// One connection-pooled client for one Infobip account, built once per
@@ -108,12 +109,12 @@ impl InfobipClient {
     }
 }
 
-impl Channel for InfobipClient {
+impl Provider for InfobipClient {
     fn name(&self) -> &'static str {
         "infobip"
     }
 
-    fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ChannelError>> {
+    fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ProviderError>> {
         Box::pin(async move { Ok(InfobipClient::send(self, envelope).await?) })
     }
 

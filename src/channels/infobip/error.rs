@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::types::{ApiErrorBody, InfobipStatus};
-use crate::delivery::decision::{ChannelError, FailureClass};
+use crate::channels::provider::{FailureClass, ProviderError};
 
 /// Infobip's status groups: a status's `groupId` (`docs/providers/infobip.md`).
 pub mod group {
@@ -100,14 +100,13 @@ impl InfobipError {
     }
 }
 
-impl From<InfobipError> for ChannelError {
+impl From<InfobipError> for ProviderError {
+    /// Sorted into its class, with the provider's own error kept as the cause.
     fn from(error: InfobipError) -> Self {
-        Self {
-            class: error.class(),
-            code: error.code(),
-            retry_after: error.retry_after(),
-            message: error.to_string(),
-        }
+        ProviderError::new(error.class(), error.to_string())
+            .with_code(error.code())
+            .with_retry_after(error.retry_after())
+            .caused_by(error)
     }
 }
 

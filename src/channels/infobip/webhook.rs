@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::error::group;
 use crate::channels::WebhookContent;
+use crate::channels::unreadable::UnreadableWebhook;
 use crate::events::signing;
 use crate::status::{Entry, Inbound, Status, StatusError, Update};
 
@@ -22,15 +23,15 @@ pub fn signature_matches(secret: &[u8], body: &[u8], header: &str) -> bool {
     signing::verify_hex(secret, body, hex)
 }
 
-fn results(body: &[u8]) -> Result<Vec<Value>, String> {
-    let payload: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+fn results(body: &[u8]) -> Result<Vec<Value>, UnreadableWebhook> {
+    let payload: Value = serde_json::from_slice(body)?;
     match payload {
         Value::Object(mut map) => match map.remove("results") {
             Some(Value::Array(results)) => Ok(results),
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(_) => Err("`results` is not an array".into()),
+            Some(_) => Err(UnreadableWebhook::NotAnArray("results")),
         },
-        _ => Err("the body is not a JSON object".into()),
+        _ => Err(UnreadableWebhook::NotAnObject),
     }
 }
 
@@ -63,7 +64,7 @@ pub fn status_of(group_id: i64, id: i64) -> Option<Status> {
 
 /// Reads a delivery-report body. `Err` only when it is not a JSON object
 /// (or its `results` not an array).
-pub fn read_reports(body: &[u8]) -> Result<WebhookContent, String> {
+pub fn read_reports(body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
     let mut content = WebhookContent::default();
     for result in results(body)? {
         match report(&result) {
@@ -119,7 +120,7 @@ fn report(result: &Value) -> Option<Update> {
 }
 
 /// Reads an inbound-SMS body (Infobip's MO push) into inbound messages.
-pub fn read_inbound(body: &[u8]) -> Result<WebhookContent, String> {
+pub fn read_inbound(body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
     let mut content = WebhookContent::default();
     for result in results(body)? {
         let (Some(id), Some(from)) = (text(&result, "messageId"), text(&result, "from")) else {
@@ -236,7 +237,13 @@ mod tests {
         assert!(signature_matches(b"k", body, &format!("sha256={hex}")));
         assert!(!signature_matches(b"other", body, &hex));
         assert!(!signature_matches(b"k", b"{}", &hex));
-        assert!(read_reports(b"[]").is_err());
-        assert!(read_reports(br#"{"results": 3}"#).is_err());
+        assert!(matches!(
+            read_reports(b"[]"),
+            Err(UnreadableWebhook::NotAnObject)
+        ));
+        assert_eq!(
+            read_reports(br#"{"results": 3}"#).unwrap_err().to_string(),
+            "`results` is not an array"
+        );
     }
 }

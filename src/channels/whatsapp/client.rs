@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use super::error::WhatsAppError;
 use super::types::{GraphErrorBody, SendResponse, request_body};
-use crate::channels::{Channel, provider_http_client, response_retry_after, truncate_body};
+use crate::channels::http::{provider_http_client, response_retry_after, truncate_body};
+use crate::channels::pacing::{RecipientLimiter, ThroughputLimiter};
+use crate::channels::provider::Provider;
+use crate::channels::provider::ProviderError;
 use crate::config::{Secret, WhatsAppConfig};
 use crate::contract::Envelope;
-use crate::delivery::decision::ChannelError;
-use crate::delivery::pacing::{RecipientLimiter, ThroughputLimiter};
 use futures_util::future::BoxFuture;
 
 /// One connection-pooled client for one sending number, built once per
@@ -92,12 +93,12 @@ impl WhatsAppClient {
     }
 }
 
-impl Channel for WhatsAppClient {
+impl Provider for WhatsAppClient {
     fn name(&self) -> &'static str {
         "whatsapp"
     }
 
-    fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ChannelError>> {
+    fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ProviderError>> {
         Box::pin(async move {
             let response = WhatsAppClient::send(self, envelope).await?;
             // `send` only returns Ok with at least one message id.

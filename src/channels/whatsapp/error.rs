@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::types::GraphError;
-use crate::delivery::decision::{ChannelError, FailureClass};
+use crate::channels::provider::{FailureClass, ProviderError};
 
 /// A failed call to the Cloud API.
 #[derive(Debug, thiserror::Error)]
@@ -74,14 +74,13 @@ impl WhatsAppError {
     }
 }
 
-impl From<WhatsAppError> for ChannelError {
+impl From<WhatsAppError> for ProviderError {
+    /// Sorted into its class, with the provider's own error kept as the cause.
     fn from(error: WhatsAppError) -> Self {
-        Self {
-            class: error.class(),
-            code: error.code(),
-            retry_after: error.retry_after(),
-            message: error.to_string(),
-        }
+        ProviderError::new(error.class(), error.to_string())
+            .with_code(error.code())
+            .with_retry_after(error.retry_after())
+            .caused_by(error)
     }
 }
 

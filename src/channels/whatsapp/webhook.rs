@@ -10,6 +10,7 @@
 use serde_json::Value;
 
 use crate::channels::WebhookContent;
+use crate::channels::unreadable::UnreadableWebhook;
 use crate::events::signing;
 use crate::status::{Entry, Inbound, Status, StatusError, Update};
 
@@ -56,10 +57,10 @@ pub fn escape_non_ascii(text: &str) -> String {
 }
 
 /// Reads a webhook body. `Err` only when it is not a JSON object at all.
-pub fn read(body: &[u8]) -> Result<WebhookContent, String> {
-    let payload: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+pub fn read(body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
+    let payload: Value = serde_json::from_slice(body)?;
     if !payload.is_object() {
-        return Err("the body is not a JSON object".into());
+        return Err(UnreadableWebhook::NotAnObject);
     }
     let mut content = WebhookContent::default();
     let values = array(&payload, "entry")
@@ -313,8 +314,11 @@ mod tests {
 
     #[test]
     fn bodies_that_are_not_objects_are_refused_and_odd_shapes_are_skipped() {
-        assert!(read(b"not json").is_err());
-        assert!(read(b"[1,2]").is_err());
+        assert!(matches!(read(b"not json"), Err(UnreadableWebhook::Json(_))));
+        assert_eq!(
+            read(b"[1,2]").unwrap_err().to_string(),
+            "the body is not a JSON object"
+        );
         let odd = read(br#"{"entry": "x", "other": 1}"#).unwrap();
         assert_eq!(odd, WebhookContent::default());
         let odd = read(br#"{"entry": [{"changes": [{"field": "messages", "value": {"statuses": [1, "x"]}}]}]}"#).unwrap();

@@ -264,7 +264,8 @@ async fn publish(
         }
     }
     while let Some(done) = publishing.join_next().await {
-        let (index, id, outcome) = done.map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (index, id, outcome) = done
+            .map_err(|e| ApiError::internal_caused_by("a batch entry's publish task failed", e))?;
         let result = &mut results[index];
         match outcome {
             Ok(_) => result.message_id = Some(id),

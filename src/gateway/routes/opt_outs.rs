@@ -45,7 +45,7 @@ async fn change(
     store
         .change_opt_outs(vec![update])
         .await
-        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+        .map_err(ApiError::StoreUnavailable)?;
     if let Some(cache) = state.admission.opt_outs() {
         cache.forget(number.as_str());
     }
@@ -57,7 +57,7 @@ async fn read(state: &AppState, number: &PhoneNumber) -> Result<Option<OptOut>, 
     store_of(state)?
         .opt_out(number.as_str())
         .await
-        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))
+        .map_err(ApiError::StoreUnavailable)
 }
 
 /// `PUT`: `{"channels": ["sms" | "whatsapp" | "all", …]}` replaces the number's

@@ -35,6 +35,6 @@ pub async fn get(
     match store.get(&id, &caller.key_id).await {
         Ok(Some(record)) => Ok(Json(record.to_view())),
         Ok(None) => Err(ApiError::MessageNotFound),
-        Err(e) => Err(ApiError::StoreUnavailable(e.to_string())),
+        Err(e) => Err(ApiError::StoreUnavailable(e)),
     }
 }

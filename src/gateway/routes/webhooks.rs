@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::channels::WebhookContent;
 use crate::channels::infobip::webhook as infobip_webhook;
+use crate::channels::unreadable::UnreadableWebhook;
 use crate::channels::whatsapp::webhook;
 use crate::gateway::AppState;
 use crate::gateway::error::ApiError;
@@ -95,7 +96,7 @@ pub async fn whatsapp_receive(
     }
     let content = refused(
         "whatsapp",
-        webhook::read(&body).map_err(ApiError::MalformedJson),
+        webhook::read(&body).map_err(|e| ApiError::MalformedJson(e.to_string())),
     )?;
     record(&state, store, "whatsapp", content).await
 }
@@ -144,7 +145,7 @@ async fn record(
         store
             .change_opt_outs(opt_outs)
             .await
-            .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+            .map_err(ApiError::StoreUnavailable)?;
         if let Some(cache) = state.admission.opt_outs() {
             for n in &numbers {
                 cache.forget(n);
@@ -154,7 +155,7 @@ async fn record(
     if carried > 0 {
         if let Err(e) = store.record(content.updates, content.inbound).await {
             crate::metrics::webhook(webhook, "store-unavailable", carried);
-            return Err(ApiError::StoreUnavailable(e.to_string()));
+            return Err(ApiError::StoreUnavailable(e));
         }
         crate::metrics::webhook(webhook, "recorded", carried);
     }
@@ -315,12 +316,15 @@ async fn infobip(
     headers: &HeaderMap,
     body: Body,
     source: &'static str,
-    read: fn(&[u8]) -> Result<WebhookContent, String>,
+    read: fn(&[u8]) -> Result<WebhookContent, UnreadableWebhook>,
 ) -> Result<StatusCode, ApiError> {
     let auth = refused(source, infobip_credentials(state, headers))?;
     let store = state.statuses.as_ref().ok_or(ApiError::NotFound)?;
     let (body, _reserved) = state.webhook_bodies.read(headers, body).await?;
     refused(source, infobip_verified(state, &auth, &body))?;
-    let content = refused(source, read(&body).map_err(ApiError::MalformedJson))?;
+    let content = refused(
+        source,
+        read(&body).map_err(|e| ApiError::MalformedJson(e.to_string())),
+    )?;
     record(state, store, source, content).await
 }

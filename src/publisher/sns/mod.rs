@@ -32,6 +32,18 @@ const HEALTH_CACHE: Duration = Duration::from_secs(5);
 /// `/health` fail: longer than the SDK's whole operation timeout (8 s).
 const STALL_AFTER: Duration = Duration::from_secs(20);
 
+/// Why [`SnsPublisher::from_env`] cannot build a publisher.
+#[derive(Debug, thiserror::Error)]
+pub enum SnsSetupError {
+    /// `SNS_TOPIC_ARN` names a topic that cannot be used (the check's
+    /// error says why, naming the variable).
+    #[error(transparent)]
+    Topic(#[from] crate::config::ConfigError),
+    /// `SNS_CLIENT=lean` without the region or credentials it signs with.
+    #[error("SNS_CLIENT=lean needs AWS_REGION and a credentials provider")]
+    LeanClientUnconfigured,
+}
+
 /// Publishes to one SNS topic with a client built once at startup.
 #[derive(Clone)]
 pub struct SnsPublisher {
@@ -96,16 +108,15 @@ impl SnsPublisher {
         linger: Duration,
         lean: bool,
         timeouts: crate::config::AwsTimeouts,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SnsSetupError> {
         let config = crate::aws::sdk_config(timeouts).await;
         let client = Client::new(&config);
-        crate::preflight::check_topic(&client, "SNS_TOPIC_ARN", topic_arn)
-            .await
-            .map_err(|e| e.to_string())?;
+        crate::preflight::check_topic(&client, "SNS_TOPIC_ARN", topic_arn).await?;
         let batch_client = if lean {
-            BatchClient::Lean(LeanClient::from_sdk_config(&config).ok_or_else(|| {
-                "SNS_CLIENT=lean needs AWS_REGION and a credentials provider".to_owned()
-            })?)
+            BatchClient::Lean(
+                LeanClient::from_sdk_config(&config)
+                    .ok_or(SnsSetupError::LeanClientUnconfigured)?,
+            )
         } else {
             // BatchClient retries itself, so that it knows whether any attempt's
             // outcome was unknown; the SDK's own retries would hide that.

@@ -67,7 +67,7 @@ impl DynamoStatusStore {
             {
                 self.marker(pk, marker).await
             }
-            Err(e) => Err(error("cannot claim once-only work", &e)),
+            Err(e) => Err(error("cannot claim once-only work", e)),
         }
     }
 
@@ -84,7 +84,7 @@ impl DynamoStatusStore {
             .expression_attribute_names("#m", marker)
             .send()
             .await
-            .map_err(|e| error("cannot read a claim", &e))?;
+            .map_err(|e| error("cannot read a claim", e))?;
         let value = output
             .item
             .and_then(|item| item.get(marker).and_then(|v| v.as_s().ok()).cloned());
@@ -107,7 +107,7 @@ impl DynamoStatusStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| error("cannot mark once-only work done", &e))
+            .map_err(|e| error("cannot mark once-only work done", e))
     }
 
     /// Gives a claim back after the work failed, so the next attempt need not
@@ -142,7 +142,7 @@ impl DynamoStatusStore {
     {
         match self.claim(pk, marker).await? {
             Claimed::Done => Ok(()),
-            Claimed::Held => Err(StoreError(format!(
+            Claimed::Held => Err(StoreError::new(format!(
                 "{marker} is being done by another writer; retry"
             ))),
             Claimed::Mine => match work().await {

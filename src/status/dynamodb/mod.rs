@@ -89,12 +89,19 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn error<E, R>(context: &str, e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+/// An event that could not be published after what it tells was written:
+/// the caller does not acknowledge, so the write comes again and publishes it.
+fn event_error(e: crate::events::sns::EventPublishError) -> StoreError {
+    StoreError::caused_by("recorded, but its event is not published yet", e)
+}
+
+/// A failed DynamoDB call: `context`, with the SDK error as its source.
+fn error<E, R>(context: &str, e: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    StoreError(format!("{context}: {}", crate::aws::describe(e)))
+    StoreError::caused_by(context, e)
 }
 
 /// The attribute of a history entry: `h_<channel>_<status>`, so the entries
@@ -249,7 +256,7 @@ impl DynamoStatusStore {
             .update_expression(format!("SET {}", sets.join(", ")))
             .send()
             .await
-            .map_err(|e| error("cannot write a status", &e))?;
+            .map_err(|e| error("cannot write a status", e))?;
         Ok(output.attributes.unwrap_or_default())
     }
 
@@ -288,7 +295,7 @@ impl DynamoStatusStore {
             return Ok(());
         };
         self.once(pk, &marker, || async {
-            events.publish(&event).await.map_err(StoreError)?;
+            events.publish(&event).await.map_err(event_error)?;
             crate::metrics::status_transition(&channel, current.as_str());
             Ok(())
         })
@@ -366,7 +373,7 @@ impl DynamoStatusStore {
             publisher
                 .publish(&envelope)
                 .await
-                .map_err(|e| StoreError(format!("cannot publish a failover: {e}")))?;
+                .map_err(|e| StoreError::caused_by("cannot publish a failover", e))?;
             tracing::info!(message_id = %envelope.id, "the provider reported that it cannot reach the person: the message goes by its fallback");
             Ok(())
         })
@@ -415,7 +422,7 @@ impl DynamoStatusStore {
         }
         let event = events::inbound_event(inbound);
         self.once(&s(pk), "ev_inbound", || async {
-            events.publish(&event).await.map_err(StoreError)
+            events.publish(&event).await.map_err(event_error)
         })
         .await
     }
@@ -526,7 +533,7 @@ impl StatusStore for DynamoStatusStore {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(|e| error("cannot read a status", &e))?;
+                .map_err(|e| error("cannot read a status", e))?;
             Ok(output
                 .item
                 .map(|item| record_from(&item))

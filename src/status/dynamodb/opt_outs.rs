@@ -10,7 +10,7 @@
 //! before anything else, including the provider's retry of the same webhook
 //! (which the ordering refuses as a replay): at least once, never lost.
 
-use super::{DynamoStatusStore, SK, error, n, s};
+use super::{DynamoStatusStore, SK, error, event_error, n, s};
 use crate::events::{self, Event};
 use crate::optout::{self, OptOut, OptOutUpdate, Ordering};
 use crate::status::{StoreError, format_ms, now_ms};
@@ -42,7 +42,7 @@ impl DynamoStatusStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| error("cannot read an opt-out", &e))?;
+            .map_err(|e| error("cannot read an opt-out", e))?;
         let Some(item) = output.item else {
             return Ok(None);
         };
@@ -86,7 +86,7 @@ impl DynamoStatusStore {
         let Some(events) = &self.events else {
             return Ok(());
         };
-        events.publish(event).await.map_err(StoreError)?;
+        events.publish(event).await.map_err(event_error)?;
         let cleared = self
             .client
             .update_item()
@@ -106,7 +106,7 @@ impl DynamoStatusStore {
             {
                 Ok(())
             }
-            Err(e) => Err(error("cannot clear a published opt-out event", &e)),
+            Err(e) => Err(error("cannot clear a published opt-out event", e)),
         }
     }
 
@@ -180,10 +180,10 @@ impl DynamoStatusStore {
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(error("cannot write an opt-out", &e)),
+                Err(e) => return Err(error("cannot write an opt-out", e)),
             }
         }
-        Err(StoreError(format!(
+        Err(StoreError::new(format!(
             "the opt-out of {} kept changing under this write",
             crate::domain::phone_number::mask_digits(update.number.trim_start_matches('+'))
         )))

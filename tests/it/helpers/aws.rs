@@ -5,6 +5,10 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use herald::consumer::sqs_poller::SqsPoller;
+use serde_json::Value;
+
+use super::{TestApp, eventually};
 
 const HOW_TO_START: &str = "the AWS emulator is not running: run the whole suite with `scripts/test.sh`, \
     or start `moto_server -H 127.0.0.1 -p 5000` and export AWS_ENDPOINT_URL=http://127.0.0.1:5000 \
@@ -24,6 +28,20 @@ pub struct TopicWithQueue {
     pub topic_arn: String,
     pub queue_url: String,
     pub dlq_url: String,
+}
+
+/// Receives through `poller` until message `id` has the status `want` at
+/// `app` (up to 20 s); returns its view.
+pub async fn poll_until_status(poller: &SqsPoller, app: &TestApp, id: &str, want: &str) -> Value {
+    eventually(
+        &format!("message {id} with status {want}"),
+        Duration::from_secs(20),
+        async || {
+            poller.poll_once(Duration::from_secs(1)).await.unwrap();
+            app.view(id).await.filter(|v| v["status"] == want)
+        },
+    )
+    .await
 }
 
 /// Connects to the emulator, or fails the test with instructions.
@@ -118,7 +136,7 @@ impl Emulator {
             .expect("queue has a URL")
     }
 
-    async fn queue_arn(&self, url: &str) -> String {
+    pub async fn queue_arn(&self, url: &str) -> String {
         let attrs = self
             .sqs
             .get_queue_attributes()
@@ -133,7 +151,28 @@ impl Emulator {
             .expect("queue ARN attribute")
     }
 
+    /// Receives one message, with its attributes, and leaves it in flight.
+    pub async fn receive_one(&self, queue_url: &str) -> Message {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(1)
+            .wait_time_seconds(5)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive from SQS");
+        out.messages
+            .unwrap_or_default()
+            .pop()
+            .expect("a message within 5 s")
+    }
+
     /// Receives messages until `expected` arrived or `within` passed; deletes what it receives.
+    /// Not a wait for an outcome: it returns what came (callers count it,
+    /// some expecting nothing), so it keeps its own receive loop.
     pub async fn drain(&self, queue_url: &str, expected: usize, within: Duration) -> Vec<Message> {
         let deadline = tokio::time::Instant::now() + within;
         let mut received = Vec::new();
@@ -165,7 +204,7 @@ impl Emulator {
         received
     }
 
-    /// A status table as DESIGN.md specifies it: `pk`/`sk` strings, TTL on `expiresAt`.
+    /// A status table as `STATUS_TABLE` requires it: `pk`/`sk` strings, TTL on `expiresAt`.
     pub async fn status_table(&self) -> String {
         use aws_sdk_dynamodb::types::{
             AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,

@@ -123,17 +123,9 @@ impl EventReceiver {
 
     /// Waits until `done` holds for the events received, up to `within`.
     pub async fn wait_for(&self, within: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let events = self.events();
-            if done(&events) {
-                return events;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "events never arrived; got {events:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::eventually("the events awaited", within, async || {
+            Some(self.events()).filter(|events| done(events))
+        })
+        .await
     }
 }

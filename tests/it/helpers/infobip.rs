@@ -2,9 +2,16 @@
 //! with the documented shapes, and a sender of signed delivery reports and
 //! inbound SMS as Infobip posts them.
 
+use std::time::Duration;
+
+use herald::config::{InfobipConfig, Secret};
 use serde_json::{Value, json};
-use wiremock::matchers::{header, method, path};
+use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
+
+use super::event_receiver::{self, EventReceiver};
+use super::whatsapp::FakeWhatsApp;
+use super::{TestApp, meta, pairs};
 
 pub const API_KEY: &str = "infobip-api-key-for-tests";
 pub const WEBHOOK_SECRET: &str = "infobip-webhook-secret-for-tests";
@@ -44,6 +51,47 @@ impl FakeInfobip {
         ]
     }
 
+    /// The client settings pointing at this fake, reports coming back to `public`.
+    pub fn config(&self, public: &str) -> InfobipConfig {
+        InfobipConfig {
+            base_url: self.server.uri(),
+            api_key: Secret::new(API_KEY),
+            sender: Some(SENDER.into()),
+            request_timeout: Duration::from_secs(5),
+            max_mps: 50,
+            public_base_url: Some(public.into()),
+        }
+    }
+
+    /// Answers sends of the text `body` with `respond` (the first `times`
+    /// only, ahead of other answers, when given).
+    pub async fn answer_text(
+        &self,
+        body: &str,
+        respond: impl wiremock::Respond + 'static,
+        times: Option<u64>,
+    ) {
+        let mut mock = send_endpoint()
+            .and(body_partial_json(
+                json!({"messages": [{"content": {"text": body}}]}),
+            ))
+            .respond_with(respond);
+        if let Some(n) = times {
+            mock = mock.up_to_n_times(n).with_priority(1);
+        }
+        mock.mount(&self.server).await;
+    }
+
+    /// Waits (up to 10 s) until the fake has received `n` send requests; returns them all.
+    pub async fn wait_for_requests(&self, n: usize) -> Vec<Value> {
+        super::eventually(
+            &format!("{n} requests to Infobip"),
+            Duration::from_secs(10),
+            async || Some(self.bodies().await).filter(|b| b.len() >= n),
+        )
+        .await
+    }
+
     /// Every send request received, in order.
     pub async fn bodies(&self) -> Vec<Value> {
         self.server
@@ -55,6 +103,35 @@ impl FakeInfobip {
             .map(|r| serde_json::from_slice(&r.body).unwrap())
             .collect()
     }
+}
+
+/// Public base URL of the gateways [`gateway`] starts (reports come back there).
+pub const PUBLIC: &str = "https://gw.example.com";
+
+/// An embedded gateway in `data` with Infobip at `fake` (and WhatsApp at
+/// `whatsapp` when given), every webhook on, events to `events` when given,
+/// and retries and the circuit's cool-down short enough for tests.
+pub async fn gateway(
+    data: &tempfile::TempDir,
+    fake: &FakeInfobip,
+    whatsapp: Option<&FakeWhatsApp>,
+    events: Option<&EventReceiver>,
+) -> TestApp {
+    let mut vars: Vec<(&str, String)> = vec![
+        ("DELIVERY_RETRY_BASE_MS", "20".into()),
+        ("DELIVERY_RETRY_MAX_MS", "100".into()),
+        ("CIRCUIT_COOLDOWN_MS", "100".into()),
+    ];
+    vars.extend(fake.vars(PUBLIC));
+    if let Some(w) = whatsapp {
+        vars.extend(w.vars());
+        vars.extend(meta::webhook_vars().map(|(k, v)| (k, v.to_owned())));
+    }
+    if let Some(receiver) = events {
+        vars.push(("EVENTS_WEBHOOK_URL", receiver.url.clone()));
+        vars.push(("EVENTS_WEBHOOK_SECRET", event_receiver::SECRET.to_owned()));
+    }
+    TestApp::spawn_embedded(data.path(), &pairs(&vars)).await
 }
 
 /// Matches a correct send: method, path and `App` authorization.

@@ -4,13 +4,16 @@
 
 pub mod aws;
 pub mod event_receiver;
+pub mod eventually;
 pub mod infobip;
 pub mod meta;
 pub mod process;
 pub mod whatsapp;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -20,8 +23,11 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use herald::config::GatewayConfig;
+use herald::contract::Envelope;
 use herald::gateway::{AppState, router};
 use herald::publisher::{Publisher, RecordingPublisher};
+
+pub use eventually::eventually;
 
 /// The `ops` key every test uses unless it tests auth itself.
 pub const KEY: &str = "ops-test-key-0123456789abcdef";
@@ -62,6 +68,24 @@ pub fn config_with(extra: &[(&str, &str)]) -> GatewayConfig {
     }
     GatewayConfig::from_lookup(&move |name| vars.get(name).cloned())
         .expect("test configuration is valid")
+}
+
+/// `vars` (e.g. from a fake provider's `vars`) as the pairs [`config_with`]
+/// and [`process::GatewayProcess::start`] take.
+pub fn pairs<'a>(vars: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The envelope the gateway would publish for the send request `body`
+/// accepted with the key `key_id`.
+pub fn envelope(key_id: &str, body: Value) -> Envelope {
+    let message = herald::domain::OutboundMessage::try_from(body).expect("test message is valid");
+    Envelope::new(uuid::Uuid::now_v7(), message, key_id)
+}
+
+/// The envelope of the text `text` to [`TO`], sent with the `ops` key.
+pub fn text_envelope(text: &str) -> Envelope {
+    envelope("ops", serde_json::json!({"to": TO, "message": text}))
 }
 
 /// The router over a recording publisher, driven without a socket.
@@ -242,6 +266,15 @@ impl TestApp {
         }
     }
 
+    /// Starts the gateway on the embedded default with its data in `data`,
+    /// built from `extra` on top of the test defaults.
+    pub async fn spawn_embedded(data: &Path, extra: &[(&str, &str)]) -> Self {
+        let dir = data.to_str().expect("temporary paths are UTF-8");
+        let mut vars = vec![("HERALD_DATA_DIR", dir)];
+        vars.extend_from_slice(extra);
+        Self::spawn_from_config(&config_with(&vars)).await
+    }
+
     /// Starts the gateway exactly as the binary would build it from `config`.
     pub async fn spawn_from_config(config: &GatewayConfig) -> Self {
         LazyLock::force(&TRACING);
@@ -265,6 +298,24 @@ impl TestApp {
             .send()
             .await
             .expect("gateway answers")
+    }
+
+    /// `POST /api/v1/send` with the `ops` key: the status code and the answer
+    /// as JSON (`null` when it is not JSON).
+    pub async fn send(&self, body: &Value) -> (u16, Value) {
+        let response = self.post_message(body).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /api/v1/send` with the `ops` key, asserting a 202; the message id.
+    pub async fn send_accepted(&self, body: &Value) -> String {
+        let (status, answer) = self.send(body).await;
+        assert_eq!(status, 202, "{answer}");
+        answer["messageId"]
+            .as_str()
+            .expect("a 202 names the message")
+            .to_owned()
     }
 
     /// `POST /api/v1/send/batch` with the `ops` key; the answer as JSON.
@@ -291,24 +342,39 @@ impl TestApp {
             .expect("gateway answers")
     }
 
-    /// Polls message `id` (with the `ops` key) until its status is `want`, up
-    /// to 15 s; returns the view. A `404` meanwhile is waited out: with SNS the
-    /// gateway writes `accepted` after the 202.
-    pub async fn wait_for_status(&self, id: &str, want: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let response = self.message_status(id, KEY).await;
-            let code = response.status();
-            let view: Value = response.json().await.unwrap_or(Value::Null);
-            if code == 200 && view["status"] == want {
-                return view;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "status never became {want}: {code} {view:#}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    /// `GET /api/v1/messages/{id}` with the `ops` key: the view when it is
+    /// there (a `404` is `None`: with SNS the gateway writes `accepted` after
+    /// the 202).
+    pub async fn view(&self, id: &str) -> Option<Value> {
+        let response = self.message_status(id, KEY).await;
+        if response.status() != 200 {
+            return None;
         }
+        response.json().await.ok()
+    }
+
+    /// `GET` a path with `key`; the answer as JSON.
+    pub async fn get_json(&self, path: &str, key: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("gateway answers")
+            .json()
+            .await
+            .expect("the answer is JSON")
+    }
+
+    /// Polls message `id` (with the `ops` key) until its status is `want`, up
+    /// to 15 s; returns the view.
+    pub async fn wait_for_status(&self, id: &str, want: &str) -> Value {
+        eventually(
+            &format!("message {id} with status {want}"),
+            Duration::from_secs(15),
+            async || self.view(id).await.filter(|v| v["status"] == want),
+        )
+        .await
     }
 
     /// `GET` a path.

@@ -105,6 +105,32 @@ impl GatewayProcess {
     }
 }
 
+/// Any child process, killed with SIGKILL when dropped: a test that fails
+/// while waiting for it does not leave it running.
+pub struct KilledOnDrop(Option<Child>);
+
+impl KilledOnDrop {
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// Kills the process now; what it wrote to its piped streams.
+    pub fn kill(mut self) -> std::process::Output {
+        let mut child = self.0.take().expect("not killed yet");
+        let _ = child.kill();
+        child.wait_with_output().expect("reaped")
+    }
+}
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -42,6 +42,19 @@ impl FakeWhatsApp {
         }
     }
 
+    /// The environment that points Herald at this fake: token, phone number
+    /// id, API version, base URL, and no pair rate (as in [`Self::config`]).
+    /// The webhook's app secret is [`super::meta::webhook_vars`].
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("WHATSAPP_ACCESS_TOKEN", TOKEN.to_owned()),
+            ("WHATSAPP_PHONE_NUMBER_ID", PHONE_NUMBER_ID.to_owned()),
+            ("WHATSAPP_API_VERSION", VERSION.to_owned()),
+            ("WHATSAPP_API_BASE_URL", self.server.uri()),
+            ("WHATSAPP_PAIR_RATE", "0".to_owned()),
+        ]
+    }
+
     /// Delivery settings pointing at this fake.
     pub fn delivery_config(&self) -> DeliveryConfig {
         DeliveryConfig {
