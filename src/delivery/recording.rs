@@ -22,7 +22,9 @@ use serde_json::Value;
 
 use super::{Decision, FailureClass, Pipeline, STATUS_WRITE_ATTEMPTS};
 use crate::contract::{Envelope, PendingStatus};
-use crate::status::{Entry, ErrorCode, MessageInfo, Status, StatusError, StoreError, Update};
+use crate::status::{
+    Entry, ErrorCode, FailureMark, MessageInfo, Status, StatusError, StoreError, Update,
+};
 
 /// Where statuses the store would not take travel again (the gateway's topic).
 pub(super) struct Outbox(pub(super) std::sync::Arc<dyn crate::publisher::Publisher>);
@@ -52,11 +54,11 @@ impl Pipeline {
             return;
         }
         let channel = envelope.channel.as_str();
-        let failed = |code: Option<i64>, title: &str, class: &str| StatusError {
+        let failed = |code: Option<i64>, title: &str, class: FailureMark| StatusError {
             code: code.map(Into::into),
             title: title.to_owned(),
             channel: channel.to_owned(),
-            class: Some(class.to_owned()),
+            class: Some(class),
         };
         let (status, provider_message_id, error) = match decision {
             Decision::Delivered { provider_id } => {
@@ -72,16 +74,16 @@ impl Pipeline {
                         .is_some_and(|ch| ch.cannot_reach(c))
                 });
                 let class = if unreachable {
-                    crate::status::model::UNREACHABLE
+                    FailureMark::Unreachable
                 } else {
-                    "permanent"
+                    FailureMark::Permanent
                 };
                 (Status::Failed, None, Some(failed(*code, reason, class)))
             }
             Decision::DeadLetter { reason } => (
                 Status::Failed,
                 None,
-                Some(failed(None, reason, "dead-letter")),
+                Some(failed(None, reason, FailureMark::DeadLetter)),
             ),
             Decision::Retry { .. } => return,
         };
@@ -161,6 +163,7 @@ impl Pipeline {
         cause: &StoreError,
     ) {
         let status = pending.status.clone();
+        let cause = crate::telemetry::chain(cause);
         let Some(outbox) = &self.status_outbox else {
             tracing::error!(status, error.message = %cause,
                 "could not record the message's status, and there is no outbox (SNS_TOPIC_ARN) to keep it: its status and event are lost");
@@ -206,7 +209,10 @@ impl Pipeline {
                 after: PENDING_RETRY,
                 class: FailureClass::Retryable,
                 code: None,
-                reason: format!("the status store is still unavailable: {e}"),
+                reason: format!(
+                    "the status store is still unavailable: {}",
+                    crate::telemetry::chain(&e)
+                ),
                 counted: false,
             },
         }
@@ -244,7 +250,7 @@ impl Pipeline {
                     code: Some(ErrorCode::Name("opted-out".into())),
                     title: reason.clone(),
                     channel: envelope.channel.as_str().to_owned(),
-                    class: Some("permanent".into()),
+                    class: Some(FailureMark::Permanent),
                 };
                 self.write_status(envelope, attempt, Status::Failed, None, Some(error))
                     .await;

@@ -19,7 +19,9 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::contract::Envelope;
 use crate::events::{self, Event};
-use crate::status::{History, Inbound, MessageInfo, MessageRecord, Update, model};
+use crate::status::{
+    Entry, History, Inbound, MessageInfo, MessageRecord, Status, Update, apply, model,
+};
 
 /// Creates the tables (idempotent).
 pub fn create_tables(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
@@ -91,52 +93,34 @@ fn queue_event(tx: &Transaction<'_>, event: &Event, now: i64) -> rusqlite::Resul
     Ok(())
 }
 
-/// Merges one history into a record, in rank order, queueing an event for each
-/// change of its current status when `emit`.
-fn merge_all(
+/// Merges `incoming` into `record` ([`apply::merge`]) and persists what
+/// follows in the caller's transaction: the events, the transitions' metric,
+/// and the failover leg, whose queue id is its own ([`Envelope::queue_id`])
+/// so it never collides with the first leg's envelope, which may still be in
+/// the queue. `Ok(true)` when it queued a failover leg.
+fn merge_and_save(
     tx: &Transaction<'_>,
-    record: &mut MessageRecord,
-    history: History,
-    now: i64,
-    emit: bool,
-) -> rusqlite::Result<()> {
-    for (status, entry) in history {
-        let change = record.merge(status, entry, now);
-        if let Some(to) = change.changed_to() {
-            crate::metrics::status_transition(record.latest_channel(), to.as_str());
-        }
-        if emit
-            && let Some(to) = change.changed_to()
-            && let Some(event) = events::status_event(record, to, now)
-        {
-            queue_event(tx, &event, now)?;
-        }
-    }
-    Ok(())
-}
-
-/// Queues `record`'s failover leg when `fails_over` and it has a fallback not
-/// sent yet (in the caller's transaction); `true` when it did. The leg's
-/// queue id is its own ([`Envelope::queue_id`]), so it never collides with
-/// the first leg's envelope, which may still be in the queue.
-fn queue_failover(
-    tx: &Transaction<'_>,
-    record: &mut MessageRecord,
+    mut record: MessageRecord,
+    incoming: History,
     fails_over: bool,
     now: i64,
+    emit: bool,
 ) -> rusqlite::Result<bool> {
-    let Some(envelope) = record.failover_envelope(fails_over) else {
-        return Ok(false);
+    let effects = apply::merge(&mut record, incoming, fails_over, now, emit);
+    for event in &effects.events {
+        queue_event(tx, event, now)?;
+    }
+    for (channel, status) in &effects.transitions {
+        crate::metrics::status_transition(channel, status.as_str());
+    }
+    let queued = match &effects.failover {
+        Some(leg) => {
+            super::envelopes::insert(tx, &leg.queue_id(), &leg.to_json(), &leg.api_key_id, now)?
+        }
+        None => false,
     };
-    let added = super::envelopes::insert(
-        tx,
-        &envelope.queue_id(),
-        &envelope.to_json(),
-        &envelope.api_key_id,
-        now,
-    )?;
-    record.failover_at_ms = Some(now);
-    Ok(added)
+    save(tx, &record)?;
+    Ok(queued)
 }
 
 /// Applies one update; `emit` queues events (an events webhook is configured).
@@ -158,77 +142,89 @@ pub fn apply(
         } => {
             let mut record = load(tx, &info.id)?.unwrap_or_else(|| MessageRecord::new(&info.id));
             record.fill(info);
-            let mut incoming = History::new();
-            incoming.insert(*status, entry.clone());
+            let mut incoming = History::from([(*status, entry.clone())]);
             let mut early_fails_over = false;
             if let Some(pid) = provider_message_id {
                 record.provider_message_id = Some(pid.clone());
-                // Reports that came before this send was recorded.
-                let pending: Option<String> = tx
-                    .prepare_cached("SELECT pending FROM provider_ids WHERE provider_id = ?1")?
-                    .query_row([pid], |r| r.get(0))
-                    .optional()?
-                    .flatten();
-                tx.prepare_cached(
-                    "INSERT INTO provider_ids (provider_id, message_id, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (provider_id) DO UPDATE SET message_id = ?2, pending = NULL, updated_at = ?3",
-                )?
-                .execute(params![pid, info.id, now])?;
-                if let Some(early) = pending.and_then(|p| serde_json::from_str::<History>(&p).ok())
-                {
-                    for (s, e) in early {
-                        early_fails_over |= e.fails_over();
-                        incoming.entry(s).or_insert(e);
-                    }
+                for (s, e) in take_early_reports(tx, pid, &info.id, now)? {
+                    early_fails_over |= e.fails_over();
+                    incoming.entry(s).or_insert(e);
                 }
             }
-            merge_all(tx, &mut record, incoming, now, emit)?;
-            // A cannot-reach report that came before the send was recorded.
-            let queued = queue_failover(tx, &mut record, early_fails_over, now)?;
-            save(tx, &record).map(|()| queued)
+            // A cannot-reach report that came before the send was recorded
+            // fails over; the consumer's own failure fails over in the pipeline.
+            merge_and_save(tx, record, incoming, early_fails_over, now, emit)
         }
         Update::Provider {
             provider_message_id,
             status,
             entry,
-        } => {
-            let row: Option<(Option<String>, Option<String>)> = tx
-                .prepare_cached(
-                    "SELECT message_id, pending FROM provider_ids WHERE provider_id = ?1",
-                )?
-                .query_row([provider_message_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((Some(message_id), _)) = &row
-                && let Some(mut record) = load(tx, message_id)?
-            {
-                if record.has(*status, entry) {
-                    // A repeated report (Meta retries): nothing to write.
-                    return Ok(false);
-                }
-                let mut incoming = History::new();
-                incoming.insert(*status, entry.clone());
-                merge_all(tx, &mut record, incoming, now, emit)?;
-                let queued = queue_failover(tx, &mut record, entry.fails_over(), now)?;
-                return save(tx, &record).map(|()| queued);
-            }
-            // Not recorded yet: keep the report with the provider id.
-            let mut pending: History = row
-                .and_then(|(_, p)| p)
-                .and_then(|p| serde_json::from_str(&p).ok())
-                .unwrap_or_default();
-            model::merge(&mut pending, *status, entry.clone());
-            tx.prepare_cached(
-                "INSERT INTO provider_ids (provider_id, pending, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (provider_id) DO UPDATE SET pending = ?2, updated_at = ?3",
-            )?
-            .execute(params![
-                provider_message_id,
-                serde_json::to_string(&pending).expect("a history serialises"),
-                now
-            ])?;
-            Ok(false)
-        }
+        } => apply_report(tx, provider_message_id, *status, entry, now, emit),
     }
+}
+
+/// Correlates provider id `pid` with message `message_id` and takes the
+/// reports that came for it before this send was recorded.
+fn take_early_reports(
+    tx: &Transaction<'_>,
+    pid: &str,
+    message_id: &str,
+    now: i64,
+) -> rusqlite::Result<History> {
+    let pending: Option<String> = tx
+        .prepare_cached("SELECT pending FROM provider_ids WHERE provider_id = ?1")?
+        .query_row([pid], |r| r.get(0))
+        .optional()?
+        .flatten();
+    tx.prepare_cached(
+        "INSERT INTO provider_ids (provider_id, message_id, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (provider_id) DO UPDATE SET message_id = ?2, pending = NULL, updated_at = ?3",
+    )?
+    .execute(params![pid, message_id, now])?;
+    Ok(pending
+        .and_then(|p| serde_json::from_str::<History>(&p).ok())
+        .unwrap_or_default())
+}
+
+/// Applies a provider's report: to its message when the send is recorded,
+/// else kept with the provider id until it is.
+fn apply_report(
+    tx: &Transaction<'_>,
+    provider_message_id: &str,
+    status: Status,
+    entry: &Entry,
+    now: i64,
+    emit: bool,
+) -> rusqlite::Result<bool> {
+    let row: Option<(Option<String>, Option<String>)> = tx
+        .prepare_cached("SELECT message_id, pending FROM provider_ids WHERE provider_id = ?1")?
+        .query_row([provider_message_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((Some(message_id), _)) = &row
+        && let Some(record) = load(tx, message_id)?
+    {
+        if record.has(status, entry) {
+            // A repeated report (Meta retries): nothing to write.
+            return Ok(false);
+        }
+        let incoming = History::from([(status, entry.clone())]);
+        return merge_and_save(tx, record, incoming, entry.fails_over(), now, emit);
+    }
+    let mut pending: History = row
+        .and_then(|(_, p)| p)
+        .and_then(|p| serde_json::from_str(&p).ok())
+        .unwrap_or_default();
+    model::merge(&mut pending, status, entry.clone());
+    tx.prepare_cached(
+        "INSERT INTO provider_ids (provider_id, pending, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (provider_id) DO UPDATE SET pending = ?2, updated_at = ?3",
+    )?
+    .execute(params![
+        provider_message_id,
+        serde_json::to_string(&pending).expect("a history serialises"),
+        now
+    ])?;
+    Ok(false)
 }
 
 /// Records an operator's redrive of message `id` (see

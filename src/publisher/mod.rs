@@ -155,14 +155,7 @@ impl PublishError {
     /// The cause and its own causes on one line, for the log.
     pub fn cause_chain(&self) -> Option<String> {
         let first: &(dyn std::error::Error + 'static) = self.source.as_deref()?;
-        let mut line = first.to_string();
-        let mut cause = first.source();
-        while let Some(e) = cause {
-            line.push_str(": ");
-            line.push_str(&e.to_string());
-            cause = e.source();
-        }
-        Some(line)
+        Some(crate::telemetry::chain(first))
     }
 
     /// How long a client should wait before retrying (`Retry-After`).

@@ -16,11 +16,12 @@ use serde_json::Value;
 use crate::contract::{Envelope, FallbackLeg};
 use crate::optout::{OptOut, OptOutUpdate};
 
+pub mod apply;
 pub mod dynamodb;
 pub mod model;
 pub mod record;
 
-pub use model::{Entry, ErrorCode, History, Status, StatusError};
+pub use model::{Entry, ErrorCode, FailureMark, History, Status, StatusError};
 pub use record::MessageRecord;
 
 pub use futures_util::future::BoxFuture;
@@ -167,15 +168,6 @@ impl StoreError {
     pub fn context(&self) -> &str {
         &self.context
     }
-}
-
-/// The constructor `StoreError` had as a tuple struct, kept so that code
-/// written as `StoreError(message)` still compiles: the same as
-/// [`StoreError::new`]. New code calls `StoreError::new`.
-#[doc(hidden)]
-#[allow(non_snake_case)]
-pub fn StoreError(context: String) -> StoreError {
-    StoreError::new(context)
 }
 
 /// Where statuses live. Every method is idempotent: providers and queues

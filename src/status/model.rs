@@ -105,9 +105,27 @@ pub struct StatusError {
     pub title: String,
     /// The channel that failed.
     pub channel: String,
-    /// Herald's failure class (`permanent`, `dead-letter`, `provider`), when Herald decided it.
+    /// Herald's mark on the failure, when Herald decided it or a report
+    /// means the person cannot be reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
+    pub class: Option<FailureMark>,
+}
+
+/// Herald's mark on a failure, stored and shown as `class`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureMark {
+    /// The provider refused the message for good.
+    Permanent,
+    /// Out of attempts, or unreadable: dead-lettered.
+    DeadLetter,
+    /// The person cannot be reached on that channel now (WhatsApp's 131026,
+    /// 131047, 131049, 130472): a message with a fallback goes by it. Herald's
+    /// internal mark, never shown to the client.
+    Unreachable,
+    /// A mark this version does not know (written by a newer one).
+    #[serde(other)]
+    Other,
 }
 
 /// One reached status: when, on which channel, and what the provider said.
@@ -131,18 +149,13 @@ pub struct Entry {
     pub error: Option<StatusError>,
 }
 
-/// The failure class of a report that means the person cannot be reached on
-/// that channel now (WhatsApp's 131026, 131047, 131049, 130472): a message
-/// with a fallback goes by it.
-pub const UNREACHABLE: &str = "unreachable";
-
 impl StatusError {
     /// The error as the API and events show it: `unreachable` is Herald's
     /// internal marker for failover, not a class the client is told (a
     /// provider's report shows its code, title and channel only).
     pub fn view(&self) -> serde_json::Value {
         let mut value = serde_json::json!(self);
-        if self.class.as_deref() == Some(UNREACHABLE)
+        if self.class == Some(FailureMark::Unreachable)
             && let Some(map) = value.as_object_mut()
         {
             map.remove("class");
@@ -156,7 +169,7 @@ impl Entry {
     pub fn fails_over(&self) -> bool {
         self.error
             .as_ref()
-            .is_some_and(|e| e.class.as_deref() == Some(UNREACHABLE))
+            .is_some_and(|e| e.class == Some(FailureMark::Unreachable))
     }
 }
 

@@ -122,7 +122,7 @@ async fn metrics_count_what_happened_and_carry_no_personal_data() {
             .expect("a console delivery");
     }
     let metrics = || client.get(format!("{}/metrics", gateway.address)).send();
-    // The five deliveries recorded (their statuses written) before the reports.
+    // The five deliveries recorded (their statuses written) and settled before the reports.
     eventually(
         "five deliveries recorded",
         Duration::from_secs(10),
@@ -141,7 +141,12 @@ async fn metrics_count_what_happened_and_carry_no_personal_data() {
                     &[("channel", channel), ("status", "submitted")],
                 )
             };
-            (submitted("whatsapp") == Some(3.0) && submitted("sms") == Some(2.0)).then_some(())
+            // Settled too: the queue is empty once each delivery's
+            // settlement, written after its status, has committed.
+            (submitted("whatsapp") == Some(3.0)
+                && submitted("sms") == Some(2.0)
+                && count("herald_queue_depth", &[]) == Some(0.0))
+                .then_some(())
         },
     )
     .await;

@@ -377,7 +377,7 @@ impl StatusStore for FailingWrites {
         inbound: Vec<herald::status::Inbound>,
     ) -> herald::status::BoxFuture<'_, Result<(), herald::status::StoreError>> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Box::pin(async { Err(herald::status::StoreError("throttled (test)".into())) });
+            return Box::pin(async { Err(herald::status::StoreError::new("throttled (test)")) });
         }
         self.inner.record(updates, inbound)
     }
@@ -519,7 +519,7 @@ async fn an_abandoned_failover_claim_is_taken_over_and_a_live_one_is_not() {
                 code: Some(131_026.into()),
                 title: "Message undeliverable".into(),
                 channel: "whatsapp".into(),
-                class: Some("unreachable".into()),
+                class: Some(herald::status::FailureMark::Unreachable),
             }),
         },
     };

@@ -146,7 +146,7 @@ fn status_update(status: &Value) -> Option<Update> {
             .and_then(|c| c.as_i64())
             .is_some_and(super::error::unreachable_on_whatsapp)
         {
-            e.class = Some(crate::status::model::UNREACHABLE.to_owned());
+            e.class = Some(crate::status::model::FailureMark::Unreachable);
         }
         e
     });

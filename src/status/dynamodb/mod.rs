@@ -49,7 +49,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::model::{Entry, Status};
 use super::{
-    BoxFuture, Inbound, MessageInfo, MessageRecord, StatusStore, StoreError, Update, now_ms,
+    BoxFuture, Inbound, MessageInfo, MessageRecord, StatusStore, StoreError, Update, apply, now_ms,
 };
 use crate::events;
 use crate::events::sns::SnsEvents;
@@ -272,14 +272,10 @@ impl DynamoStatusStore {
         let (Some(events), Some(pk)) = (&self.events, item.get("pk")) else {
             return Ok(());
         };
-        let record = record_from(item);
-        let Some(current) = record.status() else {
+        let Some(settled) = apply::settled(&record_from(item), now_ms()) else {
             return Ok(());
         };
-        let entry = record.entry(current);
-        let channel = entry
-            .and_then(|e| e.channel.clone())
-            .unwrap_or_else(|| record.latest_channel().to_owned());
+        let (channel, current) = settled.current;
         let marker = format!("ev_{channel}_{}", current.as_str());
         let done = |name: &str, value: &str| {
             item.get(name)
@@ -291,7 +287,7 @@ impl DynamoStatusStore {
         if done(&marker, "done") || done("evented", current.as_str()) {
             return Ok(());
         }
-        let Some(event) = events::status_event(&record, current, now_ms()) else {
+        let Some(event) = settled.event else {
             return Ok(());
         };
         self.once(pk, &marker, || async {
@@ -364,7 +360,7 @@ impl DynamoStatusStore {
     async fn fail_over(&self, item: &Item, fails_over: bool) -> Result<(), StoreError> {
         let (Some(publisher), Some(envelope), Some(pk)) = (
             &self.failover,
-            record_from(item).failover_envelope(fails_over),
+            apply::failover(&record_from(item), fails_over),
             item.get("pk"),
         ) else {
             return Ok(());
