@@ -8,8 +8,8 @@ use tokio::net::TcpListener;
 
 use crate::config::{DeliveryMode, GatewayConfig};
 use crate::delivery::{Pipeline, RetryPolicy};
+use crate::embedded::event_sender::EventSender;
 use crate::embedded::{EmbeddedQueue, Worker};
-use crate::events::webhook::EventSender;
 use crate::gateway::server::{ConnectionLimits, serve};
 use crate::gateway::{AppState, router};
 use crate::publisher::{EmbeddedPublisher, Publisher, SnsPublisher, StatusRecordingPublisher};

@@ -17,11 +17,13 @@ use tokio::sync::{mpsc, oneshot};
 use crate::contract::Envelope;
 use crate::optout::{OptOut, OptOutUpdate};
 use crate::status::{BoxFuture, Inbound, MessageRecord, StoreError, Update};
-use statuses::{EventOutcome, OutboxEvent};
+use outbox::{EventOutcome, OutboxEvent};
 
 mod envelopes;
 mod error;
+pub mod event_sender;
 pub mod opt_outs;
+pub mod outbox;
 pub mod statuses;
 pub mod store;
 pub mod worker;
@@ -360,7 +362,9 @@ impl crate::status::StatusStore for EmbeddedQueue {
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
         Box::pin(async move { Ok(self.status(id, api_key_id).await?) })
     }
+}
 
+impl crate::optout::store::OptOutStore for EmbeddedQueue {
     fn opt_out<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>> {
         Box::pin(async move { Ok(EmbeddedQueue::opt_out(self, number)) })
     }

@@ -12,8 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::events;
 use crate::optout::{self, OptOut, OptOutUpdate, Ordering};
+use crate::status::events;
 use crate::status::format_ms;
 
 /// Creates the table (idempotent).
@@ -121,8 +121,7 @@ pub fn apply(
             &update.source,
             now,
         );
-        tx.prepare_cached("INSERT OR IGNORE INTO events (id, body, due_at) VALUES (?1, ?2, ?3)")?
-            .execute(params![event.id, event.body, now])?;
+        super::outbox::queue_event(tx, &event, now)?;
     }
     Ok(())
 }

@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::envelopes;
 use super::error::QueueError;
 use super::opt_outs;
-use super::statuses::{self, EventOutcome, OutboxEvent};
+use super::outbox::{self, EventOutcome, OutboxEvent};
+use super::statuses;
 use super::store::{DeadLetter, DeadLetterKind, Leased, Store};
 use crate::clock::now_ms;
 use crate::optout::{OptOut, OptOutUpdate};
@@ -254,7 +255,7 @@ fn apply(
             emit,
         ),
         Request::SettleEvent { id, outcome, .. } => {
-            statuses::settle_event(tx, id, outcome, now).map(|()| Delta::default())
+            outbox::settle_event(tx, id, outcome, now).map(|()| Delta::default())
         }
         Request::Settle { id, settlement, .. } => settle(tx, id, settlement, now),
         _ => Ok(Delta::default()),
@@ -301,11 +302,10 @@ fn settle_dead_letter(
     emit: bool,
 ) -> rusqlite::Result<Delta> {
     let (done, delta) = match (kind, redrive) {
-        (DeadLetterKind::Events, true) => (statuses::redrive_event(tx, id, now)?, Delta::default()),
-        (DeadLetterKind::Events, false) => (
-            statuses::delete_event_dead_letter(tx, id)?,
-            Delta::default(),
-        ),
+        (DeadLetterKind::Events, true) => (outbox::redrive_event(tx, id, now)?, Delta::default()),
+        (DeadLetterKind::Events, false) => {
+            (outbox::delete_event_dead_letter(tx, id)?, Delta::default())
+        }
         (DeadLetterKind::Messages, false) => {
             let gone = Store::delete_dead_letter(tx, id, api_key_id)?;
             let delta = Delta {
@@ -500,7 +500,7 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
                 Err(QueueError::Storage(full_disk()))
             } else {
                 store
-                    .transaction(|tx| statuses::lease_events(tx, now, hold_ms, limit))
+                    .transaction(|tx| outbox::lease_events(tx, now, hold_ms, limit))
                     .map_err(QueueError::from)
             };
             let _ = reply.send(result);

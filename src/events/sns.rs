@@ -5,8 +5,8 @@
 use aws_sdk_sns::operation::publish::PublishError;
 use aws_sdk_sns::types::MessageAttributeValue;
 
-use super::Event;
 use crate::contract::is_fifo;
+use crate::status::events::Event;
 
 /// Publishes events to one topic.
 #[derive(Debug, Clone)]

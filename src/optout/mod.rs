@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::Channel;
 
+pub mod store;
+
 /// The channel names an opt-out can hold.
 pub const CHANNELS: [&str; 3] = ["sms", "whatsapp", "all"];
 

@@ -12,7 +12,7 @@
 //!   store claims the event of the status it is in once.
 
 use crate::contract::Envelope;
-use crate::events::{self, Event};
+use crate::status::events::{self, Event};
 use crate::status::{History, MessageRecord, Status};
 
 /// What a merge leads to, besides the record itself.

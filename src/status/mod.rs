@@ -14,13 +14,16 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;
 
 use crate::contract::{Envelope, FallbackLeg};
-use crate::optout::{OptOut, OptOutUpdate};
 
 pub mod apply;
 pub mod dynamodb;
+pub mod error;
+pub mod events;
 pub mod model;
 pub mod record;
 
+pub use crate::optout::store::OptOutStore;
+pub use error::StoreError;
 pub use model::{Entry, ErrorCode, FailureMark, History, Status, StatusError};
 pub use record::MessageRecord;
 
@@ -131,48 +134,10 @@ impl Inbound {
     }
 }
 
-/// Why a status could not be read or written: what was being done, and the
-/// error that stopped it (the database's, the SDK's, a publish's) as its
-/// source. Log it with [`crate::telemetry::chain`] to see the causes.
-#[derive(Debug, thiserror::Error)]
-#[error("status store: {context}")]
-pub struct StoreError {
-    /// What failed, for operators (never secrets).
-    context: String,
-    /// The underlying error, when there is one.
-    #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-impl StoreError {
-    /// A failure with no underlying error (a lost race, a conflict).
-    pub fn new(context: impl Into<String>) -> Self {
-        Self {
-            context: context.into(),
-            source: None,
-        }
-    }
-
-    /// A failure caused by `source`.
-    pub fn caused_by(
-        context: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        Self {
-            context: context.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    /// What failed, without the causes.
-    pub fn context(&self) -> &str {
-        &self.context
-    }
-}
-
 /// Where statuses live. Every method is idempotent: providers and queues
-/// deliver at least once.
-pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
+/// deliver at least once. A status store keeps opt-outs too (the same table
+/// or database), behind their own seam, [`OptOutStore`].
+pub trait StatusStore: OptOutStore {
     /// Merges `updates`, emitting an event for each change of a message's
     /// current status (from `submitted` on), and records `inbound` messages,
     /// emitting a `message.inbound` event for each one not seen before.
@@ -189,13 +154,6 @@ pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
         id: &'a str,
         api_key_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>>;
-
-    /// The opt-out of `number` (E.164), if any, as last written.
-    fn opt_out<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>>;
-
-    /// Applies opt-out changes, emitting a `recipient.opt-out` event for each
-    /// one that changed something.
-    fn change_opt_outs(&self, updates: Vec<OptOutUpdate>) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 /// The `accepted` update for an envelope the gateway has just published.

@@ -123,7 +123,7 @@ async fn inbound_opt_out_changes_follow_the_person_s_order_in_dynamodb() {
 async fn an_opt_out_event_that_could_not_be_published_goes_with_the_retry() {
     use herald::events::sns::SnsEvents;
     use herald::optout::{Change, OptOutUpdate};
-    use herald::status::StatusStore;
+    use herald::status::OptOutStore;
     use herald::status::dynamodb::DynamoStatusStore;
     use std::time::Duration;
     let aws = crate::helpers::aws::emulator().await;

@@ -146,7 +146,7 @@ async fn metrics_count_what_happened_and_carry_no_personal_data() {
             (submitted("whatsapp") == Some(3.0)
                 && submitted("sms") == Some(2.0)
                 && count("herald_queue_depth", &[]) == Some(0.0))
-                .then_some(())
+            .then_some(())
         },
     )
     .await;

@@ -11,7 +11,7 @@ use herald::channels::infobip::InfobipClient;
 use herald::consumer::sqs_poller::SqsPoller;
 use herald::delivery::{Pipeline, PipelineLimits};
 use herald::events::sns::SnsEvents;
-use herald::status::StatusStore;
+use herald::status::OptOutStore;
 use herald::status::dynamodb::DynamoStatusStore;
 use serde_json::{Value, json};
 

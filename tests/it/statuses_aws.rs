@@ -391,6 +391,9 @@ impl StatusStore for FailingWrites {
     > {
         self.inner.get(id, api_key_id)
     }
+}
+
+impl herald::status::OptOutStore for FailingWrites {
     fn opt_out<'a>(
         &'a self,
         number: &'a str,

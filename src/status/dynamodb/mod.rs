@@ -49,12 +49,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::model::{Entry, Status};
 use super::{
-    BoxFuture, Inbound, MessageInfo, MessageRecord, StatusStore, StoreError, Update, apply, now_ms,
+    BoxFuture, Inbound, MessageInfo, MessageRecord, OptOutStore, StatusStore, StoreError, Update,
+    apply, now_ms,
 };
-use crate::events;
 use crate::events::sns::SnsEvents;
 use crate::optout::{OptOut, OptOutUpdate};
 use crate::publisher::Publisher;
+use crate::status::events;
 
 const SK: &str = "status";
 
@@ -449,7 +450,7 @@ impl DynamoStatusStore {
 /// Most DynamoDB writes of one `record` call in flight at once.
 const CONCURRENCY: usize = 16;
 
-impl StatusStore for DynamoStatusStore {
+impl OptOutStore for DynamoStatusStore {
     fn opt_out<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>> {
         Box::pin(async move {
             Ok(self
@@ -468,7 +469,9 @@ impl StatusStore for DynamoStatusStore {
             Ok(())
         })
     }
+}
 
+impl StatusStore for DynamoStatusStore {
     fn record(
         &self,
         updates: Vec<Update>,

@@ -11,8 +11,8 @@
 //! (which the ordering refuses as a replay): at least once, never lost.
 
 use super::{DynamoStatusStore, SK, error, event_error, n, s};
-use crate::events::{self, Event};
 use crate::optout::{self, OptOut, OptOutUpdate, Ordering};
+use crate::status::events::{self, Event};
 use crate::status::{StoreError, format_ms, now_ms};
 
 /// An opt-out item as read: what the API shows, and what orders changes.

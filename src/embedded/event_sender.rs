@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use super::EmbeddedQueue;
+use super::outbox::{EventOutcome, OutboxEvent};
 use crate::clock::now_ms;
 use crate::config::EventsWebhookConfig;
 use crate::delivery::{FailureClass, RetryPolicy};
-use crate::embedded::EmbeddedQueue;
-use crate::embedded::statuses::{EventOutcome, OutboxEvent};
 
 /// How long an event taken for sending stays out of the outbox's reach: longer
 /// than one POST can take, so it is never sent twice at once.
