@@ -12,8 +12,9 @@ use crate::domain::{OutboundMessage, PhoneNumber};
 pub const ENVELOPE_VERSION: u32 = 1;
 
 /// The delivery channel an envelope is meant for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = ChannelName)]
 pub enum Channel {
     /// The WhatsApp Cloud API.
     Whatsapp,
@@ -22,6 +23,9 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Every channel (in the order error messages list them).
+    pub const ALL: [Channel; 2] = [Channel::Sms, Channel::Whatsapp];
+
     /// The name used on the wire and as the `channel` SNS message attribute.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -204,8 +208,12 @@ impl Envelope {
 
     /// Serialises the envelope to its wire form.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self)
-            .expect("an envelope always serialises: its maps have string keys")
+        // Sized for a typical envelope (about 400 bytes), so that writing it
+        // does not grow the buffer step by step: this runs for every send.
+        let mut json = Vec::with_capacity(512);
+        serde_json::to_writer(&mut json, self)
+            .expect("an envelope always serialises: its maps have string keys");
+        String::from_utf8(json).expect("serde_json writes UTF-8")
     }
 
     /// Reads an envelope, checking the version before the shape so that a newer

@@ -84,18 +84,26 @@ pub fn request(route: &str, status: u16, seconds: f64) {
     }
     REQUESTS.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if !cache.contains_key(route) {
-            let duration = histogram!("herald_http_request_duration_seconds", "route" => route.to_owned());
-            cache.insert(route.to_owned(), (duration, HashMap::new()));
+        // One lookup per request once the route is known (a second only on
+        // its first request).
+        let record = |(duration, counts): &mut (Histogram, HashMap<u16, Counter>)| {
+            duration.record(seconds);
+            counts
+                .entry(status)
+                .or_insert_with(|| {
+                    counter!("herald_http_requests_total", "route" => route.to_owned(), "status" => status.to_string())
+                })
+                .increment(1);
+        };
+        if let Some(series) = cache.get_mut(route) {
+            return record(series);
         }
-        let (duration, counts) = cache.get_mut(route).expect("inserted above");
-        duration.record(seconds);
-        counts
-            .entry(status)
-            .or_insert_with(|| {
-                counter!("herald_http_requests_total", "route" => route.to_owned(), "status" => status.to_string())
-            })
-            .increment(1);
+        let duration = histogram!("herald_http_request_duration_seconds", "route" => route.to_owned());
+        record(
+            cache
+                .entry(route.to_owned())
+                .or_insert((duration, HashMap::new())),
+        );
     });
 }
 

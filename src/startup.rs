@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::config::{DeliveryMode, GatewayConfig};
+use crate::config::GatewayConfig;
 use crate::delivery::{Pipeline, RetryPolicy};
 use crate::embedded::event_sender::EventSender;
 use crate::embedded::{EmbeddedQueue, Worker};
@@ -105,32 +105,7 @@ impl Application {
         )
         .map_err(StartupError::EmbeddedQueue)?;
         let pipeline = Pipeline::from_config(&config.delivery)?;
-        let delivery = match &config.delivery.mode {
-            DeliveryMode::Providers { whatsapp, infobip } => [
-                whatsapp.as_ref().map(|w| {
-                    format!(
-                        "whatsapp (phone number id {}, {})",
-                        w.phone_number_id, w.api_version
-                    )
-                }),
-                infobip.as_ref().map(|i| {
-                    format!(
-                        "sms via Infobip ({}, delivery reports {})",
-                        i.base_url,
-                        if i.public_base_url.is_some() {
-                            "on"
-                        } else {
-                            "off: PUBLIC_BASE_URL is unset"
-                        }
-                    )
-                }),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", "),
-            DeliveryMode::Console => "console (stdout)".to_owned(),
-        };
+        let delivery = pipeline.describe();
         tracing::info!(mode = "embedded", data_dir = %queue.data_dir().display(), delivery = %delivery,
             "no SNS_TOPIC_ARN: running the whole pipeline here on the embedded durable queue");
         if config.delivery.console_by_default {
@@ -195,33 +170,29 @@ impl Application {
         })
     }
 
-    /// Says which provider webhooks answer, and why one that is configured does not.
+    /// Says which provider webhooks answer, and why one that is configured
+    /// does not (no status store to record what it carries).
     fn log_webhooks(&self) {
-        let webhooks = &self.state.webhooks;
-        let whatsapp = match (
-            &webhooks.whatsapp_app_secret,
-            &webhooks.whatsapp_verify_token,
-            &self.state.statuses,
-        ) {
-            (Some(_), _, Some(_)) => "on",
-            (Some(_), _, None) => {
-                tracing::warn!(
-                    "WHATSAPP_APP_SECRET is set but no status store is configured (STATUS_TABLE): POST /webhooks/whatsapp is off"
-                );
-                "off (no status store)"
-            }
-            (None, Some(_), _) => "handshake only (set WHATSAPP_APP_SECRET)",
-            (None, None, _) => "off (set WHATSAPP_VERIFY_TOKEN and WHATSAPP_APP_SECRET)",
-        };
-        let infobip = match (
-            webhooks.infobip_secret.is_some() || webhooks.infobip_basic.is_some(),
-            self.state.statuses.is_some(),
-        ) {
-            (true, true) => "on (/webhooks/infobip, /webhooks/infobip/inbound)",
-            (true, false) => "off (no status store)",
-            (false, _) => "off (set INFOBIP_WEBHOOK_SECRET or INFOBIP_WEBHOOK_BASIC)",
-        };
-        tracing::info!(whatsapp, infobip, "provider webhooks");
+        let webhooks = crate::channels::inbound_webhooks(&self.state.webhooks);
+        let configured: Vec<&str> = webhooks
+            .iter()
+            .filter(|w| w.is_configured())
+            .map(|w| w.route().path)
+            .collect();
+        let off: Vec<&str> = webhooks
+            .iter()
+            .filter(|w| !w.is_configured())
+            .map(|w| w.route().path)
+            .collect();
+        if self.state.statuses.is_none() && !configured.is_empty() {
+            tracing::warn!(webhooks = %configured.join(", "), "provider webhooks are configured but no status store is (STATUS_TABLE): they are off");
+            return;
+        }
+        tracing::info!(
+            on = %configured.join(", "),
+            off = %off.join(", "),
+            "provider webhooks (off until their secrets are set: WHATSAPP_APP_SECRET, INFOBIP_WEBHOOK_SECRET or INFOBIP_WEBHOOK_BASIC)"
+        );
     }
 
     /// The address actually bound (useful with port 0).

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::{Provider, request_body};
+use super::{Provider, console_answer};
 use crate::channels::pacing::ThroughputLimiter;
 use crate::channels::provider::{FailureClass, ProviderError};
 use crate::contract::Envelope;
@@ -17,24 +17,23 @@ pub struct ConsoleChannel;
 
 impl ConsoleChannel {
     /// Prints the request body for `envelope`; returns the id the provider
-    /// would answer with: `console.<id>` for WhatsApp, the envelope id for an
-    /// SMS (Infobip takes Herald's id as its own, so delivery reports posted
-    /// by hand to `/webhooks/infobip` match console deliveries too).
+    /// would answer with (see [`console_answer`]).
     pub fn print(&self, envelope: &Envelope) -> std::io::Result<String> {
-        let mut line =
-            serde_json::to_vec(&request_body(envelope)).expect("a JSON value always serialises");
+        let (body, id) = console_answer(envelope);
+        let mut line = serde_json::to_vec(&body).expect("a JSON value always serialises");
         line.push(b'\n');
         // One write_all of a whole line under the stdout lock: concurrent
         // deliveries never interleave within a line.
         std::io::stdout().lock().write_all(&line)?;
-        Ok(match envelope.channel {
-            crate::contract::Channel::Sms => envelope.id.to_string(),
-            crate::contract::Channel::Whatsapp => format!("console.{}", envelope.id),
-        })
+        Ok(id)
     }
 }
 
 impl Provider for ConsoleChannel {
+    fn describe(&self) -> String {
+        "console (stdout)".to_owned()
+    }
+
     fn name(&self) -> &'static str {
         "console"
     }

@@ -28,6 +28,78 @@ pub(crate) fn response_retry_after(headers: &reqwest::header::HeaderMap) -> Opti
     Some(Duration::from_secs(secs.min(3600)))
 }
 
+/// How a provider's error type names the three ways a call can get no answer.
+pub(crate) struct Unanswered<E> {
+    /// The connection could not be made: nothing was sent, safe to retry.
+    pub(crate) connect: fn(reqwest::Error) -> E,
+    /// No answer within the timeout: the provider may have the message.
+    pub(crate) timeout: fn() -> E,
+    /// The connection broke after sending: the provider may have the message.
+    pub(crate) interrupted: fn(reqwest::Error) -> E,
+}
+
+impl<E> Unanswered<E> {
+    /// Whether a transport error happened before anything was sent or after.
+    fn sent_or_not(&self, e: reqwest::Error) -> E {
+        if e.is_connect() {
+            (self.connect)(e)
+        } else if e.is_timeout() {
+            (self.timeout)()
+        } else {
+            (self.interrupted)(e)
+        }
+    }
+}
+
+/// A provider's answer to one call.
+pub(crate) struct Answer<B> {
+    /// HTTP status.
+    pub(crate) status: u16,
+    /// The `Retry-After` header, when sent.
+    pub(crate) retry_after: Option<Duration>,
+    body: B,
+}
+
+impl<B: AsRef<[u8]>> Answer<B> {
+    /// Whether the status is 2xx.
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The whole body.
+    pub(crate) fn body(&self) -> &[u8] {
+        self.body.as_ref()
+    }
+
+    /// The body for an error message (see [`truncate_body`]).
+    pub(crate) fn body_for_log(&self) -> String {
+        truncate_body(self.body())
+    }
+}
+
+/// Sends `request` and reads its whole answer; a call that gets no answer
+/// fails as `unanswered` names it.
+pub(crate) async fn call<E>(
+    request: reqwest::RequestBuilder,
+    unanswered: &Unanswered<E>,
+) -> Result<Answer<impl AsRef<[u8]>>, E> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| unanswered.sent_or_not(e))?;
+    let status = response.status().as_u16();
+    let retry_after = response_retry_after(response.headers());
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| unanswered.sent_or_not(e))?;
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+    })
+}
+
 /// A response body for an error message: cut to 1 KiB, with every run of
 /// six or more digits masked, since providers echo the recipient's number
 /// and these texts reach logs, dead letters and status errors.

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::{DeliveryConfig, DeliveryMode};
+use crate::config::{DeliveryConfig, DeliveryMode, WebhookConfig};
 use crate::contract::{self, Envelope};
 use crate::status::{Inbound, Update};
 
 pub mod console;
 pub mod http;
+pub mod inbound;
 pub mod infobip;
 pub mod pacing;
 pub mod provider;
@@ -24,12 +25,22 @@ pub mod whatsapp;
 pub use console::ConsoleChannel;
 pub use provider::{FailureClass, Provider, ProviderError};
 
-/// The request a channel sends for `envelope`, as JSON: what the console
-/// prints (for SMS without an account's default sender or webhook URL).
-pub fn request_body(envelope: &Envelope) -> Value {
+/// What the console prints and answers for `envelope`: the request its
+/// channel's provider would be sent (for SMS without an account's default
+/// sender or webhook URL), and the id that provider would answer with —
+/// `console.<id>` for WhatsApp, the envelope id for an SMS (Infobip takes
+/// Herald's id as its own, so delivery reports posted by hand to
+/// `/webhooks/infobip` match console deliveries too).
+pub fn console_answer(envelope: &Envelope) -> (Value, String) {
     match envelope.channel {
-        contract::Channel::Whatsapp => whatsapp::request_body(envelope),
-        contract::Channel::Sms => infobip::request_body(envelope, None, None),
+        contract::Channel::Whatsapp => (
+            whatsapp::request_body(envelope),
+            format!("console.{}", envelope.id),
+        ),
+        contract::Channel::Sms => (
+            infobip::request_body(envelope, None, None),
+            envelope.id.to_string(),
+        ),
     }
 }
 
@@ -145,10 +156,37 @@ impl Channels {
     pub fn describe(&self) -> String {
         self.all()
             .iter()
-            .map(|c| c.name())
+            .map(|c| c.describe())
             .collect::<Vec<_>>()
-            .join(",")
+            .join(", ")
     }
+}
+
+/// Every provider webhook Herald knows, each off (`404`) until its
+/// credentials are configured: the one list the gateway mounts and the API
+/// document describes.
+pub fn inbound_webhooks(config: &WebhookConfig) -> Vec<Arc<dyn inbound::InboundWebhook>> {
+    let (secret, basic, header) = (
+        &config.infobip_secret,
+        &config.infobip_basic,
+        config.infobip_signature_header.as_str(),
+    );
+    vec![
+        Arc::new(whatsapp::webhook::WhatsAppWebhook::new(
+            config.whatsapp_app_secret.clone(),
+            config.whatsapp_verify_token.clone(),
+        )),
+        Arc::new(infobip::webhook::InfobipWebhook::reports(
+            secret.clone(),
+            basic.clone(),
+            header,
+        )),
+        Arc::new(infobip::webhook::InfobipWebhook::inbound(
+            secret.clone(),
+            basic.clone(),
+            header,
+        )),
+    ]
 }
 
 /// Wraps a client's build failure with the provider's name.

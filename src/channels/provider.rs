@@ -16,6 +16,12 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
     /// The provider's name in logs and `/health` (`whatsapp`, `infobip`, `console`).
     fn name(&self) -> &'static str;
 
+    /// What start-up logs say it is (its name, and what it is configured
+    /// with that is not secret).
+    fn describe(&self) -> String {
+        self.name().to_owned()
+    }
+
     /// Sends one envelope; `Ok` is the provider's message id.
     fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ProviderError>>;
 

@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::types::{BatchResultErrorEntry, MessageAttributeValue};
 
 use super::dead_letter::DeadLetterQueues;
 use crate::delivery::{Ack, Pipeline};
@@ -173,6 +174,39 @@ pub async fn set_visibility(sqs: &Client, message: Received<'_>, after: Duration
         .await
     {
         tracing::warn!(error.message = %crate::aws::describe(&e), "could not set the retry delay; the queue's visibility timeout applies");
+    }
+}
+
+/// The receipt handles of one SQS batch call, each with its entry id: its
+/// index in the batch.
+pub fn numbered(handles: &[String]) -> impl Iterator<Item = (String, &String)> {
+    handles.iter().enumerate().map(|(i, h)| (i.to_string(), h))
+}
+
+/// Logs what an SQS batch call over `count` messages left undone: the
+/// entries SQS `refused` (how many, the first one's code), or all of them
+/// when the call itself `failed`.
+pub fn warn_undone<E, R>(
+    result: Result<&[BatchResultErrorEntry], &SdkError<E, R>>,
+    count: usize,
+    refused: &str,
+    failed: &str,
+) where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match result {
+        Ok([]) => {}
+        Ok(entries) => tracing::warn!(
+            failed = entries.len(),
+            code = entries[0].code.as_str(),
+            "{refused}"
+        ),
+        Err(e) => tracing::warn!(
+            error.message = %crate::aws::describe(e),
+            messages = count,
+            "{failed}"
+        ),
     }
 }
 

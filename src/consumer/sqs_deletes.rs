@@ -13,6 +13,8 @@ use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use super::sqs;
+
 /// SQS's most entries per batch call.
 const MAX_BATCH: usize = 10;
 /// How long the first delete of a batch waits for others to join it.
@@ -107,34 +109,25 @@ async fn run(sqs: Client, queue_url: Arc<str>, mut commands: mpsc::UnboundedRece
 }
 
 async fn send(sqs: &Client, queue_url: &str, handles: &[String]) {
-    let entries = handles
-        .iter()
-        .enumerate()
-        .map(|(i, handle)| {
+    let entries = sqs::numbered(handles)
+        .map(|(id, handle)| {
             DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
+                .id(id)
                 .receipt_handle(handle)
                 .build()
                 .expect("id and receipt handle are set")
         })
         .collect();
-    match sqs
+    let result = sqs
         .delete_message_batch()
         .queue_url(queue_url)
         .set_entries(Some(entries))
         .send()
-        .await
-    {
-        Ok(out) if !out.failed.is_empty() => tracing::warn!(
-            failed = out.failed.len(),
-            code = out.failed[0].code.as_str(),
-            "could not delete some handled messages; they will be redelivered"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(
-            error.message = %crate::aws::describe(&e),
-            messages = handles.len(),
-            "could not delete handled messages; they will be redelivered"
-        ),
-    }
+        .await;
+    sqs::warn_undone(
+        result.as_ref().map(|out| out.failed()),
+        handles.len(),
+        "could not delete some handled messages; they will be redelivered",
+        "could not delete handled messages; they will be redelivered",
+    );
 }

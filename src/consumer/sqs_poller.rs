@@ -160,36 +160,29 @@ impl SqsPoller {
         let handles: Vec<String> = self.lock_held().iter().cloned().collect();
         let seconds = self.visibility.min(MAX_VISIBILITY).as_secs() as i32;
         for chunk in handles.chunks(MAX_BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, handle)| {
+            let entries = sqs::numbered(chunk)
+                .map(|(id, handle)| {
                     ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
+                        .id(id)
                         .receipt_handle(handle)
                         .visibility_timeout(seconds)
                         .build()
                         .expect("id and receipt handle are set")
                 })
                 .collect();
-            match self
+            let result = self
                 .sqs
                 .change_message_visibility_batch()
                 .queue_url(self.queue_url.as_ref())
                 .set_entries(Some(entries))
                 .send()
-                .await
-            {
-                Ok(out) if !out.failed.is_empty() => tracing::warn!(
-                    failed = out.failed.len(),
-                    code = out.failed[0].code.as_str(),
-                    "SQS refused to extend the visibility of some messages being delivered"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error.message = %crate::aws::describe(&e), "could not extend the visibility of messages being delivered")
-                }
-            }
+                .await;
+            sqs::warn_undone(
+                result.as_ref().map(|out| out.failed()),
+                chunk.len(),
+                "SQS refused to extend the visibility of some messages being delivered",
+                "could not extend the visibility of messages being delivered",
+            );
         }
     }
 

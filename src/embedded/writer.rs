@@ -336,16 +336,33 @@ fn settle_dead_letter(
 /// waiting needs nothing more: its retry brings the same id, which
 /// [`envelopes::insert`] does not add again.
 fn reply_write(request: Request, result: Result<(), QueueError>) {
+    if let Some(reply) = write_reply(request) {
+        let _ = reply.send(result);
+    }
+}
+
+/// A write's reply; `None` for a read.
+fn write_reply(request: Request) -> Option<oneshot::Sender<Result<(), QueueError>>> {
     match request {
         Request::Enqueue { reply, .. }
         | Request::Settle { reply, .. }
         | Request::Statuses { reply, .. }
         | Request::OptOuts { reply, .. }
         | Request::DeadLetter { reply, .. }
-        | Request::SettleEvent { reply, .. } => {
-            let _ = reply.send(result);
-        }
-        _ => {}
+        | Request::SettleEvent { reply, .. } => Some(reply),
+        _ => None,
+    }
+}
+
+/// What `lease` leased, or the simulated full disk's error (a lease writes).
+fn lease_unless_full<T>(
+    counters: &Counters,
+    lease: impl FnOnce() -> rusqlite::Result<T>,
+) -> Result<T, QueueError> {
+    if counters.simulate_full_disk.load(Ordering::Relaxed) {
+        Err(QueueError::Storage(full_disk()))
+    } else {
+        lease().map_err(QueueError::from)
     }
 }
 
@@ -462,12 +479,9 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
             limit,
             reply,
         } => {
-            let result = if counters.simulate_full_disk.load(Ordering::Relaxed) {
-                Err(QueueError::Storage(full_disk()))
-            } else {
-                store.lease(now, lease_ms, limit).map_err(QueueError::from)
-            };
-            let _ = reply.send(result);
+            let _ = reply.send(lease_unless_full(counters, || {
+                store.lease(now, lease_ms, limit)
+            }));
         }
         Request::OldestCreated { reply } => {
             let _ = reply.send(store.oldest_created_ms().map_err(QueueError::from));
@@ -496,25 +510,10 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
             limit,
             reply,
         } => {
-            let result = if counters.simulate_full_disk.load(Ordering::Relaxed) {
-                Err(QueueError::Storage(full_disk()))
-            } else {
-                store
-                    .transaction(|tx| outbox::lease_events(tx, now, hold_ms, limit))
-                    .map_err(QueueError::from)
-            };
-            let _ = reply.send(result);
+            let _ = reply.send(lease_unless_full(counters, || {
+                store.transaction(|tx| outbox::lease_events(tx, now, hold_ms, limit))
+            }));
         }
-        write => {
-            if let Request::Enqueue { reply, .. }
-            | Request::Settle { reply, .. }
-            | Request::Statuses { reply, .. }
-            | Request::OptOuts { reply, .. }
-            | Request::DeadLetter { reply, .. }
-            | Request::SettleEvent { reply, .. } = write
-            {
-                let _ = reply.send(Err(QueueError::Closed));
-            }
-        }
+        write => reply_write(write, Err(QueueError::Closed)),
     }
 }

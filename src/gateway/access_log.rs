@@ -30,6 +30,18 @@ pub struct AccessRecord {
     pub idempotent_replay: bool,
 }
 
+impl AccessRecord {
+    /// The record of an `Idempotency-Key` replay: nothing published, only
+    /// the message id (a single send's) answered again.
+    pub fn replay(message_id: Option<Uuid>) -> Self {
+        Self {
+            message_id,
+            idempotent_replay: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// An error to report in the request's log line, at the given level.
 #[derive(Debug, Clone)]
 pub struct ErrorRecord {
@@ -56,22 +68,20 @@ pub fn record_key_id(response: &mut Response, key_id: std::sync::Arc<str>) {
 pub async fn log_request(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
+    // Both kept by reference count, not copied: `MatchedPath` holds an
+    // `Arc<str>` and a header value shares its bytes.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let path = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let request_id_header = request.headers().get("x-request-id").cloned();
+    let request_id = request_id_header
+        .as_ref()
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+        .unwrap_or("");
     let response = next.run(request).await;
     let elapsed = start.elapsed();
     let latency_us = elapsed.as_micros() as u64;
     let status = response.status().as_u16();
-    crate::metrics::request(&path, status, elapsed.as_secs_f64());
+    crate::metrics::request(path, status, elapsed.as_secs_f64());
     // Fields are borrowed from the response's record, not copied: this runs per request.
     let none = AccessRecord::default();
     let r = response.extensions().get::<AccessRecord>().unwrap_or(&none);

@@ -92,6 +92,19 @@ pub enum Claim {
     Full,
 }
 
+/// What a request does about its `Idempotency-Key`, once a key reused with
+/// another body and a table full of requests in flight are refused.
+#[derive(Debug)]
+pub enum Keyed {
+    /// Publish: under the reservation's id, or a new one when the request
+    /// sent no key.
+    Publish(Option<Reservation>),
+    /// Already published: answer with this id and publish nothing.
+    Replay(Uuid),
+    /// Already answered (a batch): answer with these bytes and publish nothing.
+    ReplayResponse(Arc<[u8]>),
+}
+
 /// A claimed key. Dropping it without [`Reservation::complete`] leaves the key
 /// unsettled: the next attempt with it publishes again under the same id.
 #[derive(Debug)]
@@ -157,6 +170,27 @@ impl IdempotencyStore {
                 }
             };
             notified.await;
+        }
+    }
+
+    /// Claims the request's `key`, if it sent one, as [`Self::claim`] does;
+    /// a key reused with another body is `422`, a full table `503`.
+    pub async fn claim_if_keyed(
+        self: &Arc<Self>,
+        key_id: &Arc<str>,
+        key: Option<&str>,
+        body: &[u8],
+    ) -> Result<Keyed, crate::gateway::error::ApiError> {
+        use crate::gateway::error::ApiError;
+        let Some(key) = key else {
+            return Ok(Keyed::Publish(None));
+        };
+        match self.claim(key_id, key, body).await {
+            Claim::New(reservation) => Ok(Keyed::Publish(Some(reservation))),
+            Claim::Replay(id) => Ok(Keyed::Replay(id)),
+            Claim::ReplayResponse(response) => Ok(Keyed::ReplayResponse(response)),
+            Claim::Mismatch => Err(ApiError::IdempotencyMismatch),
+            Claim::Full => Err(ApiError::IdempotencyStoreFull),
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::Extension;
+use axum::extract::{Extension, Query, State};
 use axum::http::HeaderName;
 use axum::middleware;
 use axum::response::IntoResponse;
@@ -183,22 +183,32 @@ fn authenticated_routes(state: &AppState) -> Router<AppState> {
         ))
 }
 
-/// The providers' webhooks: no API key (each checks its own signature).
-fn webhook_routes() -> Router<AppState> {
+/// The providers' webhooks, one route per webhook in the registry: no API
+/// key (each checks its own credentials).
+fn webhook_routes(state: &AppState) -> Router<AppState> {
     use routes::webhooks;
-    Router::new()
-        .route(
-            "/webhooks/whatsapp",
-            get(webhooks::whatsapp_verify).post(webhooks::whatsapp_receive),
-        )
-        .route("/webhooks/infobip", post(webhooks::infobip_reports))
-        .route("/webhooks/infobip/inbound", post(webhooks::infobip_inbound))
+    let mut router = Router::new();
+    for webhook in crate::channels::inbound_webhooks(&state.webhooks) {
+        let route = webhook.route();
+        let receive = {
+            let webhook = webhook.clone();
+            move |State(state): State<AppState>, headers, body| {
+                webhooks::receive(state, webhook, headers, body)
+            }
+        };
+        let mut methods = post(receive);
+        if route.handshake.is_some() {
+            methods = methods.get(move |Query(query)| webhooks::handshake(webhook, query));
+        }
+        router = router.route(route.path, methods);
+    }
+    router
 }
 
 /// The gateway's routes and middleware.
 pub fn router(state: AppState) -> Router {
     let authenticated = authenticated_routes(&state);
-    let webhooks = webhook_routes();
+    let webhooks = webhook_routes(&state);
     let timeout = state.request_timeout;
     let body_limit = BodyLimit(state.max_body_bytes);
     let mut open = Router::new()

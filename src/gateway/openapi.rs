@@ -11,10 +11,12 @@
 //! `/docs` is Swagger UI from the `swagger-ui-dist` crate, which carries its
 //! JavaScript and CSS: the page works with no network.
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use utoipa::openapi::HttpMethod;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::channels::inbound::WebhookRoute;
 use crate::gateway::routes;
 
 /// A message to send (`POST /api/v1/send`, and each batch entry): the
@@ -28,7 +30,7 @@ pub struct SendRequest {
     #[schema(example = "+14155550123", pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub to: String,
     /// `whatsapp` (default) or `sms`.
-    pub channel: Option<ChannelName>,
+    pub channel: Option<crate::contract::Channel>,
     /// A plain text (WhatsApp: 1–4096 characters; SMS: within `SMS_MAX_SEGMENTS`).
     #[schema(example = "Your order has shipped", min_length = 1, max_length = 4096)]
     pub message: Option<String>,
@@ -76,17 +78,6 @@ pub struct SendRequest {
     pub sender: Option<String>,
     /// The SMS to send when WhatsApp cannot reach the person (WhatsApp only).
     pub fallback: Option<FallbackRequest>,
-}
-
-/// A channel name.
-#[derive(Debug, ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum ChannelName {
-    /// The WhatsApp Cloud API.
-    Whatsapp,
-    /// SMS through Infobip.
-    Sms,
 }
 
 /// A WhatsApp message's SMS fallback.
@@ -244,10 +235,6 @@ impl Modify for Security {
         routes::dead_letters::list_events,
         routes::dead_letters::redrive_event,
         routes::dead_letters::delete_event,
-        routes::webhooks::whatsapp_verify,
-        routes::webhooks::whatsapp_receive,
-        routes::webhooks::infobip_reports,
-        routes::webhooks::infobip_inbound,
         document,
         docs_page,
     ),
@@ -265,14 +252,71 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
-/// The document, built once.
+/// The document, built once: the annotated routes, and the providers'
+/// webhooks from the registry.
 pub fn json() -> &'static str {
     static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     JSON.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .expect("the OpenAPI document serialises")
+        let mut doc = ApiDoc::openapi();
+        let config = crate::config::WebhookConfig::default();
+        for webhook in crate::channels::inbound_webhooks(&config) {
+            add_webhook(&mut doc.paths, webhook.route());
+        }
+        doc.to_json().expect("the OpenAPI document serialises")
     })
+}
+
+/// A problem-document response described as `description`.
+fn problem(description: &str) -> Value {
+    json!({"description": description, "content": {"application/problem+json": {
+        "schema": {"$ref": "#/components/schemas/ProblemDocument"}}}})
+}
+
+/// Describes a provider webhook's POST (and its GET handshake, if any).
+fn add_webhook(paths: &mut utoipa::openapi::Paths, route: &WebhookRoute) {
+    let signature = json!({"name": route.signature_header, "in": "header",
+        "description": route.signature_description, "required": route.signature_required,
+        "schema": {"type": if route.signature_required { json!("string") } else { json!(["string", "null"]) }}});
+    let post = json!({
+        "tags": ["webhooks"], "summary": route.description, "operationId": route.operation_id,
+        "parameters": [signature],
+        "requestBody": {"required": true, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/ProviderWebhook"}}}},
+        "responses": {
+            "200": {"description": "Recorded"},
+            "400": problem("Not a JSON object"),
+            "401": problem("Not signed"),
+            "403": problem("Wrongly signed"),
+            "404": problem("This webhook's secret is not configured"),
+            "408": problem("The body did not arrive within 5 s of its reservation"),
+            "413": problem("Over WEBHOOK_MAX_BODY_BYTES"),
+            "503": problem("Not recorded, or webhook bodies hold all of WEBHOOK_BODIES_MAX_BYTES: the provider should retry"),
+        },
+    });
+    paths.add_path_operation(route.path, vec![HttpMethod::Post], operation(post));
+    if let Some(handshake) = &route.handshake {
+        let query: Vec<Value> = handshake
+            .query
+            .iter()
+            .map(|name| json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}}))
+            .collect();
+        let get = json!({
+            "tags": ["webhooks"], "summary": handshake.description,
+            "operationId": handshake.operation_id, "parameters": query,
+            "responses": {
+                "200": {"description": "The challenge, as text",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "403": problem("Wrong mode or token"),
+                "404": problem(handshake.not_configured),
+            },
+        });
+        paths.add_path_operation(route.path, vec![HttpMethod::Get], operation(get));
+    }
+}
+
+/// An operation from its JSON form.
+fn operation(value: Value) -> utoipa::openapi::path::Operation {
+    serde_json::from_value(value).expect("a webhook's operation is well-formed")
 }
 
 /// `GET /openapi.json`: this API as OpenAPI 3.1.

@@ -32,8 +32,10 @@ use crate::contract::Channel;
 
 pub mod store;
 
-/// The channel names an opt-out can hold.
-pub const CHANNELS: [&str; 3] = ["sms", "whatsapp", "all"];
+/// The channel names an opt-out can hold: every channel, and `all`.
+pub fn channel_names() -> impl Iterator<Item = &'static str> {
+    Channel::ALL.into_iter().map(Channel::as_str).chain(["all"])
+}
 
 /// Keywords that take an opt-out back.
 const OPT_IN_KEYWORDS: [&str; 2] = ["START", "UNSTOP"];
@@ -162,7 +164,9 @@ impl Ordering {
                 (Change::Add(c), true) => (&mut self.stop_at, vec![c.as_str()]),
                 (Change::Remove(c), true) => (&mut self.start_at, vec![c.as_str()]),
                 (Change::Add(c) | Change::Remove(c), false) => (&mut self.api_at, vec![c.as_str()]),
-                (Change::Set(_) | Change::Clear, _) => (&mut self.api_at, CHANNELS.to_vec()),
+                (Change::Set(_) | Change::Clear, _) => {
+                    (&mut self.api_at, channel_names().collect())
+                }
             };
         for c in channels {
             let at = times.entry(c.to_owned()).or_insert(update.at_ms);
@@ -225,10 +229,9 @@ pub fn apply(current: &BTreeSet<String>, change: &Change) -> BTreeSet<String> {
             let mut next = current.clone();
             if next.remove("all") {
                 next.extend(
-                    CHANNELS
-                        .iter()
-                        .filter(|c| **c != "all" && *c != channel)
-                        .map(|c| (*c).to_owned()),
+                    channel_names()
+                        .filter(|c| *c != "all" && c != channel)
+                        .map(str::to_owned),
                 );
             }
             next.remove(channel);

@@ -294,6 +294,16 @@ mod tests {
         }
     }
 
+    /// The statuses of a view's history, in order.
+    fn history_statuses(view: &serde_json::Value) -> Vec<&str> {
+        view["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["status"].as_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn the_view_lists_statuses_in_rank_order_with_a_failure_last() {
         let mut r = MessageRecord::new("m1");
@@ -310,12 +320,7 @@ mod tests {
         r.merge(Status::Submitted, entry(2_000, "whatsapp"), 4_001);
         r.merge(Status::Accepted, entry(1_000, "whatsapp"), 4_002);
         let view = r.to_view();
-        let statuses: Vec<&str> = view["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["status"].as_str().unwrap())
-            .collect();
+        let statuses = history_statuses(&view);
         assert_eq!(statuses, ["accepted", "submitted", "failed"]);
         assert_eq!(view["status"], "failed");
         assert_eq!(view["acceptedAt"], "1970-01-01T00:00:01.000Z");
@@ -337,12 +342,7 @@ mod tests {
         r.merge(Status::Failed, entry(5, "whatsapp"), 5);
         assert_eq!(r.status(), Some(Status::Failed));
         let view = r.to_view();
-        let statuses: Vec<&str> = view["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["status"].as_str().unwrap())
-            .collect();
+        let statuses = history_statuses(&view);
         assert_eq!(
             statuses,
             ["accepted", "failed", "redriven", "submitted", "failed"]

@@ -49,6 +49,9 @@ async fn accepted_messages_survive_sigkill_and_are_delivered_once() {
         ("DELIVERY_RETRY_BASE_MS", "50"),
         ("DELIVERY_RETRY_MAX_MS", "200"),
         ("DELIVERY_MAX_ATTEMPTS", "100"),
+        // Five 503s open the circuit; a short cool-down keeps the holds it
+        // puts on the queued messages short, before and after the restart.
+        ("CIRCUIT_COOLDOWN_MS", "200"),
     ]);
     let gateway = GatewayProcess::start(&data_dir, &vars);
     let client = reqwest::Client::new();

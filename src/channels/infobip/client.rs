@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::error::{InfobipError, group};
 use super::types::{ApiErrorBody, SendResponse, request_body};
-use crate::channels::http::{provider_http_client, response_retry_after, truncate_body};
+use crate::channels::http::{Answer, Unanswered, call, provider_http_client};
 use crate::channels::pacing::ThroughputLimiter;
 use crate::channels::provider::Provider;
 use crate::channels::provider::ProviderError;
@@ -22,6 +22,8 @@ pub struct InfobipClient {
     public_base_url: Option<String>,
     timeout: Duration,
     pacer: ThroughputLimiter,
+    /// What start-up logs say it is.
+    description: String,
 }
 
 impl std::fmt::Debug for InfobipClient {
@@ -44,6 +46,15 @@ impl InfobipClient {
             public_base_url: config.public_base_url.clone(),
             timeout: config.request_timeout,
             pacer: ThroughputLimiter::new(config.max_mps),
+            description: format!(
+                "sms via Infobip ({}, delivery reports {})",
+                config.base_url,
+                if config.public_base_url.is_some() {
+                    "on"
+                } else {
+                    "off: PUBLIC_BASE_URL is unset"
+                }
+            ),
         })
     }
 
@@ -58,19 +69,14 @@ impl InfobipClient {
 
     /// Sends one envelope; `Ok` is the message id Infobip took it under.
     pub async fn send(&self, envelope: &Envelope) -> Result<String, InfobipError> {
-        let response = self
+        let request = self
             .http
             .post(&self.send_url)
             .header(reqwest::header::AUTHORIZATION, self.authorization.expose())
-            .json(&self.request_body(envelope))
-            .send()
-            .await
-            .map_err(sent_or_not)?;
-        let status = response.status().as_u16();
-        let retry_after = response_retry_after(response.headers());
-        let bytes = response.bytes().await.map_err(sent_or_not)?;
-        if (200..300).contains(&status) {
-            let first = serde_json::from_slice::<SendResponse>(&bytes)
+            .json(&self.request_body(envelope));
+        let answer = call(request, &UNANSWERED).await?;
+        if answer.is_success() {
+            let first = serde_json::from_slice::<SendResponse>(answer.body())
                 .ok()
                 .and_then(|r| r.messages.into_iter().next());
             return match first {
@@ -85,31 +91,27 @@ impl InfobipClient {
                 {
                     Err(InfobipError::Refused(m.status))
                 }
-                _ => Err(InfobipError::Unexpected {
-                    status,
-                    body: truncate_body(&bytes),
-                    retry_after,
-                }),
+                _ => Err(unexpected(&answer)),
             };
         }
-        match serde_json::from_slice::<ApiErrorBody>(&bytes) {
+        match serde_json::from_slice::<ApiErrorBody>(answer.body()) {
             Ok(body) if body.error_code.is_some() || body.request_error.is_some() => {
                 Err(InfobipError::Api {
-                    status,
+                    status: answer.status,
                     body,
-                    retry_after,
+                    retry_after: answer.retry_after,
                 })
             }
-            _ => Err(InfobipError::Unexpected {
-                status,
-                body: truncate_body(&bytes),
-                retry_after,
-            }),
+            _ => Err(unexpected(&answer)),
         }
     }
 }
 
 impl Provider for InfobipClient {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
     fn name(&self) -> &'static str {
         "infobip"
     }
@@ -132,14 +134,19 @@ impl Provider for InfobipClient {
     }
 }
 
-/// Whether a transport error happened before anything was sent (safe to
+/// A call to Infobip that got no answer: before anything was sent (safe to
 /// retry) or after (Infobip may have the message).
-fn sent_or_not(e: reqwest::Error) -> InfobipError {
-    if e.is_connect() {
-        InfobipError::Connect(e)
-    } else if e.is_timeout() {
-        InfobipError::Timeout
-    } else {
-        InfobipError::Interrupted(e)
+const UNANSWERED: Unanswered<InfobipError> = Unanswered {
+    connect: InfobipError::Connect,
+    timeout: || InfobipError::Timeout,
+    interrupted: InfobipError::Interrupted,
+};
+
+/// An answer Infobip's API does not document.
+fn unexpected(answer: &Answer<impl AsRef<[u8]>>) -> InfobipError {
+    InfobipError::Unexpected {
+        status: answer.status,
+        body: answer.body_for_log(),
+        retry_after: answer.retry_after,
     }
 }

@@ -4,16 +4,161 @@
 //! leniently, like Meta's: a result without an id or with a status Herald
 //! does not map is skipped and counted, never a reason to refuse the batch.
 
+use http::HeaderMap;
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 
 use super::error::group;
 use crate::channels::WebhookContent;
+use crate::channels::inbound::{InboundWebhook, Proof, Refusal, WebhookRoute};
 use crate::channels::unreadable::UnreadableWebhook;
+use crate::config::Secret;
 use crate::events::signing;
 use crate::status::{Entry, Inbound, Status, StatusError, Update};
 
 /// Infobip's status id of `DELIVERED_TO_HANDSET`, the final delivered status.
 const DELIVERED_TO_HANDSET: i64 = 5;
+
+/// How both Infobip webhooks describe their signature.
+const SIGNATURE_DESCRIPTION: &str =
+    "Hex HMAC-SHA256 of the body with INFOBIP_WEBHOOK_SECRET (or HTTP Basic)";
+
+/// `/webhooks/infobip`: delivery reports.
+pub static REPORTS: WebhookRoute = WebhookRoute {
+    path: "/webhooks/infobip",
+    source: "infobip",
+    operation_id: "receiveInfobipReports",
+    description: "`POST /webhooks/infobip`: delivery reports, each merged into the status\nof the message whose id is its `messageId` (Herald's id, sent as\nInfobip's). Reports for ids Herald has not recorded are kept until the\nsend is recorded, like WhatsApp's.",
+    signature_header: "X-Infobip-Signature",
+    signature_description: SIGNATURE_DESCRIPTION,
+    signature_required: false,
+    handshake: None,
+};
+
+/// `/webhooks/infobip/inbound`: inbound SMS.
+pub static INBOUND: WebhookRoute = WebhookRoute {
+    path: "/webhooks/infobip/inbound",
+    source: "infobip-inbound",
+    operation_id: "receiveInfobipInbound",
+    description: "`POST /webhooks/infobip/inbound`: inbound SMS, as `message.inbound`\nevents (channel `sms`), and opt-out keywords.",
+    signature_header: "X-Infobip-Signature",
+    signature_description: SIGNATURE_DESCRIPTION,
+    signature_required: false,
+    handshake: None,
+};
+
+/// One of Infobip's webhooks: authenticated by the hex HMAC-SHA256 in
+/// `INFOBIP_SIGNATURE_HEADER` with `INFOBIP_WEBHOOK_SECRET`, or by HTTP Basic
+/// with `INFOBIP_WEBHOOK_BASIC`, whichever is configured and sent.
+#[derive(Debug)]
+pub struct InfobipWebhook {
+    route: &'static WebhookRoute,
+    read: fn(&[u8]) -> Result<WebhookContent, UnreadableWebhook>,
+    secret: Option<Secret>,
+    basic: Option<Secret>,
+    signature_header: String,
+}
+
+impl InfobipWebhook {
+    /// The delivery-report webhook.
+    pub fn reports(secret: Option<Secret>, basic: Option<Secret>, signature_header: &str) -> Self {
+        Self {
+            route: &REPORTS,
+            read: read_reports,
+            secret,
+            basic,
+            signature_header: signature_header.to_owned(),
+        }
+    }
+
+    /// The inbound-SMS webhook.
+    pub fn inbound(secret: Option<Secret>, basic: Option<Secret>, signature_header: &str) -> Self {
+        Self {
+            route: &INBOUND,
+            read: read_inbound,
+            ..Self::reports(secret, basic, signature_header)
+        }
+    }
+
+    /// Checks HTTP Basic credentials against `INFOBIP_WEBHOOK_BASIC`.
+    fn check_basic(
+        basic: &Secret,
+        authorization: &http::HeaderValue,
+    ) -> Result<Proof<'static>, Refusal> {
+        use base64::Engine;
+        let sent = authorization
+            .to_str()
+            .ok()
+            .and_then(|a| a.strip_prefix("Basic "))
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
+            .unwrap_or_default();
+        let matches: bool = sent.ct_eq(basic.expose().as_bytes()).into();
+        if matches {
+            Ok(Proof::Proven)
+        } else {
+            Err(Refusal::Invalid)
+        }
+    }
+
+    /// What a request without credentials should have sent.
+    fn expected(&self) -> String {
+        match (&self.secret, &self.basic) {
+            (Some(_), None) => self.signature_header.clone(),
+            (None, _) => "Authorization (Basic)".into(),
+            (Some(_), Some(_)) => format!("{} or Authorization (Basic)", self.signature_header),
+        }
+    }
+}
+
+impl InboundWebhook for InfobipWebhook {
+    fn route(&self) -> &'static WebhookRoute {
+        self.route
+    }
+
+    fn is_configured(&self) -> bool {
+        self.secret.is_some() || self.basic.is_some()
+    }
+
+    fn check_headers<'a>(&self, headers: &'a HeaderMap) -> Result<Proof<'a>, Refusal> {
+        if !self.is_configured() {
+            return Err(Refusal::NotConfigured);
+        }
+        if self.secret.is_some()
+            && let Some(signature) = headers.get(self.signature_header.as_str())
+        {
+            return signature
+                .to_str()
+                .map(Proof::Signature)
+                .map_err(|_| Refusal::Invalid);
+        }
+        if let Some(basic) = &self.basic
+            && let Some(authorization) = headers.get(http::header::AUTHORIZATION)
+        {
+            return Self::check_basic(basic, authorization);
+        }
+        Err(Refusal::Missing(self.expected()))
+    }
+
+    fn check_body(&self, proof: &Proof<'_>, body: &[u8]) -> Result<(), Refusal> {
+        match (proof, &self.secret) {
+            (Proof::Proven, _) => Ok(()),
+            (Proof::Signature(signature), Some(secret))
+                if signature_matches(secret.expose().as_bytes(), body, signature) =>
+            {
+                Ok(())
+            }
+            (Proof::Signature(_), _) => Err(Refusal::Invalid),
+        }
+    }
+
+    fn read(&self, body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
+        (self.read)(body)
+    }
+}
 
 /// True when `header` holds the hex HMAC-SHA256 of `body` keyed with
 /// `secret` (a `sha256=` prefix accepted), compared in constant time.

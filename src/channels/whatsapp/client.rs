@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::error::WhatsAppError;
 use super::types::{GraphErrorBody, SendResponse, request_body};
-use crate::channels::http::{provider_http_client, response_retry_after, truncate_body};
+use crate::channels::http::{Answer, Unanswered, call, provider_http_client};
 use crate::channels::pacing::{RecipientLimiter, ThroughputLimiter};
 use crate::channels::provider::Provider;
 use crate::channels::provider::ProviderError;
@@ -22,6 +22,8 @@ pub struct WhatsAppClient {
     pacer: ThroughputLimiter,
     /// `WHATSAPP_PAIR_RATE` per 6 s to one recipient; `None` when 0 (off).
     pairs: Option<RecipientLimiter>,
+    /// What start-up logs say it is.
+    description: String,
 }
 
 impl std::fmt::Debug for WhatsAppClient {
@@ -47,6 +49,10 @@ impl WhatsAppClient {
             pacer: ThroughputLimiter::new(config.max_mps),
             pairs: (config.pair_rate > 0)
                 .then(|| RecipientLimiter::new(config.pair_rate, PAIR_WINDOW)),
+            description: format!(
+                "whatsapp (phone number id {}, {})",
+                config.phone_number_id, config.api_version
+            ),
         })
     }
 
@@ -57,43 +63,34 @@ impl WhatsAppClient {
 
     /// Sends one envelope's message. Every failure is mapped to a [`WhatsAppError`].
     pub async fn send(&self, envelope: &Envelope) -> Result<SendResponse, WhatsAppError> {
-        let response = self
+        let request = self
             .http
             .post(&self.messages_url)
             .bearer_auth(self.token.expose())
-            .json(&request_body(envelope))
-            .send()
-            .await
-            .map_err(sent_or_not)?;
-        let status = response.status().as_u16();
-        let retry_after = response_retry_after(response.headers());
-        let bytes = response.bytes().await.map_err(sent_or_not)?;
-        if (200..300).contains(&status) {
-            return match serde_json::from_slice::<SendResponse>(&bytes) {
+            .json(&request_body(envelope));
+        let answer = call(request, &UNANSWERED).await?;
+        if answer.is_success() {
+            return match serde_json::from_slice::<SendResponse>(answer.body()) {
                 Ok(r) if !r.messages.is_empty() => Ok(r),
-                _ => Err(WhatsAppError::Unexpected {
-                    status,
-                    body: truncate_body(&bytes),
-                    retry_after,
-                }),
+                _ => Err(unexpected(&answer)),
             };
         }
-        match serde_json::from_slice::<GraphErrorBody>(&bytes) {
+        match serde_json::from_slice::<GraphErrorBody>(answer.body()) {
             Ok(body) => Err(WhatsAppError::Api {
-                status,
+                status: answer.status,
                 error: body.error,
-                retry_after,
+                retry_after: answer.retry_after,
             }),
-            Err(_) => Err(WhatsAppError::Unexpected {
-                status,
-                body: truncate_body(&bytes),
-                retry_after,
-            }),
+            Err(_) => Err(unexpected(&answer)),
         }
     }
 }
 
 impl Provider for WhatsAppClient {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
     fn name(&self) -> &'static str {
         "whatsapp"
     }
@@ -135,14 +132,20 @@ impl Provider for WhatsAppClient {
 /// The window of WhatsApp's pair rate limit (error 131056).
 const PAIR_WINDOW: Duration = Duration::from_secs(6);
 
-/// Whether a transport error happened before anything was sent (a connection
-/// that could not be made: safe to retry) or after (Meta may have the message).
-fn sent_or_not(e: reqwest::Error) -> WhatsAppError {
-    if e.is_connect() {
-        WhatsAppError::Connect(e)
-    } else if e.is_timeout() {
-        WhatsAppError::Timeout
-    } else {
-        WhatsAppError::Interrupted(e)
+/// A call to the Cloud API that got no answer: before anything was sent (a
+/// connection that could not be made: safe to retry) or after (Meta may have
+/// the message).
+const UNANSWERED: Unanswered<WhatsAppError> = Unanswered {
+    connect: WhatsAppError::Connect,
+    timeout: || WhatsAppError::Timeout,
+    interrupted: WhatsAppError::Interrupted,
+};
+
+/// An answer the Cloud API does not document.
+fn unexpected(answer: &Answer<impl AsRef<[u8]>>) -> WhatsAppError {
+    WhatsAppError::Unexpected {
+        status: answer.status,
+        body: answer.body_for_log(),
+        retry_after: answer.retry_after,
     }
 }

@@ -7,15 +7,107 @@
 //! counted), never a reason to refuse the batch — Meta would retry it for
 //! seven days.
 
+use std::collections::HashMap;
+
+use http::HeaderMap;
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 
 use crate::channels::WebhookContent;
+use crate::channels::inbound::{
+    HandshakeDoc, InboundWebhook, Proof, Refusal, WebhookRoute, signature_header,
+};
 use crate::channels::unreadable::UnreadableWebhook;
+use crate::config::Secret;
 use crate::events::signing;
 use crate::status::{Entry, Inbound, Status, StatusError, Update};
 
 /// The header Meta signs with: `sha256=<hex HMAC-SHA256(raw body, app secret)>`.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// `/webhooks/whatsapp`: where Meta posts, and its subscription handshake.
+pub static ROUTE: WebhookRoute = WebhookRoute {
+    path: "/webhooks/whatsapp",
+    source: "whatsapp",
+    operation_id: "receiveWhatsAppWebhook",
+    description: "`POST /webhooks/whatsapp`: statuses and inbound messages, signed with\n`WHATSAPP_APP_SECRET`.",
+    signature_header: "X-Hub-Signature-256",
+    signature_description: "sha256=<hex HMAC-SHA256 of the body with WHATSAPP_APP_SECRET>",
+    signature_required: true,
+    handshake: Some(HandshakeDoc {
+        operation_id: "verifyWhatsAppWebhook",
+        description: "`GET /webhooks/whatsapp`: Meta's subscription handshake. The raw\n`hub.challenge` comes back as text when the mode is `subscribe` and the\ntoken is `WHATSAPP_VERIFY_TOKEN`; anything else is `403`.",
+        query: &["hub.mode", "hub.verify_token", "hub.challenge"],
+        not_configured: "WHATSAPP_VERIFY_TOKEN is not set",
+    }),
+};
+
+/// Meta's webhook: signed with `WHATSAPP_APP_SECRET`, subscribed with
+/// `WHATSAPP_VERIFY_TOKEN`.
+#[derive(Debug)]
+pub struct WhatsAppWebhook {
+    app_secret: Option<Secret>,
+    verify_token: Option<Secret>,
+}
+
+impl WhatsAppWebhook {
+    /// The webhook with these secrets (either may be unset: its part is off).
+    pub fn new(app_secret: Option<Secret>, verify_token: Option<Secret>) -> Self {
+        Self {
+            app_secret,
+            verify_token,
+        }
+    }
+}
+
+impl InboundWebhook for WhatsAppWebhook {
+    fn route(&self) -> &'static WebhookRoute {
+        &ROUTE
+    }
+
+    fn is_configured(&self) -> bool {
+        self.app_secret.is_some()
+    }
+
+    fn check_headers<'a>(&self, headers: &'a HeaderMap) -> Result<Proof<'a>, Refusal> {
+        if self.app_secret.is_none() {
+            return Err(Refusal::NotConfigured);
+        }
+        signature_header(headers, SIGNATURE_HEADER, ROUTE.signature_header).map(Proof::Signature)
+    }
+
+    fn check_body(&self, proof: &Proof<'_>, body: &[u8]) -> Result<(), Refusal> {
+        match (proof, &self.app_secret) {
+            (Proof::Signature(header), Some(secret))
+                if signature_matches(secret.expose().as_bytes(), body, header) =>
+            {
+                Ok(())
+            }
+            _ => Err(Refusal::Invalid),
+        }
+    }
+
+    fn read(&self, body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
+        read(body)
+    }
+
+    /// The raw `hub.challenge` when the mode is `subscribe` and the token
+    /// is `WHATSAPP_VERIFY_TOKEN` (compared in constant time).
+    fn handshake(&self, query: &HashMap<String, String>) -> Result<String, Refusal> {
+        let expected = self.verify_token.as_ref().ok_or(Refusal::NotConfigured)?;
+        let token = query.get("hub.verify_token").map_or("", String::as_str);
+        let token_matches: bool = token.as_bytes().ct_eq(expected.expose().as_bytes()).into();
+        match query.get("hub.challenge") {
+            Some(challenge)
+                if query.get("hub.mode").map(String::as_str) == Some("subscribe")
+                    && token_matches =>
+            {
+                Ok(challenge.clone())
+            }
+            _ => Err(Refusal::Invalid),
+        }
+    }
+}
 
 /// True when `header` (the `X-Hub-Signature-256` value) signs `body` with
 /// `app_secret`. The raw bytes are checked first; when they do not match and

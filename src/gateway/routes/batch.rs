@@ -29,7 +29,7 @@ use crate::gateway::access_log::AccessRecord;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
 use crate::gateway::extract::JsonBody;
-use crate::gateway::idempotency::{Claim, idempotency_key};
+use crate::gateway::idempotency::{Keyed, idempotency_key};
 
 /// Most field errors a `400` for a batch with no valid entry lists.
 const MAX_BATCH_ERRORS: usize = 100;
@@ -131,25 +131,16 @@ pub async fn send_batch(
     if validated.iter().all(Result::is_err) {
         return Err(all_invalid(validated));
     }
-    let reservation = match idempotency_key {
-        None => None,
-        Some(key) => match state
-            .idempotency
-            .claim(&caller.key_id, key, &body.raw)
-            .await
-        {
-            Claim::ReplayResponse(response) => {
-                let record = AccessRecord {
-                    idempotent_replay: true,
-                    ..AccessRecord::default()
-                };
-                return Ok(answer(response.to_vec(), record));
-            }
-            // The key answered a single send: another request.
-            Claim::Replay(_) | Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
-            Claim::Full => return Err(ApiError::IdempotencyStoreFull),
-            Claim::New(reservation) => Some(reservation),
-        },
+    let claim = state
+        .idempotency
+        .claim_if_keyed(&caller.key_id, idempotency_key, &body.raw);
+    let reservation = match claim.await? {
+        Keyed::Publish(reservation) => reservation,
+        Keyed::ReplayResponse(response) => {
+            return Ok(answer(response.to_vec(), AccessRecord::replay(None)));
+        }
+        // The key answered a single send: another request.
+        Keyed::Replay(_) => return Err(ApiError::IdempotencyMismatch),
     };
     let base = reservation.as_ref().map_or_else(Uuid::now_v7, |r| r.id);
     let admitted = admit(&state, validated).await;

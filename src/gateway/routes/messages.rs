@@ -13,7 +13,7 @@ use crate::gateway::access_log::AccessRecord;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
 use crate::gateway::extract::JsonBody;
-use crate::gateway::idempotency::{Claim, idempotency_key};
+use crate::gateway::idempotency::{Keyed, idempotency_key};
 
 /// Accepts one message. The `202` is sent only after the publisher confirmed the
 /// envelope; any failure before that publishes nothing and says so.
@@ -47,28 +47,14 @@ pub async fn send(
         .map_err(|e| ApiError::InvalidFields(e.0))?;
     let sms = message.sms;
 
-    let reservation = match idempotency_key {
-        None => None,
-        Some(key) => match state
-            .idempotency
-            .claim(&caller.key_id, key, &body.raw)
-            .await
-        {
-            Claim::Replay(id) => {
-                let record = AccessRecord {
-                    message_id: Some(id),
-                    idempotent_replay: true,
-                    ..AccessRecord::default()
-                };
-                return Ok(accepted(id, sms, record));
-            }
-            // The key answered a batch: another request.
-            Claim::Mismatch | Claim::ReplayResponse(_) => {
-                return Err(ApiError::IdempotencyMismatch);
-            }
-            Claim::Full => return Err(ApiError::IdempotencyStoreFull),
-            Claim::New(reservation) => Some(reservation),
-        },
+    let claim = state
+        .idempotency
+        .claim_if_keyed(&caller.key_id, idempotency_key, &body.raw);
+    let reservation = match claim.await? {
+        Keyed::Publish(reservation) => reservation,
+        Keyed::Replay(id) => return Ok(accepted(id, sms, AccessRecord::replay(Some(id)))),
+        // The key answered a batch: another request.
+        Keyed::ReplayResponse(_) => return Err(ApiError::IdempotencyMismatch),
     };
     // After the replay check: a retry of a message already accepted gets its
     // id back even if the recipient has opted out since (a refusal here

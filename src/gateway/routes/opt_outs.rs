@@ -15,7 +15,7 @@ use crate::gateway::AppState;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
 use crate::gateway::extract::JsonBody;
-use crate::optout::{CHANNELS, Change, OptOut, OptOutUpdate};
+use crate::optout::{Change, OptOut, OptOutUpdate, channel_names};
 use crate::status::StatusStore;
 
 fn number_of(raw: &str) -> Result<PhoneNumber, ApiError> {
@@ -166,12 +166,15 @@ fn channels_of(body: &Value) -> Result<BTreeSet<String>, Vec<FieldError>> {
     let mut channels = BTreeSet::new();
     for (i, c) in list.iter().enumerate() {
         match c.as_str() {
-            Some(name) if CHANNELS.contains(&name) => {
+            Some(name) if channel_names().any(|c| c == name) => {
                 channels.insert(name.to_owned());
             }
             _ => errors.push(FieldError {
                 field: format!("channels[{i}]"),
-                message: format!("must be one of: {}", CHANNELS.join(", ")),
+                message: format!(
+                    "must be one of: {}",
+                    channel_names().collect::<Vec<_>>().join(", ")
+                ),
             }),
         }
     }
