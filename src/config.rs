@@ -315,6 +315,10 @@ pub struct WebhookConfig {
     pub opt_out_keywords: Vec<String>,
 }
 
+/// The providers' credentials that may come from Secrets Manager (as
+/// `<VAR>_SECRET_ID`): one per provider, beside its other settings here.
+pub const SECRET_VARIABLES: [&str; 2] = ["WHATSAPP_ACCESS_TOKEN", "INFOBIP_API_KEY"];
+
 /// The opt-out keywords when `OPT_OUT_KEYWORDS` is unset.
 pub const DEFAULT_OPT_OUT_KEYWORDS: [&str; 6] =
     ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];

@@ -26,6 +26,20 @@ impl Channel {
     /// Every channel (in the order error messages list them).
     pub const ALL: [Channel; 2] = [Channel::Sms, Channel::Whatsapp];
 
+    /// The channel called `name` on the wire.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// What an opt-out made by an inbound message on this channel is noted as
+    /// (`inbound-sms`, `inbound-whatsapp`).
+    pub fn inbound_source(self) -> &'static str {
+        match self {
+            Self::Whatsapp => "inbound-whatsapp",
+            Self::Sms => "inbound-sms",
+        }
+    }
+
     /// The name used on the wire and as the `channel` SNS message attribute.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -10,12 +10,9 @@ use std::collections::HashMap;
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, SECRET_VARIABLES};
 
-/// The variables that may come from Secrets Manager.
-pub const SECRET_VARIABLES: [&str; 2] = ["WHATSAPP_ACCESS_TOKEN", "INFOBIP_API_KEY"];
-
-/// The values of [`SECRET_VARIABLES`] whose `<VAR>_SECRET_ID` is set in
+/// The values of the providers' secret variables (`SECRET_VARIABLES`) whose `<VAR>_SECRET_ID` is set in
 /// `lookup`, read from Secrets Manager; empty (and no AWS call) when none is.
 pub async fn resolve(
     lookup: &dyn Fn(&str) -> Option<String>,

@@ -29,7 +29,7 @@ pub struct SendRequest {
     /// E.164: `+` then 8–15 digits, the first 1–9.
     #[schema(example = "+14155550123", pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub to: String,
-    /// `whatsapp` (default) or `sms`.
+    /// The channel (`whatsapp` when absent).
     pub channel: Option<crate::contract::Channel>,
     /// A plain text (WhatsApp: 1–4096 characters; SMS: within `SMS_MAX_SEGMENTS`).
     #[schema(example = "Your order has shipped", min_length = 1, max_length = 4096)]
@@ -149,7 +149,7 @@ pub struct MessageView {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct OptOutChannels {
-    /// `sms`, `whatsapp` or `all`; at least one.
+    /// Channel names, or `all`; at least one.
     pub channels: Vec<String>,
 }
 

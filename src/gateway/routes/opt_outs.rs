@@ -153,7 +153,13 @@ fn channels_of(body: &Value) -> Result<BTreeSet<String>, Vec<FieldError>> {
     let Some(Value::Array(list)) = map.get("channels") else {
         return Err(error(
             "channels".into(),
-            "is required: an array of \"sms\", \"whatsapp\" or \"all\"".into(),
+            format!(
+                "is required: an array of {}",
+                channel_names()
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ));
     };
     if list.is_empty() {
