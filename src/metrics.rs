@@ -15,6 +15,8 @@ use std::sync::{Mutex, OnceLock};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::contract::Channel;
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Deliveries since the last flush, by (channel, outcome): their count;
@@ -55,9 +57,48 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            start_upkeep(handle.clone());
             Some(handle)
         })
         .as_ref()
+}
+
+/// How often recorded histogram values are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Folds histogram values into their buckets every [`UPKEEP_EVERY`]. The
+/// exporter keeps every value recorded until then (8 bytes per request per
+/// histogram), and `build_recorder` starts no task to fold them: without one
+/// they were only folded by a scrape, so memory grew with the traffic between
+/// scrapes, and for ever with none. Runs on the Tokio runtime that installs
+/// the recorder (the gateway's, the poller's), else on a thread of its own.
+/// What `/metrics` shows is the same either way.
+fn start_upkeep(handle: PrometheusHandle) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(UPKEEP_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    handle.run_upkeep();
+                }
+            });
+        }
+        Err(_) => {
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        handle.run_upkeep();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error.message = %e, "cannot start the metrics upkeep thread: histogram values are folded at each scrape only");
+            }
+        }
+    }
 }
 
 /// The exposition text, or `None` when no recorder is installed.
@@ -293,11 +334,7 @@ fn count(pending: Pending) {
 
 /// A message's current status changed to `status` on `channel`.
 pub fn status_transition(channel: &str, status: &'static str) {
-    let channel = match channel {
-        "sms" => "sms",
-        "whatsapp" => "whatsapp",
-        _ => "other",
-    };
+    let channel = Channel::from_name(channel).map_or("other", Channel::as_str);
     record(Pending::Transition(channel, status));
 }
 
@@ -305,9 +342,11 @@ pub fn status_transition(channel: &str, status: &'static str) {
 pub fn opt_out_change(source: &str) {
     let source = match source {
         "api" => "api",
-        "inbound-sms" => "inbound-sms",
-        "inbound-whatsapp" => "inbound-whatsapp",
-        _ => "other",
+        _ => Channel::ALL
+            .into_iter()
+            .map(Channel::inbound_source)
+            .find(|s| *s == source)
+            .unwrap_or("other"),
     };
     record(Pending::OptOut(source));
 }
