@@ -192,10 +192,8 @@ pub async fn handle_sqs(
         r.attributes.get("MessageGroupId").cloned()
     });
     let lane = Lane {
-        consumer: Arc::new(LambdaConsumer {
-            pipeline: consumer.pipeline.clone(),
-            dead_letters: consumer.dead_letters.clone(),
-        }),
+        pipeline: consumer.pipeline.clone(),
+        dead_letters: consumer.dead_letters.clone(),
         slots: Arc::new(Semaphore::new(sqs::hold_target(&consumer.pipeline))),
         cutoff,
         // The same cutoff as a pacer deadline: a record whose pacing slot
@@ -222,7 +220,8 @@ pub async fn handle_sqs(
 /// What each lane of an SQS event shares.
 #[derive(Clone)]
 struct Lane {
-    consumer: Arc<LambdaConsumer>,
+    pipeline: Arc<Pipeline>,
+    dead_letters: Arc<DeadLetterQueues>,
     /// While only a circuit's probe may go, one record at a time.
     slots: Arc<Semaphore>,
     cutoff: Option<i64>,
@@ -272,7 +271,6 @@ impl Lane {
         );
         let body = record.body.as_deref().unwrap_or_default();
         let decision = self
-            .consumer
             .pipeline
             .deliver_payload_before(body, attempt, self.pacing_deadline)
             .await;
@@ -280,7 +278,7 @@ impl Lane {
         if matches!(ack, Ack::Remove { .. }) {
             return true;
         }
-        let dead_letters = &self.consumer.dead_letters;
+        let dead_letters = &self.dead_letters;
         let (Some(arn), Some(receipt_handle)) = (&record.event_source_arn, &record.receipt_handle)
         else {
             tracing::error!(

@@ -207,33 +207,21 @@ impl<'a> Obj<'a> {
         None
     }
 
-    /// A required array whose length is within `[min, max]`.
-    pub(crate) fn required_array(
-        &self,
-        key: &str,
-        min: usize,
-        max: usize,
-        errors: &mut Errors,
-    ) -> Option<&'a Vec<Value>> {
+    /// A required array whose length is within `len`.
+    pub(crate) fn required_array(&self, key: &str, len: Len, errors: &mut Errors) -> Items<'a> {
         match self.get(key) {
             None => {
                 errors.add(self.field_path(key), "is required");
                 None
             }
-            Some(v) => check_array(v, &self.field_path(key), min, max, errors),
+            Some(v) => check_array(v, &self.field_path(key), len, errors),
         }
     }
 
-    /// An optional array; when present, its length is within `[min, max]`.
-    pub(crate) fn optional_array(
-        &self,
-        key: &str,
-        min: usize,
-        max: usize,
-        errors: &mut Errors,
-    ) -> Option<&'a Vec<Value>> {
+    /// An optional array; when present, its length is within `len`.
+    pub(crate) fn optional_array(&self, key: &str, len: Len, errors: &mut Errors) -> Items<'a> {
         self.get(key)
-            .and_then(|v| check_array(v, &self.field_path(key), min, max, errors))
+            .and_then(|v| check_array(v, &self.field_path(key), len, errors))
     }
 
     /// A required nested object.
@@ -293,13 +281,11 @@ pub(crate) fn check_str<'a>(
     }
 }
 
-fn check_array<'a>(
-    value: &'a Value,
-    path: &str,
-    min: usize,
-    max: usize,
-    errors: &mut Errors,
-) -> Option<&'a Vec<Value>> {
+/// An array's items, when it is one of the right length.
+pub(crate) type Items<'a> = Option<&'a Vec<Value>>;
+
+fn check_array<'a>(value: &'a Value, path: &str, len: Len, errors: &mut Errors) -> Items<'a> {
+    let Len { min, max } = len;
     let Value::Array(items) = value else {
         errors.add(
             path,

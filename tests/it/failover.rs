@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::event_receiver::EventReceiver;
-use crate::helpers::infobip::{self, FakeInfobip, InfobipSender};
+use crate::helpers::infobip::{self, FakeInfobip};
 use crate::helpers::meta::{self, MetaSender};
 use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
 use crate::helpers::{TO, history_legs};
@@ -16,12 +16,7 @@ use crate::helpers::{TO, history_legs};
 #[tokio::test]
 async fn a_whatsapp_message_that_cannot_reach_the_person_goes_by_sms() {
     let data = tempfile::tempdir().unwrap();
-    let fake = FakeInfobip::accepting().await;
-    let whatsapp = FakeWhatsApp::start().await;
-    wa::send_endpoint()
-        .respond_with(wa::undeliverable())
-        .mount(&whatsapp.server)
-        .await;
+    let (fake, whatsapp) = infobip::whatsapp_unreachable().await;
     // Infobip fails once: the retry goes straight to the SMS leg.
     fake.answer_text(
         "Your table is ready (SMS)",
@@ -55,10 +50,7 @@ async fn a_whatsapp_message_that_cannot_reach_the_person_goes_by_sms() {
         "the same message id"
     );
 
-    let sender = InfobipSender::new(&app.address);
-    app.wait_for_status(&id, "submitted").await;
-    assert_eq!(sender.reports(vec![infobip::delivered(&id)]).await, 200);
-    let view = app.wait_for_status(&id, "delivered").await;
+    let view = infobip::report_sms_delivered(&app, &id).await;
     let legs = history_legs(&view);
     assert_eq!(
         legs,
@@ -158,10 +150,7 @@ async fn a_cannot_reach_report_from_meta_sends_the_fallback_once() {
         id.as_str()
     );
     assert_eq!(body["messages"][0]["webhooks"]["callbackData"], "visit-9");
-    app.wait_for_status(&id, "submitted").await;
-    let sender = InfobipSender::new(&app.address);
-    assert_eq!(sender.reports(vec![infobip::delivered(&id)]).await, 200);
-    let view = app.wait_for_status(&id, "delivered").await;
+    let view = infobip::report_sms_delivered(&app, &id).await;
     let legs = history_legs(&view);
     assert_eq!(
         legs,

@@ -9,18 +9,12 @@ use serde_json::{Value, json};
 use crate::helpers::event_receiver::EventReceiver;
 use crate::helpers::infobip::{self, FakeInfobip, InfobipSender};
 use crate::helpers::meta::{self, MetaSender};
-use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
 use crate::helpers::{KEY, TO};
 
 #[tokio::test]
 async fn an_inbound_stop_opts_out_and_the_next_send_is_refused_with_nothing_sent() {
     let data = tempfile::tempdir().unwrap();
-    let fake = FakeInfobip::accepting().await;
-    let whatsapp = FakeWhatsApp::start().await;
-    wa::send_endpoint()
-        .respond_with(wa::undeliverable())
-        .mount(&whatsapp.server)
-        .await;
+    let (fake, whatsapp) = infobip::whatsapp_unreachable().await;
     let receiver = EventReceiver::start().await;
     let app = infobip::gateway(&data, &fake, Some(&whatsapp), Some(&receiver)).await;
     let sender = InfobipSender::new(&app.address);

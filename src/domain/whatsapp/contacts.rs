@@ -111,7 +111,7 @@ fn validate_contact_name(name: &Obj<'_>, errors: &mut Errors) {
 
 /// The optional array `list` of contact card `c`, each item holding only `fields`.
 fn validate_contact_list(c: &Obj<'_>, list: &str, fields: &[&str], errors: &mut Errors) {
-    let Some(items) = c.optional_array(list, 0, 20, errors) else {
+    let Some(items) = c.optional_array(list, Len::optional_upto(20), errors) else {
         return;
     };
     for (k, item) in items.iter().enumerate() {

@@ -95,7 +95,7 @@ fn validate_interactive_header(h: &Obj<'_>, text_only: bool, errors: &mut Errors
 
 fn validate_reply_buttons(action: &Obj<'_>, errors: &mut Errors) {
     action.deny_unknown(&["buttons"], errors);
-    let Some(buttons) = action.required_array("buttons", 1, 3, errors) else {
+    let Some(buttons) = action.required_array("buttons", Len::upto(3), errors) else {
         return;
     };
     let mut ids = Vec::with_capacity(buttons.len());
@@ -138,7 +138,7 @@ const MAX_LIST_ROWS: usize = 10;
 fn validate_list(action: &Obj<'_>, errors: &mut Errors) {
     action.deny_unknown(&["button", "sections"], errors);
     action.required_str("button", Len::upto(20), errors);
-    let Some(sections) = action.required_array("sections", 1, 10, errors) else {
+    let Some(sections) = action.required_array("sections", Len::upto(10), errors) else {
         return;
     };
     let mut row_ids = Vec::new();
@@ -154,7 +154,7 @@ fn validate_list(action: &Obj<'_>, errors: &mut Errors) {
         } else {
             section.optional_str("title", Len::upto(24), errors);
         }
-        let Some(rows) = section.required_array("rows", 1, MAX_LIST_ROWS, errors) else {
+        let Some(rows) = section.required_array("rows", Len::upto(MAX_LIST_ROWS), errors) else {
             continue;
         };
         total_rows += rows.len();

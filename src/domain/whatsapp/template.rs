@@ -44,7 +44,7 @@ pub(super) fn validate_template(value: &Value, errors: &mut Errors) {
     t.deny_unknown(&["name", "language", "components"], errors);
     check_template_name(&t, errors);
     check_template_language(t.get("language"), errors);
-    let Some(components) = t.optional_array("components", 0, 20, errors) else {
+    let Some(components) = t.optional_array("components", Len::optional_upto(20), errors) else {
         return;
     };
     for (i, c) in components.iter().enumerate() {
@@ -111,10 +111,10 @@ fn validate_component(value: &Value, path: String, errors: &mut Errors) {
         check_button_component(&c, errors);
     }
     if kind == "carousel" {
-        c.required_array("cards", 1, 10, errors);
+        c.required_array("cards", Len::upto(10), errors);
         return;
     }
-    let Some(params) = c.optional_array("parameters", 0, 100, errors) else {
+    let Some(params) = c.optional_array("parameters", Len::optional_upto(100), errors) else {
         return;
     };
     for (j, p) in params.iter().enumerate() {

@@ -274,3 +274,24 @@ impl InfobipSender {
             .await
     }
 }
+
+/// An Infobip fake that accepts every send, and a WhatsApp fake that cannot
+/// reach anyone (131026): the setting in which messages fail over to SMS.
+pub async fn whatsapp_unreachable() -> (FakeInfobip, FakeWhatsApp) {
+    let infobip = FakeInfobip::accepting().await;
+    let whatsapp = FakeWhatsApp::start().await;
+    super::whatsapp::send_endpoint()
+        .respond_with(super::whatsapp::undeliverable())
+        .mount(&whatsapp.server)
+        .await;
+    (infobip, whatsapp)
+}
+
+/// Once message `id`'s SMS is submitted, posts Infobip's delivered report
+/// for it and returns the message's view once it is delivered.
+pub async fn report_sms_delivered(app: &TestApp, id: &str) -> Value {
+    app.wait_for_status(id, "submitted").await;
+    let sender = InfobipSender::new(&app.address);
+    assert_eq!(sender.reports(vec![delivered(id)]).await, 200);
+    app.wait_for_status(id, "delivered").await
+}
