@@ -161,8 +161,9 @@ def start_gateway(env, work, name):
     log_path = os.path.join(work, f"{name}.log")
     log = open(log_path, "w")
     # warn, except the startup line that names the address.
+    env = dict({"API_KEYS": f"bench:{KEY}"}, **env)  # a caller's own API_KEYS wins
     env = dict(env, HOST="127.0.0.1", PORT="0", LOG_LEVEL="warn,herald::startup=info",
-               API_KEYS=f"bench:{KEY}", SHUTDOWN_TIMEOUT_MS="3000")
+               SHUTDOWN_TIMEOUT_MS="3000")
     try:
         proc = spawn([os.path.join(RELEASE, "herald-gateway")], env, work, stderr=log)
     finally:
@@ -621,8 +622,13 @@ def main():
         "",
         NOTES,
     ] + ([f"--sqs skipped: {sqs_skipped}"] if sqs_skipped else []) + remarks)
+    write_report(report, results_path())
+
+
+def write_report(report, path):
+    """Prints a bench's report and writes it to `path` (relative to the repository)."""
     print("\n" + report)
-    path = results_path()
+    path = path if os.path.isabs(path) else os.path.join(ROOT, path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write(report + "\n")

@@ -17,6 +17,7 @@ fn update(i: usize) -> Update {
         info: MessageInfo {
             id: format!("bench-{i:08}"),
             api_key_id: "bench".into(),
+            tenant: "default".into(),
             channel: "whatsapp".into(),
             to: "+14155550123".into(),
             callback_data: None,
@@ -24,13 +25,7 @@ fn update(i: usize) -> Update {
             fallback: None,
         },
         status: Status::Submitted,
-        entry: Entry {
-            at_ms: 0,
-            channel: Some("whatsapp".into()),
-            attempt: Some(1),
-            provider_status: None,
-            error: None,
-        },
+        entry: Entry::on("whatsapp", 0).by_attempt(1),
         provider_message_id: Some(format!("wamid.bench-{i:08}")),
     }
 }
@@ -72,7 +67,7 @@ fn main() {
         let started = Instant::now();
         let last = format!("bench-{:08}", n - 1);
         let mut checks = 0;
-        while queue.status(&last, "bench").await.expect("reads").is_some() {
+        while queue.status(&last, &herald::status::Scope::Admin).await.expect("reads").is_some() {
             checks += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert!(started.elapsed() < Duration::from_secs(600), "expiry stalled");

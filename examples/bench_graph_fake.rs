@@ -1,14 +1,16 @@
 //! Bench-only: a fake WhatsApp Graph API with a fixed answer latency and a
-//! throughput cap, for `bench/delivery.py`.
+//! throughput cap (and optionally Meta's pair rate limit), for
+//! `bench/delivery.py` and `bench/fleet.py`.
 //!
 //! ```sh
 //! cargo run --release --example bench_graph_fake -- --port 0 --latency-ms 400 --cap-mps 80
 //! ```
 //!
-//! Settings come from `PORT`, `LATENCY_MS`, `CAP_MPS` and `WINDOW_COUNTS` in the
-//! environment, or from `--port`, `--latency-ms`, `--cap-mps` and
-//! `--window-counts` (the arguments win). Port 0 picks a free one; the first line
-//! on stdout is `listening on 127.0.0.1:PORT`.
+//! Settings come from `PORT`, `LATENCY_MS`, `CAP_MPS`, `WINDOW_COUNTS` and
+//! `PAIR_WINDOW_MS` in the environment, or from `--port`, `--latency-ms`,
+//! `--cap-mps`, `--window-counts` and `--pair-window-ms` (the arguments win).
+//! Port 0 picks a free one; the first line on stdout is
+//! `listening on 127.0.0.1:PORT`.
 //!
 //! - `POST /{version}/{phone_number_id}/messages`: requests are counted in a
 //!   sliding one-second window of arrival times. When more than `CAP_MPS`
@@ -18,12 +20,21 @@
 //!   `WINDOW_COUNTS=all` (the default) refused requests count too, so a sender
 //!   that keeps sending at the cap after one refusal keeps being refused; with
 //!   `accepted` only accepted ones do. The `text.body` of every accepted request
-//!   is remembered so that duplicates can be counted.
+//!   is remembered so that duplicates can be counted. With `PAIR_WINDOW_MS`
+//!   above 0 (default 0, off) a request within the cap to a recipient (`to`)
+//!   whose last accepted request arrived less than that many milliseconds
+//!   earlier is refused with Meta's pair rate limit error (HTTP 400, code
+//!   131056), counted as `pair_limited_131056`; it counts in the sliding
+//!   window like any refused request.
 //! - `GET /stats`: the counters as JSON (times in Unix milliseconds; accept times
 //!   are the arrival times of the accepted requests).
-//! - `POST /reset`: clears the counters.
+//! - `GET /accepts`: every accepted request as `[arrival Unix ms, to]`, every
+//!   130429 as `[arrival Unix ms, to]` and every 131056 as `[arrival Unix ms,
+//!   to, ms since that recipient's last accept]`, in arrival order (for rates
+//!   over part of a run and the spacing of requests).
+//! - `POST /reset`: clears the counters (and the recipients' last accepts).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,6 +54,9 @@ struct Settings {
     latency: Duration,
     cap_mps: usize,
     count_refused: bool,
+    /// Meta's pair rate limit: the least time between two accepted requests
+    /// to one recipient; zero turns it off.
+    pair_window: Duration,
 }
 
 impl Settings {
@@ -50,6 +64,7 @@ impl Settings {
         let mut port = env_number("PORT", 0)?;
         let mut latency_ms = env_number("LATENCY_MS", 0)?;
         let mut cap_mps = env_number("CAP_MPS", 80)?;
+        let mut pair_window_ms = env_number("PAIR_WINDOW_MS", 0)?;
         let mut window_counts = std::env::var("WINDOW_COUNTS").unwrap_or_else(|_| "all".into());
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -61,9 +76,10 @@ impl Settings {
                 "--port" => &mut port,
                 "--latency-ms" => &mut latency_ms,
                 "--cap-mps" => &mut cap_mps,
+                "--pair-window-ms" => &mut pair_window_ms,
                 other => {
                     return Err(format!(
-                        "unknown argument {other:?} (expected --port, --latency-ms, --cap-mps, --window-counts)"
+                        "unknown argument {other:?} (expected --port, --latency-ms, --cap-mps, --window-counts, --pair-window-ms)"
                     ));
                 }
             };
@@ -82,6 +98,7 @@ impl Settings {
             latency: Duration::from_millis(latency_ms),
             cap_mps: usize::try_from(cap_mps.max(1)).unwrap_or(usize::MAX),
             count_refused,
+            pair_window: Duration::from_millis(pair_window_ms),
         })
     }
 }
@@ -100,6 +117,7 @@ struct Counters {
     requests: u64,
     accepted: u64,
     throttled: u64,
+    pair_limited: u64,
     malformed: u64,
     duplicates: u64,
     first_accept_ms: Option<u64>,
@@ -112,12 +130,22 @@ struct Counters {
     accepted_window: VecDeque<Instant>,
     /// `text.body` of every accepted request.
     bodies: HashSet<String>,
+    /// Arrival time of the last accepted request to each recipient (kept only
+    /// with the pair rate limit on).
+    last_accept_to: HashMap<String, Instant>,
+    /// Every accepted request: arrival (Unix ms) and recipient.
+    accept_log: Vec<(u64, String)>,
+    /// Every 130429: arrival (Unix ms) and recipient.
+    throttle_log: Vec<(u64, String)>,
+    /// Every 131056: arrival (Unix ms), recipient, ms since its last accept.
+    pair_log: Vec<(u64, String, u64)>,
 }
 
 struct Fake {
     latency: Duration,
     cap_mps: usize,
     count_refused: bool,
+    pair_window: Duration,
     next_id: AtomicU64,
     counters: Mutex<Counters>,
 }
@@ -131,6 +159,7 @@ impl Fake {
 enum Verdict {
     Accept,
     Throttle,
+    PairLimited,
     Malformed,
 }
 
@@ -185,14 +214,34 @@ async fn send(
             Verdict::Malformed
         } else if counted > fake.cap_mps {
             c.throttled += 1;
+            c.throttle_log
+                .push((unix_ms(), to.clone().unwrap_or_default()));
             Verdict::Throttle
+        } else if let Some(since) = to
+            .as_ref()
+            .filter(|_| !fake.pair_window.is_zero())
+            .and_then(|to| c.last_accept_to.get(to))
+            .map(|t| arrived.duration_since(*t))
+            .filter(|since| *since < fake.pair_window)
+        {
+            c.pair_limited += 1;
+            let since_ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+            c.pair_log
+                .push((unix_ms(), to.clone().unwrap_or_default(), since_ms));
+            Verdict::PairLimited
         } else {
+            if !fake.pair_window.is_zero()
+                && let Some(to) = &to
+            {
+                c.last_accept_to.insert(to.clone(), arrived);
+            }
             c.accepted += 1;
             c.accepted_window.push_back(arrived);
             c.max_accepted_window = c.max_accepted_window.max(c.accepted_window.len());
             let now = unix_ms();
             c.first_accept_ms.get_or_insert(now);
             c.last_accept_ms = Some(now);
+            c.accept_log.push((now, to.clone().unwrap_or_default()));
             if let Some(text) = text
                 && !c.bodies.insert(text)
             {
@@ -232,6 +281,21 @@ async fn send(
                 }
             })),
         ),
+        Verdict::PairLimited => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": {
+                    "message": "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+                    "type": "OAuthException",
+                    "code": 131_056,
+                    "error_data": {
+                        "messaging_product": "whatsapp",
+                        "details": "Message failed to send because there were too many messages sent from this phone number to the same phone number in a short period of time."
+                    },
+                    "fbtrace_id": "Az8or2yhqkZfEZ-_4Qn_Bam"
+                }
+            })),
+        ),
         Verdict::Malformed => (
             StatusCode::BAD_REQUEST,
             Json(json!({
@@ -256,6 +320,7 @@ async fn stats(State(fake): State<Arc<Fake>>) -> Json<Value> {
         "requests": c.requests,
         "accepted": c.accepted,
         "throttled_130429": c.throttled,
+        "pair_limited_131056": c.pair_limited,
         "malformed": c.malformed,
         "unique_bodies": c.bodies.len(),
         "duplicates": c.duplicates,
@@ -266,6 +331,16 @@ async fn stats(State(fake): State<Arc<Fake>>) -> Json<Value> {
         "cap_mps": fake.cap_mps,
         "window_counts": if fake.count_refused { "all" } else { "accepted" },
         "latency_ms": u64::try_from(fake.latency.as_millis()).unwrap_or(u64::MAX),
+        "pair_window_ms": u64::try_from(fake.pair_window.as_millis()).unwrap_or(u64::MAX),
+    }))
+}
+
+async fn accepts(State(fake): State<Arc<Fake>>) -> Json<Value> {
+    let c = fake.counters();
+    Json(json!({
+        "accepts": c.accept_log,
+        "throttled": c.throttle_log,
+        "pair_limited": c.pair_log,
     }))
 }
 
@@ -287,12 +362,14 @@ async fn main() {
         latency: settings.latency,
         cap_mps: settings.cap_mps,
         count_refused: settings.count_refused,
+        pair_window: settings.pair_window,
         next_id: AtomicU64::new(unix_ms() << 20),
         counters: Mutex::new(Counters::default()),
     });
     let app = Router::new()
         .route("/{version}/{phone_number_id}/messages", post(send))
         .route("/stats", get(stats))
+        .route("/accepts", get(accepts))
         .route("/reset", post(reset))
         .with_state(fake);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))

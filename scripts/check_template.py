@@ -96,6 +96,10 @@ INFOBIP = {
     "PublicBaseUrl": "https://herald.example.com",
 }
 CMK = {"TopicKmsKeyId": CMK_ARN}
+TENANTS = {
+    "TenantsLayerArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:herald-tenants:3",
+    "TenantSecretPrefix": "herald/tenants/",
+}
 # The variables the consumer reads a provider secret's id from (the Rust side
 # uses exactly these names): set when that provider is configured, else not.
 PROVIDER_SECRET_VARS = {"whatsapp": "WHATSAPP_ACCESS_TOKEN_SECRET_ID", "infobip": "INFOBIP_API_KEY_SECRET_ID"}
@@ -116,6 +120,10 @@ def scenarios():
             params.update(CMK)
         name = "{} {} {}".format("fifo" if fifo else "standard", "+".join(providers) or "no-providers", key)
         yield name, params, set(providers)
+    # TENANTS_FILE from a layer, tokens under a secret-name prefix.
+    for fifo in (False, True):
+        params = {**WHATSAPP, **TENANTS, **(FIFO if fifo else {})}
+        yield "{} whatsapp+tenants".format("fifo" if fifo else "standard"), params, {"whatsapp"}
 
 
 # Resource "*" is accepted only for actions that have no resource-level
@@ -136,7 +144,7 @@ DYNAMODB_ITEM_ACTIONS = {
 }
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|KEY")
-SECRET_ID_SUFFIXES = ("_SECRET_ID", "_SECRET_ARN")
+SECRET_ID_SUFFIXES = ("_SECRET_ID", "_SECRET_ARN", "_SECRET_PREFIX")
 # Named like a secret, but not one.
 NOT_SECRET_VARS = {"ADMIN_KEY_IDS"}
 SECRET_DYNAMIC_REFS = ("resolve:secretsmanager", "resolve:ssm-secure")
@@ -537,7 +545,16 @@ def consumer_expectations(r, c, env):
             {a: "SNS uses the topic's key on the publisher's behalf" for a in ("kms:GenerateDataKey", "kms:Decrypt")},
         )
     for var, value in env.items():
-        if var.endswith(SECRET_ID_SUFFIXES) and isinstance(value, str):
+        if var.endswith("_SECRET_PREFIX") and isinstance(value, str):
+            # TENANT_SECRET_PREFIX: the consumer reads tenants' tokens named
+            # under it, and refuses any other (tenants/file.rs).
+            exp[f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret:{value}*"] = (
+                f"the secrets {var} names",
+                {"secretsmanager:GetSecretValue"},
+                set(),
+                {"secretsmanager:GetSecretValue": "the consumer reads the tenants' tokens at start-up"},
+            )
+        elif var.endswith(SECRET_ID_SUFFIXES) and isinstance(value, str):
             exp[secret_arn(value)] = (
                 f"the secret {var} names",
                 {"secretsmanager:GetSecretValue"},

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use validator::{ValidateRange, ValidateUrl};
@@ -16,26 +17,8 @@ pub const SNS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Graph API version used when `WHATSAPP_API_VERSION` is unset (supported until 2028-07).
 pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v25.0";
 
-/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret itself, for the one place that must send or compare it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use crate::secret::Secret;
+use crate::tenants::{Tenants, file as tenants_file};
 
 /// One API key a client may present. Its `id` appears in logs; the key never does.
 #[derive(Debug, Clone)]
@@ -125,8 +108,9 @@ pub enum DeliveryMode {
     /// To the providers whose credentials are set; a channel without them
     /// is not configured (its messages are refused at the edge).
     Providers {
-        /// WhatsApp, when `WHATSAPP_ACCESS_TOKEN` and `WHATSAPP_PHONE_NUMBER_ID` are set.
-        whatsapp: Option<Box<WhatsAppConfig>>,
+        /// WhatsApp's numbers: the deployment's when `WHATSAPP_ACCESS_TOKEN`
+        /// and `WHATSAPP_PHONE_NUMBER_ID` are set, then `TENANTS_FILE`'s.
+        whatsapp: Vec<WhatsAppConfig>,
         /// SMS, when `INFOBIP_BASE_URL` and `INFOBIP_API_KEY` are set.
         infobip: Option<Box<InfobipConfig>>,
     },
@@ -142,7 +126,7 @@ impl DeliveryMode {
         match self {
             Self::Console => true,
             Self::Providers { whatsapp, infobip } => match channel {
-                Channel::Whatsapp => whatsapp.is_some(),
+                Channel::Whatsapp => !whatsapp.is_empty(),
                 Channel::Sms => infobip.is_some(),
             },
         }
@@ -172,6 +156,9 @@ pub struct DeliveryConfig {
     pub retry_base: Duration,
     /// `DELIVERY_RETRY_MAX_MS`: longest delay between attempts, default 300 000 ms.
     pub retry_max: Duration,
+    /// `WHATSAPP_WINDOW`: `on` (default) checks the customer-service window
+    /// at the edge and before each free-form WhatsApp send; `off` does not.
+    pub window_checks: bool,
 }
 
 /// Everything `herald-gateway` needs.
@@ -226,6 +213,9 @@ pub struct GatewayConfig {
     /// `ADMIN_KEY_IDS`: comma-separated API key ids that may list every
     /// tenant's dead letters; default none (each key sees its own).
     pub admin_key_ids: Vec<String>,
+    /// `TENANTS_FILE`: the tenants, their keys, numbers, senders and shares
+    /// (one tenant, `default`, without it).
+    pub tenants: Arc<Tenants>,
     /// Delivery settings for the embedded default.
     pub delivery: DeliveryConfig,
     /// Statuses and events.
@@ -313,6 +303,9 @@ pub struct WebhookConfig {
     /// `OPT_OUT_KEYWORDS`: inbound texts (whole, trimmed, case-folded) that
     /// opt the sender out; default `STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT`.
     pub opt_out_keywords: Vec<String>,
+    /// `WHATSAPP_AUTO_READ`: `on` marks every inbound WhatsApp message read
+    /// when it is recorded; default `off`.
+    pub whatsapp_auto_read: bool,
 }
 
 /// The providers' credentials that may come from Secrets Manager (as
@@ -337,6 +330,9 @@ pub struct ConsumerConfig {
     pub metrics_port: Option<u16>,
     /// `HOST`: the address `/metrics` listens on, default `0.0.0.0`.
     pub metrics_host: IpAddr,
+    /// `TENANTS_FILE`: the WhatsApp numbers and their tokens (key ids are
+    /// the gateway's to check).
+    pub tenants: Arc<Tenants>,
     /// Delivery settings.
     pub delivery: DeliveryConfig,
     /// Statuses and events.
@@ -408,6 +404,8 @@ impl GatewayConfig {
         let sns_topic_arn = sns_topic_from(&vars, max_body_bytes)?;
         let api_keys = api_keys_from(&vars)?;
         let admin_key_ids = admin_key_ids_from(&vars, &api_keys)?;
+        let key_ids: Vec<String> = api_keys.iter().map(|k| k.id.clone()).collect();
+        let tenants = Arc::new(tenants_from(&vars, Some(&key_ids))?);
         Ok(Self {
             host,
             port: vars.parse("PORT", 3000)?,
@@ -456,7 +454,8 @@ impl GatewayConfig {
                     });
                 }
             },
-            delivery: delivery_from(&vars)?,
+            delivery: delivery_from(&vars, &tenants)?,
+            tenants,
             status: status_from(&vars)?,
             aws_timeouts: aws_timeouts_from(&vars)?,
             webhooks: webhooks_from(&vars)?,
@@ -484,6 +483,7 @@ impl ConsumerConfig {
                 reason: "must be a topic ARN (arn:aws:sns:<region>:<account>:<name>)".into(),
             });
         }
+        let tenants = Arc::new(tenants_from(&vars, None)?);
         Ok(Self {
             sqs_queue_url: vars.get("SQS_QUEUE_URL"),
             sns_topic_arn,
@@ -500,7 +500,8 @@ impl ConsumerConfig {
                 }
                 _ => None,
             },
-            delivery: delivery_from(&vars)?,
+            delivery: delivery_from(&vars, &tenants)?,
+            tenants,
             status: status_from(&vars)?,
             aws_timeouts: aws_timeouts_from(&vars)?,
             log: log_from(&vars)?,
@@ -555,6 +556,9 @@ fn webhooks_from(vars: &Vars<'_>) -> Result<WebhookConfig, ConfigError> {
         },
     };
     Ok(WebhookConfig {
+        // Off unless set: `on_off` reads an unset switch as on.
+        whatsapp_auto_read: vars.get("WHATSAPP_AUTO_READ").is_some()
+            && on_off(vars, "WHATSAPP_AUTO_READ")?,
         whatsapp_verify_token: webhook_secret(vars, "WHATSAPP_VERIFY_TOKEN")?,
         whatsapp_app_secret: webhook_secret(vars, "WHATSAPP_APP_SECRET")?,
         infobip_secret: webhook_secret(vars, "INFOBIP_WEBHOOK_SECRET")?,
@@ -756,7 +760,10 @@ fn api_keys_from(vars: &Vars<'_>) -> Result<Vec<ApiKey>, ConfigError> {
 
 /// The WhatsApp Cloud API credentials and settings, when a token and a phone
 /// number id are set (one without the other is an error).
-fn whatsapp_from(vars: &Vars<'_>) -> Result<Option<Box<WhatsAppConfig>>, ConfigError> {
+/// The WhatsApp numbers Herald sends from: the deployment's
+/// (`WHATSAPP_ACCESS_TOKEN`, `WHATSAPP_PHONE_NUMBER_ID`) first, then each
+/// number `TENANTS_FILE` names, with the same API settings.
+fn whatsapp_from(vars: &Vars<'_>, tenants: &Tenants) -> Result<Vec<WhatsAppConfig>, ConfigError> {
     let token = vars.get("WHATSAPP_ACCESS_TOKEN");
     let phone_number_id = vars.get("WHATSAPP_PHONE_NUMBER_ID");
     let base_url = vars
@@ -801,8 +808,8 @@ fn whatsapp_from(vars: &Vars<'_>) -> Result<Option<Box<WhatsAppConfig>>, ConfigE
             pair_rate,
         })
     };
-    let whatsapp = match (token, phone_number_id) {
-        (Some(token), Some(id)) => Some(Box::new(whatsapp(token, id)?)),
+    let deployment = match (token, phone_number_id) {
+        (Some(token), Some(id)) => Some(whatsapp(token, id)?),
         (Some(_), None) => {
             return Err(ConfigError::Missing {
                 var: "WHATSAPP_PHONE_NUMBER_ID",
@@ -817,18 +824,27 @@ fn whatsapp_from(vars: &Vars<'_>) -> Result<Option<Box<WhatsAppConfig>>, ConfigE
         }
         (None, None) => None,
     };
-    Ok(whatsapp)
+    let mut numbers: Vec<WhatsAppConfig> = deployment.into_iter().collect();
+    for (_, number) in tenants.numbers() {
+        let mut config = whatsapp(
+            number.token.expose().to_owned(),
+            number.phone_number_id.clone(),
+        )?;
+        config.max_mps = number.max_mps.unwrap_or(max_mps);
+        numbers.push(config);
+    }
+    Ok(numbers)
 }
 
 /// `DELIVERY`, and whether the console was chosen only for want of credentials.
 fn delivery_mode(
     vars: &Vars<'_>,
-    whatsapp: Option<Box<WhatsAppConfig>>,
+    whatsapp: Vec<WhatsAppConfig>,
     infobip: Option<Box<InfobipConfig>>,
 ) -> Result<(DeliveryMode, bool), ConfigError> {
     let mode = match vars.get("DELIVERY").as_deref() {
         Some("console") => (DeliveryMode::Console, false),
-        Some("whatsapp") if whatsapp.is_none() => {
+        Some("whatsapp") if whatsapp.is_empty() => {
             return Err(ConfigError::Missing {
                 var: "WHATSAPP_ACCESS_TOKEN",
                 hint: "DELIVERY=whatsapp needs the Cloud API token and WHATSAPP_PHONE_NUMBER_ID",
@@ -840,8 +856,8 @@ fn delivery_mode(
                 hint: "DELIVERY=sms needs INFOBIP_BASE_URL and INFOBIP_API_KEY",
             });
         }
-        None if whatsapp.is_none() && infobip.is_none() => (DeliveryMode::Console, true),
-        Some("providers") if whatsapp.is_none() && infobip.is_none() => {
+        None if whatsapp.is_empty() && infobip.is_none() => (DeliveryMode::Console, true),
+        Some("providers") if whatsapp.is_empty() && infobip.is_none() => {
             return Err(ConfigError::Missing {
                 var: "WHATSAPP_ACCESS_TOKEN",
                 hint: "DELIVERY=providers needs WhatsApp or Infobip credentials",
@@ -860,8 +876,8 @@ fn delivery_mode(
     Ok(mode)
 }
 
-fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
-    let whatsapp = whatsapp_from(vars)?;
+fn delivery_from(vars: &Vars<'_>, tenants: &Tenants) -> Result<DeliveryConfig, ConfigError> {
+    let whatsapp = whatsapp_from(vars, tenants)?;
     let infobip = infobip_from(vars)?;
     let (mode, console_by_default) = delivery_mode(vars, whatsapp, infobip)?;
     Ok(DeliveryConfig {
@@ -890,16 +906,53 @@ fn delivery_from(vars: &Vars<'_>) -> Result<DeliveryConfig, ConfigError> {
             1,
             43_200_000,
         )?),
+        window_checks: on_off(vars, "WHATSAPP_WINDOW")?,
     })
+}
+
+/// `TENANTS_FILE`, checked against `key_ids` where the process has keys;
+/// without it, the one tenant `default`. Token references resolve through
+/// the lookup: `env:NAME` as the variable `NAME`, `secretsmanager:NAME` as
+/// read by `secrets::load_config`.
+fn tenants_from(vars: &Vars<'_>, key_ids: Option<&[String]>) -> Result<Tenants, ConfigError> {
+    let deployment_number = vars.get("WHATSAPP_PHONE_NUMBER_ID");
+    let deployment_sender = vars.get("INFOBIP_SENDER");
+    let Some(path) = vars.get("TENANTS_FILE") else {
+        return Ok(Tenants::single(deployment_number, deployment_sender));
+    };
+    let token = |reference: &str| match reference.strip_prefix("env:") {
+        Some(name) => vars.get(name),
+        None => vars.get(reference),
+    };
+    let prefix = vars.get("TENANT_SECRET_PREFIX");
+    let known = tenants_file::Known {
+        key_ids,
+        token: &token,
+        secret_prefix: prefix.as_deref(),
+    };
+    let list = tenants_file::load(&path, &known).map_err(|e| ConfigError::Invalid {
+        var: "TENANTS_FILE".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(Tenants::from_file(
+        list,
+        deployment_number,
+        deployment_sender,
+    ))
 }
 
 /// `METRICS`: `on` (default) or `off`.
 fn metrics_on(vars: &Vars<'_>) -> Result<bool, ConfigError> {
-    match vars.get("METRICS").as_deref() {
+    on_off(vars, "METRICS")
+}
+
+/// A switch: `on` (default) or `off`.
+fn on_off(vars: &Vars<'_>, name: &str) -> Result<bool, ConfigError> {
+    match vars.get(name).as_deref() {
         None | Some("on") => Ok(true),
         Some("off") => Ok(false),
         Some(other) => Err(ConfigError::Invalid {
-            var: "METRICS".into(),
+            var: name.to_owned(),
             reason: format!("{other:?} is not one of: on, off"),
         }),
     }
@@ -1260,12 +1313,13 @@ mod tests {
         ])
         .unwrap();
         let DeliveryMode::Providers {
-            whatsapp: Some(w),
+            whatsapp: mut numbers,
             infobip: None,
         } = c.delivery.mode
         else {
             panic!("expected WhatsApp delivery")
         };
+        let w = numbers.remove(0);
         assert_eq!(w.base_url, "http://127.0.0.1:9");
         assert_eq!(w.api_version, DEFAULT_WHATSAPP_API_VERSION);
         assert!(!c.delivery.console_by_default);
@@ -1304,12 +1358,13 @@ mod tests {
         ])
         .unwrap();
         let DeliveryMode::Providers {
-            whatsapp: None,
+            whatsapp,
             infobip: Some(ib),
         } = &c.delivery.mode
         else {
             panic!("expected SMS delivery")
         };
+        assert!(whatsapp.is_empty());
         assert_eq!(ib.base_url, "https://abc12.api.infobip.com");
         assert_eq!(
             ib.public_base_url.as_deref(),

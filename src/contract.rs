@@ -98,6 +98,71 @@ pub struct Envelope {
     /// send (version [`PENDING_STATUS_VERSION`]; see [`PendingStatus`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_status: Option<PendingStatus>,
+    /// The tenant the message belongs to (`default` without `TENANTS_FILE`).
+    /// Optional in version 1.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// The sender: a WhatsApp `phone_number_id` or an SMS sender, resolved
+    /// by the gateway (absent: the provider's default). Optional in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Its order among the tenant's messages due at once. Optional in
+    /// version 1 (`normal`).
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
+}
+
+/// The one tenant of a deployment without `TENANTS_FILE`, and of envelopes
+/// written before tenants.
+pub const DEFAULT_TENANT: &str = "default";
+
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_owned()
+}
+
+/// A message's order among its tenant's messages due at the same time:
+/// `high` first, `bulk` last. Single sends are `normal`, batch entries `bulk`,
+/// unless they say otherwise.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Before everything else of the tenant (one-time passwords).
+    High,
+    /// The default of a single send.
+    #[default]
+    Normal,
+    /// The default of a batch entry (campaigns).
+    Bulk,
+}
+
+impl Priority {
+    /// Every priority, highest first.
+    pub const ALL: [Self; 3] = [Self::High, Self::Normal, Self::Bulk];
+
+    /// The name clients send.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+            Self::Bulk => "bulk",
+        }
+    }
+
+    /// The priority named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// Its rank in the embedded queue's index: 0 first.
+    pub fn rank(self) -> i64 {
+        self as i64
+    }
+
+    fn is_normal(&self) -> bool {
+        *self == Self::Normal
+    }
 }
 
 /// The version of an envelope that carries a [`PendingStatus`]: consumers
@@ -164,7 +229,17 @@ impl Envelope {
             }),
             failover_from: None,
             pending_status: None,
+            tenant: default_tenant(),
+            from: message.from.map(|s| s.value),
+            priority: message.priority.unwrap_or_default(),
         }
+    }
+
+    /// The same envelope, belonging to `tenant`.
+    #[must_use]
+    pub fn for_tenant(mut self, tenant: &str) -> Self {
+        tenant.clone_into(&mut self.tenant);
+        self
     }
 
     /// The channel the message was sent on first: the one its record is
@@ -208,6 +283,11 @@ impl Envelope {
             reply_to: None,
             fallback: None,
             failover_from: Some(self.channel),
+            from: fallback
+                .message
+                .get("sender")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             ..self.clone()
         })
     }

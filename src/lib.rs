@@ -9,6 +9,8 @@
 //! - [`config`]: typed configuration read from the environment.
 //! - [`aws`]: the AWS SDK configuration the request-path clients share.
 //! - [`preflight`]: start-up checks of the AWS resources the configuration names.
+//! - [`secret`]: a value that is never printed.
+//! - [`tenants`]: who owns which keys, numbers, senders and consent (`TENANTS_FILE`).
 //! - [`secrets`]: provider secrets read from AWS Secrets Manager at start-up.
 //! - [`telemetry`]: the `tracing` subscriber.
 //! - [`domain`]: phone numbers and messages, validated.
@@ -23,6 +25,7 @@
 //! - [`events`]: status, inbound and opt-out events out (SNS topic, signed webhooks).
 //! - [`metrics`]: Prometheus metrics (`GET /metrics`).
 //! - [`optout`]: recipients who opted out, and the keywords that opt them out.
+//! - [`window`]: the 24-hour customer-service window, learnt and checked.
 //! - [`startup`]: builds the gateway from its configuration and runs it.
 
 pub mod aws;
@@ -35,12 +38,16 @@ pub mod delivery;
 pub mod domain;
 pub mod embedded;
 pub mod events;
+pub mod fleet;
 pub mod gateway;
 pub mod metrics;
 pub mod optout;
 pub mod preflight;
 pub mod publisher;
+pub mod secret;
 pub mod secrets;
 pub mod startup;
 pub mod status;
 pub mod telemetry;
+pub mod tenants;
+pub mod window;

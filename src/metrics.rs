@@ -182,12 +182,19 @@ fn code_label(code: Option<i64>, known: bool) -> String {
     }
 }
 
-/// One delivery decision: its channel, outcome (the decision's action) and
-/// provider code (`none` without one; `other` for a code the channel does
-/// not document, see `Channel::knows_code`).
-pub fn delivery(channel: &'static str, outcome: &'static str, code: Option<i64>, known_code: bool) {
+/// One delivery decision of `tenant` (a label bounded by `TENANTS_FILE`:
+/// the gateway writes no other tenant into an envelope): its channel,
+/// outcome (the decision's action) and provider code (`none` without one;
+/// `other` for a code the channel does not document, see
+/// `Channel::knows_code`).
+pub fn delivery(
+    tenant: &str,
+    channel: &'static str,
+    outcome: &'static str,
+    (code, known_code): (Option<i64>, bool),
+) {
     let code = code_label(code, known_code);
-    counter!("herald_deliveries_total", "channel" => channel, "outcome" => outcome, "code" => code)
+    counter!("herald_deliveries_total", "tenant" => tenant.to_owned(), "channel" => channel, "outcome" => outcome, "code" => code)
         .increment(1);
     if let Some(buffer) = EMF.get() {
         let mut buffer = buffer
@@ -195,6 +202,20 @@ pub fn delivery(channel: &'static str, outcome: &'static str, code: Option<i64>,
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         buffer.entry((channel, outcome)).or_default().0 += 1;
     }
+}
+
+/// A message of `tenant` (from `TENANTS_FILE`, never a key or a number)
+/// accepted for `channel`.
+pub fn accepted(tenant: &str, channel: &'static str) {
+    counter!("herald_messages_accepted_total", "tenant" => tenant.to_owned(), "channel" => channel)
+        .increment(1);
+}
+
+/// One write of the fleet's shared state in DynamoDB: `item` is `keys`,
+/// `pace`, `pairs` or `circuit`; `outcome` `ok`, `conflict` (a conditional
+/// write that lost: it costs a write unit too) or `error`.
+pub fn fleet_write(item: &'static str, outcome: &'static str) {
+    counter!("herald_fleet_writes_total", "item" => item, "outcome" => outcome).increment(1);
 }
 
 /// One provider call: how long the provider took (pacing waits excluded).
@@ -368,10 +389,10 @@ mod tests {
         take_emf(0);
         for seconds in [0.120, 0.080] {
             provider_call("whatsapp", seconds);
-            delivery("whatsapp", "delivered", None, true);
+            delivery("default", "whatsapp", "delivered", (None, true));
         }
         provider_call("sms", 0.050);
-        delivery("sms", "failed", Some(6), true);
+        delivery("default", "sms", "failed", (Some(6), true));
         let lines = take_emf(1_700_000_000_000);
         let docs: Vec<serde_json::Value> = lines
             .iter()

@@ -17,7 +17,7 @@ use crate::config::{ConfigError, SECRET_VARIABLES};
 pub async fn resolve(
     lookup: &dyn Fn(&str) -> Option<String>,
     timeouts: crate::config::AwsTimeouts,
-) -> Result<HashMap<&'static str, String>, ConfigError> {
+) -> Result<HashMap<String, String>, ConfigError> {
     let mut wanted = Vec::new();
     for var in SECRET_VARIABLES {
         let reference = format!("{var}_SECRET_ID");
@@ -30,7 +30,19 @@ pub async fn resolve(
                 reason: format!("is set and so is {var}: set one of them"),
             });
         }
-        wanted.push((var, reference, id.trim().to_owned()));
+        wanted.push((var.to_owned(), reference, id.trim().to_owned()));
+    }
+    // TENANTS_FILE's tokens `secretsmanager:NAME`, looked up under that reference.
+    // Those outside TENANT_SECRET_PREFIX are not read: the configuration
+    // then refuses them by name.
+    if let Some(path) = lookup("TENANTS_FILE").filter(|v| !v.trim().is_empty()) {
+        let prefix = lookup("TENANT_SECRET_PREFIX").unwrap_or_default();
+        for reference in crate::tenants::file::secret_references(path.trim()) {
+            let id = reference["secretsmanager:".len()..].to_owned();
+            if id.starts_with(prefix.trim()) {
+                wanted.push((reference, "TENANTS_FILE".to_owned(), id));
+            }
+        }
     }
     let mut values = HashMap::new();
     if wanted.is_empty() {
@@ -66,7 +78,7 @@ pub async fn resolve(
 
 /// The process environment with the secrets read by [`resolve`] in place of
 /// their variables.
-pub fn overlay(secrets: HashMap<&'static str, String>) -> impl Fn(&str) -> Option<String> {
+pub fn overlay(secrets: HashMap<String, String>) -> impl Fn(&str) -> Option<String> {
     move |name| {
         secrets
             .get(name)

@@ -88,12 +88,15 @@ impl Application {
             return Ok(app);
         };
         tracing::info!(table = ?config.status.table, events_topic = ?config.status.events_topic_arn, "statuses kept in DynamoDB");
+        let fleet = store.fleet_table();
         let publisher: Arc<dyn Publisher> = Arc::new(publisher);
         let store: Arc<dyn StatusStore> = Arc::new(store.with_failover(publisher.clone()));
         let publisher = StatusRecordingPublisher::new(publisher, store.clone());
         let mut app = Self::with_publisher(config, Arc::new(publisher)).await?;
         app.state
             .set_status_store(store, crate::gateway::admission::SNS_OPT_OUT_CACHE);
+        app.state.share_idempotency_keys(fleet, config);
+        tracing::info!("Idempotency-Keys are claimed across the fleet in STATUS_TABLE");
         app.log_webhooks();
         Ok(app)
     }
@@ -104,6 +107,7 @@ impl Application {
             config.embedded_max_db_mb.saturating_mul(1 << 20),
         )
         .map_err(StartupError::EmbeddedQueue)?;
+        queue.set_shares(config.tenants.shares());
         let pipeline = Pipeline::from_config(&config.delivery)?;
         let delivery = pipeline.describe();
         tracing::info!(mode = "embedded", data_dir = %queue.data_dir().display(), delivery = %delivery,

@@ -42,20 +42,35 @@ async fn main() -> ExitCode {
     };
     // Statuses (`submitted` with the provider's id, `failed`) and their
     // events, when a table is configured.
-    let pipeline = Arc::new(match status_store(&config).await {
-        Ok(Some((store, Some(topic)))) => pipeline
-            .with_statuses(Arc::new(store.with_failover(topic.clone())))
-            .with_status_outbox(topic),
-        Ok(Some((store, None))) => pipeline.with_statuses(Arc::new(store)),
-        Ok(None) => {
-            tracing::info!("no STATUS_TABLE: delivery statuses are not recorded");
-            pipeline
-        }
+    let statuses = match status_store(&config).await {
+        Ok(statuses) => statuses,
         Err(e) => {
             eprintln!("herald-consumer: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let fleet = statuses.as_ref().map(|(store, _)| store.fleet_table());
+    let pipeline = Arc::new(match statuses {
+        Some((store, Some(topic))) => pipeline
+            .with_statuses(Arc::new(store.with_failover(topic.clone())))
+            .with_status_outbox(topic),
+        Some((store, None)) => pipeline.with_statuses(Arc::new(store)),
+        None => {
+            tracing::info!("no STATUS_TABLE: delivery statuses are not recorded");
+            pipeline
+        }
     });
+    match fleet {
+        Some(table) => {
+            herald::fleet::share_limits(&pipeline, &table);
+            tracing::info!(
+                "rate, pair rate and circuits are shared with the other consumers through STATUS_TABLE"
+            );
+        }
+        None => tracing::warn!(
+            "no STATUS_TABLE: WHATSAPP_MAX_MPS, SMS_MAX_MPS, WHATSAPP_PAIR_RATE and the circuits hold per consumer process, not for the fleet"
+        ),
+    }
     if config.delivery.console_by_default {
         tracing::warn!(
             "no WhatsApp credentials: delivering to the console (stdout); set WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID to send"

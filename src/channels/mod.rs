@@ -55,6 +55,8 @@ pub struct WebhookContent {
     pub errors: Vec<Value>,
     /// Statuses or messages skipped: an unknown status, a missing id.
     pub skipped: usize,
+    /// Windows a 131047 report says are closed.
+    pub closed_windows: Vec<crate::window::Closure>,
 }
 
 /// The registry: the providers configured in this process, by the envelope
@@ -85,9 +87,11 @@ impl Channels {
             return Ok(Self::console());
         };
         let mut channels = Self::default();
-        if let Some(config) = whatsapp {
+        // One client per number: each with its token, pacer, pair limiter
+        // and (in the pipeline) circuit.
+        for config in whatsapp {
             let client = whatsapp::WhatsAppClient::new(config).map_err(build_error("whatsapp"))?;
-            channels = channels.serving(contract::Channel::Whatsapp, client);
+            channels = channels.also_serving(contract::Channel::Whatsapp, client);
         }
         if let Some(config) = infobip {
             let client = infobip::InfobipClient::new(config).map_err(build_error("infobip"))?;
@@ -132,7 +136,35 @@ impl Channels {
         self
     }
 
-    /// The provider that delivers `channel`'s envelopes, if one is configured.
+    /// The same registry with `provider` serving `channel` beside the
+    /// providers that serve it already (another sending number).
+    pub fn also_serving(mut self, channel: contract::Channel, provider: impl Provider) -> Self {
+        self.serving.push((channel, Arc::new(provider)));
+        self
+    }
+
+    /// The provider that delivers `envelope`: its channel's, and for a
+    /// WhatsApp envelope that names its number (`from`), that number's.
+    /// `None` when none is configured, or the number is not one of ours.
+    pub fn for_envelope(&self, envelope: &Envelope) -> Option<&Arc<dyn Provider>> {
+        if let Some(console) = &self.console {
+            return Some(console);
+        }
+        let mut serving = self
+            .serving
+            .iter()
+            .filter(|(c, _)| *c == envelope.channel)
+            .map(|(_, provider)| provider);
+        match (&envelope.from, envelope.channel) {
+            (Some(number), contract::Channel::Whatsapp) => {
+                serving.find(|p| p.account() == number.as_str())
+            }
+            _ => serving.next(),
+        }
+    }
+
+    /// The provider that delivers `channel`'s envelopes (its first number's
+    /// for WhatsApp), if one is configured.
     pub fn for_channel(&self, channel: contract::Channel) -> Option<&Arc<dyn Provider>> {
         if let Some(console) = &self.console {
             return Some(console);

@@ -22,6 +22,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
         self.name().to_owned()
     }
 
+    /// The account this provider sends from, as the fleet's shared limits
+    /// key it (WhatsApp: the phone number id; Infobip: the account's base
+    /// URL). Not secret.
+    fn account(&self) -> &str {
+        self.name()
+    }
+
     /// Sends one envelope; `Ok` is the provider's message id.
     fn send<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, ProviderError>>;
 

@@ -188,9 +188,10 @@ pub async fn handle_sqs(
         .first()
         .and_then(|r| r.event_source_arn.as_deref())
         .is_some_and(is_fifo);
-    let lanes = sqs::lanes(event.records, fifo, |r| {
+    let mut lanes = sqs::lanes(event.records, fifo, |r| {
         r.attributes.get("MessageGroupId").cloned()
     });
+    sqs::high_first(&mut lanes, fifo, |r| r.body.as_deref());
     let lane = Lane {
         pipeline: consumer.pipeline.clone(),
         dead_letters: consumer.dead_letters.clone(),

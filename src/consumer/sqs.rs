@@ -21,6 +21,7 @@ use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::types::{BatchResultErrorEntry, MessageAttributeValue};
 
 use super::dead_letter::DeadLetterQueues;
+use crate::contract::Priority;
 use crate::delivery::{Ack, Pipeline};
 
 /// The message attribute carrying the attempts a replaced message had made.
@@ -71,6 +72,26 @@ pub fn lanes<T>(
         lanes[lane].push((index, message));
     }
     lanes
+}
+
+/// Orders a standard queue's lanes `high` first, then `normal`, then
+/// `bulk` (otherwise as received): the consumer serves priority within what
+/// it received (the lanes start in this order, so they take their pacing
+/// slots in it). A FIFO queue's lanes keep their order.
+pub fn high_first<T>(
+    lanes: &mut [Vec<(usize, T)>],
+    fifo: bool,
+    body_of: impl Fn(&T) -> Option<&str>,
+) {
+    if fifo {
+        return;
+    }
+    lanes.sort_by_cached_key(|lane| {
+        lane.first()
+            .and_then(|(_, m)| body_of(m))
+            .and_then(|b| crate::delivery::envelope_from_queue_body(b).ok())
+            .map_or(Priority::Normal, |e| e.priority)
+    });
 }
 
 /// One received message, as the acknowledgement needs it.
@@ -239,6 +260,27 @@ mod tests {
         assert_eq!(order, vec![vec![1, 3], vec![2, 5], vec![4]]);
         assert_eq!(fifo[0][1].0, 2, "each keeps its index");
         assert_eq!(lanes(messages, false, group).len(), 5);
+        let body = |p: &str| {
+            let mut e = crate::contract::Envelope::new(
+                uuid::Uuid::now_v7(),
+                crate::domain::OutboundMessage::try_from(
+                    serde_json::json!({"to": "+14155550123", "message": "hi"}),
+                )
+                .unwrap(),
+                "k",
+            );
+            e.priority = Priority::from_name(p).unwrap();
+            e.to_json()
+        };
+        let received = vec![body("bulk"), body("normal"), body("high"), "garbage".into()];
+        let mut ordered = lanes(received, false, |_| None);
+        high_first(&mut ordered, false, |m| Some(m.as_str()));
+        let order: Vec<usize> = ordered.iter().map(|l| l[0].0).collect();
+        assert_eq!(
+            order,
+            [2, 1, 3, 0],
+            "high, normal (unreadable counts as normal), bulk"
+        );
         let ungrouped = lanes(vec![1, 2, 3], true, |_| None);
         assert_eq!(
             ungrouped.len(),

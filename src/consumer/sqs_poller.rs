@@ -313,11 +313,12 @@ impl SqsPoller {
                 .iter()
                 .filter_map(|m| m.receipt_handle().map(str::to_owned)),
         );
-        let lanes = sqs::lanes(messages, self.fifo, |m| {
+        let mut lanes = sqs::lanes(messages, self.fifo, |m| {
             m.attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
                 .cloned()
         });
+        sqs::high_first(&mut lanes, self.fifo, |m| m.body());
         for lane in lanes {
             tasks.spawn(self.clone().run_lane(lane));
         }

@@ -10,7 +10,7 @@
 //! success closes the circuit; its failure opens it again with twice the
 //! cool-down (up to 8 times the first). Each transition is logged once.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -31,6 +31,17 @@ pub struct CircuitBreaker {
     cooldown: Duration,
     trip_after: u32,
     state: Mutex<State>,
+    /// Where this circuit's openings are told to the fleet, when shared.
+    fleet: OnceLock<tokio::sync::mpsc::UnboundedSender<Opened>>,
+}
+
+/// A circuit's opening, as the fleet is told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// Until when, Unix milliseconds.
+    pub until_ms: i64,
+    /// Why.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone)]
@@ -69,7 +80,35 @@ impl CircuitBreaker {
             state: Mutex::new(State::Closed {
                 failures_in_a_row: 0,
             }),
+            fleet: OnceLock::new(),
         }
+    }
+
+    /// Tells `fleet` of every opening from now on (once).
+    pub fn tell_openings(&self, fleet: tokio::sync::mpsc::UnboundedSender<Opened>) {
+        let _ = self.fleet.set(fleet);
+    }
+
+    /// Opens a closed circuit because another consumer's opened, until
+    /// `opened.until_ms`; then this one probes like after its own opening.
+    pub fn open_from_fleet(&self, opened: &Opened) {
+        let left = opened.until_ms - crate::clock::now_ms();
+        let mut state = self.lock();
+        if left <= 0 || !matches!(&*state, State::Closed { .. }) {
+            return;
+        }
+        let reason = format!("opened by another consumer: {}", opened.reason);
+        tracing::error!(
+            provider = self.provider,
+            cooldown_ms = left,
+            reason = %reason,
+            "circuit open: not sending to this provider until the cool-down has passed; queued messages wait without spending attempts"
+        );
+        *state = State::Open {
+            until: Instant::now() + Duration::from_millis(left as u64),
+            cooldown: self.cooldown,
+            reason,
+        };
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -189,6 +228,12 @@ impl CircuitBreaker {
     }
 
     fn open(&self, cooldown: Duration, reason: String) -> State {
+        if let Some(fleet) = self.fleet.get() {
+            let _ = fleet.send(Opened {
+                until_ms: crate::clock::now_ms() + cooldown.as_millis() as i64,
+                reason: reason.clone(),
+            });
+        }
         tracing::error!(
             provider = self.provider,
             cooldown_ms = cooldown.as_millis() as u64,

@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::Instrument;
 
 use crate::channels::{Channels, Provider};
@@ -21,9 +21,12 @@ use crate::contract::{Envelope, EnvelopeError};
 use crate::status::StatusStore;
 
 pub mod breaker;
+mod capacity;
 pub mod decision;
+mod outcome;
 mod recording;
 pub mod retry;
+mod window;
 
 pub use crate::channels::pacing::{RecipientLimiter, ThroughputLimiter};
 pub use crate::channels::provider::{FailureClass, ProviderError};
@@ -33,21 +36,6 @@ pub use retry::RetryPolicy;
 
 /// Tries at writing a delivery's status before giving up on it (50, 200, 800 ms apart).
 const STATUS_WRITE_ATTEMPTS: u32 = 4;
-/// Provider failures in a row that open a circuit.
-const TRIP_AFTER: u32 = 5;
-/// Latency assumed before the first answers: the highest Herald plans for, so
-/// the first seconds fill the cap rather than trickle (the average comes down
-/// within a few dozen answers when the provider is faster; the extra messages
-/// only wait in the pacer, inside their lease).
-const INITIAL_LATENCY: Duration = Duration::from_secs(2);
-/// Time in flight beyond the call itself (pacing slot, scheduling), per delivery.
-const IN_FLIGHT_SLACK: Duration = Duration::from_millis(250);
-/// With no `DELIVERY_CONCURRENCY`, the ceiling is this much time at the caps:
-/// enough for provider latencies up to 2 s.
-const CEILING_SPAN: Duration = Duration::from_millis(2500);
-/// Bounds on the automatic ceiling (memory, and the provider's patience).
-const CEILING_MIN: usize = 16;
-const CEILING_MAX: usize = 4096;
 
 /// Limits of the pipeline that are not per channel.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +46,9 @@ pub struct PipelineLimits {
     pub max_in_flight: Option<usize>,
     /// How long an open circuit waits before its probe.
     pub circuit_cooldown: Duration,
+    /// Whether a free-form WhatsApp message to a person whose window is
+    /// known closed is held back (`WHATSAPP_WINDOW`).
+    pub window_checks: bool,
 }
 
 impl Default for PipelineLimits {
@@ -66,6 +57,7 @@ impl Default for PipelineLimits {
             max_attempts: 8,
             max_in_flight: None,
             circuit_cooldown: Duration::from_secs(30),
+            window_checks: true,
         }
     }
 }
@@ -74,26 +66,9 @@ impl Default for PipelineLimits {
 #[derive(Debug)]
 struct ProviderState {
     channel: Arc<dyn Provider>,
-    breaker: CircuitBreaker,
+    breaker: Arc<CircuitBreaker>,
     /// Exponentially weighted moving average of the call latency.
     latency: Mutex<Duration>,
-}
-
-impl ProviderState {
-    fn latency(&self) -> Duration {
-        *self
-            .latency
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn observe(&self, took: Duration) {
-        let mut latency = self
-            .latency
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *latency = latency.mul_f64(0.8) + took.mul_f64(0.2);
-    }
 }
 
 /// The channels, their circuits and pacing, and the retry policy.
@@ -104,6 +79,8 @@ pub struct Pipeline {
     retry: RetryPolicy,
     max_attempts: u32,
     ceiling: usize,
+    /// `WHATSAPP_WINDOW`: hold back free-form messages outside the window.
+    window_checks: bool,
     /// Where `submitted` and `failed` are recorded, and opt-outs read, when
     /// a store is configured.
     statuses: Option<Arc<dyn StatusStore>>,
@@ -129,6 +106,7 @@ impl Pipeline {
             max_attempts: config.max_attempts,
             max_in_flight: config.concurrency,
             circuit_cooldown: config.circuit_cooldown,
+            window_checks: config.window_checks,
         };
         Ok(Self::new(Channels::from_config(config)?, retry, limits))
     }
@@ -152,115 +130,29 @@ impl Pipeline {
         let providers: Vec<ProviderState> = channels
             .all()
             .into_iter()
-            .map(|channel| ProviderState {
-                breaker: CircuitBreaker::new(channel.name(), limits.circuit_cooldown, TRIP_AFTER),
-                channel,
-                latency: Mutex::new(INITIAL_LATENCY),
-            })
+            .map(|channel| ProviderState::new(channel, limits.circuit_cooldown))
             .collect();
-        let automatic = providers
-            .iter()
-            .map(|p| match p.channel.pacer() {
-                Some(pacer) => {
-                    (f64::from(pacer.per_second()) * CEILING_SPAN.as_secs_f64()).ceil() as usize
-                }
-                None => CEILING_MIN * 4,
-            })
-            .sum::<usize>()
-            .clamp(CEILING_MIN, CEILING_MAX);
+        let automatic = capacity::automatic_ceiling(&providers);
         Self {
             channels,
             providers,
             retry,
             max_attempts: limits.max_attempts.max(1),
             ceiling: limits.max_in_flight.unwrap_or(automatic).max(1),
+            window_checks: limits.window_checks,
             statuses: None,
             status_outbox: None,
         }
     }
 
+    /// Each provider with its circuit (the fleet shares their limits).
+    pub fn providers(&self) -> impl Iterator<Item = (&Arc<dyn Provider>, &Arc<CircuitBreaker>)> {
+        self.providers.iter().map(|p| (&p.channel, &p.breaker))
+    }
+
     /// Describes the channels for the startup log line.
     pub fn describe(&self) -> String {
         self.channels.describe()
-    }
-
-    /// The most deliveries a transport should hold in flight now: enough for
-    /// each provider's cap at its observed latency (Little's law, with slack),
-    /// never more than the ceiling.
-    pub fn in_flight_target(&self) -> usize {
-        let wanted: f64 = self
-            .providers
-            .iter()
-            .map(|p| match p.channel.pacer() {
-                Some(pacer) => {
-                    f64::from(pacer.per_second()) * (p.latency() + IN_FLIGHT_SLACK).as_secs_f64()
-                        + 1.0
-                }
-                None => self.ceiling as f64,
-            })
-            .sum();
-        (wanted.ceil() as usize).clamp(1, self.ceiling)
-    }
-
-    /// The sum of the providers' rate caps per second (`None` when a provider
-    /// is not paced: the console).
-    pub fn max_rate(&self) -> Option<u32> {
-        self.providers
-            .iter()
-            .map(|p| p.channel.pacer().map(ThroughputLimiter::per_second))
-            .sum()
-    }
-
-    /// The most deliveries ever held in flight.
-    pub fn max_in_flight(&self) -> usize {
-        self.ceiling
-    }
-
-    /// How long the pacers need before `n` more sends have all had their slot
-    /// (the slowest provider's; zero when none is paced).
-    pub fn pacing_backlog(&self, n: usize) -> Duration {
-        self.providers
-            .iter()
-            .filter_map(|p| p.channel.pacer().map(|pacer| pacer.backlog(n)))
-            .max()
-            .unwrap_or_default()
-    }
-
-    /// The longest one provider call can take (the largest timeout).
-    pub fn call_timeout(&self) -> Duration {
-        self.providers
-            .iter()
-            .map(|p| p.channel.call_timeout())
-            .max()
-            .unwrap_or_default()
-    }
-
-    /// How long until some provider may be sent to: zero unless every
-    /// provider's circuit is open. Transports wait this long before taking
-    /// messages, so queued messages do not spend attempts on an open circuit.
-    pub fn ready_in(&self) -> Duration {
-        self.providers
-            .iter()
-            .map(|p| p.breaker.wait())
-            .min()
-            .unwrap_or_default()
-    }
-
-    /// The most messages a transport should take now: one while no circuit is
-    /// closed (the probe; the others would only spend a receive), else no limit.
-    pub fn take_limit(&self) -> Option<usize> {
-        let any_closed = self.providers.iter().any(|p| !p.breaker.is_open());
-        (!any_closed && self.providers.iter().any(|p| p.breaker.probe_due())).then_some(1)
-    }
-
-    /// Each provider's circuit, for `/health`.
-    pub fn circuits(&self) -> Value {
-        Value::Array(self.providers.iter().map(|p| p.breaker.status()).collect())
-    }
-
-    /// True when some provider's circuit is not closed.
-    pub fn any_circuit_open(&self) -> bool {
-        self.providers.iter().any(|p| p.breaker.is_open())
     }
 
     /// Decodes a queue body (an envelope, or SNS's JSON wrapper around one) and
@@ -306,7 +198,7 @@ impl Pipeline {
             // A status to record, not a message to send.
             if let Some(pending) = &envelope.pending_status {
                 let decision = self.record_pending(envelope, pending).await;
-                log_decision(&decision, "status");
+                outcome::log_decision(&decision, "status");
                 return decision;
             }
             // A message whose first leg already failed over (a retry after the
@@ -319,14 +211,31 @@ impl Pipeline {
                 return Box::pin(self.deliver_before(&leg, attempt, deadline)).await;
             }
             if let Some(decision) = self.opted_out(envelope, attempt).await {
-                log_decision(&decision, envelope.message_type());
+                outcome::log_decision(&decision, envelope.message_type());
                 self.count(envelope, &decision);
                 return decision;
             }
-            let decision = self.send(envelope, attempt, deadline).await;
-            log_decision(&decision, envelope.message_type());
+            if let Some(decision) = self.outside_window(envelope, attempt).await {
+                outcome::log_decision(&decision, envelope.message_type());
+                self.count(envelope, &decision);
+                return match envelope.failover() {
+                    // Straight to SMS: WhatsApp is not asked.
+                    Some(leg) => Box::pin(self.deliver_before(&leg, attempt, deadline)).await,
+                    None => decision,
+                };
+            }
+            let (decision, busy) = self.send(envelope, attempt, deadline).await;
+            outcome::log_decision(&decision, envelope.message_type());
             self.count(envelope, &decision);
+            let recording = tokio::time::Instant::now();
             self.record_status(envelope, attempt, &decision).await;
+            self.learn_window(envelope, &decision).await;
+            if let (Some(busy), Some(provider)) = (busy, self.provider_for(envelope)) {
+                // What a delivery holds its place in flight for, besides the
+                // pacer: the checks before the call (a shared pair-rate
+                // window is a DynamoDB write), the call, and its status.
+                provider.observe(busy + recording.elapsed());
+            }
             match (&decision, envelope.failover()) {
                 (
                     Decision::GiveUp {
@@ -335,7 +244,7 @@ impl Pipeline {
                     Some(leg),
                 ) if self
                     .channels
-                    .for_channel(envelope.channel)
+                    .for_envelope(envelope)
                     .is_some_and(|c| c.cannot_reach(*code)) =>
                 {
                     tracing::info!(
@@ -352,33 +261,22 @@ impl Pipeline {
         .await
     }
 
-    /// Counts a decision in `herald_deliveries_total`.
-    fn count(&self, envelope: &Envelope, decision: &Decision) {
-        let known = decision.code().is_some_and(|code| {
-            self.channels
-                .for_channel(envelope.channel)
-                .is_some_and(|c| c.knows_code(code))
-        });
-        crate::metrics::delivery(
-            envelope.channel.as_str(),
-            decision.action(),
-            decision.code(),
-            known,
-        );
+    fn provider_for(&self, envelope: &Envelope) -> Option<&ProviderState> {
+        self.channels
+            .for_envelope(envelope)
+            .and_then(|c| self.providers.iter().find(|p| Arc::ptr_eq(&p.channel, c)))
     }
 
+    /// Sends `envelope` when it is cleared to; with the decision, how long
+    /// the checks and the call took when the provider was called.
     async fn send(
         &self,
         envelope: &Envelope,
         attempt: u32,
         deadline: Option<tokio::time::Instant>,
-    ) -> Decision {
-        let Some(provider) = self
-            .channels
-            .for_channel(envelope.channel)
-            .and_then(|c| self.providers.iter().find(|p| p.channel.name() == c.name()))
-        else {
-            return self.decide(
+    ) -> (Decision, Option<Duration>) {
+        let Some(provider) = self.provider_for(envelope) else {
+            let decision = self.decide(
                 ProviderError::new(
                     FailureClass::Configuration,
                     format!(
@@ -388,33 +286,36 @@ impl Pipeline {
                 ),
                 attempt,
             );
+            return (decision, None);
         };
-        let admission = match Self::clear_to_send(provider, envelope, deadline).await {
-            Ok(admission) => admission,
-            Err(hold) => return hold,
+        let (admission, checks) = match Self::clear_to_send(provider, envelope, deadline).await {
+            Ok(cleared) => cleared,
+            Err(hold) => return (hold, None),
         };
         let started = tokio::time::Instant::now();
         let result = provider.channel.send(envelope).await;
-        provider.observe(started.elapsed());
+        let busy = checks + started.elapsed();
         crate::metrics::provider_call(envelope.channel.as_str(), started.elapsed().as_secs_f64());
         provider
             .breaker
             .record(admission, result.as_ref().err().map(|e| e.class));
         match result {
-            Ok(provider_id) => Decision::Delivered { provider_id },
-            Err(error) => self.decide(error, attempt),
+            Ok(provider_id) => (Decision::Delivered { provider_id }, Some(busy)),
+            Err(error) => (self.decide(error, attempt), Some(busy)),
         }
     }
 
     /// Takes what a send needs before the provider is asked: the circuit's
     /// admission, the recipient's pair-rate slot and a pacing slot before
     /// `deadline`. Each refusal is a hold that does not count against the
-    /// message (the provider was not asked).
+    /// message (the provider was not asked). With the admission, how long the
+    /// checks took besides the pacer's wait.
     async fn clear_to_send(
         provider: &ProviderState,
         envelope: &Envelope,
         deadline: Option<tokio::time::Instant>,
-    ) -> Result<Admission, Decision> {
+    ) -> Result<(Admission, Duration), Decision> {
+        let began = tokio::time::Instant::now();
         let hold = |after, class, reason: String| Decision::Retry {
             after,
             class,
@@ -429,20 +330,27 @@ impl Pipeline {
         let recipient = envelope.to.as_str();
         let pairs = provider.channel.recipient_limiter();
         if let Some(pairs) = pairs
-            && let Err(wait) = pairs.try_take(recipient)
+            && let Err(wait) = pairs.take(recipient).await
         {
             // Avoided, not retried: messages to other recipients are not held back.
             provider.breaker.cancel(admission);
             let reason = "this recipient is at the pair rate (WHATSAPP_PAIR_RATE per 6 s)";
             return Err(hold(wait, FailureClass::Throttled, reason.to_owned()));
         }
+        let asked = tokio::time::Instant::now();
+        // A shared take holds the recipient for a while only: the send must
+        // leave before it lapses.
+        let deadline = match pairs.and_then(|p| p.send_by(asked)) {
+            Some(by) => Some(deadline.map_or(by, |d| d.min(by))),
+            None => deadline,
+        };
         if let Some(pacer) = provider.channel.pacer()
             && !pacer.acquire_before(deadline).await
         {
             // Admitted but not sent: the circuit hears nothing of it.
             provider.breaker.cancel(admission);
             if let Some(pairs) = pairs {
-                pairs.give_back(recipient);
+                pairs.release(recipient).await;
             }
             let reason = "no pacing slot before the deadline".to_owned();
             return Err(hold(Duration::ZERO, FailureClass::Retryable, reason));
@@ -450,92 +358,10 @@ impl Pipeline {
         if let Some(pairs) = pairs {
             // The pair window starts when the message leaves, not when its
             // slot was taken before the pacer's wait.
-            pairs.stamp_now(recipient);
+            pairs.sending(recipient);
         }
-        Ok(admission)
-    }
-
-    /// The decision for a failed attempt: permanent failures are given up,
-    /// account problems wait for an operator whatever the attempt, anything
-    /// else is retried until `DELIVERY_MAX_ATTEMPTS`, then dead-lettered.
-    fn decide(&self, error: ProviderError, attempt: u32) -> Decision {
-        match error.class {
-            FailureClass::Permanent => Decision::GiveUp {
-                code: error.code,
-                reason: error.message,
-            },
-            class if class != FailureClass::Configuration && attempt >= self.max_attempts => {
-                Decision::DeadLetter {
-                    reason: format!("gave up after {attempt} attempts: {}", error.message),
-                }
-            }
-            class => Decision::Retry {
-                after: self.retry.delay(class, attempt, error.retry_after),
-                class,
-                code: error.code,
-                reason: error.message,
-                // Account problems are the operator's, not the message's.
-                counted: class != FailureClass::Configuration,
-            },
-        }
-    }
-
-    /// A snapshot for `/health`: the circuits and the in-flight target.
-    pub fn health(&self) -> Value {
-        json!({
-            "circuits": self.circuits(),
-            "inFlightTarget": self.in_flight_target(),
-        })
-    }
-}
-
-fn log_decision(decision: &Decision, message_type: &str) {
-    let action = decision.action();
-    match decision {
-        Decision::Delivered { provider_id } => {
-            tracing::info!(action, provider_id = %provider_id, message_type, "message delivered");
-        }
-        Decision::Retry {
-            counted: false,
-            after,
-            reason,
-            ..
-        } => tracing::debug!(
-            action, retry_in_ms = after.as_millis() as u64, error.message = %reason, "not sent: the provider's circuit is open; message kept"
-        ),
-        Decision::Retry {
-            after,
-            class: FailureClass::Configuration,
-            code,
-            reason,
-            ..
-        } => tracing::error!(
-            action, error.code = code, retry_in_ms = after.as_millis() as u64, error.message = %reason,
-            "account or token problem: every message will fail until an operator fixes it; message kept"
-        ),
-        Decision::Retry {
-            after,
-            class: FailureClass::Unconfirmed,
-            reason,
-            ..
-        } => tracing::warn!(
-            action, retry_in_ms = after.as_millis() as u64, error.message = %reason,
-            "sent, answer unknown: the provider may have accepted the message; it will be sent again (a possible duplicate)"
-        ),
-        Decision::Retry {
-            after,
-            code,
-            reason,
-            ..
-        } => tracing::warn!(
-            action, error.code = code, retry_in_ms = after.as_millis() as u64, error.message = %reason, "delivery will be retried"
-        ),
-        Decision::GiveUp { code, reason } => {
-            tracing::warn!(action, error.code = code, error.message = %reason, "delivery failed permanently");
-        }
-        Decision::DeadLetter { reason } => {
-            tracing::error!(action, error.message = %reason, "sent to the dead-letter path")
-        }
+        let checks = asked - began;
+        Ok((admission, checks))
     }
 }
 
@@ -557,6 +383,7 @@ pub fn envelope_from_queue_body(body: &str) -> Result<Envelope, EnvelopeError> {
 mod tests {
     use super::*;
     use crate::domain::OutboundMessage;
+    use serde_json::json;
 
     fn envelope_json() -> String {
         let msg =

@@ -70,7 +70,7 @@ impl Pipeline {
                 // retryable SMS failure, on the next attempt).
                 let unreachable = code.is_some_and(|c| {
                     self.channels
-                        .for_channel(envelope.channel)
+                        .for_envelope(envelope)
                         .is_some_and(|ch| ch.cannot_reach(c))
                 });
                 let class = if unreachable {
@@ -102,11 +102,12 @@ impl Pipeline {
         error: Option<StatusError>,
     ) {
         let entry = Entry {
-            at_ms: chrono::Utc::now().timestamp_millis(),
-            channel: Some(envelope.channel.as_str().to_owned()),
-            attempt: Some(attempt),
-            provider_status: None,
             error,
+            ..Entry::on(
+                envelope.channel.as_str(),
+                chrono::Utc::now().timestamp_millis(),
+            )
+            .by_attempt(attempt)
         };
         if let Err(e) = self
             .store_status(envelope, status, entry.clone(), provider_message_id.clone())
@@ -225,7 +226,7 @@ impl Pipeline {
             return false;
         };
         match store
-            .get(&envelope.id.to_string(), &envelope.api_key_id)
+            .get(&envelope.id.to_string(), &crate::tenants::Scope::Admin)
             .await
         {
             Ok(Some(record)) => record
@@ -243,7 +244,7 @@ impl Pipeline {
     /// read is a retry, never a send.
     pub(super) async fn opted_out(&self, envelope: &Envelope, attempt: u32) -> Option<Decision> {
         let store = self.statuses.as_ref()?;
-        match store.opt_out(envelope.to.as_str()).await {
+        match store.opt_out(&envelope.tenant, envelope.to.as_str()).await {
             Ok(Some(o)) if o.blocks(envelope.channel) => {
                 let reason = format!("the recipient opted out of {}", envelope.channel.as_str());
                 let error = StatusError {

@@ -15,7 +15,7 @@ use super::phone_number::PhoneNumber;
 use super::sms::{self, SmsInfo};
 use super::validation::{Errors, FieldError, Len, Obj, type_name};
 use super::whatsapp::{into_whatsapp_content, validate_content};
-use crate::contract::Channel;
+use crate::contract::{Channel, Priority};
 
 pub use super::kind::{MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MessageKind};
 /// Longest `callbackData` (WhatsApp's `biz_opaque_callback_data`).
@@ -41,7 +41,14 @@ pub(crate) const CONTENT_FIELDS: [&str; 12] = [
     "reaction",
 ];
 /// Fields every message may carry.
-const COMMON_FIELDS: [&str; 4] = ["to", "channel", "callbackData", "metadata"];
+const COMMON_FIELDS: [&str; 6] = [
+    "to",
+    "channel",
+    "callbackData",
+    "metadata",
+    "from",
+    "priority",
+];
 /// Fields only a WhatsApp message may carry.
 const WHATSAPP_FIELDS: [&str; 2] = ["replyTo", "fallback"];
 /// Fields only an SMS may carry.
@@ -95,6 +102,20 @@ pub struct OutboundMessage {
     pub sms: Option<SmsInfo>,
     /// The SMS to send instead when WhatsApp cannot reach the person.
     pub fallback: Option<Fallback>,
+    /// The sender asked for: `from` (a WhatsApp `phone_number_id` or an SMS
+    /// sender), or an SMS's `sender`; the gateway checks it is the tenant's.
+    pub from: Option<Sender>,
+    /// `priority`, when given.
+    pub priority: Option<Priority>,
+}
+
+/// The sender a request names, with the field that named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    /// The sender.
+    pub value: String,
+    /// `from` or `sender`.
+    pub field: &'static str,
 }
 
 /// A WhatsApp message's SMS fallback, sent under the same message id when
@@ -207,6 +228,8 @@ struct Checked {
     content_field: Option<&'static str>,
     sms: Option<SmsInfo>,
     sender: Option<String>,
+    from: Option<Sender>,
+    priority: Option<Priority>,
     fallback: Option<Fallback>,
     /// Whether `replyTo` / `callbackData` hold a valid string to carry.
     reply_to: bool,
@@ -245,16 +268,72 @@ fn check_request(map: &Map<String, Value>, rules: &SendRules, errors: &mut Error
         )
         .is_some();
     check_metadata(&root, errors);
+    let from = check_from(&root, channel, sender.as_deref(), errors);
+    let priority = check_priority(&root, errors);
     Checked {
         to,
         channel,
         content_field,
         sms,
         sender,
+        from,
+        priority,
         fallback,
         reply_to,
         callback_data,
     }
+}
+
+/// `from`: a WhatsApp `phone_number_id` (digits), or an SMS sender by the
+/// sender rules; on an SMS it must agree with `sender` when both are given.
+/// Without `from`, an SMS's `sender`.
+fn check_from(
+    root: &Obj<'_>,
+    channel: Channel,
+    sender: Option<&str>,
+    errors: &mut Errors,
+) -> Option<Sender> {
+    let from = root.optional_str("from", Len::upto(64), errors);
+    let problem = from.and_then(|f| match channel {
+        Channel::Whatsapp => (f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()))
+            .then_some("must be a WhatsApp phone_number_id (digits)"),
+        Channel::Sms => sms::sender_problem(f.trim_start_matches('+')),
+    });
+    if let Some(problem) = problem {
+        errors.add("from", problem);
+        return None;
+    }
+    match (from, sender) {
+        (Some(f), Some(s)) if f.trim_start_matches('+') != s.trim_start_matches('+') => {
+            errors.add(
+                "from",
+                "names another sender than `sender`: give one of them",
+            );
+            None
+        }
+        (Some(f), _) => Some(Sender {
+            value: f.to_owned(),
+            field: "from",
+        }),
+        (None, Some(s)) => Some(Sender {
+            value: s.to_owned(),
+            field: "sender",
+        }),
+        (None, None) => None,
+    }
+}
+
+/// `priority`: `high`, `normal` or `bulk`.
+fn check_priority(root: &Obj<'_>, errors: &mut Errors) -> Option<Priority> {
+    let value = root.get("priority")?;
+    let priority = value.as_str().and_then(Priority::from_name);
+    if priority.is_none() {
+        errors.add(
+            "priority",
+            format!("must be \"high\", \"normal\" or \"bulk\", found {value}"),
+        );
+    }
+    priority
 }
 
 /// The `channel` field: WhatsApp when absent, else `"whatsapp"` or `"sms"`.
@@ -479,6 +558,8 @@ impl OutboundMessage {
             },
             sms: checked.sms,
             fallback: checked.fallback,
+            from: checked.from,
+            priority: checked.priority,
         }
     }
 }

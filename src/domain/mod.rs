@@ -8,7 +8,7 @@ pub mod sms;
 pub mod validation;
 pub mod whatsapp;
 
-pub use message::{Fallback, MessageKind, OutboundMessage, SendRules, ValidationError};
+pub use message::{Fallback, MessageKind, OutboundMessage, SendRules, Sender, ValidationError};
 pub use phone_number::PhoneNumber;
 pub use sms::SmsInfo;
 pub use validation::FieldError;

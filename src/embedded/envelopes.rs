@@ -4,25 +4,56 @@
 
 use rusqlite::params;
 
+use crate::contract::Envelope;
+
+/// What a row of the queue holds besides its due time.
+#[derive(Debug)]
+pub struct Row {
+    /// The envelope's queue id.
+    pub id: String,
+    /// The envelope, serialised.
+    pub body: String,
+    /// The key that sent it (dead letters are scoped to it).
+    pub api_key_id: String,
+    /// Its tenant: the lease shares delivery between tenants.
+    pub tenant: String,
+    /// Its priority's rank within the tenant (0 first).
+    pub priority: i64,
+}
+
+impl Row {
+    /// The row of `envelope`.
+    pub fn of(envelope: &Envelope) -> Self {
+        Self {
+            id: envelope.queue_id(),
+            body: envelope.to_json(),
+            api_key_id: envelope.api_key_id.clone(),
+            tenant: envelope.tenant.clone(),
+            priority: envelope.priority.rank(),
+        }
+    }
+}
+
 /// Adds an envelope. An id the queue already holds, has dead-lettered or
 /// has a status for (it was delivered, or is being) is not added again:
 /// an idempotent retry of a publish whose first outcome was unknown, or
 /// of a batch whose request timed out after some of its entries were
 /// committed and answered. Returns true when it was added.
-pub fn insert(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    body: &str,
-    api_key_id: &str,
-    now_ms: i64,
-) -> rusqlite::Result<bool> {
+pub fn insert(tx: &rusqlite::Transaction<'_>, row: &Row, now_ms: i64) -> rusqlite::Result<bool> {
     let added = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at, api_key_id)
-             SELECT ?1, ?2, ?3, ?3, ?4
+            "INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at, api_key_id, tenant, priority)
+             SELECT ?1, ?2, ?3, ?3, ?4, ?5, ?6
              WHERE NOT EXISTS (SELECT 1 FROM dead_letters WHERE id = ?1)
                AND NOT EXISTS (SELECT 1 FROM statuses WHERE id = ?1)",
         )?
-        .execute(params![id, body, now_ms, api_key_id])?;
+        .execute(params![
+            row.id,
+            row.body,
+            now_ms,
+            row.api_key_id,
+            row.tenant,
+            row.priority
+        ])?;
     Ok(added == 1)
 }

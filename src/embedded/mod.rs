@@ -17,15 +17,19 @@ use tokio::sync::{mpsc, oneshot};
 use crate::contract::Envelope;
 use crate::optout::{OptOut, OptOutUpdate};
 use crate::status::{BoxFuture, Inbound, MessageRecord, StoreError, Update};
+use crate::tenants::Scope;
 use outbox::{EventOutcome, OutboxEvent};
 
 mod envelopes;
 mod error;
 pub mod event_sender;
+pub mod fair;
 pub mod opt_outs;
 pub mod outbox;
+mod schema;
 pub mod statuses;
 pub mod store;
+pub mod windows;
 pub mod worker;
 mod writer;
 
@@ -119,6 +123,14 @@ impl EmbeddedQueue {
             .store(emit_events, Ordering::Relaxed);
     }
 
+    /// Shares delivery between tenants in proportion to `shares`
+    /// (`TENANTS_FILE`'s `fair_share`; 1 for a tenant not named).
+    pub fn set_shares(&self, shares: std::collections::HashMap<String, u32>) {
+        // The writer stops only when the last handle is dropped: this one
+        // is alive.
+        let _ = self.requests.send(Request::Shares(shares));
+    }
+
     /// Where the database lives (absolute).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -141,18 +153,8 @@ impl EmbeddedQueue {
     /// If the caller stops waiting before the writer reaches the envelope
     /// (its request timed out), the envelope is not written at all.
     pub async fn enqueue(&self, envelope: &Envelope) -> Result<(), QueueError> {
-        let (id, body, api_key_id) = (
-            envelope.queue_id(),
-            envelope.to_json(),
-            envelope.api_key_id.clone(),
-        );
-        self.call(|reply| Request::Enqueue {
-            id,
-            body,
-            api_key_id,
-            reply,
-        })
-        .await?;
+        let row = envelopes::Row::of(envelope);
+        self.call(|reply| Request::Enqueue { row, reply }).await?;
         self.enqueued.notify_one();
         Ok(())
     }
@@ -209,21 +211,21 @@ impl EmbeddedQueue {
     }
 
     /// Sends dead letter `id` back to the queue (attempts reset, a `redriven`
-    /// status entry), or deletes it; only `api_key_id`'s when given. `false`
-    /// when there is no such dead letter for that key.
+    /// status entry), or deletes it, if it is in `scope`. `false` when there
+    /// is no such dead letter in it.
     pub async fn settle_dead_letter(
         &self,
         kind: DeadLetterKind,
         id: &str,
-        api_key_id: Option<&str>,
+        scope: &Scope,
         redrive: bool,
     ) -> Result<bool, QueueError> {
         let found = Arc::new(AtomicBool::new(false));
-        let (id, api_key_id, flag) = (id.to_owned(), api_key_id.map(str::to_owned), found.clone());
+        let (id, scope, flag) = (id.to_owned(), scope.clone(), found.clone());
         self.call(|reply| Request::DeadLetter {
             kind,
             id,
-            api_key_id,
+            scope,
             redrive,
             found: flag,
             reply,
@@ -248,29 +250,25 @@ impl EmbeddedQueue {
         Ok(())
     }
 
-    /// The opt-out of `number`, as committed (from memory: no query).
-    pub fn opt_out(&self, number: &str) -> Option<OptOut> {
+    /// `tenant`'s opt-out of `number`, as committed (from memory: no query).
+    pub fn opt_out(&self, tenant: &str, number: &str) -> Option<OptOut> {
         self.counters
             .opt_outs
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(number)
+            .get(&crate::optout::consent_key(tenant, number))
             .cloned()
     }
 
-    /// The status record of message `id`, if `api_key_id` sent it.
+    /// The status record of message `id`, if it is in `scope`.
     pub async fn status(
         &self,
         id: &str,
-        api_key_id: &str,
+        scope: &crate::tenants::Scope,
     ) -> Result<Option<MessageRecord>, QueueError> {
-        let (id, api_key_id) = (id.to_owned(), api_key_id.to_owned());
-        self.call(|reply| Request::GetStatus {
-            id,
-            api_key_id,
-            reply,
-        })
-        .await
+        let (id, scope) = (id.to_owned(), scope.clone());
+        self.call(|reply| Request::GetStatus { id, scope, reply })
+            .await
     }
 
     /// Takes up to `limit` due events from the outbox, held for `hold_ms`.
@@ -309,19 +307,18 @@ impl EmbeddedQueue {
         self.counters.health_reads.load(Ordering::Relaxed)
     }
 
-    /// The newest dead letters of `kind`; only `api_key_id`'s when given
-    /// (`None`: all, for admins).
+    /// The newest dead letters of `kind` in `scope`.
     pub async fn dead_letters(
         &self,
         kind: DeadLetterKind,
         limit: usize,
-        api_key_id: Option<&str>,
+        scope: &Scope,
     ) -> Result<Vec<DeadLetter>, QueueError> {
-        let api_key_id = api_key_id.map(str::to_owned);
+        let scope = scope.clone();
         self.call(|reply| Request::DeadLetters {
             kind,
             limit,
-            api_key_id,
+            scope,
             reply,
         })
         .await
@@ -358,15 +355,71 @@ impl crate::status::StatusStore for EmbeddedQueue {
     fn get<'a>(
         &'a self,
         id: &'a str,
-        api_key_id: &'a str,
+        scope: &'a crate::tenants::Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
-        Box::pin(async move { Ok(self.status(id, api_key_id).await?) })
+        Box::pin(async move { Ok(self.status(id, scope).await?) })
+    }
+}
+
+impl crate::window::store::WindowStore for EmbeddedQueue {
+    fn window<'a>(
+        &'a self,
+        number_id: &'a str,
+        person: &'a str,
+    ) -> BoxFuture<'a, Result<crate::window::Window, StoreError>> {
+        let (number_id, person) = (number_id.to_owned(), person.to_owned());
+        Box::pin(async move {
+            let cached = self
+                .counters
+                .windows
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&(number_id.clone(), person.clone()))
+                .copied();
+            if let Some(window) = cached {
+                return Ok(window);
+            }
+            Ok(self
+                .call(|reply| Request::GetWindow {
+                    number_id,
+                    person,
+                    reply,
+                })
+                .await?)
+        })
+    }
+
+    fn close_windows(
+        &self,
+        closures: Vec<crate::window::Closure>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            Ok(self
+                .call(|reply| Request::CloseWindows { closures, reply })
+                .await?)
+        })
+    }
+
+    fn received<'a>(
+        &'a self,
+        provider_message_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::window::Received>, StoreError>> {
+        let provider_id = provider_message_id.to_owned();
+        Box::pin(async move {
+            Ok(self
+                .call(|reply| Request::GetReceived { provider_id, reply })
+                .await?)
+        })
     }
 }
 
 impl crate::optout::store::OptOutStore for EmbeddedQueue {
-    fn opt_out<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>> {
-        Box::pin(async move { Ok(EmbeddedQueue::opt_out(self, number)) })
+    fn opt_out<'a>(
+        &'a self,
+        tenant: &'a str,
+        number: &'a str,
+    ) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>> {
+        Box::pin(async move { Ok(EmbeddedQueue::opt_out(self, tenant, number)) })
     }
 
     fn change_opt_outs(&self, updates: Vec<OptOutUpdate>) -> BoxFuture<'_, Result<(), StoreError>> {

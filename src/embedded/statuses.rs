@@ -24,6 +24,7 @@ use crate::status::events;
 use crate::status::{
     Entry, History, Inbound, MessageInfo, MessageRecord, Status, Update, apply, model,
 };
+use crate::tenants::Scope;
 
 /// Creates the tables (idempotent).
 pub fn create_tables(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
@@ -110,9 +111,7 @@ fn merge_and_save(
         crate::metrics::status_transition(channel, status.as_str());
     }
     let queued = match &effects.failover {
-        Some(leg) => {
-            super::envelopes::insert(tx, &leg.queue_id(), &leg.to_json(), &leg.api_key_id, now)?
-        }
+        Some(leg) => super::envelopes::insert(tx, &super::envelopes::Row::of(leg), now)?,
         None => false,
     };
     save(tx, &record)?;
@@ -248,39 +247,57 @@ pub fn apply_inbound(
     now: i64,
     emit: bool,
 ) -> rusqlite::Result<()> {
-    let first = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO inbound_seen (provider_id, seen_at) VALUES (?1, ?2)",
+    if let Some((number_id, person)) = inbound.window_key() {
+        super::windows::note_inbound(tx, number_id, person, inbound.at_ms, now)?;
+    }
+    let (number_id, tenants) = match inbound.window_key() {
+        Some((number_id, _)) => (
+            Some(number_id),
+            Some(serde_json::to_string(&inbound.tenants).expect("strings serialise")),
+        ),
+        None => (None, None),
+    };
+    let first =
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO inbound_seen (provider_id, seen_at, number_id, tenants)
+             VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![inbound.provider_message_id, now])?
-        == 1;
+        .execute(params![
+            inbound.provider_message_id,
+            now,
+            number_id,
+            tenants
+        ])? == 1;
     if first && emit {
         outbox::queue_event(tx, &events::inbound_event(inbound), now)?;
     }
     Ok(())
 }
 
-/// The record of message `id`, if `api_key_id` sent it.
+/// The record of message `id`, if it is in `scope`.
 pub fn get(
     conn: &rusqlite::Connection,
     id: &str,
-    api_key_id: &str,
+    scope: &Scope,
 ) -> rusqlite::Result<Option<MessageRecord>> {
     let json: Option<String> = conn
-        .prepare_cached("SELECT record FROM statuses WHERE id = ?1 AND api_key_id = ?2")?
-        .query_row([id, api_key_id], |r| r.get(0))
+        .prepare_cached("SELECT record FROM statuses WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
         .optional()?;
-    if let Some(record) = json.and_then(|j| serde_json::from_str(&j).ok()) {
-        return Ok(Some(record));
+    if let Some(record) = json.and_then(|j| serde_json::from_str::<MessageRecord>(&j).ok()) {
+        return Ok(scope
+            .covers(&record.api_key_id, &record.tenant)
+            .then_some(record));
     }
     // Accepted and not yet attempted: the queued envelope is the record (the
     // enqueue writes no status row, so the 202's commit carries nothing more).
     let body: Option<String> = conn
-        .prepare_cached("SELECT body FROM envelopes WHERE id = ?1 AND api_key_id = ?2")?
-        .query_row([id, api_key_id], |r| r.get(0))
+        .prepare_cached("SELECT body FROM envelopes WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
         .optional()?;
     Ok(body
         .and_then(|b| Envelope::from_json(&b).ok())
+        .filter(|e| scope.covers(&e.api_key_id, &e.tenant))
         .map(|e| MessageRecord::accepted(&MessageInfo::of(&e))))
 }
 
@@ -294,6 +311,7 @@ pub fn expire(tx: &Transaction<'_>, before_ms: i64, limit: usize) -> rusqlite::R
         ("provider_ids", "updated_at", "provider_id"),
         ("inbound_seen", "seen_at", "provider_id"),
         ("event_dead_letters", "failed_at", "id"),
+        ("windows", "updated_at", "rowid"),
     ] {
         let removed = tx.execute(
             &format!(

@@ -8,16 +8,10 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 
-/// One envelope taken for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leased {
-    /// The envelope id.
-    pub id: String,
-    /// The envelope JSON.
-    pub body: String,
-    /// Delivery attempts including this one.
-    pub attempts: u32,
-}
+use super::schema::has_column;
+use crate::tenants::Scope;
+
+pub use super::fair::Leased;
 
 /// Which dead letters: messages given up on, or events the receiver never
 /// took (`EVENTS_WEBHOOK_URL`).
@@ -65,6 +59,8 @@ pub struct Stats {
 /// The database connection; used only from the queue's writer thread.
 pub struct Store {
     conn: Connection,
+    /// How the lease shares delivery between tenants.
+    pub fair: super::fair::Fair,
 }
 
 impl Store {
@@ -91,7 +87,6 @@ impl Store {
                  created_at INTEGER NOT NULL,
                  last_error TEXT
              );
-             CREATE INDEX IF NOT EXISTS envelopes_due ON envelopes (due_at);
              CREATE INDEX IF NOT EXISTS envelopes_created ON envelopes (created_at);
              CREATE TABLE IF NOT EXISTS dead_letters (
                  id TEXT PRIMARY KEY,
@@ -104,14 +99,11 @@ impl Store {
         )?;
         super::statuses::create_tables(&conn)?;
         super::opt_outs::create_table(&conn)?;
+        super::windows::create_table(&conn)?;
+        super::windows::add_receiver_columns(&conn)?;
         // Databases made before dead letters were scoped to their API key.
         for table in ["envelopes", "dead_letters"] {
-            let has_column: bool = conn.query_row(
-                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'api_key_id'"),
-                [],
-                |r| r.get(0),
-            )?;
-            if !has_column {
+            if !has_column(&conn, table, "api_key_id")? {
                 conn.execute(
                     &format!("ALTER TABLE {table} ADD COLUMN api_key_id TEXT"),
                     [],
@@ -122,13 +114,17 @@ impl Store {
                 )?;
             }
         }
+        add_tenant_columns(&conn)?;
         // Whoever held these leases is gone (we hold the exclusive lock now):
         // deliver them again. At least once, never lost.
         conn.execute(
             "UPDATE envelopes SET leased_until = NULL WHERE leased_until IS NOT NULL",
             [],
         )?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            fair: super::fair::Fair::default(),
+        })
     }
 
     /// Runs `f` in one transaction, committed only if `f` succeeds (dropping the
@@ -143,7 +139,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Leases up to `limit` due envelopes until `now + lease_ms`, counting an attempt.
+    /// Leases up to `limit` due envelopes until `now + lease_ms`, counting
+    /// an attempt, shared between tenants ([`super::fair`]).
     pub fn lease(
         &mut self,
         now_ms: i64,
@@ -151,23 +148,7 @@ impl Store {
         limit: usize,
     ) -> rusqlite::Result<Vec<Leased>> {
         let tx = self.conn.transaction()?;
-        let leased = {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE envelopes SET leased_until = ?1 + ?2, attempts = attempts + 1
-                 WHERE id IN (SELECT id FROM envelopes
-                              WHERE due_at <= ?1 AND (leased_until IS NULL OR leased_until <= ?1)
-                              ORDER BY due_at LIMIT ?3)
-                 RETURNING id, body, attempts",
-            )?;
-            stmt.query_map(params![now_ms, lease_ms, limit as i64], |r| {
-                Ok(Leased {
-                    id: r.get(0)?,
-                    body: r.get(1)?,
-                    attempts: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?
-        };
+        let leased = self.fair.lease(&tx, now_ms, lease_ms, limit)?;
         tx.commit()?;
         Ok(leased)
     }
@@ -181,21 +162,23 @@ impl Store {
     }
 
     /// Sends dead letter `id` back to the queue, due now with its attempts
-    /// reset, if it exists and (with `api_key_id`) that key sent it; `true`
-    /// when it did.
+    /// reset, if it exists in `scope`; `true` when it did.
     pub fn redrive(
         tx: &rusqlite::Transaction<'_>,
         id: &str,
-        api_key_id: Option<&str>,
+        scope: &Scope,
         now_ms: i64,
     ) -> rusqlite::Result<bool> {
+        let (key, tenant) = scope_params(scope);
         let moved = tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at, api_key_id)
-                 SELECT id, body, ?3, ?3, api_key_id FROM dead_letters
-                 WHERE id = ?1 AND (?2 IS NULL OR api_key_id = ?2)",
+                "INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at, api_key_id, tenant, priority)
+                 SELECT id, body, ?4, ?4, api_key_id, tenant,
+                        CASE json_extract(body, '$.priority') WHEN 'high' THEN 0 WHEN 'bulk' THEN 2 ELSE 1 END
+                 FROM dead_letters
+                 WHERE id = ?1 AND (?2 IS NULL OR api_key_id = ?2) AND (?3 IS NULL OR tenant = ?3)",
             )?
-            .execute(params![id, api_key_id, now_ms])?;
+            .execute(params![id, key, tenant, now_ms])?;
         if moved == 0 {
             return Ok(false);
         }
@@ -204,18 +187,19 @@ impl Store {
         Ok(true)
     }
 
-    /// Deletes dead letter `id` if it exists and (with `api_key_id`) that key
-    /// sent it; `true` when it did.
+    /// Deletes dead letter `id` if it exists in `scope`; `true` when it did.
     pub fn delete_dead_letter(
         tx: &rusqlite::Transaction<'_>,
         id: &str,
-        api_key_id: Option<&str>,
+        scope: &Scope,
     ) -> rusqlite::Result<bool> {
+        let (key, tenant) = scope_params(scope);
         let deleted = tx
             .prepare_cached(
-                "DELETE FROM dead_letters WHERE id = ?1 AND (?2 IS NULL OR api_key_id = ?2)",
+                "DELETE FROM dead_letters WHERE id = ?1
+                   AND (?2 IS NULL OR api_key_id = ?2) AND (?3 IS NULL OR tenant = ?3)",
             )?
-            .execute(params![id, api_key_id])?;
+            .execute(params![id, key, tenant])?;
         Ok(deleted == 1)
     }
 
@@ -245,8 +229,8 @@ impl Store {
         now_ms: i64,
     ) -> rusqlite::Result<bool> {
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO dead_letters (id, body, attempts, reason, failed_at, created_at, api_key_id)
-             SELECT id, body, attempts, ?2, ?3, created_at, api_key_id FROM envelopes WHERE id = ?1",
+            "INSERT OR REPLACE INTO dead_letters (id, body, attempts, reason, failed_at, created_at, api_key_id, tenant)
+             SELECT id, body, attempts, ?2, ?3, created_at, api_key_id, tenant FROM envelopes WHERE id = ?1",
         )?
         .execute(params![id, reason, now_ms])?;
         Self::remove(tx, id)
@@ -275,14 +259,28 @@ impl Store {
     pub fn status(
         &self,
         id: &str,
-        api_key_id: &str,
+        scope: &crate::tenants::Scope,
     ) -> rusqlite::Result<Option<crate::status::MessageRecord>> {
-        super::statuses::get(&self.conn, id, api_key_id)
+        super::statuses::get(&self.conn, id, scope)
     }
 
-    /// The opt-out of `number`, if any.
-    pub fn opt_out(&self, number: &str) -> rusqlite::Result<Option<crate::optout::OptOut>> {
-        super::opt_outs::get(&self.conn, number)
+    /// `tenant`'s opt-out of `number`, if any.
+    pub fn opt_out(
+        &self,
+        tenant: &str,
+        number: &str,
+    ) -> rusqlite::Result<Option<crate::optout::OptOut>> {
+        super::opt_outs::get(&self.conn, tenant, number)
+    }
+
+    /// The window of `person` with `number_id`.
+    pub fn window(&self, number_id: &str, person: &str) -> rusqlite::Result<crate::window::Window> {
+        super::windows::get(&self.conn, number_id, person)
+    }
+
+    /// Who received the inbound message `provider_id`.
+    pub fn received(&self, provider_id: &str) -> rusqlite::Result<Option<crate::window::Received>> {
+        super::windows::received(&self.conn, provider_id)
     }
 
     /// Every opt-out.
@@ -292,28 +290,29 @@ impl Store {
         super::opt_outs::load_all(&self.conn)
     }
 
-    /// The newest dead letters of `kind`, up to `limit`; only `api_key_id`'s
-    /// when given (events belong to no key: listed only without one).
+    /// The newest dead letters of `kind` in `scope`, up to `limit` (events
+    /// belong to no key or tenant: listed for admins only).
     pub fn dead_letters(
         &self,
         kind: DeadLetterKind,
         limit: usize,
-        api_key_id: Option<&str>,
+        scope: &Scope,
     ) -> rusqlite::Result<Vec<DeadLetter>> {
         let sql = match kind {
             DeadLetterKind::Messages => {
                 "SELECT id, body, attempts, reason, failed_at, api_key_id FROM dead_letters
-                 WHERE ?2 IS NULL OR api_key_id = ?2
+                 WHERE (?2 IS NULL OR api_key_id = ?2) AND (?3 IS NULL OR tenant = ?3)
                  ORDER BY failed_at DESC LIMIT ?1"
             }
             DeadLetterKind::Events => {
                 "SELECT id, body, attempts, reason, failed_at, NULL FROM event_dead_letters
-                 WHERE ?2 IS NULL
+                 WHERE ?2 IS NULL AND ?3 IS NULL
                  ORDER BY failed_at DESC LIMIT ?1"
             }
         };
+        let (key, tenant) = scope_params(scope);
         let mut stmt = self.conn.prepare_cached(sql)?;
-        stmt.query_map(params![limit as i64, api_key_id], |r| {
+        stmt.query_map(params![limit as i64, key, tenant], |r| {
             let body: String = r.get(1)?;
             Ok(DeadLetter {
                 id: r.get(0)?,
@@ -326,4 +325,39 @@ impl Store {
         })?
         .collect()
     }
+}
+
+/// A scope as the two optional filters of the dead-letter queries: the
+/// key, the tenant (`NULL`: any).
+fn scope_params(scope: &Scope) -> (Option<&str>, Option<&str>) {
+    match scope {
+        Scope::Key(key) => (Some(key), None),
+        Scope::Tenant(tenant) => (None, Some(tenant)),
+        Scope::Admin => (None, None),
+    }
+}
+
+/// Databases made before tenants: every row belongs to `default`, every
+/// envelope is `normal`; the lease's index is by tenant, priority and due
+/// time (it replaces the index by due time alone).
+fn add_tenant_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for table in ["envelopes", "dead_letters"] {
+        if !has_column(conn, table, "tenant")? {
+            conn.execute(
+                &format!("ALTER TABLE {table} ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'"),
+                [],
+            )?;
+        }
+    }
+    if !has_column(conn, "envelopes", "priority")? {
+        conn.execute(
+            "ALTER TABLE envelopes ADD COLUMN priority INTEGER NOT NULL DEFAULT 1",
+            [],
+        )?;
+    }
+    conn.execute_batch(
+        "DROP INDEX IF EXISTS envelopes_due;
+         CREATE INDEX IF NOT EXISTS envelopes_fair ON envelopes (tenant, priority, due_at);
+         CREATE INDEX IF NOT EXISTS dead_letters_tenant ON dead_letters (tenant, failed_at);",
+    )
 }

@@ -3,6 +3,7 @@
 //! the next transaction: group commit, one fsync per batch), answers reads,
 //! keeps the counters, and expires old statuses on its timer.
 
+use crate::tenants::Scope;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,10 +52,10 @@ pub enum Settlement {
 pub(super) enum Request {
     /// The expiry timer's tick.
     Expire,
+    /// The tenants' weights in the lease.
+    Shares(std::collections::HashMap<String, u32>),
     Enqueue {
-        id: String,
-        body: String,
-        api_key_id: String,
+        row: envelopes::Row,
         reply: oneshot::Sender<Result<(), QueueError>>,
     },
     Statuses {
@@ -66,12 +67,25 @@ pub(super) enum Request {
         updates: Vec<OptOutUpdate>,
         reply: oneshot::Sender<Result<(), QueueError>>,
     },
+    CloseWindows {
+        closures: Vec<crate::window::Closure>,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    GetWindow {
+        number_id: String,
+        person: String,
+        reply: oneshot::Sender<Result<crate::window::Window, QueueError>>,
+    },
+    GetReceived {
+        provider_id: String,
+        reply: oneshot::Sender<Result<Option<crate::window::Received>, QueueError>>,
+    },
     /// Redrive (`true`) or delete a dead letter; the reply says whether it
     /// existed for that key.
     DeadLetter {
         kind: DeadLetterKind,
         id: String,
-        api_key_id: Option<String>,
+        scope: Scope,
         redrive: bool,
         found: Arc<AtomicBool>,
         reply: oneshot::Sender<Result<(), QueueError>>,
@@ -88,7 +102,7 @@ pub(super) enum Request {
     },
     GetStatus {
         id: String,
-        api_key_id: String,
+        scope: Scope,
         reply: oneshot::Sender<Result<Option<MessageRecord>, QueueError>>,
     },
     Settle {
@@ -107,7 +121,7 @@ pub(super) enum Request {
     DeadLetters {
         kind: DeadLetterKind,
         limit: usize,
-        api_key_id: Option<String>,
+        scope: Scope,
         reply: oneshot::Sender<Result<Vec<DeadLetter>, QueueError>>,
     },
 }
@@ -131,6 +145,23 @@ pub(super) struct Counters {
     /// Every opt-out, as committed (see [`opt_outs`]): written by the writer
     /// thread after each commit, read by the gateway and the worker.
     pub(super) opt_outs: std::sync::RwLock<HashMap<String, OptOut>>,
+    /// Windows read lately, as committed: filled by the writer thread when
+    /// it answers a read, dropped by it after a commit that changes them, so
+    /// the gateway's check at the edge costs no query and is never stale.
+    pub(super) windows: std::sync::Mutex<HashMap<(String, String), crate::window::Window>>,
+}
+
+/// Most windows [`Counters::windows`] holds; past it, it starts over.
+const MAX_CACHED_WINDOWS: usize = 100_000;
+
+impl Counters {
+    fn windows(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), crate::window::Window>> {
+        self.windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Applies requests until every handle is dropped. Writes that arrive together
@@ -160,6 +191,7 @@ pub(super) fn writer_loop(
                     | Request::Settle { .. }
                     | Request::Statuses { .. }
                     | Request::OptOuts { .. }
+                    | Request::CloseWindows { .. }
                     | Request::DeadLetter { .. }
                     | Request::SettleEvent { .. }
             )
@@ -178,6 +210,8 @@ pub(super) fn writer_loop(
 /// [`EXPIRY_BATCH`] rows per table, until none is left or the round has held
 /// the writer for [`EXPIRY_BUDGET`]; a backlog clears over the next rounds.
 fn expire_statuses(store: &mut Store, counters: &Counters) {
+    // Rows may go: the next reads see what is left.
+    counters.windows().clear();
     let ttl = counters.status_ttl_ms.load(Ordering::Relaxed) as i64;
     let before = now_ms() - ttl;
     let started = Instant::now();
@@ -207,12 +241,7 @@ fn apply(
     emit: bool,
 ) -> rusqlite::Result<Delta> {
     match request {
-        Request::Enqueue {
-            id,
-            body,
-            api_key_id,
-            ..
-        } => envelopes::insert(tx, id, body, api_key_id, now).map(|added| Delta {
+        Request::Enqueue { row, .. } => envelopes::insert(tx, row, now).map(|added| Delta {
             depth: i64::from(added),
             dead_letters: 0,
         }),
@@ -237,23 +266,20 @@ fn apply(
             }
             Ok(Delta::default())
         }
+        Request::CloseWindows { closures, .. } => {
+            for c in closures {
+                super::windows::close(tx, c, now)?;
+            }
+            Ok(Delta::default())
+        }
         Request::DeadLetter {
             kind,
             id,
-            api_key_id,
+            scope,
             redrive,
             found,
             ..
-        } => settle_dead_letter(
-            tx,
-            *kind,
-            id,
-            api_key_id.as_deref(),
-            *redrive,
-            found,
-            now,
-            emit,
-        ),
+        } => settle_dead_letter(tx, *kind, id, scope, *redrive, found, now, emit),
         Request::SettleEvent { id, outcome, .. } => {
             outbox::settle_event(tx, id, outcome, now).map(|()| Delta::default())
         }
@@ -295,7 +321,7 @@ fn settle_dead_letter(
     tx: &rusqlite::Transaction<'_>,
     kind: DeadLetterKind,
     id: &str,
-    api_key_id: Option<&str>,
+    scope: &Scope,
     redrive: bool,
     found: &AtomicBool,
     now: i64,
@@ -307,7 +333,7 @@ fn settle_dead_letter(
             (outbox::delete_event_dead_letter(tx, id)?, Delta::default())
         }
         (DeadLetterKind::Messages, false) => {
-            let gone = Store::delete_dead_letter(tx, id, api_key_id)?;
+            let gone = Store::delete_dead_letter(tx, id, scope)?;
             let delta = Delta {
                 depth: 0,
                 dead_letters: -i64::from(gone),
@@ -315,7 +341,7 @@ fn settle_dead_letter(
             (gone, delta)
         }
         (DeadLetterKind::Messages, true) => {
-            let moved = Store::redrive(tx, id, api_key_id, now)?;
+            let moved = Store::redrive(tx, id, scope, now)?;
             if moved {
                 // The row of a failover leg is `<message id>.<channel>`.
                 let message_id = id.split_once('.').map_or(id, |(m, _)| m);
@@ -349,6 +375,7 @@ fn write_reply(request: Request) -> Option<oneshot::Sender<Result<(), QueueError
         | Request::Statuses { reply, .. }
         | Request::OptOuts { reply, .. }
         | Request::DeadLetter { reply, .. }
+        | Request::CloseWindows { reply, .. }
         | Request::SettleEvent { reply, .. } => Some(reply),
         _ => None,
     }
@@ -419,6 +446,8 @@ fn commit_writes(store: &mut Store, writes: Vec<Request>, counters: &Counters) {
     if let Ok(delta) = run(store, &writes) {
         count(delta);
         refresh_opt_outs(store, &writes, counters);
+        forget_windows(&writes, counters);
+        note_tenants(store, &writes);
         pause();
         writes.into_iter().for_each(|w| reply_write(w, Ok(())));
         return;
@@ -430,9 +459,41 @@ fn commit_writes(store: &mut Store, writes: Vec<Request>, counters: &Counters) {
             .map_err(QueueError::Storage);
         if result.is_ok() {
             refresh_opt_outs(store, std::slice::from_ref(&w), counters);
+            forget_windows(std::slice::from_ref(&w), counters);
+            note_tenants(store, std::slice::from_ref(&w));
         }
         pause();
         reply_write(w, result);
+    }
+}
+
+/// Drops the windows the committed `writes` changed from the cache.
+fn forget_windows(writes: &[Request], counters: &Counters) {
+    let mut cached = counters.windows();
+    for w in writes {
+        match w {
+            Request::CloseWindows { closures, .. } => {
+                for c in closures {
+                    cached.remove(&(c.number_id.clone(), c.person.clone()));
+                }
+            }
+            Request::Statuses { inbound, .. } => {
+                for (number_id, person) in inbound.iter().filter_map(|i| i.window_key()) {
+                    cached.remove(&(number_id.to_owned(), person.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Tells the lease which tenants the committed enqueues belong to, so a
+/// tenant's first envelope is shared at once.
+fn note_tenants(store: &mut Store, writes: &[Request]) {
+    for w in writes {
+        if let Request::Enqueue { row, .. } = w {
+            store.fair.note(&row.tenant);
+        }
     }
 }
 
@@ -444,15 +505,15 @@ fn refresh_opt_outs(store: &Store, writes: &[Request], counters: &Counters) {
             continue;
         };
         for u in updates {
-            match store.opt_out(&u.number) {
+            match store.opt_out(&u.tenant, &u.number) {
                 Ok(found) => {
                     let mut mirror = counters
                         .opt_outs
                         .write()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     match found {
-                        Some(o) => mirror.insert(u.number.clone(), o),
-                        None => mirror.remove(&u.number),
+                        Some(o) => mirror.insert(u.key(), o),
+                        None => mirror.remove(&u.key()),
                     };
                 }
                 Err(e) => {
@@ -483,27 +544,42 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
                 store.lease(now, lease_ms, limit)
             }));
         }
+        Request::Shares(shares) => store.fair.set_shares(shares),
+        Request::GetReceived { provider_id, reply } => {
+            let _ = reply.send(store.received(&provider_id).map_err(QueueError::from));
+        }
+        Request::GetWindow {
+            number_id,
+            person,
+            reply,
+        } => {
+            let read = store.window(&number_id, &person);
+            if let Ok(window) = &read {
+                let mut cached = counters.windows();
+                if cached.len() >= MAX_CACHED_WINDOWS {
+                    cached.clear();
+                }
+                cached.insert((number_id, person), *window);
+            }
+            let _ = reply.send(read.map_err(QueueError::from));
+        }
         Request::OldestCreated { reply } => {
             let _ = reply.send(store.oldest_created_ms().map_err(QueueError::from));
         }
         Request::DeadLetters {
             kind,
             limit,
-            api_key_id,
+            scope,
             reply,
         } => {
             let _ = reply.send(
                 store
-                    .dead_letters(kind, limit, api_key_id.as_deref())
+                    .dead_letters(kind, limit, &scope)
                     .map_err(QueueError::from),
             );
         }
-        Request::GetStatus {
-            id,
-            api_key_id,
-            reply,
-        } => {
-            let _ = reply.send(store.status(&id, &api_key_id).map_err(QueueError::from));
+        Request::GetStatus { id, scope, reply } => {
+            let _ = reply.send(store.status(&id, &scope).map_err(QueueError::from));
         }
         Request::LeaseEvents {
             hold_ms,

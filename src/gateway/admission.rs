@@ -1,6 +1,6 @@
 //! What the gateway checks after a message is valid and before it is
 //! published: that its channel (and its fallback's) can be delivered by this
-//! deployment, and that its recipient has not opted out of it (at once in
+//! deployment, that its senders are its tenant's, and that its recipient has not opted out of it (at once in
 //! the embedded default, whose opt-outs are in memory; from a cache at most
 //! [`SNS_OPT_OUT_CACHE`] old with DynamoDB).
 //! The consumer checks opt-outs again before every delivery, so the cache's
@@ -12,11 +12,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::DeliveryMode;
-use crate::domain::OutboundMessage;
+use crate::config::{DeliveryConfig, DeliveryMode};
+use crate::contract::Channel;
+use crate::domain::{FieldError, OutboundMessage, Sender};
 use crate::gateway::error::ApiError;
-use crate::optout::OptOut;
+use crate::gateway::window_check::WindowCache;
+use crate::optout::{OptOut, consent_key};
 use crate::status::StatusStore;
+use crate::tenants::{NotAllowed, Tenants};
+use crate::window::{self, WindowState};
 
 /// How old a cached opt-out may be with DynamoDB.
 pub const SNS_OPT_OUT_CACHE: Duration = Duration::from_secs(60);
@@ -48,23 +52,24 @@ impl OptOutCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The opt-out of `number`, at most `ttl` old; `None` also when the store
-    /// cannot be read (logged: the consumer's check still holds).
-    pub async fn get(&self, number: &str) -> Option<OptOut> {
+    /// `tenant`'s opt-out of `number`, at most `ttl` old; `None` also when
+    /// the store cannot be read (logged: the consumer's check still holds).
+    pub async fn get(&self, tenant: &str, number: &str) -> Option<OptOut> {
+        let key = consent_key(tenant, number);
         if !self.ttl.is_zero()
-            && let Some((at, found)) = self.cached().get(number)
+            && let Some((at, found)) = self.cached().get(&key)
             && at.elapsed() < self.ttl
         {
             return found.clone();
         }
-        match self.store.opt_out(number).await {
+        match self.store.opt_out(tenant, number).await {
             Ok(found) => {
                 if !self.ttl.is_zero() {
                     let mut cached = self.cached();
                     if cached.len() >= MAX_CACHED {
                         cached.clear();
                     }
-                    cached.insert(number.to_owned(), (Instant::now(), found.clone()));
+                    cached.insert(key, (Instant::now(), found.clone()));
                 }
                 found
             }
@@ -75,9 +80,10 @@ impl OptOutCache {
         }
     }
 
-    /// Drops `number` from the cache (its opt-out was just changed here).
-    pub fn forget(&self, number: &str) {
-        self.cached().remove(number);
+    /// Drops `tenant`'s `number` from the cache (its opt-out was just
+    /// changed here).
+    pub fn forget(&self, tenant: &str, number: &str) {
+        self.cached().remove(&consent_key(tenant, number));
     }
 }
 
@@ -85,21 +91,110 @@ impl OptOutCache {
 #[derive(Debug)]
 pub struct Admission {
     mode: DeliveryMode,
+    tenants: Arc<Tenants>,
     opt_outs: Option<OptOutCache>,
+    /// Windows, when a store is set and `WHATSAPP_WINDOW` is on.
+    windows: Option<WindowCache>,
+    window_checks: bool,
 }
 
 impl Admission {
-    /// Checks against the delivery configuration and, when set, opt-outs.
-    pub fn new(mode: DeliveryMode, opt_outs: Option<OptOutCache>) -> Self {
-        Self { mode, opt_outs }
+    /// Checks against the delivery configuration, the tenants' senders and,
+    /// when set, opt-outs.
+    pub fn new(delivery: &DeliveryConfig, tenants: Arc<Tenants>) -> Self {
+        Self {
+            mode: delivery.mode.clone(),
+            tenants,
+            opt_outs: None,
+            windows: None,
+            window_checks: delivery.window_checks,
+        }
     }
 
-    /// The same checks, with opt-outs read through `cache`.
-    pub fn with_opt_outs(&self, cache: OptOutCache) -> Self {
+    /// The same checks, with opt-outs read from `store` through a cache of
+    /// `opt_out_ttl`, and windows through theirs.
+    pub fn with_store(&self, store: &Arc<dyn StatusStore>, opt_out_ttl: Duration) -> Self {
         Self {
             mode: self.mode.clone(),
-            opt_outs: Some(cache),
+            tenants: self.tenants.clone(),
+            opt_outs: Some(OptOutCache::new(store.clone(), opt_out_ttl)),
+            windows: self
+                .window_checks
+                .then(|| WindowCache::new(store.clone(), opt_out_ttl)),
+            window_checks: self.window_checks,
         }
+    }
+
+    /// Drops windows that just changed from the cache.
+    pub fn forget_windows<'a>(&self, keys: impl Iterator<Item = (&'a str, &'a str)>) {
+        if let Some(windows) = &self.windows {
+            windows.forget(keys);
+        }
+    }
+
+    /// `422 outside-customer-service-window` for a free-form WhatsApp
+    /// message, without a fallback, to a person whose window is known closed
+    /// (with a fallback it goes: the consumer sends the SMS instead).
+    async fn check_window(&self, message: &OutboundMessage) -> Result<(), ApiError> {
+        let Some(windows) = &self.windows else {
+            return Ok(());
+        };
+        if message.channel != Channel::Whatsapp
+            || message.fallback.is_some()
+            || !window::is_free_form(message.kind.as_str())
+        {
+            return Ok(());
+        }
+        let number = message
+            .from
+            .as_ref()
+            .map(|s| s.value.as_str())
+            .or(self.tenants.deployment_number());
+        let Some(number) = number else {
+            return Ok(());
+        };
+        match windows.get(number, message.to.as_str()).await {
+            Some(w) if w.state(crate::clock::now_ms()) == WindowState::Closed => {
+                Err(ApiError::OutsideWindow {
+                    last_inbound_at: w.last_inbound_ms.map(crate::clock::format_ms),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Names the senders of `tenant`'s `message`: `from` (or an SMS's
+    /// `sender`, or a fallback's) when the tenant may use it, the tenant's
+    /// first when it names none; `422 sender-not-allowed` naming the field
+    /// otherwise.
+    pub fn resolve_senders(
+        &self,
+        tenant: &str,
+        message: &mut OutboundMessage,
+    ) -> Result<(), ApiError> {
+        let asked = message.from.take();
+        let field = asked.as_ref().map_or("from", |s| s.field);
+        let resolved = self
+            .tenants
+            .sender(
+                tenant,
+                message.channel,
+                asked.as_ref().map(|s| s.value.as_str()),
+            )
+            .map_err(|e| refusal(e, field, message.channel, "channel"))?;
+        if message.channel == Channel::Sms {
+            set_sms_sender(&mut message.content, resolved.as_deref());
+        }
+        message.from = resolved.map(|value| Sender { value, field });
+        if let Some(fallback) = &mut message.fallback {
+            let asked = fallback.content.get("sender").and_then(|s| s.as_str());
+            let resolved = self
+                .tenants
+                .sender(tenant, fallback.channel, asked)
+                .map_err(|e| refusal(e, "fallback.sender", fallback.channel, "fallback.channel"))?;
+            set_sms_sender(&mut fallback.content, resolved.as_deref());
+        }
+        Ok(())
     }
 
     /// The opt-out cache, for the opt-out API.
@@ -107,8 +202,8 @@ impl Admission {
         self.opt_outs.as_ref()
     }
 
-    /// `Ok` when `message` may be published.
-    pub async fn check(&self, message: &OutboundMessage) -> Result<(), ApiError> {
+    /// `Ok` when `tenant`'s `message` may be published.
+    pub async fn check(&self, tenant: &str, message: &OutboundMessage) -> Result<(), ApiError> {
         if !self.mode.delivers(message.channel) {
             return Err(ApiError::ChannelNotConfigured {
                 field: "channel",
@@ -124,11 +219,46 @@ impl Admission {
             });
         }
         if let Some(cache) = &self.opt_outs
-            && let Some(o) = cache.get(message.to.as_str()).await
+            && let Some(o) = cache.get(tenant, message.to.as_str()).await
             && o.blocks(message.channel)
         {
             return Err(ApiError::RecipientOptedOut(message.channel.as_str()));
         }
-        Ok(())
+        self.check_window(message).await
+    }
+}
+
+/// An SMS message object's `sender`: `sender`, or none (the account's default).
+fn set_sms_sender(content: &mut serde_json::Value, sender: Option<&str>) {
+    let Some(object) = content.as_object_mut() else {
+        return;
+    };
+    match sender {
+        Some(s) => {
+            object.insert("sender".into(), s.into());
+        }
+        None => {
+            object.remove("sender");
+        }
+    }
+}
+
+/// The 422 for a sender the tenant may not use (naming `field`), or for a
+/// channel it has no sender on (naming `channel_field`).
+fn refusal(
+    refusal: NotAllowed,
+    field: &str,
+    channel: Channel,
+    channel_field: &'static str,
+) -> ApiError {
+    match refusal {
+        NotAllowed::Sender => ApiError::SenderNotAllowed(vec![FieldError {
+            field: field.to_owned(),
+            message: "is not a sender of this API key's tenant".into(),
+        }]),
+        NotAllowed::NoNumber => ApiError::ChannelNotConfigured {
+            field: channel_field,
+            channel: channel.as_str(),
+        },
     }
 }

@@ -11,40 +11,62 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use crate::config::ApiKey;
+use crate::tenants::{Scope, Tenants};
 
 /// The authenticated caller, put in the request's extensions by [`require_api_key`].
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The id of the key the caller presented (never the key).
     pub key_id: Arc<str>,
+    /// The tenant the key acts for (`default` without `TENANTS_FILE`).
+    pub tenant: Arc<str>,
+    /// What the key may read and change.
+    pub scope: Arc<Scope>,
+}
+
+impl Caller {
+    /// True for a key of `ADMIN_KEY_IDS`.
+    pub fn is_admin(&self) -> bool {
+        *self.scope == Scope::Admin
+    }
 }
 
 /// The configured keys, kept only as SHA-256 digests. Comparing digests of equal
 /// length in constant time reveals neither the keys nor their lengths.
 #[derive(Debug)]
 pub struct ApiKeys {
-    keys: Vec<(Arc<str>, [u8; 32])>,
+    keys: Vec<([u8; 32], Caller)>,
 }
 
 impl ApiKeys {
-    /// Digests the configured keys.
-    pub fn new(keys: &[ApiKey]) -> Self {
+    /// Digests the configured keys; each key acts for its tenant, within its
+    /// scope (every tenant for `admins`).
+    pub fn new(keys: &[ApiKey], tenants: &Tenants, admins: &[String]) -> Self {
         Self {
             keys: keys
                 .iter()
-                .map(|k| (Arc::from(k.id.as_str()), digest(k.key.expose())))
+                .map(|k| {
+                    let tenant = tenants.of_key(&k.id);
+                    let scope = tenants.scope(&k.id, &tenant, admins.contains(&k.id));
+                    let caller = Caller {
+                        key_id: Arc::from(k.id.as_str()),
+                        tenant,
+                        scope: Arc::new(scope),
+                    };
+                    (digest(k.key.expose()), caller)
+                })
                 .collect(),
         }
     }
 
-    /// The id of the key equal to `presented`, if any. Every configured key is
-    /// compared, so the time taken does not say which one matched.
-    pub fn identify(&self, presented: &str) -> Option<Arc<str>> {
+    /// The caller whose key equals `presented`, if any. Every configured key
+    /// is compared, so the time taken does not say which one matched.
+    pub fn identify(&self, presented: &str) -> Option<&Caller> {
         let presented = digest(presented);
         let mut found = None;
-        for (id, key) in &self.keys {
+        for (key, caller) in &self.keys {
             if bool::from(key.ct_eq(&presented)) {
-                found = Some(id.clone());
+                found = Some(caller);
             }
         }
         found
@@ -72,12 +94,12 @@ pub async fn require_api_key(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let key_id = presented_key(request.headers())
+    let caller = presented_key(request.headers())
         .and_then(|k| keys.identify(k))
-        .ok_or(ApiError::Unauthorized)?;
-    request.extensions_mut().insert(Caller {
-        key_id: key_id.clone(),
-    });
+        .ok_or(ApiError::Unauthorized)?
+        .clone();
+    let key_id = caller.key_id.clone();
+    request.extensions_mut().insert(caller);
     let mut response = next.run(request).await;
     super::access_log::record_key_id(&mut response, key_id);
     Ok(response)
@@ -89,28 +111,33 @@ mod tests {
     use crate::config::Secret;
 
     fn keys() -> ApiKeys {
-        ApiKeys::new(&[
-            ApiKey {
-                id: "ops".into(),
-                key: Secret::new("ops-key-0123456789"),
-            },
-            ApiKey {
-                id: "billing".into(),
-                key: Secret::new("billing-key-0123456789"),
-            },
-        ])
+        let tenants = Tenants::default();
+        let admins = ["ops".to_owned()];
+        ApiKeys::new(
+            &[
+                ApiKey {
+                    id: "ops".into(),
+                    key: Secret::new("ops-key-0123456789"),
+                },
+                ApiKey {
+                    id: "billing".into(),
+                    key: Secret::new("billing-key-0123456789"),
+                },
+            ],
+            &tenants,
+            &admins,
+        )
     }
 
     #[test]
     fn a_configured_key_is_identified_by_its_id() {
-        assert_eq!(
-            keys().identify("billing-key-0123456789").as_deref(),
-            Some("billing")
-        );
-        assert_eq!(
-            keys().identify("ops-key-0123456789").as_deref(),
-            Some("ops")
-        );
+        let keys = keys();
+        let billing = keys.identify("billing-key-0123456789").unwrap();
+        assert_eq!(&*billing.key_id, "billing");
+        assert_eq!(*billing.scope, Scope::Key("billing".into()));
+        let ops = keys.identify("ops-key-0123456789").unwrap();
+        assert_eq!(&*ops.key_id, "ops");
+        assert!(ops.is_admin());
     }
 
     #[test]

@@ -40,6 +40,16 @@ pub enum ApiError {
         "too many requests with an Idempotency-Key are in flight for this API key; nothing was published"
     )]
     IdempotencyStoreFull,
+    /// `409`: another gateway is publishing a request with this
+    /// `Idempotency-Key` and did not finish while this one waited.
+    #[error(
+        "a request with this Idempotency-Key is still being published by another gateway; retry after Retry-After seconds"
+    )]
+    IdempotencyInFlight { retry_after: Duration },
+    /// `503`: the fleet's idempotency keys (DynamoDB) could not be read or
+    /// written; nothing was published.
+    #[error("the idempotency keys cannot be checked now; nothing was published: retry")]
+    FleetUnavailable(#[source] crate::fleet::FleetError),
     /// `429`: the API key is over its request rate.
     #[error("too many requests for this API key")]
     RateLimited { retry_after: Duration },
@@ -64,6 +74,25 @@ pub enum ApiError {
         /// The channel's name.
         channel: &'static str,
     },
+    /// `404`: no inbound message with this id for the caller's tenant.
+    #[error("no message with this id was received for this API key's tenant")]
+    InboundNotFound,
+    /// `502`: the provider refused or did not answer a call made for the
+    /// request (the cause is in the log line).
+    #[error("the provider did not do it; retry later")]
+    ProviderFailed(String),
+    /// `422`: a free-form WhatsApp message to a person whose 24-hour window
+    /// Herald knows to be closed; `lastInboundAt` is their last message.
+    #[error(
+        "the recipient's 24-hour customer-service window is closed: send a template, or add an SMS fallback"
+    )]
+    OutsideWindow {
+        /// RFC 3339, `None` when Herald never heard from them (a 131047 closed it).
+        last_inbound_at: Option<String>,
+    },
+    /// `422`: the sender named is not one of the caller's tenant.
+    #[error("{}: not a sender this tenant may use", .0.first().map_or("from", |e| e.field.as_str()))]
+    SenderNotAllowed(Vec<FieldError>),
     /// `422`: the recipient opted out of the message's channel.
     #[error("the recipient opted out of {0}; nothing was sent")]
     RecipientOptedOut(&'static str),
@@ -137,6 +166,11 @@ pub struct ProblemDocument<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<FieldError>>)]
     errors: Option<&'a [FieldError]>,
+    /// For `outside-customer-service-window`: the person's last message to
+    /// the sending number (RFC 3339), `null` when Herald never heard from them.
+    #[serde(rename = "lastInboundAt", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    last_inbound_at: Option<Option<&'a str>>,
 }
 
 impl ApiError {
@@ -151,18 +185,25 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::IdempotencyMismatch
             | Self::ChannelNotConfigured { .. }
+            | Self::SenderNotAllowed(_)
+            | Self::OutsideWindow { .. }
             | Self::RecipientOptedOut(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidPath(_) => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::TimedOut | Self::IdempotencyStoreFull => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::IdempotencyInFlight { .. } => StatusCode::CONFLICT,
+            Self::ProviderFailed(_) => StatusCode::BAD_GATEWAY,
+            Self::Unavailable(_)
+            | Self::TimedOut
+            | Self::IdempotencyStoreFull
+            | Self::StoreUnavailable(_)
+            | Self::WebhooksBusy
+            | Self::FleetUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound
+            | Self::InboundNotFound
             | Self::MessageNotFound
             | Self::OptOutNotFound
             | Self::DeadLetterNotFound => StatusCode::NOT_FOUND,
             Self::NoStatusStore => StatusCode::NOT_IMPLEMENTED,
-            Self::StoreUnavailable(_) | Self::WebhooksBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::SignatureInvalid => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -181,6 +222,8 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::IdempotencyMismatch => "idempotency-key-reused",
             Self::IdempotencyStoreFull => "idempotency-keys-in-flight",
+            Self::IdempotencyInFlight { .. } => "idempotency-key-in-flight",
+            Self::FleetUnavailable(_) => "idempotency-store-unavailable",
             Self::RateLimited { .. } => "rate-limited",
             Self::Unavailable(e) if e.kind == PublishErrorKind::Throttled => "queue-throttled",
             Self::Unavailable(e) if e.kind.may_have_published() => "outcome-unknown",
@@ -188,6 +231,10 @@ impl ApiError {
             Self::TimedOut => "timeout",
             Self::ChannelNotConfigured { .. } => "channel-not-configured",
             Self::RecipientOptedOut(_) => "recipient-opted-out",
+            Self::SenderNotAllowed(_) => "sender-not-allowed",
+            Self::InboundNotFound => "inbound-not-found",
+            Self::ProviderFailed(_) => "provider-error",
+            Self::OutsideWindow { .. } => crate::window::OUTSIDE_CODE,
             Self::InvalidPath(_) => "invalid-path",
             Self::OptOutNotFound => "opt-out-not-found",
             Self::DeadLetterNotFound => "dead-letter-not-found",
@@ -206,11 +253,14 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::RateLimited { retry_after } | Self::IdempotencyInFlight { retry_after } => {
+                Some(*retry_after)
+            }
             Self::Unavailable(e) => Some(e.retry_after()),
             Self::TimedOut
             | Self::IdempotencyStoreFull
             | Self::StoreUnavailable(_)
+            | Self::FleetUnavailable(_)
             | Self::WebhooksBusy => Some(Duration::from_secs(1)),
             _ => None,
         }
@@ -235,6 +285,18 @@ impl IntoResponse for ApiError {
                 message: e.to_string(),
                 cause: crate::telemetry::causes(e),
             }),
+            Self::ProviderFailed(cause) => Some(ErrorRecord {
+                severe: false,
+                code: self.code(),
+                message: "a provider call made for the request failed".into(),
+                cause: Some(cause.clone()),
+            }),
+            Self::FleetUnavailable(e) => Some(ErrorRecord {
+                severe: false,
+                code: self.code(),
+                message: e.to_string(),
+                cause: crate::telemetry::causes(e),
+            }),
             Self::Internal { context, source } => Some(ErrorRecord {
                 severe: true,
                 code: self.code(),
@@ -251,7 +313,11 @@ impl IntoResponse for ApiError {
             detail: self.to_string(),
             code: self.code(),
             errors: match &self {
-                Self::InvalidFields(errors) => Some(errors),
+                Self::InvalidFields(errors) | Self::SenderNotAllowed(errors) => Some(errors),
+                _ => None,
+            },
+            last_inbound_at: match &self {
+                Self::OutsideWindow { last_inbound_at } => Some(last_inbound_at.as_deref()),
                 _ => None,
             },
         };

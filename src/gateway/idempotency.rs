@@ -13,9 +13,14 @@
 //! in flight is never evicted (a full table of in-flight keys answers `503`);
 //! the expiry index holds exactly the live entries.
 //!
-//! Scope: one gateway process. A retry that lands on another instance or
-//! after a restart is published again, under a new id unless the topic is FIFO
-//! and within SNS's five-minute window. The README says so.
+//! Scope: with `STATUS_TABLE` set, the fleet. A key this process has not
+//! seen published is claimed in DynamoDB ([`crate::fleet::keys`]) before
+//! publishing: a retry that lands on another gateway, or after a restart, gets
+//! the first attempt's id and answer, waits for an attempt still in flight
+//! elsewhere, and is never published twice. This table stays the fast path:
+//! a replay of a key published here costs no DynamoDB call. Without
+//! `STATUS_TABLE` (the embedded default: one gateway owns the queue) the
+//! scope is this process.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -24,6 +29,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use uuid::Uuid;
+
+use crate::fleet::keys::{FleetKeys, SharedClaim};
+use crate::gateway::error::ApiError;
 
 /// Longest `Idempotency-Key` accepted: 255 characters.
 pub const MAX_KEY_LEN: usize = 255;
@@ -37,6 +45,8 @@ pub struct IdempotencyStore {
     tenants: Mutex<HashMap<Arc<str>, Tenant>>,
     ttl: Duration,
     capacity: usize,
+    /// The fleet's keys, with `STATUS_TABLE`.
+    fleet: Option<Arc<FleetKeys>>,
 }
 
 /// One API key id's keys.
@@ -92,6 +102,12 @@ pub enum Claim {
     Full,
 }
 
+/// The local claim of a key, with its body's digest for the fleet's.
+struct Local {
+    claim: Claim,
+    digest: [u8; 32],
+}
+
 /// What a request does about its `Idempotency-Key`, once a key reused with
 /// another body and a table full of requests in flight are refused.
 #[derive(Debug)]
@@ -111,6 +127,9 @@ pub enum Keyed {
 pub struct Reservation {
     store: Arc<IdempotencyStore>,
     key: Option<(Arc<str>, String)>,
+    /// Claimed in the fleet too, under this owner token: published or
+    /// released there when settled.
+    shared: Option<Uuid>,
     /// The message id to publish under.
     pub id: Uuid,
     /// True when an earlier attempt with this key failed or its outcome was
@@ -129,12 +148,28 @@ impl IdempotencyStore {
             tenants: Mutex::default(),
             ttl,
             capacity: capacity.max(1),
+            fleet: None,
         }
+    }
+
+    /// Claims keys across the fleet through `fleet` as well.
+    #[must_use]
+    pub fn with_fleet(mut self, fleet: FleetKeys) -> Self {
+        self.fleet = Some(Arc::new(fleet));
+        self
     }
 
     /// Claims `key` for the caller `key_id` and a body with `body`.
     pub async fn claim(self: &Arc<Self>, key_id: &Arc<str>, key: &str, body: &[u8]) -> Claim {
+        self.claim_local(key_id, key, body).await.claim
+    }
+
+    async fn claim_local(self: &Arc<Self>, key_id: &Arc<str>, key: &str, body: &[u8]) -> Local {
         let body_digest: [u8; 32] = Sha256::digest(body).into();
+        let done = |claim| Local {
+            claim,
+            digest: body_digest,
+        };
         loop {
             let notified = {
                 let mut tenants = self.lock();
@@ -143,11 +178,11 @@ impl IdempotencyStore {
                 tenant.expire(now, self.ttl);
                 while tenant.response_bytes > MAX_RESPONSE_BYTES && tenant.evict_oldest_settled() {}
                 match tenant.entries.get_mut(key) {
-                    Some(e) if e.body_digest != body_digest => return Claim::Mismatch,
+                    Some(e) if e.body_digest != body_digest => return done(Claim::Mismatch),
                     Some(e) => match &e.state {
-                        State::Published(None) => return Claim::Replay(e.id),
+                        State::Published(None) => return done(Claim::Replay(e.id)),
                         State::Published(Some(body)) => {
-                            return Claim::ReplayResponse(body.clone());
+                            return done(Claim::ReplayResponse(body.clone()));
                         }
                         // Created under the lock, so a notify_waiters() after it is released still wakes it.
                         State::InFlight(notify) => notify.clone().notified_owned(),
@@ -156,16 +191,16 @@ impl IdempotencyStore {
                             let mut reservation = self.reservation(key_id, key, e.id);
                             reservation.retry = true;
                             reservation.granted_before = e.granted;
-                            return Claim::New(reservation);
+                            return done(Claim::New(reservation));
                         }
                     },
                     None => {
                         if tenant.entries.len() >= self.capacity && !tenant.evict_oldest_settled() {
-                            return Claim::Full;
+                            return done(Claim::Full);
                         }
                         let id = Uuid::now_v7();
                         tenant.insert(key, body_digest, now, id);
-                        return Claim::New(self.reservation(key_id, key, id));
+                        return done(Claim::New(self.reservation(key_id, key, id)));
                     }
                 }
             };
@@ -173,20 +208,31 @@ impl IdempotencyStore {
         }
     }
 
-    /// Claims the request's `key`, if it sent one, as [`Self::claim`] does;
-    /// a key reused with another body is `422`, a full table `503`.
+    /// Claims the request's `key`, if it sent one, as [`Self::claim`] does,
+    /// then in the fleet when this process has not seen it published (see
+    /// the module's docs), waiting for an attempt elsewhere until `deadline`.
+    /// A key reused with another body is `422`, a full table `503`, a key
+    /// still in flight elsewhere at the deadline `409`.
     pub async fn claim_if_keyed(
         self: &Arc<Self>,
         key_id: &Arc<str>,
         key: Option<&str>,
         body: &[u8],
-    ) -> Result<Keyed, crate::gateway::error::ApiError> {
-        use crate::gateway::error::ApiError;
+        deadline: tokio::time::Instant,
+    ) -> Result<Keyed, ApiError> {
         let Some(key) = key else {
             return Ok(Keyed::Publish(None));
         };
-        match self.claim(key_id, key, body).await {
-            Claim::New(reservation) => Ok(Keyed::Publish(Some(reservation))),
+        let local = self.claim_local(key_id, key, body).await;
+        match local.claim {
+            Claim::New(reservation) => match &self.fleet {
+                Some(fleet) => {
+                    reservation
+                        .claim_shared(fleet, &local.digest, deadline)
+                        .await
+                }
+                None => Ok(Keyed::Publish(Some(reservation))),
+            },
             Claim::Replay(id) => Ok(Keyed::Replay(id)),
             Claim::ReplayResponse(response) => Ok(Keyed::ReplayResponse(response)),
             Claim::Mismatch => Err(ApiError::IdempotencyMismatch),
@@ -198,6 +244,7 @@ impl IdempotencyStore {
         Reservation {
             store: self.clone(),
             key: Some((key_id.clone(), key.to_owned())),
+            shared: None,
             id,
             retry: false,
             granted_before: None,
@@ -227,6 +274,33 @@ impl IdempotencyStore {
     /// (a test checks that memory follows the live entries).
     pub fn index_len(&self) -> usize {
         self.lock().values().map(|t| t.order.len()).sum()
+    }
+
+    /// Binds the entry of `key` to `id` (the fleet's id for it).
+    fn rebind(&self, key_id: &Arc<str>, key: &str, id: Uuid) {
+        if let Some(entry) = self
+            .lock()
+            .get_mut(key_id)
+            .and_then(|t| t.entries.get_mut(key))
+        {
+            entry.id = id;
+        }
+    }
+
+    /// Forgets `key` (the fleet says it belongs to another body).
+    fn forget(&self, key_id: &Arc<str>, key: &str) {
+        let mut tenants = self.lock();
+        if let Some(tenant) = tenants.get_mut(key_id) {
+            let notify = match tenant.entries.get(key).map(|e| &e.state) {
+                Some(State::InFlight(notify)) => Some(notify.clone()),
+                _ => None,
+            };
+            tenant.remove(key);
+            drop(tenants);
+            if let Some(notify) = notify {
+                notify.notify_waiters();
+            }
+        }
     }
 
     fn finish(&self, key_id: &Arc<str>, key: &str, published: Option<Option<Arc<[u8]>>>) {
@@ -345,17 +419,88 @@ impl Reservation {
     }
 
     /// Records that the message was published under [`Reservation::id`].
-    pub fn complete(mut self) {
-        if let Some((key_id, key)) = self.key.take() {
-            self.store.finish(&key_id, &key, Some(None));
-        }
+    pub async fn complete(self) {
+        self.settle(None).await;
     }
 
     /// Records that the request was answered with `response`, which every
     /// replay gets (a batch: its results and ids).
-    pub fn complete_with(mut self, response: Arc<[u8]>) {
-        if let Some((key_id, key)) = self.key.take() {
-            self.store.finish(&key_id, &key, Some(Some(response)));
+    pub async fn complete_with(self, response: Arc<[u8]>) {
+        self.settle(Some(response)).await;
+    }
+
+    async fn settle(mut self, response: Option<Arc<[u8]>>) {
+        let Some((key_id, key)) = self.key.take() else {
+            return;
+        };
+        self.store.finish(&key_id, &key, Some(response.clone()));
+        if let (Some(owner), Some(fleet)) = (self.shared, self.store.fleet.clone()) {
+            // Published whatever this write does, and written whatever
+            // happens to the request (a timeout drops its future): a key
+            // left in flight there lapses after its lease, and a retry
+            // elsewhere then publishes again under the same id.
+            tokio::spawn(async move {
+                let mut pause = Duration::from_millis(100);
+                for _ in 0..5 {
+                    match fleet
+                        .published(&key_id, &key, owner, response.as_deref())
+                        .await
+                    {
+                        Ok(()) => return,
+                        Err(e) => tracing::warn!(
+                            error.message = %crate::telemetry::chain(&e),
+                            "idempotency key published, but the fleet's record of it was not written yet"
+                        ),
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                tracing::error!(
+                    "idempotency key published, but the fleet's record of it was never written: a retry on another gateway after its lease may publish it again under the same id"
+                );
+            });
+        }
+    }
+
+    /// Claims the key in the fleet; what the fleet says decides.
+    async fn claim_shared(
+        mut self,
+        fleet: &FleetKeys,
+        digest: &[u8; 32],
+        deadline: tokio::time::Instant,
+    ) -> Result<Keyed, ApiError> {
+        let (key_id, key) = self.key.clone().expect("a fresh reservation holds its key");
+        let claim = fleet.claim(&key_id, &key, digest, self.id, deadline).await;
+        match claim.map_err(ApiError::FleetUnavailable)? {
+            SharedClaim::Mine { id, retry, owner } => {
+                self.store.rebind(&key_id, &key, id);
+                self.shared = Some(owner);
+                self.id = id;
+                self.retry |= retry;
+                Ok(Keyed::Publish(Some(self)))
+            }
+            SharedClaim::Published { id, response } => {
+                self.id = id;
+                self.store.rebind(&key_id, &key, id);
+                let response = response.map(Arc::<[u8]>::from);
+                let answer = match &response {
+                    Some(r) => Keyed::ReplayResponse(r.clone()),
+                    None => Keyed::Replay(id),
+                };
+                self.key = None;
+                self.store.finish(&key_id, &key, Some(response));
+                Ok(answer)
+            }
+            SharedClaim::Mismatch => {
+                self.key = None;
+                self.store.forget(&key_id, &key);
+                Err(ApiError::IdempotencyMismatch)
+            }
+            SharedClaim::InFlight { retry_after } => {
+                self.key = None;
+                self.store.forget(&key_id, &key);
+                Err(ApiError::IdempotencyInFlight { retry_after })
+            }
         }
     }
 }
@@ -364,8 +509,26 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some((key_id, key)) = self.key.take() {
             self.store.finish(&key_id, &key, None);
+            if let (Some(owner), Some(fleet), Ok(runtime)) = (
+                self.shared,
+                self.store.fleet.clone(),
+                tokio::runtime::Handle::try_current(),
+            ) {
+                // Best effort: a claim not released lapses after its lease.
+                runtime.spawn(async move {
+                    if let Err(e) = fleet.unsettled(&key_id, &key, owner).await {
+                        tracing::warn!(error.message = %crate::telemetry::chain(&e), "idempotency key not released in the fleet; it lapses after its lease");
+                    }
+                });
+            }
         }
     }
+}
+
+/// How long a request waits for its key's attempt in flight on another
+/// gateway: half its time, leaving the other half to publish.
+pub fn key_deadline(state: &crate::gateway::AppState) -> tokio::time::Instant {
+    tokio::time::Instant::now() + state.request_timeout / 2
 }
 
 /// The request's `Idempotency-Key`, checked, if it sent one.
@@ -433,7 +596,7 @@ mod tests {
             panic!("first claim is new")
         };
         let id = r.id;
-        r.complete();
+        r.complete().await;
         assert!(matches!(s.claim(&caller(), "k1", b"body").await, Claim::Replay(x) if x == id));
     }
 
@@ -443,7 +606,7 @@ mod tests {
         let Claim::New(r) = s.claim(&caller(), "k1", b"body").await else {
             panic!()
         };
-        r.complete();
+        r.complete().await;
         assert!(matches!(
             s.claim(&caller(), "k1", b"other").await,
             Claim::Mismatch
@@ -456,7 +619,7 @@ mod tests {
         let Claim::New(r) = s.claim(&caller(), "k1", b"body").await else {
             panic!()
         };
-        r.complete();
+        r.complete().await;
         assert!(matches!(
             s.claim(&Arc::from("billing"), "k1", b"other").await,
             Claim::New(_)
@@ -479,7 +642,7 @@ mod tests {
             retry.id, first,
             "every retry carries the first attempt's id"
         );
-        retry.complete();
+        retry.complete().await;
         assert!(matches!(s.claim(&caller(), "k1", b"body").await, Claim::Replay(x) if x == first));
         assert!(matches!(
             s.claim(&caller(), "k1", b"other").await,
@@ -494,13 +657,13 @@ mod tests {
             panic!()
         };
         let id = r.id;
-        r.complete();
+        r.complete().await;
         let other: Arc<str> = Arc::from("billing");
         for i in 0..100 {
             let Claim::New(r) = s.claim(&other, &format!("k{i}"), b"x").await else {
                 panic!()
             };
-            r.complete();
+            r.complete().await;
         }
         assert!(matches!(s.claim(&caller(), "mine", b"body").await, Claim::Replay(x) if x == id));
     }
@@ -516,17 +679,17 @@ mod tests {
         };
         // Both in flight and the table full: a third key cannot be remembered.
         assert!(matches!(s.claim(&caller(), "c", b"x").await, Claim::Full));
-        a.complete();
+        a.complete().await;
         // Now "a" (settled) is evicted for "c"; "b" is still in flight and stays.
         let Claim::New(c) = s.claim(&caller(), "c", b"x").await else {
             panic!()
         };
-        c.complete();
+        c.complete().await;
         let s2 = s.clone();
         let waiter = tokio::spawn(async move { s2.claim(&caller(), "b", b"x").await });
         tokio::task::yield_now().await;
         let b_id = b.id;
-        b.complete();
+        b.complete().await;
         assert!(matches!(waiter.await.unwrap(), Claim::Replay(x) if x == b_id));
     }
 
@@ -541,11 +704,11 @@ mod tests {
         let Claim::New(published) = s.claim(&caller(), "published", b"x").await else {
             panic!()
         };
-        published.complete();
+        published.complete().await;
         let Claim::New(new) = s.claim(&caller(), "new", b"x").await else {
             panic!()
         };
-        new.complete();
+        new.complete().await;
         let Claim::New(retry) = s.claim(&caller(), "unsettled", b"x").await else {
             panic!()
         };
@@ -559,7 +722,7 @@ mod tests {
             let Claim::New(r) = s.claim(&caller(), k, b"x").await else {
                 panic!()
             };
-            r.complete_with(Arc::from(&b"0123456789"[..]));
+            r.complete_with(Arc::from(&b"0123456789"[..])).await;
         }
         let tenants = s.lock();
         let tenant = &tenants[&caller()];
@@ -594,7 +757,7 @@ mod tests {
         let s2 = s.clone();
         let waiter = tokio::spawn(async move { s2.claim(&caller(), "k1", b"body").await });
         tokio::task::yield_now().await;
-        r.complete();
+        r.complete().await;
         assert!(matches!(waiter.await.unwrap(), Claim::Replay(x) if x == id));
     }
 
@@ -605,7 +768,7 @@ mod tests {
             let Claim::New(r) = s.claim(&caller(), k, b"x").await else {
                 panic!()
             };
-            r.complete();
+            r.complete().await;
         }
         assert!(s.len() <= 3);
         tokio::time::sleep(Duration::from_millis(30)).await;

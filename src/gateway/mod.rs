@@ -38,8 +38,9 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod server;
+pub mod window_check;
 
-use admission::{Admission, OptOutCache};
+use admission::Admission;
 use auth::ApiKeys;
 use error::ApiError;
 use extract::BodyLimit;
@@ -67,6 +68,10 @@ pub struct AppState {
     pub batch_max_body_bytes: usize,
     /// API key ids that may see every tenant's dead letters (`ADMIN_KEY_IDS`).
     pub admin_key_ids: Arc<HashSet<String>>,
+    /// The tenants: who may send from which number or sender.
+    pub tenants: Arc<crate::tenants::Tenants>,
+    /// The numbers received messages are marked read from.
+    pub read_receipts: Arc<crate::channels::whatsapp::read_receipts::ReadReceipts>,
     /// The in-process delivery pipeline (embedded default), for `/health`'s
     /// view of the providers' circuits.
     pub delivery: Option<Arc<crate::delivery::Pipeline>>,
@@ -92,7 +97,18 @@ impl AppState {
                 publisher,
             )),
             metrics: config.metrics,
-            api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
+            api_keys: Arc::new(ApiKeys::new(
+                &config.api_keys,
+                &config.tenants,
+                &config.admin_key_ids,
+            )),
+            tenants: config.tenants.clone(),
+            read_receipts: Arc::new(
+                crate::channels::whatsapp::read_receipts::ReadReceipts::from_config(
+                    &config.delivery,
+                )
+                .unwrap_or_default(),
+            ),
             idempotency: Arc::new(IdempotencyStore::new(
                 config.idempotency_ttl,
                 config.idempotency_max_keys,
@@ -120,20 +136,33 @@ impl AppState {
                 config.webhooks.bodies_max_bytes,
                 config.webhooks.max_body_bytes,
             )),
-            admission: Arc::new(Admission::new(config.delivery.mode.clone(), None)),
+            admission: Arc::new(Admission::new(&config.delivery, config.tenants.clone())),
             send_rules: SendRules {
                 sms_max_segments: config.sms_max_segments,
             },
         }
     }
 
+    /// Claims `Idempotency-Key`s across the fleet in `table` as well.
+    pub fn share_idempotency_keys(
+        &mut self,
+        table: crate::fleet::FleetTable,
+        config: &GatewayConfig,
+    ) {
+        // A claim outlives the request that holds it, publish included, so
+        // it lapses only when that gateway is gone.
+        let lease = config.request_timeout + Duration::from_secs(5);
+        let keys = crate::fleet::keys::FleetKeys::new(table, config.idempotency_ttl, lease);
+        self.idempotency = Arc::new(
+            IdempotencyStore::new(config.idempotency_ttl, config.idempotency_max_keys)
+                .with_fleet(keys),
+        );
+    }
+
     /// Keeps statuses and opt-outs in `store`; the gateway's opt-out check
     /// reads them through a cache of `opt_out_ttl` (zero: none).
     pub fn set_status_store(&mut self, store: Arc<dyn StatusStore>, opt_out_ttl: Duration) {
-        self.admission = Arc::new(
-            self.admission
-                .with_opt_outs(OptOutCache::new(store.clone(), opt_out_ttl)),
-        );
+        self.admission = Arc::new(self.admission.with_store(&store, opt_out_ttl));
         self.statuses = Some(store);
     }
 }
@@ -171,6 +200,11 @@ fn authenticated_routes(state: &AppState) -> Router<AppState> {
             post(dead_letters::redrive),
         )
         .route("/api/v1/messages/{id}", get(routes::status::get))
+        .route("/api/v1/contacts/{number}", get(routes::contacts::get))
+        .route(
+            "/api/v1/inbound/{providerMessageId}/read",
+            axum::routing::post(routes::inbound::read),
+        )
         .route(
             "/api/v1/opt-outs/{number}",
             get(routes::opt_outs::get)

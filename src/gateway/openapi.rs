@@ -74,8 +74,17 @@ pub struct SendRequest {
     /// Carried through untouched; at most 4 KiB serialised.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
-    /// SMS sender id (SMS only).
+    /// SMS sender id (SMS only); must be one of the tenant's senders when
+    /// `TENANTS_FILE` names any.
     pub sender: Option<String>,
+    /// The sender: a WhatsApp `phone_number_id` or an SMS sender, one of the
+    /// API key's tenant's (`422 sender-not-allowed` otherwise); absent: the
+    /// tenant's first.
+    pub from: Option<String>,
+    /// Order among the tenant's messages due at once: `high`, `normal`
+    /// (single sends' default) or `bulk` (batch entries' default).
+    #[schema(value_type = Option<String>, pattern = "^(high|normal|bulk)$")]
+    pub priority: Option<String>,
     /// The SMS to send when WhatsApp cannot reach the person (WhatsApp only).
     pub fallback: Option<FallbackRequest>,
 }
@@ -227,6 +236,8 @@ impl Modify for Security {
         routes::batch::send_batch,
         routes::status::get,
         routes::opt_outs::get,
+        routes::contacts::get,
+        routes::inbound::read,
         routes::opt_outs::put,
         routes::opt_outs::delete,
         routes::dead_letters::list,
@@ -246,6 +257,7 @@ impl Modify for Security {
     tags(
         (name = "messages", description = "Send, and follow what became of a message"),
         (name = "opt-outs", description = "Recipients who opted out"),
+        (name = "contacts", description = "A person's customer-service window and opt-outs"),
         (name = "operations", description = "Health, metrics, dead letters, this document"),
         (name = "webhooks", description = "What providers POST (their own authentication, no key)"),
     )

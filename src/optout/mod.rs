@@ -1,7 +1,8 @@
 //! Opt-outs: a recipient who said STOP is never sent to again on that
-//! channel. An opt-out is a number and a set of channels
-//! (`sms`, `whatsapp`, or `all`); it belongs to the deployment, not to one
-//! API key. It is recorded from inbound keywords and from the API, checked
+//! channel. An opt-out is a tenant, a number and a set of channels
+//! (`sms`, `whatsapp`, or `all`): consent belongs to the tenant whose number
+//! the person wrote to (the one tenant `default` without `TENANTS_FILE`),
+//! not to one API key. It is recorded from inbound keywords and from the API, checked
 //! by the gateway at the edge and by the consumer before every delivery, and
 //! every change is a `recipient.opt-out` event.
 //!
@@ -44,6 +45,8 @@ const OPT_IN_KEYWORDS: [&str; 2] = ["START", "UNSTOP"];
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OptOut {
+    /// The tenant it belongs to.
+    pub tenant: String,
     /// The number, E.164.
     pub number: String,
     /// The channels opted out of (`all` covers every channel).
@@ -78,6 +81,8 @@ pub enum Change {
 /// A change to apply, with the number and what made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptOutUpdate {
+    /// The tenant whose consent changes.
+    pub tenant: String,
     /// The number, E.164.
     pub number: String,
     /// The change.
@@ -89,6 +94,24 @@ pub struct OptOutUpdate {
     pub at_ms: i64,
     /// The provider's id of the inbound message that made it, if one did.
     pub inbound_id: Option<String>,
+}
+
+impl OptOutUpdate {
+    /// The key of the consent it changes ([`consent_key`]).
+    pub fn key(&self) -> String {
+        consent_key(&self.tenant, &self.number)
+    }
+}
+
+/// One key for a tenant's consent of a number: the number alone for the
+/// tenant `default` (so stores written before tenants keep their keys),
+/// else `<tenant>#<number>` (tenant ids have no `#` or `+`).
+pub fn consent_key(tenant: &str, number: &str) -> String {
+    if tenant == crate::contract::DEFAULT_TENANT {
+        number.to_owned()
+    } else {
+        format!("{tenant}#{number}")
+    }
 }
 
 /// How many inbound ids a number's record remembers (replays of older ones
@@ -292,9 +315,15 @@ mod tests {
             apply(&set(&["all"]), &Change::Add("sms".into())),
             set(&["all"])
         );
+        // "all" less one channel is every other channel, however many there are.
+        let others: Vec<&str> = Channel::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .filter(|c| *c != "sms")
+            .collect();
         assert_eq!(
             apply(&set(&["all"]), &Change::Remove("sms".into())),
-            set(&["whatsapp"])
+            set(&others)
         );
         assert_eq!(
             apply(&set(&["sms"]), &Change::Remove("sms".into())),
@@ -306,6 +335,7 @@ mod tests {
         );
         assert_eq!(apply(&set(&["sms"]), &Change::Clear), set(&[]));
         let o = OptOut {
+            tenant: "default".into(),
             number: "+1".into(),
             channels: set(&["all"]),
             source: "api".into(),
@@ -321,6 +351,7 @@ mod tests {
 
     fn inbound(change: Change, at_ms: i64, id: &str) -> OptOutUpdate {
         OptOutUpdate {
+            tenant: "default".into(),
             number: "+14155550123".into(),
             change,
             source: "inbound-sms".into(),

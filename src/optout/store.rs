@@ -11,8 +11,12 @@ use crate::status::error::StoreError;
 /// Reads and changes opt-outs. Changes are idempotent and ordered by
 /// [`super::apply_in_order`]'s rules, whatever order they arrive in.
 pub trait OptOutStore: Send + Sync + std::fmt::Debug + 'static {
-    /// The opt-out of `number` (E.164), if any, as last written.
-    fn opt_out<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>>;
+    /// `tenant`'s opt-out of `number` (E.164), if any, as last written.
+    fn opt_out<'a>(
+        &'a self,
+        tenant: &'a str,
+        number: &'a str,
+    ) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>>;
 
     /// Applies opt-out changes, emitting a `recipient.opt-out` event for each
     /// one that changed something.

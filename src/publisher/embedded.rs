@@ -152,12 +152,12 @@ impl Publisher for EmbeddedPublisher {
         &'a self,
         kind: DeadLetterKind,
         limit: usize,
-        api_key_id: Option<&'a str>,
+        scope: &'a crate::tenants::Scope,
     ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
         Box::pin(async move {
             Some(
                 self.queue
-                    .dead_letters(kind, limit, api_key_id)
+                    .dead_letters(kind, limit, scope)
                     .await
                     .map_err(|e| publish_error(e, self.queue.data_dir())),
             )
@@ -168,13 +168,13 @@ impl Publisher for EmbeddedPublisher {
         &'a self,
         kind: DeadLetterKind,
         id: &'a str,
-        api_key_id: Option<&'a str>,
+        scope: &'a crate::tenants::Scope,
         redrive: bool,
     ) -> BoxFuture<'a, Option<Result<bool, PublishError>>> {
         Box::pin(async move {
             Some(
                 self.queue
-                    .settle_dead_letter(kind, id, api_key_id, redrive)
+                    .settle_dead_letter(kind, id, scope, redrive)
                     .await
                     .map_err(|e| publish_error(e, self.queue.data_dir())),
             )

@@ -45,18 +45,18 @@ impl Publisher for MeasuredPublisher {
         &'a self,
         kind: DeadLetterKind,
         limit: usize,
-        api_key_id: Option<&'a str>,
+        scope: &'a crate::tenants::Scope,
     ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
-        self.inner.dead_letters(kind, limit, api_key_id)
+        self.inner.dead_letters(kind, limit, scope)
     }
 
     fn settle_dead_letter<'a>(
         &'a self,
         kind: DeadLetterKind,
         id: &'a str,
-        api_key_id: Option<&'a str>,
+        scope: &'a crate::tenants::Scope,
         redrive: bool,
     ) -> BoxFuture<'a, Option<Result<bool, PublishError>>> {
-        self.inner.settle_dead_letter(kind, id, api_key_id, redrive)
+        self.inner.settle_dead_letter(kind, id, scope, redrive)
     }
 }

@@ -37,14 +37,14 @@ pub trait Publisher: Send + Sync + 'static {
     fn check_health(&self) -> BoxFuture<'_, HealthCheck>;
 
     /// The newest dead letters, where this publisher keeps them (the embedded
-    /// queue): only those sent with `api_key_id` when it is given, all of them
-    /// for `None` (an admin). `None` back: they live elsewhere (with SNS, in the
+    /// queue): only those in `scope` (a key's, a tenant's, an admin's: all).
+    /// `None` back: they live elsewhere (with SNS, in the
     /// SQS dead-letter queue).
     fn dead_letters<'a>(
         &'a self,
         _kind: DeadLetterKind,
         _limit: usize,
-        _api_key_id: Option<&'a str>,
+        _scope: &'a crate::tenants::Scope,
     ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
         Box::pin(async { None })
     }
@@ -57,7 +57,7 @@ pub trait Publisher: Send + Sync + 'static {
         &'a self,
         _kind: DeadLetterKind,
         _id: &'a str,
-        _api_key_id: Option<&'a str>,
+        _scope: &'a crate::tenants::Scope,
         _redrive: bool,
     ) -> BoxFuture<'a, Option<Result<bool, PublishError>>> {
         Box::pin(async { None })

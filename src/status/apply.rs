@@ -96,11 +96,8 @@ mod tests {
 
     fn entry(at_ms: i64, error: Option<StatusError>) -> Entry {
         Entry {
-            at_ms,
-            channel: Some("whatsapp".into()),
-            attempt: None,
-            provider_status: None,
             error,
+            ..Entry::on("whatsapp", at_ms)
         }
     }
 

@@ -86,6 +86,7 @@ pub fn status_event(record: &MessageRecord, status: Status, now_ms: i64) -> Opti
 /// The `recipient.opt-out` event for a change of `number`'s opt-out to
 /// `channels` (empty: opted back in to everything), made by `source`.
 pub fn opt_out_event(
+    tenant: &str,
     number: &str,
     channels: &std::collections::BTreeSet<String>,
     change: &crate::optout::Change,
@@ -98,12 +99,16 @@ pub fn opt_out_event(
         Change::Set(_) | Change::Clear => "all".to_owned(),
     };
     let joined: Vec<&str> = channels.iter().map(String::as_str).collect();
-    let id = event_id(at_ms, &["opt-out", number, &joined.join(","), source]);
+    let id = event_id(
+        at_ms,
+        &["opt-out", tenant, number, &joined.join(","), source],
+    );
     let body = json!({
         "version": EVENT_VERSION,
         "type": "recipient.opt-out",
         "eventId": id,
         "at": format_ms(at_ms),
+        "tenant": tenant,
         "number": number,
         "channel": channel,
         "optedOut": !channels.is_empty(),
@@ -129,6 +134,8 @@ pub fn inbound_event(inbound: &Inbound) -> Event {
         "at": format_ms(inbound.at_ms),
         "channel": inbound.channel,
         "from": inbound.from,
+        "to": inbound.to,
+        "tenants": inbound.tenants,
         "providerMessageId": inbound.provider_message_id,
         "contactName": inbound.contact_name,
         "message": inbound.message,

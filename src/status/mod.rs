@@ -10,10 +10,10 @@
 //! merge ([`model::merge`]) and emits one event per change of the current
 //! status from `submitted` on.
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;
 
 use crate::contract::{Envelope, FallbackLeg};
+pub use crate::tenants::Scope;
 
 pub mod apply;
 pub mod dynamodb;
@@ -23,6 +23,7 @@ pub mod model;
 pub mod record;
 
 pub use crate::optout::store::OptOutStore;
+pub use crate::window::store::WindowStore;
 pub use error::StoreError;
 pub use model::{Entry, ErrorCode, FailureMark, History, Status, StatusError};
 pub use record::MessageRecord;
@@ -36,6 +37,8 @@ pub struct MessageInfo {
     pub id: String,
     /// The API key id that sent it: only that key can read it.
     pub api_key_id: String,
+    /// Its tenant: with `TENANTS_FILE`, every key of the tenant can read it.
+    pub tenant: String,
     /// The channel it was sent on.
     pub channel: String,
     /// The recipient, E.164.
@@ -56,6 +59,7 @@ impl MessageInfo {
         Self {
             id: envelope.id.to_string(),
             api_key_id: envelope.api_key_id.clone(),
+            tenant: envelope.tenant.clone(),
             channel: envelope.first_channel().as_str().to_owned(),
             to: envelope.to.as_str().to_owned(),
             callback_data: envelope.callback_data.clone(),
@@ -67,13 +71,7 @@ impl MessageInfo {
     /// The `accepted` entry this message has whoever records it first: the
     /// sender's knowledge includes when the gateway accepted it.
     pub fn accepted_entry(&self) -> Entry {
-        Entry {
-            at_ms: self.accepted_at_ms,
-            channel: Some(self.channel.clone()),
-            attempt: None,
-            provider_status: None,
-            error: None,
-        }
+        Entry::on(&self.channel, self.accepted_at_ms)
     }
 }
 
@@ -112,6 +110,12 @@ pub struct Inbound {
     pub channel: String,
     /// The sender, E.164.
     pub from: String,
+    /// The number it was sent to: WhatsApp's `metadata.phone_number_id`,
+    /// an SMS's `to`.
+    pub to: Option<String>,
+    /// The tenants it belongs to (the receiving number's; every tenant
+    /// sharing the deployment's), set by the webhook route.
+    pub tenants: Vec<String>,
     /// The sender's profile name, when the provider gave one.
     pub contact_name: Option<String>,
     /// When it was sent, Unix ms.
@@ -121,6 +125,15 @@ pub struct Inbound {
 }
 
 impl Inbound {
+    /// The window this message opens: the business number it was sent to
+    /// and the person, for a WhatsApp message that names its number.
+    pub fn window_key(&self) -> Option<(&str, &str)> {
+        (self.channel == "whatsapp")
+            .then_some(self.to.as_deref())
+            .flatten()
+            .map(|to| (to, self.from.as_str()))
+    }
+
     /// The message's whole text, whichever channel it came on: WhatsApp's
     /// `text.body` (or a button's text), Infobip's `text` — never Infobip's
     /// `cleanText`, which is the text with Infobip's keyword taken out (a
@@ -137,7 +150,7 @@ impl Inbound {
 /// Where statuses live. Every method is idempotent: providers and queues
 /// deliver at least once. A status store keeps opt-outs too (the same table
 /// or database), behind their own seam, [`OptOutStore`].
-pub trait StatusStore: OptOutStore {
+pub trait StatusStore: OptOutStore + WindowStore {
     /// Merges `updates`, emitting an event for each change of a message's
     /// current status (from `submitted` on), and records `inbound` messages,
     /// emitting a `message.inbound` event for each one not seen before.
@@ -148,11 +161,11 @@ pub trait StatusStore: OptOutStore {
         inbound: Vec<Inbound>,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// The message `id` if `api_key_id` sent it.
+    /// The message `id` if it is in `scope`.
     fn get<'a>(
         &'a self,
         id: &'a str,
-        api_key_id: &'a str,
+        scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>>;
 }
 
@@ -167,12 +180,4 @@ pub fn accepted(envelope: &Envelope) -> Update {
     }
 }
 
-pub use crate::clock::now_ms;
-
-/// Unix milliseconds as the API writes times: RFC 3339, UTC, milliseconds.
-pub fn format_ms(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
-}
+pub use crate::clock::{format_ms, now_ms};

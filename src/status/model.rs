@@ -165,6 +165,25 @@ impl StatusError {
 }
 
 impl Entry {
+    /// An entry reached at `at_ms` on `channel`, with nothing else known yet.
+    pub fn on(channel: &str, at_ms: i64) -> Self {
+        Self {
+            at_ms,
+            channel: Some(channel.to_owned()),
+            attempt: None,
+            provider_status: None,
+            error: None,
+        }
+    }
+
+    /// The same entry, reached by delivery attempt `attempt`.
+    pub fn by_attempt(self, attempt: u32) -> Self {
+        Self {
+            attempt: Some(attempt),
+            ..self
+        }
+    }
+
     /// True for a failure that sends the message's fallback.
     pub fn fails_over(&self) -> bool {
         self.error
@@ -225,13 +244,7 @@ mod tests {
     use super::*;
 
     fn entry(at_ms: i64) -> Entry {
-        Entry {
-            at_ms,
-            channel: Some("whatsapp".into()),
-            attempt: None,
-            provider_status: None,
-            error: None,
-        }
+        Entry::on("whatsapp", at_ms)
     }
 
     fn history(statuses: &[Status]) -> History {

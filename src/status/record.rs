@@ -18,6 +18,9 @@ pub struct MessageRecord {
     /// The API key id that sent it (empty until the gateway or consumer writes).
     #[serde(default)]
     pub api_key_id: String,
+    /// The tenant it belongs to.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     /// The channel it was sent on.
     #[serde(default)]
     pub channel: String,
@@ -55,11 +58,16 @@ pub struct MessageRecord {
     pub fallback: History,
 }
 
+fn default_tenant() -> String {
+    crate::contract::DEFAULT_TENANT.to_owned()
+}
+
 impl MessageRecord {
     /// An empty record for `id`.
     pub fn new(id: &str) -> Self {
         Self {
             id: id.to_owned(),
+            tenant: default_tenant(),
             ..Self::default()
         }
     }
@@ -70,6 +78,7 @@ impl MessageRecord {
     pub fn fill(&mut self, info: &MessageInfo) {
         if self.api_key_id.is_empty() {
             self.api_key_id.clone_from(&info.api_key_id);
+            self.tenant.clone_from(&info.tenant);
             self.channel.clone_from(&info.channel);
             self.to.clone_from(&info.to);
             self.callback_data.clone_from(&info.callback_data);
@@ -228,6 +237,9 @@ impl MessageRecord {
             fallback: self.fallback_leg.clone(),
             failover_from: None,
             pending_status: None,
+            tenant: self.tenant.clone(),
+            from: None,
+            priority: crate::contract::Priority::default(),
         };
         first.failover()
     }
@@ -310,6 +322,7 @@ mod tests {
         r.fill(&MessageInfo {
             id: "m1".into(),
             api_key_id: "k".into(),
+            tenant: "default".into(),
             channel: "whatsapp".into(),
             to: "+14155550123".into(),
             callback_data: Some("order-42".into()),

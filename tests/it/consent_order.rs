@@ -142,6 +142,7 @@ async fn an_opt_out_event_that_could_not_be_published_goes_with_the_retry() {
         )
     };
     let stop = OptOutUpdate {
+        tenant: "default".into(),
         number: "+14155550123".into(),
         change: Change::Add("sms".into()),
         source: "inbound-sms".into(),

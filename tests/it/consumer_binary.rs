@@ -235,6 +235,7 @@ async fn an_early_cannot_reach_report_merged_by_the_consumer_sends_the_fallback(
         200
     );
 
+    let log = tempfile::NamedTempFile::new().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
         .env("SQS_QUEUE_URL", &tq.queue_url)
         .env("SNS_TOPIC_ARN", &tq.topic_arn)
@@ -244,14 +245,18 @@ async fn an_early_cannot_reach_report_merged_by_the_consumer_sends_the_fallback(
         .env("DELIVERY_RETRY_BASE_MS", "50")
         .env_remove("DELIVERY")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .expect("the consumer binary starts");
     let child = KilledOnDrop::new(child);
-    eventually(
+    crate::helpers::eventually::eventually_or(
         "the SMS fallback sent",
         Duration::from_secs(40),
         async || (!infobip.bodies().await.is_empty()).then_some(()),
+        || {
+            let log = std::fs::read_to_string(log.path()).unwrap_or_default();
+            format!("the consumer's log:\n{log}")
+        },
     )
     .await;
     let sms = infobip.bodies().await;

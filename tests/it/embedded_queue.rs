@@ -107,7 +107,11 @@ async fn retries_end_in_the_dead_letter_table_after_max_attempts() {
 
     assert_eq!(handled.get(), 3);
     let dead = queue
-        .dead_letters(herald::embedded::DeadLetterKind::Messages, 10, None)
+        .dead_letters(
+            herald::embedded::DeadLetterKind::Messages,
+            10,
+            &herald::status::Scope::Admin,
+        )
         .await
         .unwrap();
     assert_eq!(dead.len(), 1);
@@ -144,7 +148,11 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
     queue.enqueue(&env).await.unwrap();
     worker.run_once().await;
     let dead = queue
-        .dead_letters(herald::embedded::DeadLetterKind::Messages, 10, None)
+        .dead_letters(
+            herald::embedded::DeadLetterKind::Messages,
+            10,
+            &herald::status::Scope::Admin,
+        )
         .await
         .unwrap();
     assert!(dead[0].reason.contains("131047"), "{}", dead[0].reason);
@@ -716,6 +724,7 @@ async fn an_open_circuit_holds_messages_until_the_provider_is_back() {
             max_attempts: 3,
             max_in_flight: Some(4),
             circuit_cooldown: Duration::from_millis(2000),
+            ..PipelineLimits::default()
         },
     ));
     for i in 0..10 {

@@ -201,6 +201,7 @@ async fn metrics_count_what_happened_and_carry_no_personal_data() {
             &series,
             deliveries,
             &[
+                ("tenant", "default"),
                 ("channel", "whatsapp"),
                 ("outcome", "delivered"),
                 ("code", "none")
@@ -213,6 +214,7 @@ async fn metrics_count_what_happened_and_carry_no_personal_data() {
             &series,
             deliveries,
             &[
+                ("tenant", "default"),
                 ("channel", "sms"),
                 ("outcome", "delivered"),
                 ("code", "none")
@@ -222,6 +224,19 @@ async fn metrics_count_what_happened_and_carry_no_personal_data() {
     );
     assert_eq!(
         value(&series, "herald_publishes_total", &[("outcome", "ok")]),
+        5.0
+    );
+    let accepted = "herald_messages_accepted_total";
+    assert_eq!(
+        value(
+            &series,
+            accepted,
+            &[("tenant", "default"), ("channel", "whatsapp")]
+        ) + value(
+            &series,
+            accepted,
+            &[("tenant", "default"), ("channel", "sms")]
+        ),
         5.0
     );
     let webhooks = "herald_webhook_reports_total";

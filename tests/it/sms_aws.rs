@@ -124,7 +124,7 @@ async fn an_sms_through_sns_sqs_and_the_poller_is_delivered_reported_and_evented
     );
     assert!(
         store
-            .opt_out(TO)
+            .opt_out("default", TO)
             .await
             .unwrap()
             .unwrap()

@@ -237,6 +237,7 @@ async fn concurrent_writers_merge_without_locks() {
     let info = herald::status::MessageInfo {
         id: uuid::Uuid::now_v7().to_string(),
         api_key_id: "ops".into(),
+        tenant: "default".into(),
         channel: "whatsapp".into(),
         to: TO.into(),
         callback_data: None,
@@ -295,10 +296,16 @@ async fn concurrent_writers_merge_without_locks() {
     for w in writers {
         w.await.unwrap();
     }
-    let record = s.store.get(&info.id, "ops").await.unwrap().unwrap();
+    let record = s.store.get(&info.id, &key("ops")).await.unwrap().unwrap();
     assert_eq!(record.status(), Some(Status::Delivered));
     assert_eq!(record.history.len(), 5, "{:?}", record.history);
-    assert!(s.store.get(&info.id, "billing").await.unwrap().is_none());
+    assert!(
+        s.store
+            .get(&info.id, &key("billing"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Racing writers publish each status's event once (a conditional claim
     // per status; before: copies, and a second `submitted`).
@@ -384,24 +391,51 @@ impl StatusStore for FailingWrites {
     fn get<'a>(
         &'a self,
         id: &'a str,
-        api_key_id: &'a str,
+        scope: &'a herald::status::Scope,
     ) -> herald::status::BoxFuture<
         'a,
         Result<Option<herald::status::MessageRecord>, herald::status::StoreError>,
     > {
-        self.inner.get(id, api_key_id)
+        self.inner.get(id, scope)
+    }
+}
+
+impl herald::status::WindowStore for FailingWrites {
+    fn window<'a>(
+        &'a self,
+        number_id: &'a str,
+        person: &'a str,
+    ) -> herald::status::BoxFuture<'a, Result<herald::window::Window, herald::status::StoreError>>
+    {
+        self.inner.window(number_id, person)
+    }
+    fn close_windows(
+        &self,
+        closures: Vec<herald::window::Closure>,
+    ) -> herald::status::BoxFuture<'_, Result<(), herald::status::StoreError>> {
+        self.inner.close_windows(closures)
+    }
+    fn received<'a>(
+        &'a self,
+        provider_message_id: &'a str,
+    ) -> herald::status::BoxFuture<
+        'a,
+        Result<Option<herald::window::Received>, herald::status::StoreError>,
+    > {
+        self.inner.received(provider_message_id)
     }
 }
 
 impl herald::status::OptOutStore for FailingWrites {
     fn opt_out<'a>(
         &'a self,
+        tenant: &'a str,
         number: &'a str,
     ) -> herald::status::BoxFuture<
         'a,
         Result<Option<herald::optout::OptOut>, herald::status::StoreError>,
     > {
-        self.inner.opt_out(number)
+        self.inner.opt_out(tenant, number)
     }
     fn change_opt_outs(
         &self,
@@ -491,6 +525,7 @@ async fn an_abandoned_failover_claim_is_taken_over_and_a_live_one_is_not() {
         info: herald::status::MessageInfo {
             id: id.to_owned(),
             api_key_id: "ops".into(),
+            tenant: "default".into(),
             channel: "whatsapp".into(),
             to: TO.into(),
             callback_data: None,
@@ -501,13 +536,7 @@ async fn an_abandoned_failover_claim_is_taken_over_and_a_live_one_is_not() {
             }),
         },
         status: Status::Submitted,
-        entry: Entry {
-            at_ms: 1_750_000_001_000,
-            channel: Some("whatsapp".into()),
-            attempt: Some(1),
-            provider_status: None,
-            error: None,
-        },
+        entry: Entry::on("whatsapp", 1_750_000_001_000).by_attempt(1),
         provider_message_id: Some(wamid.to_owned()),
     };
     let unreachable = |wamid: &str| Update::Provider {
@@ -576,4 +605,8 @@ async fn an_abandoned_failover_claim_is_taken_over_and_a_live_one_is_not() {
     assert_eq!(sent.len(), 1, "one SMS leg");
     assert_eq!(sent[0].id.to_string(), stale);
     assert_eq!(sent[0].channel, Channel::Sms);
+}
+
+fn key(id: &str) -> herald::status::Scope {
+    herald::status::Scope::Key(id.to_owned())
 }

@@ -611,6 +611,7 @@ async fn expired_statuses_are_removed_on_a_timer() {
             info: MessageInfo {
                 id: format!("old-{i}"),
                 api_key_id: "ops".into(),
+                tenant: "default".into(),
                 channel: "whatsapp".into(),
                 to: TO.into(),
                 callback_data: None,
@@ -618,28 +619,34 @@ async fn expired_statuses_are_removed_on_a_timer() {
                 fallback: None,
             },
             status: Status::Submitted,
-            entry: Entry {
-                at_ms: 0,
-                channel: Some("whatsapp".into()),
-                attempt: Some(1),
-                provider_status: None,
-                error: None,
-            },
+            entry: Entry::on("whatsapp", 0).by_attempt(1),
             provider_message_id: None,
         })
         .collect();
     queue.record_statuses(updates, vec![]).await.unwrap();
-    assert!(queue.status("old-2999", "ops").await.unwrap().is_some());
+    assert!(
+        queue
+            .status("old-2999", &herald::status::Scope::Key("ops".into()))
+            .await
+            .unwrap()
+            .is_some()
+    );
     queue.configure_statuses(Duration::from_millis(1), false);
     // Before, expiry ran at most once a minute, so within 10 s nothing went.
     eventually("old-2999 expired", Duration::from_secs(10), async || {
         queue
-            .status("old-2999", "ops")
+            .status("old-2999", &herald::status::Scope::Key("ops".into()))
             .await
             .unwrap()
             .is_none()
             .then_some(())
     })
     .await;
-    assert!(queue.status("old-0", "ops").await.unwrap().is_none());
+    assert!(
+        queue
+            .status("old-0", &herald::status::Scope::Key("ops".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -24,6 +24,8 @@ pub struct InfobipClient {
     pacer: ThroughputLimiter,
     /// What start-up logs say it is.
     description: String,
+    /// The account's base URL (the fleet's key for its limits).
+    base_url: String,
 }
 
 impl std::fmt::Debug for InfobipClient {
@@ -55,6 +57,7 @@ impl InfobipClient {
                     "off: PUBLIC_BASE_URL is unset"
                 }
             ),
+            base_url: config.base_url.clone(),
         })
     }
 
@@ -122,6 +125,10 @@ impl Provider for InfobipClient {
 
     fn pacer(&self) -> Option<&ThroughputLimiter> {
         Some(&self.pacer)
+    }
+
+    fn account(&self) -> &str {
+        &self.base_url
     }
 
     fn call_timeout(&self) -> Duration {

@@ -281,6 +281,8 @@ pub fn read_inbound(body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
             provider_message_id: id.to_owned(),
             channel: "sms".into(),
             from,
+            to: text(&result, "to").map(str::to_owned),
+            tenants: Vec::new(),
             contact_name: None,
             at_ms: text(&result, "receivedAt")
                 .and_then(timestamp_ms)

@@ -24,6 +24,8 @@ pub struct WhatsAppClient {
     pairs: Option<RecipientLimiter>,
     /// What start-up logs say it is.
     description: String,
+    /// The phone number id (the fleet's key for its limits).
+    phone_number_id: String,
 }
 
 impl std::fmt::Debug for WhatsAppClient {
@@ -53,6 +55,7 @@ impl WhatsAppClient {
                 "whatsapp (phone number id {}, {})",
                 config.phone_number_id, config.api_version
             ),
+            phone_number_id: config.phone_number_id.clone(),
         })
     }
 
@@ -75,14 +78,41 @@ impl WhatsAppClient {
                 _ => Err(unexpected(&answer)),
             };
         }
-        match serde_json::from_slice::<GraphErrorBody>(answer.body()) {
-            Ok(body) => Err(WhatsAppError::Api {
-                status: answer.status,
-                error: body.error,
-                retry_after: answer.retry_after,
-            }),
-            Err(_) => Err(unexpected(&answer)),
+        Err(refused(&answer))
+    }
+
+    /// Marks the message `message_id` this number received as read (with
+    /// the typing indicator when `typing`).
+    pub async fn mark_read(&self, message_id: &str, typing: bool) -> Result<(), WhatsAppError> {
+        let mut body = serde_json::json!({
+            "messaging_product": "whatsapp", "status": "read", "message_id": message_id,
+        });
+        if typing {
+            body["typing_indicator"] = serde_json::json!({"type": "text"});
         }
+        let request = self
+            .http
+            .post(&self.messages_url)
+            .bearer_auth(self.token.expose())
+            .json(&body);
+        let answer = call(request, &UNANSWERED).await?;
+        if answer.is_success() {
+            Ok(())
+        } else {
+            Err(refused(&answer))
+        }
+    }
+}
+
+/// A Graph API refusal: Meta's error object, or an undocumented answer.
+fn refused(answer: &Answer<impl AsRef<[u8]>>) -> WhatsAppError {
+    match serde_json::from_slice::<GraphErrorBody>(answer.body()) {
+        Ok(body) => WhatsAppError::Api {
+            status: answer.status,
+            error: body.error,
+            retry_after: answer.retry_after,
+        },
+        Err(_) => unexpected(answer),
     }
 }
 
@@ -110,6 +140,10 @@ impl Provider for WhatsAppClient {
 
     fn pacer(&self) -> Option<&ThroughputLimiter> {
         Some(&self.pacer)
+    }
+
+    fn account(&self) -> &str {
+        &self.phone_number_id
     }
 
     fn call_timeout(&self) -> Duration {

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod error;
+pub mod read_receipts;
 pub mod types;
 pub mod webhook;
 

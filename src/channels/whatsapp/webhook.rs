@@ -161,15 +161,19 @@ pub fn read(body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
         .filter(|change| change.get("field").and_then(Value::as_str) == Some("messages"))
         .filter_map(|change| change.get("value"));
     for value in values {
+        let receiver = value
+            .pointer("/metadata/phone_number_id")
+            .and_then(Value::as_str);
         for status in array(value, "statuses") {
             match status_update(status) {
                 Some(update) => content.updates.push(update),
                 None => content.skipped += 1,
             }
+            content.closed_windows.extend(closure(status, receiver));
         }
         let contacts = array(value, "contacts");
         for message in array(value, "messages") {
-            match inbound(message, contacts) {
+            match inbound(message, contacts, receiver) {
                 Some(i) => content.inbound.push(i),
                 None => content.skipped += 1,
             }
@@ -255,7 +259,22 @@ fn status_update(status: &Value) -> Option<Update> {
     })
 }
 
-fn inbound(message: &Value, contacts: &[Value]) -> Option<Inbound> {
+/// The window a failed status with 131047 says is closed: the business
+/// number the report came for, and the person (`recipient_id`).
+fn closure(status: &Value, receiver: Option<&str>) -> Option<crate::window::Closure> {
+    let closed = text(status, "status") == Some("failed")
+        && array(status, "errors")
+            .iter()
+            .any(|e| e.get("code").and_then(Value::as_i64) == Some(crate::window::CLOSED_CODE));
+    let person = text(status, "recipient_id").filter(|r| !r.is_empty())?;
+    closed.then(|| crate::window::Closure {
+        number_id: receiver.unwrap_or_default().to_owned(),
+        person: format!("+{}", person.trim_start_matches('+')),
+        at_ms: timestamp_ms(status).unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+    })
+}
+
+fn inbound(message: &Value, contacts: &[Value], receiver: Option<&str>) -> Option<Inbound> {
     let id = text(message, "id").filter(|id| !id.is_empty())?;
     let from = text(message, "from").filter(|f| !f.is_empty())?;
     let contact_name = contacts
@@ -273,6 +292,8 @@ fn inbound(message: &Value, contacts: &[Value]) -> Option<Inbound> {
         } else {
             format!("+{from}")
         },
+        to: receiver.map(str::to_owned),
+        tenants: Vec::new(),
         contact_name,
         at_ms: timestamp_ms(message).unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
         message: message.clone(),

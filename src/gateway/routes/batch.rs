@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::contract::Envelope;
+use crate::contract::{Envelope, Priority};
 use crate::domain::batch::BatchRequest;
 use crate::domain::validation::cap_errors;
 use crate::domain::{FieldError, OutboundMessage, SmsInfo};
@@ -29,7 +29,7 @@ use crate::gateway::access_log::AccessRecord;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
 use crate::gateway::extract::JsonBody;
-use crate::gateway::idempotency::{Keyed, idempotency_key};
+use crate::gateway::idempotency::{Keyed, idempotency_key, key_deadline};
 
 /// Most field errors a `400` for a batch with no valid entry lists.
 const MAX_BATCH_ERRORS: usize = 100;
@@ -109,6 +109,7 @@ fn entry_id(base: Uuid, index: usize) -> Uuid {
         (status = 200, description = "One result per entry, in order", body = BatchResponse),
         (status = 400, description = "Not JSON, not a batch, or no valid entry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "idempotency-key-in-flight: another gateway is publishing a request with this key; retry after Retry-After", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Over BATCH_MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "The Idempotency-Key was used with another body", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
@@ -131,9 +132,12 @@ pub async fn send_batch(
     if validated.iter().all(Result::is_err) {
         return Err(all_invalid(validated));
     }
-    let claim = state
-        .idempotency
-        .claim_if_keyed(&caller.key_id, idempotency_key, &body.raw);
+    let claim = state.idempotency.claim_if_keyed(
+        &caller.key_id,
+        idempotency_key,
+        &body.raw,
+        key_deadline(&state),
+    );
     let reservation = match claim.await? {
         Keyed::Publish(reservation) => reservation,
         Keyed::ReplayResponse(response) => {
@@ -143,7 +147,7 @@ pub async fn send_batch(
         Keyed::Replay(_) => return Err(ApiError::IdempotencyMismatch),
     };
     let base = reservation.as_ref().map_or_else(Uuid::now_v7, |r| r.id);
-    let admitted = admit(&state, validated).await;
+    let admitted = admit(&state, &caller.tenant, validated).await;
     let valid = admitted.iter().filter(|r| r.is_ok()).count();
     let tokens = take_tokens(&state, &caller, reservation.as_ref(), valid);
     let results = publish(&state, &caller, base, admitted, tokens).await?;
@@ -156,7 +160,7 @@ pub async fn send_batch(
     };
     let bytes = serde_json::to_vec(&response).expect("a batch response always serialises");
     if let Some(reservation) = reservation {
-        reservation.complete_with(Arc::from(bytes.as_slice()));
+        reservation.complete_with(Arc::from(bytes.as_slice())).await;
     }
     Ok(answer(bytes, AccessRecord::default()))
 }
@@ -185,19 +189,27 @@ fn all_invalid(validated: Vec<Result<OutboundMessage, Vec<FieldError>>>) -> ApiE
     ApiError::InvalidFields(cap_errors(errors, MAX_BATCH_ERRORS))
 }
 
-/// The gateway's checks (channel, opt-out) on each valid entry.
+/// The gateway's checks (senders, channel, opt-out) on each valid entry of
+/// `tenant`.
 async fn admit(
     state: &AppState,
+    tenant: &str,
     validated: Vec<Result<OutboundMessage, Vec<FieldError>>>,
 ) -> Vec<Result<OutboundMessage, Refusal>> {
     let mut admitted = Vec::with_capacity(validated.len());
     for entry in validated {
         admitted.push(match entry {
             Err(errors) => Err(Refusal::Invalid(errors)),
-            Ok(message) => match state.admission.check(&message).await {
-                Ok(()) => Ok(message),
-                Err(error) => Err(Refusal::Refused(error)),
-            },
+            Ok(mut message) => {
+                let checked = match state.admission.resolve_senders(tenant, &mut message) {
+                    Ok(()) => state.admission.check(tenant, &message).await,
+                    Err(e) => Err(e),
+                };
+                match checked {
+                    Ok(()) => Ok(message),
+                    Err(error) => Err(Refusal::Refused(error)),
+                }
+            }
         });
     }
     admitted
@@ -213,6 +225,9 @@ fn rejected(index: usize, refusal: Refusal) -> EntryResult {
             result.errors = Some(vec![FieldError {
                 field: match &error {
                     ApiError::ChannelNotConfigured { field, .. } => (*field).to_owned(),
+                    ApiError::SenderNotAllowed(errors) => errors
+                        .first()
+                        .map_or_else(|| "from".to_owned(), |e| e.field.clone()),
                     _ => "to".to_owned(),
                 },
                 message: error.to_string(),
@@ -241,13 +256,18 @@ async fn publish(
                 result.retry_after = Some(wait.as_secs().max(1));
                 results.push(result);
             }
-            Ok(message) => {
+            Ok(mut message) => {
                 granted -= 1;
                 let id = entry_id(base, index);
                 let sms = message.sms;
-                let envelope = Envelope::new(id, message, &caller.key_id);
+                // A batch is a campaign unless it says otherwise.
+                message.priority.get_or_insert(Priority::Bulk);
+                let envelope =
+                    Envelope::new(id, message, &caller.key_id).for_tenant(&caller.tenant);
                 let publisher = state.publisher.clone();
-                publishing.spawn(async move { (index, id, publisher.publish(&envelope).await) });
+                let channel = envelope.channel.as_str();
+                publishing
+                    .spawn(async move { (index, id, channel, publisher.publish(&envelope).await) });
                 let mut result = EntryResult::new(index, "accepted");
                 result.sms = sms;
                 results.push(result);
@@ -255,11 +275,14 @@ async fn publish(
         }
     }
     while let Some(done) = publishing.join_next().await {
-        let (index, id, outcome) = done
+        let (index, id, channel, outcome) = done
             .map_err(|e| ApiError::internal_caused_by("a batch entry's publish task failed", e))?;
         let result = &mut results[index];
         match outcome {
-            Ok(_) => result.message_id = Some(id),
+            Ok(_) => {
+                crate::metrics::accepted(&caller.tenant, channel);
+                result.message_id = Some(id);
+            }
             Err(error) => {
                 result.status = "unavailable";
                 result.retry_after = Some(error.retry_after().as_secs().max(1));

@@ -23,21 +23,15 @@ use crate::embedded::DeadLetterKind;
 use crate::gateway::AppState;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
+use crate::tenants::Scope;
 
-/// The key id whose dead letters `caller` may see, or `None` for all (an admin).
-fn scope<'a>(state: &AppState, caller: &'a Caller) -> Option<&'a str> {
-    (!state.admin_key_ids.contains(caller.key_id.as_ref())).then_some(&*caller.key_id)
-}
-
-/// What `caller` may see of dead letters of `kind`: `Err` when nothing
-/// (events, for a key that is not an admin).
-fn scope_of<'a>(
-    state: &AppState,
-    caller: &'a Caller,
-    kind: DeadLetterKind,
-) -> Result<Option<&'a str>, ApiError> {
-    match (kind, scope(state, caller)) {
-        (DeadLetterKind::Events, Some(_)) => Err(ApiError::DeadLetterNotFound),
+/// What `caller` may see of dead letters of `kind`: its scope (its key's,
+/// its tenant's, an admin's: all); `Err` for events unless an admin.
+fn scope_of(caller: &Caller, kind: DeadLetterKind) -> Result<&Scope, ApiError> {
+    match (kind, &*caller.scope) {
+        (DeadLetterKind::Events, Scope::Key(_) | Scope::Tenant(_)) => {
+            Err(ApiError::DeadLetterNotFound)
+        }
         (_, scope) => Ok(scope),
     }
 }
@@ -49,7 +43,7 @@ async fn settle(
     id: &str,
     redrive: bool,
 ) -> Result<(), ApiError> {
-    let scope = scope_of(state, caller, kind)?;
+    let scope = scope_of(caller, kind)?;
     match state
         .publisher
         .settle_dead_letter(kind, id, scope, redrive)
@@ -155,7 +149,7 @@ async fn list_of(
             ));
         }
     };
-    let scope = scope_of(state, caller, kind)?;
+    let scope = scope_of(caller, kind)?;
     match state.publisher.dead_letters(kind, limit, scope).await {
         None => Err(ApiError::NotFound),
         Some(Ok(items)) => Ok(Json(json!({ "deadLetters": items }))),

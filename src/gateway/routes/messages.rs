@@ -13,7 +13,7 @@ use crate::gateway::access_log::AccessRecord;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
 use crate::gateway::extract::JsonBody;
-use crate::gateway::idempotency::{Keyed, idempotency_key};
+use crate::gateway::idempotency::{Keyed, idempotency_key, key_deadline};
 
 /// Accepts one message. The `202` is sent only after the publisher confirmed the
 /// envelope; any failure before that publishes nothing and says so.
@@ -25,9 +25,10 @@ use crate::gateway::idempotency::{Keyed, idempotency_key};
         (status = 202, description = "Accepted: the message will not be lost", body = crate::gateway::openapi::Accepted),
         (status = 400, description = "Not JSON, invalid fields (all listed), or a bad header", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "idempotency-key-in-flight: another gateway is publishing a request with this key; retry after Retry-After", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Over MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 422, description = "recipient-opted-out, channel-not-configured, or idempotency-key-reused", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "recipient-opted-out, channel-not-configured, sender-not-allowed (naming from, sender or fallback.sender), or idempotency-key-reused", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 429, description = "Over RATE_LIMIT_PER_KEY", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 503, description = "The queue could not take it (see code)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
     ))]
@@ -43,13 +44,19 @@ pub async fn send(
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     }
     let idempotency_key = idempotency_key(&headers)?;
-    let message = OutboundMessage::validate(body.value, &state.send_rules)
+    let mut message = OutboundMessage::validate(body.value, &state.send_rules)
         .map_err(|e| ApiError::InvalidFields(e.0))?;
+    state
+        .admission
+        .resolve_senders(&caller.tenant, &mut message)?;
     let sms = message.sms;
 
-    let claim = state
-        .idempotency
-        .claim_if_keyed(&caller.key_id, idempotency_key, &body.raw);
+    let claim = state.idempotency.claim_if_keyed(
+        &caller.key_id,
+        idempotency_key,
+        &body.raw,
+        key_deadline(&state),
+    );
     let reservation = match claim.await? {
         Keyed::Publish(reservation) => reservation,
         Keyed::Replay(id) => return Ok(accepted(id, sms, AccessRecord::replay(Some(id)))),
@@ -59,15 +66,16 @@ pub async fn send(
     // After the replay check: a retry of a message already accepted gets its
     // id back even if the recipient has opted out since (a refusal here
     // drops the reservation, freeing the key).
-    state.admission.check(&message).await?;
+    state.admission.check(&caller.tenant, &message).await?;
 
     let id = reservation.as_ref().map_or_else(Uuid::now_v7, |r| r.id);
     let recipient = message.to.masked();
     let kind = message.kind;
-    let envelope = Envelope::new(id, message, &caller.key_id);
+    let envelope = Envelope::new(id, message, &caller.key_id).for_tenant(&caller.tenant);
     let receipt = state.publisher.publish(&envelope).await?;
+    crate::metrics::accepted(&caller.tenant, envelope.channel.as_str());
     if let Some(r) = reservation {
-        r.complete();
+        r.complete().await;
     }
     // Not logged here: the request's one log line carries these (see access_log).
     let record = AccessRecord {

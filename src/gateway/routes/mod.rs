@@ -1,8 +1,10 @@
 //! The gateway's route handlers, one file per resource.
 
 pub mod batch;
+pub mod contacts;
 pub mod dead_letters;
 pub mod health;
+pub mod inbound;
 pub mod messages;
 pub mod metrics;
 pub mod opt_outs;

@@ -1,13 +1,15 @@
 //! The opt-out API: `PUT`, `DELETE` and `GET /api/v1/opt-outs/{number}`,
-//! `{number}` in E.164 with its `+` (`%2B` accepted). Opt-outs belong to the
-//! deployment: any API key may read and change them, and every change is a
-//! `recipient.opt-out` event.
+//! `{number}` in E.164 with its `+` (`%2B` accepted). Opt-outs belong to a
+//! tenant: a key reads and changes its own tenant's only (the one tenant
+//! `default` without `TENANTS_FILE`); an admin (`ADMIN_KEY_IDS`) may name
+//! another with `?tenant=`. Every change is a `recipient.opt-out` event.
 
 use std::collections::BTreeSet;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::{FieldError, PhoneNumber};
@@ -22,6 +24,34 @@ fn number_of(raw: &str) -> Result<PhoneNumber, ApiError> {
     PhoneNumber::parse(raw).map_err(|e| ApiError::InvalidPath(format!("number: {e}")))
 }
 
+/// `?tenant=`: the tenant an admin acts on.
+#[derive(Debug, Deserialize)]
+pub struct TenantQuery {
+    tenant: Option<String>,
+}
+
+type TenantParam = Result<Query<TenantQuery>, axum::extract::rejection::QueryRejection>;
+
+/// The tenant whose consent `caller` acts on: its own, or for an admin the
+/// one `?tenant=` names. Another tenant named by a key that is not an
+/// admin's is not found, as if it had no opt-out: nothing is revealed.
+fn tenant_of(state: &AppState, caller: &Caller, query: TenantParam) -> Result<String, ApiError> {
+    let Ok(Query(TenantQuery { tenant })) = query else {
+        return Err(ApiError::InvalidPath(
+            "tenant: not a valid query parameter".into(),
+        ));
+    };
+    match tenant {
+        None => Ok(caller.tenant.to_string()),
+        Some(t) if *t == *caller.tenant => Ok(t),
+        Some(t) if caller.is_admin() && state.tenants.get(&t).is_some() => Ok(t),
+        Some(t) if caller.is_admin() => Err(ApiError::InvalidPath(format!(
+            "tenant: {t:?} is not a tenant of this deployment"
+        ))),
+        Some(_) => Err(ApiError::OptOutNotFound),
+    }
+}
+
 fn store_of(state: &AppState) -> Result<&std::sync::Arc<dyn StatusStore>, ApiError> {
     state.statuses.as_ref().ok_or(ApiError::NoStatusStore)
 }
@@ -31,11 +61,12 @@ fn store_of(state: &AppState) -> Result<&std::sync::Arc<dyn StatusStore>, ApiErr
 async fn change(
     state: &AppState,
     caller: &Caller,
-    number: &PhoneNumber,
+    (tenant, number): (&str, &PhoneNumber),
     change: Change,
 ) -> Result<(), ApiError> {
     let store = store_of(state)?;
     let update = OptOutUpdate {
+        tenant: tenant.to_owned(),
         number: number.as_str().to_owned(),
         change,
         source: "api".into(),
@@ -47,15 +78,19 @@ async fn change(
         .await
         .map_err(ApiError::StoreUnavailable)?;
     if let Some(cache) = state.admission.opt_outs() {
-        cache.forget(number.as_str());
+        cache.forget(tenant, number.as_str());
     }
-    tracing::info!(api_key_id = %caller.key_id, number = %number.masked(), "opt-out changed through the API");
+    tracing::info!(api_key_id = %caller.key_id, tenant, number = %number.masked(), "opt-out changed through the API");
     Ok(())
 }
 
-async fn read(state: &AppState, number: &PhoneNumber) -> Result<Option<OptOut>, ApiError> {
+async fn read(
+    state: &AppState,
+    tenant: &str,
+    number: &PhoneNumber,
+) -> Result<Option<OptOut>, ApiError> {
     store_of(state)?
-        .opt_out(number.as_str())
+        .opt_out(tenant, number.as_str())
         .await
         .map_err(ApiError::StoreUnavailable)
 }
@@ -64,7 +99,8 @@ async fn read(state: &AppState, number: &PhoneNumber) -> Result<Option<OptOut>, 
 /// opt-out; answers it.
 #[utoipa::path(put, operation_id = "putOptOut", path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
     security(("api_key" = []), ("bearer" = [])),
-    params(("number" = String, Path, description = "E.164 with its + (%2B accepted)")),
+    params(("number" = String, Path, description = "E.164 with its + (%2B accepted)"),
+        ("tenant" = Option<String>, Query, description = "An admin's: the tenant to act on (default: the key's own)")),
     request_body(content = crate::gateway::openapi::OptOutChannels, content_type = "application/json"),
     responses(
         (status = 200, description = "The opt-out", body = OptOut),
@@ -80,12 +116,14 @@ pub async fn put(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
+    query: TenantParam,
     body: JsonBody,
 ) -> Result<Json<OptOut>, ApiError> {
     let number = number_of(&raw)?;
+    let tenant = tenant_of(&state, &caller, query)?;
     let channels = channels_of(&body.value).map_err(ApiError::InvalidFields)?;
-    change(&state, &caller, &number, Change::Set(channels)).await?;
-    read(&state, &number)
+    change(&state, &caller, (&tenant, &number), Change::Set(channels)).await?;
+    read(&state, &tenant, &number)
         .await?
         .map(Json)
         .ok_or(ApiError::OptOutNotFound)
@@ -94,11 +132,13 @@ pub async fn put(
 /// `DELETE`: removes the number's opt-out, whatever its channels; `204`.
 #[utoipa::path(delete, operation_id = "deleteOptOut", path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
     security(("api_key" = []), ("bearer" = [])),
-    params(("number" = String, Path, description = "E.164 with its + (%2B accepted)")),
+    params(("number" = String, Path, description = "E.164 with its + (%2B accepted)"),
+        ("tenant" = Option<String>, Query, description = "An admin's: the tenant to act on (default: the key's own)")),
     responses(
         (status = 204, description = "No opt-out any more"),
-        (status = 400, description = "Not a number", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "Not a number, or (an admin's) an unknown tenant", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "Another tenant named by a key that is not an admin's", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 501, description = "No status store", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
     ))]
@@ -106,16 +146,19 @@ pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
+    query: TenantParam,
 ) -> Result<StatusCode, ApiError> {
     let number = number_of(&raw)?;
-    change(&state, &caller, &number, Change::Clear).await?;
+    let tenant = tenant_of(&state, &caller, query)?;
+    change(&state, &caller, (&tenant, &number), Change::Clear).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET`: the number's opt-out, or `404`.
 #[utoipa::path(get, operation_id = "getOptOut", path = "/api/v1/opt-outs/{number}", tag = "opt-outs",
     security(("api_key" = []), ("bearer" = [])),
-    params(("number" = String, Path, description = "E.164 with its + (%2B accepted)")),
+    params(("number" = String, Path, description = "E.164 with its + (%2B accepted)"),
+        ("tenant" = Option<String>, Query, description = "An admin's: the tenant to act on (default: the key's own)")),
     responses(
         (status = 200, description = "The opt-out", body = OptOut),
         (status = 400, description = "Not a number", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
@@ -126,10 +169,13 @@ pub async fn delete(
     ))]
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
+    query: TenantParam,
 ) -> Result<Json<OptOut>, ApiError> {
     let number = number_of(&raw)?;
-    read(&state, &number)
+    let tenant = tenant_of(&state, &caller, query)?;
+    read(&state, &tenant, &number)
         .await?
         .map(Json)
         .ok_or(ApiError::OptOutNotFound)

@@ -32,7 +32,7 @@ pub async fn get(
     if uuid::Uuid::try_parse(&id).is_err() {
         return Err(ApiError::MessageNotFound);
     }
-    match store.get(&id, &caller.key_id).await {
+    match store.get(&id, &caller.scope).await {
         Ok(Some(record)) => Ok(Json(record.to_view())),
         Ok(None) => Err(ApiError::MessageNotFound),
         Err(e) => Err(ApiError::StoreUnavailable(e)),

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::channels::WebhookContent;
 use crate::channels::inbound::{InboundWebhook, Refusal};
+use crate::contract::Channel;
 use crate::gateway::AppState;
 use crate::gateway::error::ApiError;
 use crate::optout::{self, OptOutUpdate};
@@ -89,43 +90,138 @@ async fn record(
             "reports or messages Herald does not track were skipped"
         );
     }
-    let opt_outs: Vec<OptOutUpdate> = content
+    let mut content = content;
+    for i in &mut content.inbound {
+        i.tenants = owners(state, i);
+    }
+    // Closed windows and consent first: a 131047 or a STOP is recorded even
+    // when the statuses beside it cannot be (their retry finds it applied).
+    close_windows(state, store, std::mem::take(&mut content.closed_windows)).await?;
+    let opened: Vec<(String, String)> = content
+        .inbound
+        .iter()
+        .filter_map(|i| i.window_key())
+        .map(|(n, p)| (n.to_owned(), p.to_owned()))
+        .collect();
+    change_opt_outs(state, store, consent_changes(state, &content.inbound)).await?;
+    let read: Vec<(String, String)> = content
         .inbound
         .iter()
         .filter_map(|i| {
-            let change =
-                optout::keyword_change(i.text()?, &i.channel, &state.webhooks.opt_out_keywords)?;
-            Some(OptOutUpdate {
-                number: i.from.clone(),
-                change,
-                source: format!("inbound-{}", i.channel),
-                at_ms: i.at_ms,
-                inbound_id: Some(i.provider_message_id.clone()),
-            })
+            i.window_key()
+                .map(|(n, _)| (n.to_owned(), i.provider_message_id.clone()))
         })
         .collect();
-    // Consent first: a STOP is recorded even when the statuses or events
-    // beside it cannot be (their retry finds it applied and changes nothing).
-    if !opt_outs.is_empty() {
-        let numbers: Vec<String> = opt_outs.iter().map(|u| u.number.clone()).collect();
-        store
-            .change_opt_outs(opt_outs)
-            .await
-            .map_err(ApiError::StoreUnavailable)?;
-        if let Some(cache) = state.admission.opt_outs() {
-            for n in &numbers {
-                cache.forget(n);
-            }
-        }
-    }
     if carried > 0 {
         if let Err(e) = store.record(content.updates, content.inbound).await {
             crate::metrics::webhook(webhook, "store-unavailable", carried);
             return Err(ApiError::StoreUnavailable(e));
         }
         crate::metrics::webhook(webhook, "recorded", carried);
+        state
+            .admission
+            .forget_windows(opened.iter().map(|(n, p)| (n.as_str(), p.as_str())));
+        if state.webhooks.whatsapp_auto_read {
+            mark_read(state, &read);
+        }
     }
     Ok(StatusCode::OK)
+}
+
+/// `WHATSAPP_AUTO_READ=on`: marks the recorded messages read, in the
+/// background (the webhook's `200` does not wait on the Cloud API).
+fn mark_read(state: &AppState, received: &[(String, String)]) {
+    for (number_id, message_id) in received {
+        let (number_id, message_id) = (number_id.clone(), message_id.clone());
+        let receipts = state.read_receipts.clone();
+        tokio::spawn(async move {
+            if let Err(e) = receipts.mark(&number_id, &message_id, false).await {
+                tracing::warn!(error.message = %e, "could not mark an inbound message read");
+            }
+        });
+    }
+}
+
+/// Notes the windows a 131047 report closed, then forgets them from this
+/// gateway's cache.
+async fn close_windows(
+    state: &AppState,
+    store: &Arc<dyn StatusStore>,
+    closures: Vec<crate::window::Closure>,
+) -> Result<(), ApiError> {
+    if closures.is_empty() {
+        return Ok(());
+    }
+    store
+        .close_windows(closures.clone())
+        .await
+        .map_err(ApiError::StoreUnavailable)?;
+    state.admission.forget_windows(
+        closures
+            .iter()
+            .map(|c| (c.number_id.as_str(), c.person.as_str())),
+    );
+    Ok(())
+}
+
+/// The opt-out changes of inbound keywords, one per tenant the message
+/// belongs to.
+fn consent_changes(state: &AppState, inbound: &[crate::status::Inbound]) -> Vec<OptOutUpdate> {
+    inbound
+        .iter()
+        .filter_map(|i| {
+            let change =
+                optout::keyword_change(i.text()?, &i.channel, &state.webhooks.opt_out_keywords)?;
+            Some(i.tenants.iter().map(move |tenant| OptOutUpdate {
+                tenant: tenant.clone(),
+                number: i.from.clone(),
+                change: change.clone(),
+                source: format!("inbound-{}", i.channel),
+                at_ms: i.at_ms,
+                inbound_id: Some(i.provider_message_id.clone()),
+            }))
+        })
+        .flatten()
+        .collect()
+}
+
+/// Applies opt-out changes, then forgets them from this gateway's cache.
+async fn change_opt_outs(
+    state: &AppState,
+    store: &Arc<dyn StatusStore>,
+    updates: Vec<OptOutUpdate>,
+) -> Result<(), ApiError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let changed: Vec<(String, String)> = updates
+        .iter()
+        .map(|u| (u.tenant.clone(), u.number.clone()))
+        .collect();
+    store
+        .change_opt_outs(updates)
+        .await
+        .map_err(ApiError::StoreUnavailable)?;
+    if let Some(cache) = state.admission.opt_outs() {
+        for (tenant, number) in &changed {
+            cache.forget(tenant, number);
+        }
+    }
+    Ok(())
+}
+
+/// The tenants an inbound message belongs to: the receiving number's, or
+/// every tenant that shares the deployment's.
+fn owners(state: &AppState, inbound: &crate::status::Inbound) -> Vec<String> {
+    let Some(channel) = Channel::from_name(&inbound.channel) else {
+        return Vec::new();
+    };
+    state
+        .tenants
+        .owners_of(channel, inbound.to.as_deref())
+        .iter()
+        .map(|t| t.to_string())
+        .collect()
 }
 
 /// Counts a refused webhook delivery under its problem code, and passes the result on.

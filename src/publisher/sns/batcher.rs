@@ -175,9 +175,15 @@ impl Admitter {
             body,
             channel,
             message_type,
-            // One group per recipient keeps each person's messages in order while
-            // different recipients proceed in parallel.
-            group_id: self.fifo.then(|| envelope.to.as_str().to_owned()),
+            // FIFO: one group per recipient keeps each person's messages in
+            // order while different recipients proceed in parallel. Standard:
+            // the tenant, which SNS forwards to SQS standard queues, whose
+            // fair queues then share the queue between tenants.
+            group_id: Some(if self.fifo {
+                envelope.to.as_str().to_owned()
+            } else {
+                envelope.tenant.clone()
+            }),
             deduplication_id: self.fifo.then(|| envelope.queue_id()),
             size,
             attempts: 0,

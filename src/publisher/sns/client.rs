@@ -111,7 +111,7 @@ pub trait BatchMessage {
     fn channel(&self) -> &str;
     /// The `type` attribute.
     fn message_type(&self) -> &str;
-    /// A FIFO topic's `MessageGroupId`.
+    /// `MessageGroupId`: a FIFO topic's recipient, a standard topic's tenant.
     fn group_id(&self) -> Option<&str>;
     /// A FIFO topic's `MessageDeduplicationId`.
     fn deduplication_id(&self) -> Option<&str>;

@@ -39,6 +39,7 @@
 
 mod claims;
 mod opt_outs;
+mod windows;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -129,6 +130,9 @@ fn record_from(item: &Item) -> MessageRecord {
         .unwrap_or_default();
     let mut record = MessageRecord::new(&id);
     record.api_key_id = text("apiKeyId").unwrap_or_default();
+    if let Some(tenant) = text("tenant") {
+        record.tenant = tenant;
+    }
     record.channel = text("channel").unwrap_or_default();
     record.to = text("to").unwrap_or_default();
     record.callback_data = text("callbackData");
@@ -202,6 +206,12 @@ impl DynamoStatusStore {
             events,
             failover: None,
         }
+    }
+
+    /// The table, as the fleet's shared state (the same client: one AWS
+    /// configuration and credentials chain per process).
+    pub fn fleet_table(&self) -> crate::fleet::FleetTable {
+        crate::fleet::FleetTable::new(self.client.clone(), &self.table)
     }
 
     /// Publishes failover envelopes to `publisher` when a provider's report
@@ -308,6 +318,7 @@ impl DynamoStatusStore {
     ) -> Result<(), StoreError> {
         let mut extra = vec![
             ("apiKeyId", s(&info.api_key_id), true),
+            ("tenant", s(&info.tenant), true),
             ("channel", s(&info.channel), true),
             ("to", s(&info.to), true),
             ("acceptedAt", n(info.accepted_at_ms), true),
@@ -402,10 +413,18 @@ impl DynamoStatusStore {
     /// work marked `ev_inbound`; an item from before that marker carries
     /// `evented`, and its event was published).
     async fn record_inbound(&self, inbound: &Inbound) -> Result<(), StoreError> {
+        if let Some((number_id, person)) = inbound.window_key() {
+            self.advance_window((number_id, person), "lastInboundAt", inbound.at_ms)
+                .await?;
+        }
         let pk = format!("inbound#{}", inbound.provider_message_id);
-        let item = self
-            .add_entries(pk.clone(), &[], &[("seenAt", n(now_ms()), true)])
-            .await?;
+        let mut extra = vec![("seenAt", n(now_ms()), true)];
+        if let Some((number_id, _)) = inbound.window_key() {
+            let tenants = serde_json::to_string(&inbound.tenants).expect("strings serialise");
+            extra.push(("numberId", s(number_id), true));
+            extra.push(("tenants", s(tenants), true));
+        }
+        let item = self.add_entries(pk.clone(), &[], &extra).await?;
         let Some(events) = &self.events else {
             return Ok(());
         };
@@ -451,10 +470,14 @@ impl DynamoStatusStore {
 const CONCURRENCY: usize = 16;
 
 impl OptOutStore for DynamoStatusStore {
-    fn opt_out<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>> {
+    fn opt_out<'a>(
+        &'a self,
+        tenant: &'a str,
+        number: &'a str,
+    ) -> BoxFuture<'a, Result<Option<OptOut>, StoreError>> {
         Box::pin(async move {
             Ok(self
-                .read_opt_out(number)
+                .read_opt_out(tenant, number)
                 .await?
                 .map(|c| c.opt_out)
                 .filter(|o| !o.channels.is_empty()))
@@ -520,7 +543,7 @@ impl StatusStore for DynamoStatusStore {
     fn get<'a>(
         &'a self,
         id: &'a str,
-        api_key_id: &'a str,
+        scope: &'a crate::tenants::Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
         Box::pin(async move {
             let output = self
@@ -536,7 +559,7 @@ impl StatusStore for DynamoStatusStore {
             Ok(output
                 .item
                 .map(|item| record_from(&item))
-                .filter(|r| r.api_key_id == api_key_id))
+                .filter(|r| scope.covers(&r.api_key_id, &r.tenant)))
         })
     }
 }

@@ -1,4 +1,6 @@
-//! Opt-outs in the DynamoDB table: one `optout#<number>` item per number,
+//! Opt-outs in the DynamoDB table: one item per tenant and number,
+//! `optout#<number>` for the tenant `default` (the key of items written
+//! before tenants) and `optout#<tenant>#<number>` for the others,
 //! changed by a read and a put conditional on the item's `updatedAt` (so
 //! concurrent changes never overwrite each other), in the person's order
 //! ([`optout::apply_in_order`]).
@@ -31,13 +33,14 @@ impl DynamoStatusStore {
     /// Reads an opt-out item, with or without channels.
     pub(super) async fn read_opt_out(
         &self,
+        tenant: &str,
         number: &str,
     ) -> Result<Option<StoredOptOut>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(format!("optout#{number}")))
+            .key("pk", s(pk(tenant, number)))
             .key("sk", s(SK))
             .consistent_read(true)
             .send()
@@ -66,6 +69,7 @@ impl DynamoStatusStore {
         };
         Ok(Some(StoredOptOut {
             opt_out: OptOut {
+                tenant: tenant.to_owned(),
                 number: number.to_owned(),
                 channels: text("channels")
                     .and_then(|c| serde_json::from_str(&c).ok())
@@ -82,7 +86,7 @@ impl DynamoStatusStore {
 
     /// Publishes an event written with a change, then clears it (if it is
     /// still the one written: a later change may have written its own).
-    async fn publish_pending(&self, number: &str, event: &Event) -> Result<(), StoreError> {
+    async fn publish_pending(&self, key: &str, event: &Event) -> Result<(), StoreError> {
         let Some(events) = &self.events else {
             return Ok(());
         };
@@ -91,7 +95,7 @@ impl DynamoStatusStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(format!("optout#{number}")))
+            .key("pk", s(format!("optout#{key}")))
             .key("sk", s(SK))
             .update_expression("REMOVE pendingEvent, pendingEventId, pendingEventChannel")
             .condition_expression("pendingEventId = :id")
@@ -115,9 +119,9 @@ impl DynamoStatusStore {
     /// when someone did); an event left by an earlier change goes first.
     pub(super) async fn change_opt_out(&self, update: &OptOutUpdate) -> Result<(), StoreError> {
         for _ in 0..5 {
-            let current = self.read_opt_out(&update.number).await?;
+            let current = self.read_opt_out(&update.tenant, &update.number).await?;
             if let Some(event) = current.as_ref().and_then(|c| c.pending_event.as_ref()) {
-                self.publish_pending(&update.number, event).await?;
+                self.publish_pending(&update.key(), event).await?;
             }
             let (before, ordering) = current.as_ref().map_or_else(Default::default, |c| {
                 (c.opt_out.channels.clone(), c.ordering.clone())
@@ -133,6 +137,7 @@ impl DynamoStatusStore {
             };
             let event = (applied.changed && self.events.is_some()).then(|| {
                 events::opt_out_event(
+                    &update.tenant,
                     &update.number,
                     &applied.channels,
                     &update.change,
@@ -144,7 +149,7 @@ impl DynamoStatusStore {
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .item("pk", s(format!("optout#{}", update.number)))
+                .item("pk", s(format!("optout#{}", update.key())))
                 .item("sk", s(SK))
                 .item(
                     "channels",
@@ -173,7 +178,7 @@ impl DynamoStatusStore {
                         crate::metrics::opt_out_change(&update.source);
                     }
                     return match &event {
-                        Some(event) => self.publish_pending(&update.number, event).await,
+                        Some(event) => self.publish_pending(&update.key(), event).await,
                         None => Ok(()),
                     };
                 }
@@ -188,4 +193,9 @@ impl DynamoStatusStore {
             crate::domain::phone_number::mask_digits(update.number.trim_start_matches('+'))
         )))
     }
+}
+
+/// The item key of `tenant`'s opt-out of `number`.
+fn pk(tenant: &str, number: &str) -> String {
+    format!("optout#{}", optout::consent_key(tenant, number))
 }

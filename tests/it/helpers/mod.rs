@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod event_receiver;
 pub mod eventually;
+pub mod graph_limits;
 pub mod infobip;
 pub mod meta;
 pub mod process;
@@ -373,6 +374,21 @@ impl TestApp {
             &format!("message {id} with status {want}"),
             Duration::from_secs(15),
             async || self.view(id).await.filter(|v| v["status"] == want),
+        )
+        .await
+    }
+
+    /// Polls `GET /api/v1/status/{id}` until the message has status `want`
+    /// on `channel` (a failover leg's failure, not the first leg's).
+    pub async fn wait_for_status_on(&self, id: &str, want: &str, channel: &str) -> Value {
+        eventually(
+            &format!("message {id} with status {want} on {channel}"),
+            Duration::from_secs(15),
+            async || {
+                self.view(id)
+                    .await
+                    .filter(|v| v["status"] == want && v["channel"] == channel)
+            },
         )
         .await
     }

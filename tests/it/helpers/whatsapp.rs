@@ -31,11 +31,20 @@ impl FakeWhatsApp {
     /// The Cloud API settings pointing at this fake.
     pub fn config(&self, timeout: Duration) -> WhatsAppConfig {
         WhatsAppConfig {
+            base_url: self.server.uri(),
+            request_timeout: timeout,
+            ..Self::config_for_tests()
+        }
+    }
+
+    /// The test number's settings, pointing nowhere yet (set `base_url`).
+    pub fn config_for_tests() -> WhatsAppConfig {
+        WhatsAppConfig {
             access_token: Secret::new(TOKEN),
             phone_number_id: PHONE_NUMBER_ID.into(),
             api_version: VERSION.into(),
-            base_url: self.server.uri(),
-            request_timeout: timeout,
+            base_url: String::new(),
+            request_timeout: Duration::from_secs(5),
             max_mps: 1000,
             // Tests send many messages to one number; the pair rate has its own test.
             pair_rate: 0,
@@ -59,7 +68,7 @@ impl FakeWhatsApp {
     pub fn delivery_config(&self) -> DeliveryConfig {
         DeliveryConfig {
             mode: DeliveryMode::Providers {
-                whatsapp: Some(Box::new(self.config(Duration::from_secs(5)))),
+                whatsapp: vec![self.config(Duration::from_secs(5))],
                 infobip: None,
             },
             console_by_default: false,
@@ -68,6 +77,7 @@ impl FakeWhatsApp {
             retry_base: Duration::from_millis(10),
             retry_max: Duration::from_millis(50),
             circuit_cooldown: Duration::from_secs(30),
+            window_checks: true,
         }
     }
 
