@@ -123,8 +123,13 @@ def wait_port(port, proc, name, timeout=30):
 
 
 def start_fake(cap, latency_ms, args, work):
-    proc = spawn([os.path.join(RELEASE, "examples", "bench_graph_fake"), "--port", "0",
-                  "--latency-ms", str(latency_ms), "--cap-mps", str(cap), "--window-counts", args.fake_window],
+    return spawn_fake(work, ["--latency-ms", str(latency_ms), "--cap-mps", str(cap),
+                             "--window-counts", args.fake_window])
+
+
+def spawn_fake(work, flags):
+    """Starts examples/bench_graph_fake with `flags`; (process, port) once it says where it listens."""
+    proc = spawn([os.path.join(RELEASE, "examples", "bench_graph_fake"), "--port", "0"] + flags,
                  {}, work, stdout=subprocess.PIPE)
     ready, _, _ = select.select([proc.stdout], [], [], 20)
     line = proc.stdout.readline().decode().strip() if ready else ""
@@ -168,20 +173,29 @@ def start_gateway(env, work, name):
         proc = spawn([os.path.join(RELEASE, "herald-gateway")], env, work, stderr=log)
     finally:
         log.close()
-    deadline = time.time() + 30
+    def address(event):
+        if find_key(event, "message") == "listening" and find_key(event, "addr"):
+            return int(str(find_key(event, "addr")).rsplit(":", 1)[1])
+        return None
+    return proc, wait_log(proc, log_path, name, address, "its address"), log_path
+
+
+def wait_log(proc, log_path, name, found, what, timeout=30):
+    """Waits until `proc` logs a JSON line for which `found(line)` is not None, and returns that."""
+    deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited early with {proc.returncode}:\n{log_tail(log_path)}")
         with open(log_path, errors="replace") as f:
             for line in f:
                 try:
-                    event = json.loads(line)
+                    value = found(json.loads(line))
                 except ValueError:
                     continue
-                if find_key(event, "message") == "listening" and find_key(event, "addr"):
-                    return proc, int(str(find_key(event, "addr")).rsplit(":", 1)[1]), log_path
+                if value is not None:
+                    return value
         time.sleep(0.05)
-    raise RuntimeError(f"{name} never logged its address:\n{log_tail(log_path)}")
+    raise RuntimeError(f"{name} never logged {what}:\n{log_tail(log_path)}")
 
 
 def delivery_env(fake_port, cap, concurrency):
@@ -230,11 +244,8 @@ def enqueue(port, count):
                 try:
                     if conn is None:
                         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                    conn.request("POST", "/api/v1/send", body, headers)
-                    resp = conn.getresponse()
-                    resp.read()
-                    status = resp.status
-                    if resp.getheader("connection", "").lower() == "close":
+                    status, open_ = post(conn, "/api/v1/send", body, headers)
+                    if not open_:
                         conn.close()
                         conn = None
                     break
@@ -252,12 +263,25 @@ def enqueue(port, count):
             conn.close()
 
     started = time.monotonic()
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(SENDER_THREADS)]
+    run_threads(worker, SENDER_THREADS)
+    return accepted[0], refused, time.monotonic() - started
+
+
+def post(conn, path, body, headers):
+    """One POST on a keep-alive connection: (status, whether the connection stays open)."""
+    conn.request("POST", path, body, headers)
+    resp = conn.getresponse()
+    resp.read()
+    return resp.status, resp.getheader("connection", "").lower() != "close"
+
+
+def run_threads(target, count):
+    """Runs `count` threads of `target` and waits for them all."""
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return accepted[0], refused, time.monotonic() - started
 
 
 def wait_delivered(fake_port, sent, max_wait, stall):
@@ -501,8 +525,9 @@ drain s  = from the first enqueue until every text was accepted (or the run stop
 sqs mode = gateway (SNS) -> moto SNS -> SQS -> herald-consumer poller; cap 80 only: moto is too slow for high caps"""
 
 
-def results_path():
-    base = os.path.join(ROOT, "bench", "results", f"{datetime.date.today().isoformat()}-delivery")
+def results_path(name="delivery"):
+    """bench/results/<today>-<name>.txt, numbered when that file exists."""
+    base = os.path.join(ROOT, "bench", "results", f"{datetime.date.today().isoformat()}-{name}")
     path, n = base + ".txt", 2
     while os.path.exists(path):
         path, n = f"{base}-{n}.txt", n + 1
@@ -510,11 +535,15 @@ def results_path():
 
 
 def git_head():
+    """The commit measured, and whether the working tree differed from it."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + (" (with uncommitted changes)" if dirty else "")
 
 
 def parse_scenarios(text):
@@ -525,6 +554,42 @@ def parse_scenarios(text):
             sys.exit(f"--scenarios: {item!r} is not CAP@LATENCY_MS (e.g. 80@400)")
         out.append((int(cap), int(latency)))
     return out
+
+
+def attempt(rows, remarks, label, run, show):
+    """Runs one scenario (`run()`) into `rows`, printing `show(row)`; a scenario that fails goes to
+    `remarks` and does not end the run."""
+    try:
+        rows.append(run())
+        print(show(rows[-1]), flush=True)
+    except (RuntimeError, OSError, ValueError, KeyError) as e:
+        remarks.append(f"{label}: failed: {e}")
+        print(remarks[-1], flush=True)
+
+
+def clean_up(work):
+    """Stops every process started, by PID, and removes `work` unless HERALD_BENCH_KEEP is set."""
+    stop_all()
+    if os.environ.get("HERALD_BENCH_KEEP"):
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def require_rows(rows, remarks):
+    """Ends the bench with the remarks when no scenario finished."""
+    if not rows:
+        sys.exit("no scenario finished" + "".join(f"\n{r}" for r in remarks))
+
+
+def run_lines(title, started, load_before):
+    """The report's first lines: what ran, where, on which commit, and how busy the machine was."""
+    return [
+        f"Herald {title} benchmark, {started:%Y-%m-%d %H:%M}, commit {git_head()}, {os.cpu_count()} CPUs, "
+        f"{platform.machine()}, {platform.system()} {platform.release()}, load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after (other work on the machine skews the results)",
+        f"command: {' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}",
+    ]
 
 
 def main():
@@ -568,19 +633,14 @@ def main():
     rows, remarks = [], []
     started, load_before = datetime.datetime.now(), os.getloadavg()[0]
 
-    def attempt(label, run, *run_args):
+    def scenario(label, run, *run_args):
         print(f"{label}, {run_args[0] * args.duration} messages", flush=True)
-        try:
-            rows.append(run(*run_args))
-            print(table(rows[-1:]), flush=True)
-        except (RuntimeError, OSError, ValueError, KeyError) as e:  # one scenario failing does not end the run
-            remarks.append(f"{label}: failed: {e}")
-            print(remarks[-1], flush=True)
+        attempt(rows, remarks, label, lambda: run(*run_args), lambda row: table([row]))
 
     try:
         if not args.no_embedded:
             for cap, latency in scenarios:
-                attempt(f"embedded: cap {cap}/s, latency {latency} ms", run_embedded, cap, latency, args, work)
+                scenario(f"embedded: cap {cap}/s, latency {latency} ms", run_embedded, cap, latency, args, work)
         if run_sqs_mode:
             sqs_scenarios = [(c, l) for c, l in scenarios if c == SQS_CAP]
             high = sorted({f"{c}@{l}" for c, l in scenarios if c != SQS_CAP})
@@ -594,26 +654,17 @@ def main():
                 moto, moto_port = start_moto(venv, work)
                 try:
                     for cap, latency in sqs_scenarios:
-                        attempt(f"sqs (moto): cap {cap}/s, latency {latency} ms", run_sqs,
+                        scenario(f"sqs (moto): cap {cap}/s, latency {latency} ms", run_sqs,
                                 cap, latency, args, work, venv, moto_port)
                 finally:
                     stop(moto)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     finally:
-        stop_all()
-        if not os.environ.get("HERALD_BENCH_KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept {work}")
+        clean_up(work)
 
-    if not rows:
-        sys.exit("no scenario finished" + "".join(f"\n{f}" for f in remarks))
-    report = "\n".join([
-        f"Herald delivery benchmark, {started:%Y-%m-%d %H:%M}, commit {git_head()}, "
-        f"{os.cpu_count()} CPUs, {platform.machine()}, load average {load_before:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after (other work on the machine skews the high caps most)",
-        f"command: {' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}",
+    require_rows(rows, remarks)
+    report = "\n".join(run_lines("delivery", started, load_before) + [
         f"duration {args.duration} s of traffic per scenario; DELIVERY_CONCURRENCY "
         f"{args.delivery_concurrency or 'unset (automatic)'}; "
         f"the fake's window counts {'every request' if args.fake_window == 'all' else 'accepted requests'}",

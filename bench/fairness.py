@@ -46,7 +46,6 @@ import http.client
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -60,7 +59,7 @@ import uuid
 sys.dont_write_bytecode = True  # no bench/__pycache__ from the imports below
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import delivery as d  # noqa: E402  (process and HTTP helpers)
-import fleet  # noqa: E402  (git_head with the dirty flag, steady_rate)
+import fleet  # noqa: E402  (steady_rate)
 
 ROOT, RELEASE = d.ROOT, d.RELEASE
 A_KEY, B_KEY = "fair-a-key-0123456789abcdef", "fair-b-key-0123456789abcdef"
@@ -388,11 +387,7 @@ def binaries_built():
 
 
 def header(args, started, load_before):
-    return [
-        f"Herald fairness benchmark, {started:%Y-%m-%d %H:%M}, commit {fleet.git_head()}, {os.cpu_count()} CPUs, "
-        f"{platform.machine()}, {platform.system()} {platform.release()}, load average {load_before:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after",
-        f"command: {' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}",
+    return d.run_lines("fairness", started, load_before) + [
         f"binaries: {binaries_built()}",
         f"per scenario: a fresh fake Graph API (cap {args.cap}/s sliding window counting refused requests, "
         f"latency {args.latency_ms} ms) and a fresh embedded gateway (WHATSAPP_MAX_MPS={args.cap}, "
@@ -444,23 +439,14 @@ def main():
     try:
         for scenario in scenarios:
             print(f"{scenario}: A {args.batches} x {args.batch_size}, B {args.b_count}", flush=True)
-            try:
-                rows.append(run_scenario(scenario, args, work))
-                print(table(rows[-1:]), flush=True)
-            except (RuntimeError, OSError, ValueError, KeyError) as e:  # one failing does not end the run
-                remarks.append(f"{scenario}: failed: {e}")
-                print(remarks[-1], flush=True)
+            d.attempt(rows, remarks, scenario, lambda: run_scenario(scenario, args, work),
+                      lambda row: table([row]))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     finally:
-        d.stop_all()
-        if args.keep_logs:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        d.clean_up(work)
 
-    if not rows:
-        sys.exit("no scenario finished" + "".join(f"\n{r}" for r in remarks))
+    d.require_rows(rows, remarks)
     report = "\n".join(header(args, started, load_before) + ["", table(rows), ""]
                        + [line for r in rows for line in details(r)] + [""] + verdict(rows)
                        + ["", NOTES] + remarks)

@@ -39,10 +39,8 @@ import datetime
 import http.client
 import json
 import os
-import platform
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -69,32 +67,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # with d.stop / d.stop_all.
 
 def start_fake(args, work):
-    proc = d.spawn([os.path.join(RELEASE, "examples", "bench_graph_fake"), "--port", "0",
-                    "--latency-ms", str(args.latency_ms), "--cap-mps", str(args.cap_mps),
-                    "--pair-window-ms", str(args.pair_window_ms)],
-                   {}, work, stdout=subprocess.PIPE)
-    ready, _, _ = select.select([proc.stdout], [], [], 20)
-    line = proc.stdout.readline().decode().strip() if ready else ""
-    if not line.startswith("listening on "):
-        raise RuntimeError(f"the fake did not say where it listens (got {line!r})")
-    return proc, int(line.rsplit(":", 1)[1])
+    return d.spawn_fake(work, ["--latency-ms", str(args.latency_ms), "--cap-mps", str(args.cap_mps),
+                               "--pair-window-ms", str(args.pair_window_ms)])
 
 
 def wait_log(proc, log_path, name, message, timeout=30):
     """Waits until `proc` logs a JSON line whose message is `message`."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited early with {proc.returncode}:\n{d.log_tail(log_path)}")
-        with open(log_path, errors="replace") as f:
-            for line in f:
-                try:
-                    if d.find_key(json.loads(line), "message") == message:
-                        return
-                except ValueError:
-                    continue
-        time.sleep(0.05)
-    raise RuntimeError(f"{name} never logged {message!r}:\n{d.log_tail(log_path)}")
+    d.wait_log(proc, log_path, name, lambda event: True if d.find_key(event, "message") == message else None,
+               repr(message), timeout)
 
 
 def cpu_seconds(proc):
@@ -248,11 +228,8 @@ def send_all(jobs, ports):
             try:
                 conn = conns.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 conns[port] = conn
-                conn.request("POST", "/api/v1/send", body, headers)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-                if resp.getheader("connection", "").lower() == "close":
+                status, open_ = d.post(conn, "/api/v1/send", body, headers)
+                if not open_:
                     conn.close()
                     conns.pop(port, None)
             except (OSError, http.client.HTTPException) as e:
@@ -268,11 +245,7 @@ def send_all(jobs, ports):
         for conn in conns.values():
             conn.close()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(SENDER_THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    d.run_threads(worker, SENDER_THREADS)
     return sent, refused, (min(times), max(times)) if times else (None, None)
 
 
@@ -632,7 +605,7 @@ def details(row):
                    f"take >= {cap * 1000 / (0.97 * cap):.0f} ms); {row['over_cap_runs']} runs of {cap + 1} "
                    f"fit in under 1 s")
     if row["pair_log"]:
-        out.append(f"  131056 (recipient, ms since its last accept): " +
+        out.append("  131056 (recipient, ms since its last accept): " +
                    ", ".join(f"{to} {since}" for _, to, since in row["pair_log"][:10]))
     for e in row["exited"]:
         out.append(f"  {e}")
@@ -655,24 +628,6 @@ writes/msg = herald_fleet_writes_total (all items and outcomes) summed over ever
              /metrics, / accepted requests; status writes are not in it
 queued     = SQS visible + in flight + delayed at the end; dead = the dead-letter queue's depth
 drain s    = from the first request until every text was accepted (or the run stopped)"""
-
-
-def results_path():
-    base = os.path.join(ROOT, "bench", "results", f"{datetime.date.today().isoformat()}-fleet")
-    path, n = base + ".txt", 2
-    while os.path.exists(path):
-        path, n = f"{base}-{n}.txt", n + 1
-    return path
-
-
-def git_head():
-    head = d.git_head()
-    try:
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        dirty = ""
-    return head + (" (with uncommitted changes)" if dirty else "")
 
 
 def binaries_built():
@@ -739,28 +694,15 @@ def main():
         for k in ks:
             print(f"K={k} pollers, G={args.gateways} gateways: {args.messages} messages + {KEYED} keyed, "
                   f"cap {args.cap_mps}/s, latency {args.latency_ms} ms", flush=True)
-            try:
-                rows.append(run_fleet(k, args, work, aws, moto, fake, fake_port))
-                print(table(rows[-1:]) + "\n" + details(rows[-1]), flush=True)
-            except (RuntimeError, OSError, ValueError, KeyError) as e:  # one run failing does not end the others
-                remarks.append(f"K={k}: failed: {e}")
-                print(remarks[-1], flush=True)
+            d.attempt(rows, remarks, f"K={k}", lambda: run_fleet(k, args, work, aws, moto, fake, fake_port),
+                      lambda row: table([row]) + "\n" + details(row))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     finally:
-        d.stop_all()
-        if not os.environ.get("HERALD_BENCH_KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept {work}")
+        d.clean_up(work)
 
-    if not rows:
-        sys.exit("no run finished" + "".join(f"\n{r}" for r in remarks))
-    report = "\n".join([
-        f"Herald fleet benchmark, {started:%Y-%m-%d %H:%M}, commit {git_head()}, {os.cpu_count()} CPUs, "
-        f"{platform.machine()}, {platform.system()} {platform.release()}, load average {load_before:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after",
-        f"command: {' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}",
+    d.require_rows(rows, remarks)
+    report = "\n".join(d.run_lines("fleet", started, load_before) + [
         f"binaries: {binaries_built()}",
         f"one moto_server (SNS, SQS, DynamoDB) and one fake Graph API (cap {args.cap_mps}/s sliding window "
         f"counting refused requests, latency {args.latency_ms} ms, pair window {args.pair_window_ms} ms); "
@@ -775,7 +717,7 @@ def main():
         "",
         NOTES,
     ] + remarks)
-    d.write_report(report, results_path())
+    d.write_report(report, d.results_path("fleet"))
 
 
 if __name__ == "__main__":

@@ -138,14 +138,7 @@ pub fn apply(
     }
     crate::metrics::opt_out_change(&update.source);
     if emit {
-        let event = events::opt_out_event(
-            &update.tenant,
-            &update.number,
-            &applied.channels,
-            &update.change,
-            &update.source,
-            now,
-        );
+        let event = events::opt_out_event(update, &applied.channels, now);
         super::outbox::queue_event(tx, &event, now)?;
     }
     Ok(())

@@ -148,6 +148,77 @@ pub enum ApiError {
     },
 }
 
+/// The refusals every route backed by the status store documents.
+#[derive(utoipa::IntoResponses)]
+pub enum StoreRefusals {
+    /// The key.
+    #[response(
+        status = 401,
+        description = "Missing or unknown API key",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(ProblemDocument<'static>),
+    /// No store.
+    #[response(
+        status = 501,
+        description = "No status store",
+        content_type = "application/problem+json"
+    )]
+    NoStore(ProblemDocument<'static>),
+    /// The store failed.
+    #[response(
+        status = 503,
+        description = "The store is unavailable",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(ProblemDocument<'static>),
+}
+
+/// The refusals every dead-letter route documents.
+#[derive(utoipa::IntoResponses)]
+pub enum QueueRefusals {
+    /// The key.
+    #[response(
+        status = 401,
+        description = "Missing or unknown API key",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(ProblemDocument<'static>),
+    /// The queue failed.
+    #[response(
+        status = 503,
+        description = "The queue is unavailable",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(ProblemDocument<'static>),
+}
+
+/// The refusals both send routes document.
+#[derive(utoipa::IntoResponses)]
+pub enum SendRefusals {
+    /// The key.
+    #[response(
+        status = 401,
+        description = "Missing or unknown API key",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(ProblemDocument<'static>),
+    /// Another gateway holds the idempotency key.
+    #[response(
+        status = 409,
+        description = "idempotency-key-in-flight: another gateway is publishing a request with this key; retry after Retry-After",
+        content_type = "application/problem+json"
+    )]
+    KeyInFlight(ProblemDocument<'static>),
+    /// Not JSON.
+    #[response(
+        status = 415,
+        description = "Not JSON",
+        content_type = "application/problem+json"
+    )]
+    NotJson(ProblemDocument<'static>),
+}
+
 /// The RFC 9457 problem document every error is (`application/problem+json`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProblemDocument<'a> {

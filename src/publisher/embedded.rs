@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{BoxFuture, HealthCheck, PublishError, PublishErrorKind, PublishReceipt, Publisher};
+use super::{
+    BoxFuture, DeadLetters, HealthCheck, PublishError, PublishErrorKind, PublishReceipt, Publisher,
+};
 use crate::contract::Envelope;
 use crate::embedded::{DeadLetter, DeadLetterKind, EmbeddedQueue, QueueError};
 
@@ -148,36 +150,38 @@ impl Publisher for EmbeddedPublisher {
         })
     }
 
-    fn dead_letters<'a>(
+    fn dead_letters(&self) -> Option<&dyn DeadLetters> {
+        Some(self)
+    }
+}
+
+impl DeadLetters for EmbeddedPublisher {
+    fn list<'a>(
         &'a self,
         kind: DeadLetterKind,
         limit: usize,
         scope: &'a crate::tenants::Scope,
-    ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, PublishError>> {
         Box::pin(async move {
-            Some(
-                self.queue
-                    .dead_letters(kind, limit, scope)
-                    .await
-                    .map_err(|e| publish_error(e, self.queue.data_dir())),
-            )
+            self.queue
+                .dead_letters(kind, limit, scope)
+                .await
+                .map_err(|e| publish_error(e, self.queue.data_dir()))
         })
     }
 
-    fn settle_dead_letter<'a>(
+    fn settle<'a>(
         &'a self,
         kind: DeadLetterKind,
         id: &'a str,
         scope: &'a crate::tenants::Scope,
         redrive: bool,
-    ) -> BoxFuture<'a, Option<Result<bool, PublishError>>> {
+    ) -> BoxFuture<'a, Result<bool, PublishError>> {
         Box::pin(async move {
-            Some(
-                self.queue
-                    .settle_dead_letter(kind, id, scope, redrive)
-                    .await
-                    .map_err(|e| publish_error(e, self.queue.data_dir())),
-            )
+            self.queue
+                .settle_dead_letter(kind, id, scope, redrive)
+                .await
+                .map_err(|e| publish_error(e, self.queue.data_dir()))
         })
     }
 }

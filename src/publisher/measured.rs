@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{BoxFuture, DeadLetter, HealthCheck, PublishError, PublishReceipt, Publisher};
+use super::{BoxFuture, HealthCheck, PublishError, PublishReceipt, Publisher};
 use crate::contract::Envelope;
-use crate::embedded::DeadLetterKind;
 
 /// Wraps `inner`: `herald_publishes_total{outcome}` and `herald_publish_duration_seconds`.
 pub struct MeasuredPublisher {
@@ -41,22 +40,7 @@ impl Publisher for MeasuredPublisher {
         self.inner.check_health()
     }
 
-    fn dead_letters<'a>(
-        &'a self,
-        kind: DeadLetterKind,
-        limit: usize,
-        scope: &'a crate::tenants::Scope,
-    ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
-        self.inner.dead_letters(kind, limit, scope)
-    }
-
-    fn settle_dead_letter<'a>(
-        &'a self,
-        kind: DeadLetterKind,
-        id: &'a str,
-        scope: &'a crate::tenants::Scope,
-        redrive: bool,
-    ) -> BoxFuture<'a, Option<Result<bool, PublishError>>> {
-        self.inner.settle_dead_letter(kind, id, scope, redrive)
+    fn dead_letters(&self) -> Option<&dyn super::DeadLetters> {
+        self.inner.dead_letters()
     }
 }

@@ -36,32 +36,34 @@ pub trait Publisher: Send + Sync + 'static {
     /// Checks that publishing can work right now, for `GET /health`.
     fn check_health(&self) -> BoxFuture<'_, HealthCheck>;
 
-    /// The newest dead letters, where this publisher keeps them (the embedded
-    /// queue): only those in `scope` (a key's, a tenant's, an admin's: all).
-    /// `None` back: they live elsewhere (with SNS, in the
-    /// SQS dead-letter queue).
-    fn dead_letters<'a>(
-        &'a self,
-        _kind: DeadLetterKind,
-        _limit: usize,
-        _scope: &'a crate::tenants::Scope,
-    ) -> BoxFuture<'a, Option<Result<Vec<DeadLetter>, PublishError>>> {
-        Box::pin(async { None })
+    /// Where this publisher keeps its dead letters (the embedded queue);
+    /// `None`: they live elsewhere (with SNS, in the SQS dead-letter queue).
+    fn dead_letters(&self) -> Option<&dyn DeadLetters> {
+        None
     }
+}
+
+/// Dead letters kept beside the queue, for the operator's API.
+pub trait DeadLetters: Send + Sync {
+    /// The newest dead letters of `kind`, only those in `scope` (a key's, a
+    /// tenant's, an admin's: all).
+    fn list<'a>(
+        &'a self,
+        kind: DeadLetterKind,
+        limit: usize,
+        scope: &'a crate::tenants::Scope,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, PublishError>>;
 
     /// Sends dead letter `id` back to the queue (`redrive`) or deletes it,
-    /// scoped like [`Publisher::dead_letters`]: `Some(Ok(false))` when there
-    /// is no such dead letter for that key, `None` where dead letters live
-    /// elsewhere.
-    fn settle_dead_letter<'a>(
+    /// scoped like [`DeadLetters::list`]: `Ok(false)` when there is no such
+    /// dead letter in that scope.
+    fn settle<'a>(
         &'a self,
-        _kind: DeadLetterKind,
-        _id: &'a str,
-        _scope: &'a crate::tenants::Scope,
-        _redrive: bool,
-    ) -> BoxFuture<'a, Option<Result<bool, PublishError>>> {
-        Box::pin(async { None })
-    }
+        kind: DeadLetterKind,
+        id: &'a str,
+        scope: &'a crate::tenants::Scope,
+        redrive: bool,
+    ) -> BoxFuture<'a, Result<bool, PublishError>>;
 }
 
 /// Proof that an envelope was accepted by the queue.

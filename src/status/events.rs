@@ -86,15 +86,13 @@ pub fn status_event(record: &MessageRecord, status: Status, now_ms: i64) -> Opti
 /// The `recipient.opt-out` event for a change of `number`'s opt-out to
 /// `channels` (empty: opted back in to everything), made by `source`.
 pub fn opt_out_event(
-    tenant: &str,
-    number: &str,
+    update: &crate::optout::OptOutUpdate,
     channels: &std::collections::BTreeSet<String>,
-    change: &crate::optout::Change,
-    source: &str,
     at_ms: i64,
 ) -> Event {
     use crate::optout::Change;
-    let channel = match change {
+    let (tenant, number, source) = (&update.tenant, &update.number, &update.source);
+    let channel = match &update.change {
         Change::Add(c) | Change::Remove(c) => c.clone(),
         Change::Set(_) | Change::Clear => "all".to_owned(),
     };

@@ -106,12 +106,10 @@ fn entry_id(base: Uuid, index: usize) -> Uuid {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry of the whole batch safe")),
     request_body(content = crate::gateway::openapi::BatchRequest, content_type = "application/json"),
     responses(
+        crate::gateway::error::SendRefusals,
         (status = 200, description = "One result per entry, in order", body = BatchResponse),
         (status = 400, description = "Not JSON, not a batch, or no valid entry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 409, description = "idempotency-key-in-flight: another gateway is publishing a request with this key; retry after Retry-After", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Over BATCH_MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "The Idempotency-Key was used with another body", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 503, description = "Idempotency keys in flight, or the request timed out", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
     ))]

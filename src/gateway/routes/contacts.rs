@@ -27,10 +27,8 @@ pub struct ContactQuery {
     responses(
         (status = 200, description = "lastInboundAt, windowOpen and windowExpiresAt (null when never heard from), optOuts", body = Object),
         (status = 400, description = "Not a number, or a bad query", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "sender-not-allowed: from is not the tenant's", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 501, description = "No status store", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::StoreRefusals,
     ))]
 pub async fn get(
     State(state): State<AppState>,

@@ -44,20 +44,18 @@ async fn settle(
     redrive: bool,
 ) -> Result<(), ApiError> {
     let scope = scope_of(caller, kind)?;
-    match state
-        .publisher
-        .settle_dead_letter(kind, id, scope, redrive)
-        .await
-    {
-        None => Err(ApiError::NotFound),
-        Some(Ok(true)) => {
+    let Some(dead_letters) = state.publisher.dead_letters() else {
+        return Err(ApiError::NotFound);
+    };
+    match dead_letters.settle(kind, id, scope, redrive).await {
+        Ok(true) => {
             tracing::info!(dead_letter = %id, api_key_id = %caller.key_id,
                 action = if redrive { "redrive" } else { "delete" }, "dead letter settled by an operator");
             Ok(())
         }
         // Unknown, or another key's: the same answer.
-        Some(Ok(false)) => Err(ApiError::DeadLetterNotFound),
-        Some(Err(e)) => Err(ApiError::Unavailable(e)),
+        Ok(false) => Err(ApiError::DeadLetterNotFound),
+        Err(e) => Err(ApiError::Unavailable(e)),
     }
 }
 
@@ -70,9 +68,8 @@ async fn settle(
     params(("id" = String, Path, description = "The dead letter's id, as listed")),
     responses(
         (status = 202, description = "Back in the queue", body = crate::gateway::openapi::Redriven),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such dead letter for this key (or SNS mode)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::QueueRefusals,
     ))]
 pub async fn redrive(
     State(state): State<AppState>,
@@ -92,9 +89,8 @@ pub async fn redrive(
     params(("id" = String, Path, description = "The dead letter's id, as listed")),
     responses(
         (status = 204, description = "Forgotten"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such dead letter for this key (or SNS mode)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::QueueRefusals,
     ))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -122,9 +118,8 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "Newest first", body = crate::gateway::openapi::DeadLetterList),
         (status = 400, description = "A bad limit", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "SNS mode: they are in the SQS dead-letter queue", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::QueueRefusals,
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -150,10 +145,12 @@ async fn list_of(
         }
     };
     let scope = scope_of(caller, kind)?;
-    match state.publisher.dead_letters(kind, limit, scope).await {
-        None => Err(ApiError::NotFound),
-        Some(Ok(items)) => Ok(Json(json!({ "deadLetters": items }))),
-        Some(Err(e)) => Err(ApiError::Unavailable(e)),
+    let Some(dead_letters) = state.publisher.dead_letters() else {
+        return Err(ApiError::NotFound);
+    };
+    match dead_letters.list(kind, limit, scope).await {
+        Ok(items) => Ok(Json(json!({ "deadLetters": items }))),
+        Err(e) => Err(ApiError::Unavailable(e)),
     }
 }
 
@@ -165,9 +162,8 @@ async fn list_of(
     responses(
         (status = 200, description = "Newest first; each dead letter's `envelope` is the event", body = crate::gateway::openapi::DeadLetterList),
         (status = 400, description = "A bad limit", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "Not an admin key, or SNS mode", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::QueueRefusals,
     ))]
 pub async fn list_events(
     State(state): State<AppState>,
@@ -184,9 +180,8 @@ pub async fn list_events(
     params(("id" = String, Path, description = "The event id, as listed")),
     responses(
         (status = 202, description = "Back in the outbox", body = crate::gateway::openapi::Redriven),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such event dead letter, not an admin key, or SNS mode", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::QueueRefusals,
     ))]
 pub async fn redrive_event(
     State(state): State<AppState>,
@@ -206,9 +201,8 @@ pub async fn redrive_event(
     params(("id" = String, Path, description = "The event id, as listed")),
     responses(
         (status = 204, description = "Forgotten"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such event dead letter, not an admin key, or SNS mode", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The queue is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::QueueRefusals,
     ))]
 pub async fn delete_event(
     State(state): State<AppState>,

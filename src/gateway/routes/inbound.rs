@@ -22,12 +22,10 @@ use crate::gateway::error::ApiError;
     responses(
         (status = 204, description = "Marked read"),
         (status = 400, description = "A body that is not {\"typingIndicator\": bool}", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such message received for this tenant", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "channel-not-configured: no credentials here for the number that received it", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 501, description = "No status store", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 502, description = "The Cloud API refused or did not answer", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::StoreRefusals,
     ))]
 pub async fn read(
     State(state): State<AppState>,

@@ -22,12 +22,10 @@ use crate::gateway::idempotency::{Keyed, idempotency_key, key_deadline};
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body return the same messageId")),
     request_body(content = crate::gateway::openapi::SendRequest, content_type = "application/json"),
     responses(
+        crate::gateway::error::SendRefusals,
         (status = 202, description = "Accepted: the message will not be lost", body = crate::gateway::openapi::Accepted),
         (status = 400, description = "Not JSON, invalid fields (all listed), or a bad header", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 409, description = "idempotency-key-in-flight: another gateway is publishing a request with this key; retry after Retry-After", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Over MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "recipient-opted-out, channel-not-configured, sender-not-allowed (naming from, sender or fallback.sender), or idempotency-key-reused", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 429, description = "Over RATE_LIMIT_PER_KEY", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 503, description = "The queue could not take it (see code)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),

@@ -105,12 +105,10 @@ async fn read(
     responses(
         (status = 200, description = "The opt-out", body = OptOut),
         (status = 400, description = "Not a number, or invalid channels", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No opt-out left", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Over MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 501, description = "No status store", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::StoreRefusals,
     ))]
 pub async fn put(
     State(state): State<AppState>,
@@ -137,10 +135,8 @@ pub async fn put(
     responses(
         (status = 204, description = "No opt-out any more"),
         (status = 400, description = "Not a number, or (an admin's) an unknown tenant", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "Another tenant named by a key that is not an admin's", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 501, description = "No status store", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::StoreRefusals,
     ))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -162,10 +158,8 @@ pub async fn delete(
     responses(
         (status = 200, description = "The opt-out", body = OptOut),
         (status = 400, description = "Not a number", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No opt-out", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 501, description = "No status store", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::StoreRefusals,
     ))]
 pub async fn get(
     State(state): State<AppState>,

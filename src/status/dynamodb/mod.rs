@@ -449,9 +449,9 @@ impl DynamoStatusStore {
                 info,
                 status,
                 entry,
-                provider_message_id,
+                provider_message_id: provider_id,
             } => {
-                self.record_message(info, *status, entry, provider_message_id.as_deref())
+                self.record_message(info, *status, entry, provider_id.as_deref())
                     .await
             }
             Update::Provider {

@@ -135,16 +135,8 @@ impl DynamoStatusStore {
                 (Some(c), false) => (c.opt_out.source.clone(), c.changed_ms),
                 _ => (update.source.clone(), now),
             };
-            let event = (applied.changed && self.events.is_some()).then(|| {
-                events::opt_out_event(
-                    &update.tenant,
-                    &update.number,
-                    &applied.channels,
-                    &update.change,
-                    &update.source,
-                    now,
-                )
-            });
+            let event = (applied.changed && self.events.is_some())
+                .then(|| events::opt_out_event(update, &applied.channels, now));
             let mut request = self
                 .client
                 .put_item()
