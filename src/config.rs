@@ -929,6 +929,7 @@ fn tenants_from(vars: &Vars<'_>, key_ids: Option<&[String]>) -> Result<Tenants, 
         key_ids,
         token: &token,
         secret_prefix: prefix.as_deref(),
+        deployment: (deployment_number.as_deref(), deployment_sender.as_deref()),
     };
     let list = tenants_file::load(&path, &known).map_err(|e| ConfigError::Invalid {
         var: "TENANTS_FILE".into(),

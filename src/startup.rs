@@ -108,7 +108,8 @@ impl Application {
         )
         .map_err(StartupError::EmbeddedQueue)?;
         queue.set_shares(config.tenants.shares());
-        let pipeline = Pipeline::from_config(&config.delivery)?;
+        let pipeline =
+            Pipeline::from_config(&config.delivery)?.with_tenants(config.tenants.clone());
         let delivery = pipeline.describe();
         tracing::info!(mode = "embedded", data_dir = %queue.data_dir().display(), delivery = %delivery,
             "no SNS_TOPIC_ARN: running the whole pipeline here on the embedded durable queue");

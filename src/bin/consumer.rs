@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let pipeline = match Pipeline::from_config(&config.delivery) {
-        Ok(p) => p,
+        Ok(p) => p.with_tenants(config.tenants.clone()),
         Err(e) => {
             tracing::error!(error.message = %e, "cannot start");
             return ExitCode::FAILURE;

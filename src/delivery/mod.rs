@@ -87,6 +87,8 @@ pub struct Pipeline {
     /// Where a status the store would not take travels again (the gateway's
     /// topic), to be recorded by a later delivery: see [`recording`].
     status_outbox: Option<recording::Outbox>,
+    /// Whose opt-outs each tenant's sends honour.
+    tenants: Arc<crate::tenants::Tenants>,
 }
 
 /// Why the pipeline could not be built.
@@ -118,6 +120,13 @@ impl Pipeline {
         self
     }
 
+    /// Honours, for each tenant, the opt-outs [`crate::tenants::Tenants::consent_holders`]
+    /// names (without it: each tenant's own).
+    pub fn with_tenants(mut self, tenants: Arc<crate::tenants::Tenants>) -> Self {
+        self.tenants = tenants;
+        self
+    }
+
     /// Sends a status the store would not take through `outbox` (the
     /// gateway's topic), to be recorded when the envelope comes back.
     pub fn with_status_outbox(mut self, outbox: Arc<dyn crate::publisher::Publisher>) -> Self {
@@ -142,6 +151,7 @@ impl Pipeline {
             window_checks: limits.window_checks,
             statuses: None,
             status_outbox: None,
+            tenants: Arc::default(),
         }
     }
 

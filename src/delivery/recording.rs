@@ -244,7 +244,7 @@ impl Pipeline {
     /// read is a retry, never a send.
     pub(super) async fn opted_out(&self, envelope: &Envelope, attempt: u32) -> Option<Decision> {
         let store = self.statuses.as_ref()?;
-        match store.opt_out(&envelope.tenant, envelope.to.as_str()).await {
+        match self.opt_out_of(store.as_ref(), envelope).await {
             Ok(Some(o)) if o.blocks(envelope.channel) => {
                 let reason = format!("the recipient opted out of {}", envelope.channel.as_str());
                 let error = StatusError {
@@ -266,5 +266,26 @@ impl Pipeline {
                 counted: true,
             }),
         }
+    }
+
+    /// The first opt-out that blocks `envelope`'s channel among the tenants
+    /// whose consent it honours, else the sender tenant's own (or none).
+    async fn opt_out_of(
+        &self,
+        store: &dyn crate::status::StatusStore,
+        envelope: &Envelope,
+    ) -> Result<Option<crate::optout::OptOut>, StoreError> {
+        let mut own = None;
+        for holder in self
+            .tenants
+            .consent_holders(&envelope.tenant, envelope.channel)
+        {
+            let found = store.opt_out(holder, envelope.to.as_str()).await?;
+            if found.as_ref().is_some_and(|o| o.blocks(envelope.channel)) {
+                return Ok(found);
+            }
+            own = own.or(Some(found));
+        }
+        Ok(own.flatten())
     }
 }

@@ -218,11 +218,14 @@ impl Admission {
                 channel: f.channel.as_str(),
             });
         }
-        if let Some(cache) = &self.opt_outs
-            && let Some(o) = cache.get(tenant, message.to.as_str()).await
-            && o.blocks(message.channel)
-        {
-            return Err(ApiError::RecipientOptedOut(message.channel.as_str()));
+        if let Some(cache) = &self.opt_outs {
+            for holder in self.tenants.consent_holders(tenant, message.channel) {
+                if let Some(o) = cache.get(holder, message.to.as_str()).await
+                    && o.blocks(message.channel)
+                {
+                    return Err(ApiError::RecipientOptedOut(message.channel.as_str()));
+                }
+            }
         }
         self.check_window(message).await
     }

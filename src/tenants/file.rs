@@ -29,9 +29,14 @@ pub enum TenantsFileError {
         #[source]
         source: std::io::Error,
     },
-    /// Not TOML, or not the shape above.
-    #[error("{0}")]
-    Syntax(#[from] toml::de::Error),
+    /// Not TOML, or not the shape above: where, and the parser's message
+    /// with every quoted value taken out (a line may hold a token).
+    #[error("line {line}, column {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     /// A rule of the module documentation is broken.
     #[error("{0}")]
     Rule(String),
@@ -82,6 +87,9 @@ pub struct Known<'a> {
     /// `TENANT_SECRET_PREFIX`: the secret names the process may read
     /// (the deployment grants those only); a reference outside it is refused.
     pub secret_prefix: Option<&'a str>,
+    /// `WHATSAPP_PHONE_NUMBER_ID` and `INFOBIP_SENDER`: shared by the tenants
+    /// that name none of their own, so no tenant may name them as its own.
+    pub deployment: (Option<&'a str>, Option<&'a str>),
 }
 
 /// Reads and checks the file at `path`.
@@ -95,7 +103,7 @@ pub fn load(path: &str, known: &Known<'_>) -> Result<Vec<Tenant>, TenantsFileErr
 
 /// Parses and checks the file's text.
 pub fn parse(text: &str, known: &Known<'_>) -> Result<Vec<Tenant>, TenantsFileError> {
-    let shape: FileShape = toml::from_str(text)?;
+    let shape: FileShape = toml::from_str(text).map_err(|e| syntax(&e, text))?;
     if shape.tenant.is_empty() {
         return Err(rule("the file names no [[tenant]]".into()));
     }
@@ -114,11 +122,26 @@ pub fn parse(text: &str, known: &Known<'_>) -> Result<Vec<Tenant>, TenantsFileEr
         }
         for sender in &t.sms_senders {
             owners.claim("SMS sender", &normal_sender(sender), &t.id)?;
+            if known
+                .deployment
+                .1
+                .is_some_and(|d| normal_sender(d) == normal_sender(sender))
+            {
+                return Err(shared(&at, "SMS sender", sender, "INFOBIP_SENDER"));
+            }
         }
         let mut numbers = Vec::with_capacity(t.whatsapp.len());
         for (j, n) in t.whatsapp.into_iter().enumerate() {
             let at = format!("{at}: whatsapp[{j}]");
             owners.claim("WhatsApp number", &n.phone_number_id, &t.id)?;
+            if known.deployment.0 == Some(n.phone_number_id.as_str()) {
+                return Err(shared(
+                    &at,
+                    "number",
+                    &n.phone_number_id,
+                    "WHATSAPP_PHONE_NUMBER_ID",
+                ));
+            }
             numbers.push(number(n, &at, known)?);
         }
         tenants.push(Tenant {
@@ -137,6 +160,35 @@ pub fn parse(text: &str, known: &Known<'_>) -> Result<Vec<Tenant>, TenantsFileEr
         )));
     }
     Ok(tenants)
+}
+
+/// A parse error without the file's text: the parser quotes the line it
+/// stopped at, and its message may quote a value.
+fn syntax(e: &toml::de::Error, text: &str) -> TenantsFileError {
+    let start = e.span().map_or(0, |span| span.start.min(text.len()));
+    let before = text.get(..start).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let mut message = String::new();
+    for (i, part) in e.message().split('"').enumerate() {
+        message.push_str(if i % 2 == 1 { "\"…" } else { part });
+        if i % 2 == 1 {
+            message.push('"');
+        }
+    }
+    TenantsFileError::Syntax {
+        line,
+        column,
+        message,
+    }
+}
+
+/// The refusal of a tenant naming the deployment's own sender.
+fn shared(at: &str, what: &str, value: &str, var: &str) -> TenantsFileError {
+    rule(format!(
+        "{at}: the {what} {value:?} is {var}, the deployment's, which every tenant without one of its own \
+         shares (and whose consent they share): leave it out of the file, or unset {var}"
+    ))
 }
 
 /// Which tenant claimed each key, number, sender and id.

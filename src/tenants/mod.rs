@@ -215,9 +215,32 @@ impl Tenants {
         }
     }
 
+    /// The tenants whose opt-outs hold back `tenant`'s send on `channel`:
+    /// its own and, when it sends from the deployment's number (it names
+    /// none of its own on `channel`), those recorded before `TENANTS_FILE`
+    /// (tenant `default`: consent given to that number, which it shares).
+    /// Not when the file has a tenant `default` of its own.
+    pub fn consent_holders<'a>(&self, tenant: &'a str, channel: Channel) -> ConsentHolders<'a> {
+        let shares_deployment = self.configured
+            && tenant != DEFAULT_TENANT
+            && self.get(DEFAULT_TENANT).is_none()
+            && self.get(tenant).is_some_and(|t| match channel {
+                Channel::Whatsapp => t.numbers.is_empty(),
+                Channel::Sms => t.sms_senders.is_empty(),
+            });
+        ConsentHolders {
+            own: Some(tenant),
+            deployment: shares_deployment,
+        }
+    }
+
     /// The tenants whose consent an inbound message to `receiver` (a WhatsApp
     /// `phone_number_id`, an SMS's `to`) on `channel` speaks for: the
-    /// tenant that owns it, else every tenant that uses the deployment's.
+    /// tenant that owns it, else every tenant that uses the deployment's,
+    /// else (a number no tenant names) every tenant: a STOP is never dropped.
+    /// With a file, a message not to a tenant's own number also speaks for
+    /// `default`, the consent recorded before the file (see
+    /// [`Tenants::consent_holders`]).
     pub fn owners_of(&self, channel: Channel, receiver: Option<&str>) -> Vec<Arc<str>> {
         let owns = |t: &Tenant, r: &str| match channel {
             Channel::Whatsapp => t.numbers.iter().any(|n| n.phone_number_id == r),
@@ -228,14 +251,34 @@ impl Tenants {
         {
             return vec![t.id.clone()];
         }
-        self.list
+        let sharing: Vec<Arc<str>> = self
+            .list
             .iter()
             .filter(|t| match channel {
                 Channel::Whatsapp => t.numbers.is_empty(),
                 Channel::Sms => t.sms_senders.is_empty(),
             })
             .map(|t| t.id.clone())
-            .collect()
+            .collect();
+        let mut owners = if sharing.is_empty() {
+            // A number no tenant owns or shares (removed from the file, or
+            // the account's other numbers): a STOP to it must not be lost,
+            // so it speaks for every tenant.
+            tracing::warn!(
+                channel = channel.as_str(),
+                receiver = receiver.unwrap_or("-"),
+                "an inbound message to a number no tenant names; its consent applies to every tenant"
+            );
+            self.list.iter().map(|t| t.id.clone()).collect()
+        } else {
+            sharing
+        };
+        // The deployment's number keeps the consent recorded before the
+        // file (tenant `default`) current: a START to it lifts an old STOP.
+        if self.configured && self.get(DEFAULT_TENANT).is_none() {
+            owners.push(DEFAULT_TENANT.into());
+        }
+        owners
     }
 
     /// Every WhatsApp number the file names, with its tenant.
@@ -243,6 +286,25 @@ impl Tenants {
         self.list
             .iter()
             .flat_map(|t| t.numbers.iter().map(move |n| (t, n)))
+    }
+}
+
+/// The tenants whose opt-outs a send honours, from
+/// [`Tenants::consent_holders`]: the sender's tenant, then maybe `default`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsentHolders<'a> {
+    own: Option<&'a str>,
+    deployment: bool,
+}
+
+impl<'a> Iterator for ConsentHolders<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if let Some(own) = self.own.take() {
+            return Some(own);
+        }
+        std::mem::take(&mut self.deployment).then_some(DEFAULT_TENANT)
     }
 }
 

@@ -30,6 +30,7 @@ fn load(text: &str) -> Result<Tenants, TenantsFileError> {
         key_ids: Some(&keys),
         token: &tokens,
         secret_prefix: Some("herald/"),
+        deployment: (Some("999"), Some("HERALD")),
     };
     Ok(Tenants::from_file(
         parse(text, &known)?,
@@ -152,10 +153,74 @@ fn inbound_consent_belongs_to_the_receiving_numbers_tenant() {
     let t = load(TWO).unwrap();
     let ids = |v: Vec<Arc<str>>| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(ids(t.owners_of(Channel::Whatsapp, Some("111"))), ["acme"]);
-    assert_eq!(ids(t.owners_of(Channel::Whatsapp, Some("999"))), ["globex"]);
+    assert_eq!(
+        ids(t.owners_of(Channel::Whatsapp, Some("999"))),
+        ["globex", "default"]
+    );
     assert_eq!(
         ids(t.owners_of(Channel::Sms, Some("14155550100"))),
         ["acme"]
     );
-    assert_eq!(ids(t.owners_of(Channel::Sms, None)), ["globex"]);
+    assert_eq!(ids(t.owners_of(Channel::Sms, None)), ["globex", "default"]);
+}
+
+#[test]
+fn a_stop_to_a_number_no_tenant_names_speaks_for_every_tenant() {
+    let both_own = TWO.replace(
+        "keys = [\"globex\"]",
+        "keys = [\"globex\"]\nwhatsapp = [{ phone_number_id = \"222\", token = \"env:ACME_WA_TOKEN\" }]",
+    );
+    let t = load(&both_own).unwrap();
+    let ids = |v: Vec<Arc<str>>| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(t.owners_of(Channel::Whatsapp, Some("222"))), ["globex"]);
+    assert_eq!(
+        ids(t.owners_of(Channel::Whatsapp, Some("333"))),
+        ["acme", "globex", "default"]
+    );
+}
+
+#[test]
+fn tenants_on_the_deployments_sender_honour_the_opt_outs_from_before_the_file() {
+    let t = load(TWO).unwrap();
+    let holders = |tenant, channel| t.consent_holders(tenant, channel).collect::<Vec<_>>();
+    assert_eq!(holders("acme", Channel::Whatsapp), ["acme"]);
+    assert_eq!(holders("acme", Channel::Sms), ["acme"]);
+    assert_eq!(holders("globex", Channel::Whatsapp), ["globex", "default"]);
+    assert_eq!(holders("globex", Channel::Sms), ["globex", "default"]);
+    // A file with its own `default` tenant: its opt-outs are its own.
+    let named_default = load(&TWO.replace("id = \"globex\"", "id = \"default\"")).unwrap();
+    assert_eq!(
+        named_default
+            .consent_holders("default", Channel::Sms)
+            .collect::<Vec<_>>(),
+        ["default"]
+    );
+    // Without a file there is one tenant, `default`.
+    let single = Tenants::single(Some("999".into()), None);
+    assert_eq!(
+        single
+            .consent_holders("default", Channel::Whatsapp)
+            .collect::<Vec<_>>(),
+        ["default"]
+    );
+}
+
+#[test]
+fn no_tenant_may_name_the_deployments_number_or_sender() {
+    let number = refusal(&TWO.replace("phone_number_id = \"111\"", "phone_number_id = \"999\""));
+    assert!(number.contains("WHATSAPP_PHONE_NUMBER_ID"), "{number}");
+    assert!(number.contains("tenant[0]"), "{number}");
+    let sender = refusal(&TWO.replace("\"ACME\", ", "\"HERALD\", "));
+    assert!(sender.contains("INFOBIP_SENDER"), "{sender}");
+}
+
+#[test]
+fn a_file_that_is_not_toml_is_refused_without_its_text() {
+    let broken = TWO.replace("token = \"env:ACME_WA_TOKEN\"", "token = \"EAAGsecretvalue");
+    let message = refusal(&broken);
+    assert!(!message.contains("EAAGsecretvalue"), "{message}");
+    assert!(message.starts_with("line 6, column 1: "), "{message}");
+    let typed = TWO.replace("max_mps = 40", "max_mps = \"EAAGsecretvalue\"");
+    let message = refusal(&typed);
+    assert!(!message.contains("EAAGsecretvalue"), "{message}");
 }

@@ -459,6 +459,44 @@ async fn an_older_database_keeps_its_opt_outs_and_envelopes_under_default() {
     .await;
 }
 
+#[tokio::test]
+async fn opt_outs_from_before_the_tenants_file_hold_for_tenants_on_the_deployments_number() {
+    // A stage-two database: a STOP to the deployment's number, on both
+    // channels, recorded before there were tenants.
+    let old = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(old.path().join("queue.sqlite3")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE opt_outs (number TEXT PRIMARY KEY, channels TEXT NOT NULL,
+             source TEXT NOT NULL, updated_at INTEGER NOT NULL, ordering TEXT);
+         INSERT INTO opt_outs VALUES ('+14155550199', '[\"sms\",\"whatsapp\"]', 'inbound', 1, NULL);",
+    )
+    .unwrap();
+    drop(conn);
+    let data = old.path().to_str().unwrap();
+    let t = Tenants::start(TWO_TENANTS, &[("HERALD_DATA_DIR", data)]).await;
+    let to = "+14155550199";
+    for channel in ["whatsapp", "sms"] {
+        // globex sends from the deployment's number and sender: the person
+        // said STOP to them.
+        let (status, answer) = t
+            .send(
+                OTHER_KEY,
+                &json!({"to": to, "channel": channel, "message": "hi"}),
+            )
+            .await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (422, Some("recipient-opted-out")),
+            "{channel}: {answer}"
+        );
+        // acme sends from its own: never written to.
+        let (status, answer) = t
+            .send(KEY, &json!({"to": to, "channel": channel, "message": "hi"}))
+            .await;
+        assert_eq!(status, 202, "{channel}: {answer}");
+    }
+}
+
 #[test]
 fn a_tenants_file_that_lets_one_tenant_act_as_another_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
