@@ -161,6 +161,33 @@ pub struct DeliveryConfig {
     pub window_checks: bool,
 }
 
+/// The template sync: which accounts, how often.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateConfig {
+    /// `TEMPLATE_SYNC_SECS`: how often each account is listed, default 600 s.
+    pub every: Duration,
+    /// Each account, with the numbers that send from it.
+    pub accounts: Vec<TemplateAccount>,
+    /// `WHATSAPP_API_BASE_URL`, as for sends.
+    pub base_url: String,
+    /// `WHATSAPP_API_VERSION`, as for sends.
+    pub api_version: String,
+    /// `WHATSAPP_TIMEOUT_MS`: limit for one page.
+    pub timeout: Duration,
+}
+
+/// A WhatsApp Business Account: `WHATSAPP_BUSINESS_ACCOUNT_ID` for the
+/// deployment's number, `waba_id` for a number in `TENANTS_FILE`.
+#[derive(Debug, Clone)]
+pub struct TemplateAccount {
+    /// The account's id.
+    pub waba_id: String,
+    /// Its numbers' `phone_number_id`s: sends from them are checked.
+    pub number_ids: Vec<String>,
+    /// The token templates are listed with (the first number's).
+    pub token: Secret,
+}
+
 /// Everything `herald-gateway` needs.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -224,6 +251,8 @@ pub struct GatewayConfig {
     pub aws_timeouts: AwsTimeouts,
     /// The providers' webhooks.
     pub webhooks: WebhookConfig,
+    /// The WhatsApp Business Accounts whose templates are synced and checked.
+    pub templates: TemplateConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -455,6 +484,7 @@ impl GatewayConfig {
                 }
             },
             delivery: delivery_from(&vars, &tenants)?,
+            templates: templates_from(&vars, &tenants)?,
             tenants,
             status: status_from(&vars)?,
             aws_timeouts: aws_timeouts_from(&vars)?,
@@ -940,6 +970,63 @@ fn tenants_from(vars: &Vars<'_>, key_ids: Option<&[String]>) -> Result<Tenants, 
         deployment_number,
         deployment_sender,
     ))
+}
+
+/// `WHATSAPP_BUSINESS_ACCOUNT_ID` (the deployment's number) and the
+/// tenants' `waba_id`s, grouped by account; `TEMPLATE_SYNC_SECS`.
+fn templates_from(vars: &Vars<'_>, tenants: &Tenants) -> Result<TemplateConfig, ConfigError> {
+    let every = Duration::from_secs(vars.ranged("TEMPLATE_SYNC_SECS", 600, 1, 86_400)?);
+    let mut accounts: Vec<TemplateAccount> = Vec::new();
+    let mut add = |waba_id: String, number_id: String, token: Secret| match accounts
+        .iter_mut()
+        .find(|a| a.waba_id == waba_id)
+    {
+        Some(a) => a.number_ids.push(number_id),
+        None => accounts.push(TemplateAccount {
+            waba_id,
+            number_ids: vec![number_id],
+            token,
+        }),
+    };
+    if let Some(waba_id) = vars.get("WHATSAPP_BUSINESS_ACCOUNT_ID") {
+        if waba_id.is_empty() || !waba_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid {
+                var: "WHATSAPP_BUSINESS_ACCOUNT_ID".into(),
+                reason: "must be the numeric WhatsApp Business Account id".into(),
+            });
+        }
+        let (Some(number_id), Some(token)) = (
+            vars.get("WHATSAPP_PHONE_NUMBER_ID"),
+            vars.get("WHATSAPP_ACCESS_TOKEN"),
+        ) else {
+            return Err(ConfigError::Missing {
+                var: "WHATSAPP_ACCESS_TOKEN",
+                hint: "WHATSAPP_BUSINESS_ACCOUNT_ID is set: templates are listed with the token of WHATSAPP_PHONE_NUMBER_ID",
+            });
+        };
+        add(waba_id, number_id, Secret::new(token));
+    }
+    for (_, number) in tenants.numbers() {
+        if let Some(waba_id) = &number.waba_id {
+            add(
+                waba_id.clone(),
+                number.phone_number_id.clone(),
+                number.token.clone(),
+            );
+        }
+    }
+    Ok(TemplateConfig {
+        every,
+        accounts,
+        base_url: vars.get("WHATSAPP_API_BASE_URL").map_or_else(
+            || "https://graph.facebook.com".into(),
+            |u| u.trim_end_matches('/').to_owned(),
+        ),
+        api_version: vars
+            .get("WHATSAPP_API_VERSION")
+            .unwrap_or_else(|| DEFAULT_WHATSAPP_API_VERSION.into()),
+        timeout: Duration::from_millis(vars.ranged("WHATSAPP_TIMEOUT_MS", 10_000, 100, 120_000)?),
+    })
 }
 
 /// `METRICS`: `on` (default) or `off`.

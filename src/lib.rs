@@ -49,5 +49,6 @@ pub mod secrets;
 pub mod startup;
 pub mod status;
 pub mod telemetry;
+pub mod templates;
 pub mod tenants;
 pub mod window;

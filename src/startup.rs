@@ -236,6 +236,10 @@ impl Application {
         let events = self
             .events
             .map(|e| tokio::spawn(e.run_until_stopped(on_stop(stopped.clone()))));
+        if self.state.templates.configured() {
+            let templates = self.state.templates.clone();
+            tokio::spawn(templates.run_until_stopped(on_stop(stopped.clone())));
+        }
         serve(
             self.listener,
             router(self.state),

@@ -57,6 +57,8 @@ pub struct WebhookContent {
     pub skipped: usize,
     /// Windows a 131047 report says are closed.
     pub closed_windows: Vec<crate::window::Closure>,
+    /// Templates whose status changed (`message_template_status_update`).
+    pub template_statuses: Vec<crate::templates::StatusChange>,
 }
 
 /// The registry: the providers configured in this process, by the envelope

@@ -57,3 +57,19 @@ pub fn insert(tx: &rusqlite::Transaction<'_>, row: &Row, now_ms: i64) -> rusqlit
         ])?;
     Ok(added == 1)
 }
+
+/// How a leased envelope's delivery ended.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// Delivered: remove it.
+    Delivered,
+    /// Try again at `due_ms` (Unix ms). `refund`: the attempt was never made
+    /// (the provider's circuit was open), so it does not count.
+    Retry {
+        due_ms: i64,
+        error: String,
+        refund: bool,
+    },
+    /// Give up: move it to the dead-letter table.
+    DeadLetter { reason: String },
+}

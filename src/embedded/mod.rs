@@ -29,15 +29,16 @@ pub mod outbox;
 mod schema;
 pub mod statuses;
 pub mod store;
+pub mod templates;
 pub mod windows;
 pub mod worker;
 mod writer;
 
 pub use crate::clock::now_ms;
+pub use envelopes::Settlement;
 pub use error::QueueError;
 pub use store::{DeadLetter, DeadLetterKind, Leased, Stats};
 pub use worker::Worker;
-pub use writer::Settlement;
 
 use store::Store;
 use writer::{Counters, EXPIRY_EVERY, Request, writer_loop};
@@ -408,6 +409,50 @@ impl crate::window::store::WindowStore for EmbeddedQueue {
         Box::pin(async move {
             Ok(self
                 .call(|reply| Request::GetReceived { provider_id, reply })
+                .await?)
+        })
+    }
+}
+
+impl crate::templates::store::TemplateStore for EmbeddedQueue {
+    fn templates<'a>(
+        &'a self,
+        waba_id: &'a str,
+    ) -> BoxFuture<'a, Result<crate::templates::store::Stored, StoreError>> {
+        let waba_id = waba_id.to_owned();
+        Box::pin(async move {
+            Ok(self
+                .call(|reply| Request::GetTemplates { waba_id, reply })
+                .await?)
+        })
+    }
+
+    fn replace_templates<'a>(
+        &'a self,
+        waba_id: &'a str,
+        templates: Vec<crate::templates::Template>,
+        synced_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let write = templates::TemplateWrite::Replace {
+            waba_id: waba_id.to_owned(),
+            templates,
+            synced_ms,
+        };
+        Box::pin(async move {
+            Ok(self
+                .call(|reply| Request::Templates { write, reply })
+                .await?)
+        })
+    }
+
+    fn change_template_status(
+        &self,
+        change: crate::templates::StatusChange,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let write = templates::TemplateWrite::Status(change);
+        Box::pin(async move {
+            Ok(self
+                .call(|reply| Request::Templates { write, reply })
                 .await?)
         })
     }

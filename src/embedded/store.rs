@@ -101,6 +101,7 @@ impl Store {
         super::opt_outs::create_table(&conn)?;
         super::windows::create_table(&conn)?;
         super::windows::add_receiver_columns(&conn)?;
+        super::templates::create_tables(&conn)?;
         // Databases made before dead letters were scoped to their API key.
         for table in ["envelopes", "dead_letters"] {
             if !has_column(&conn, table, "api_key_id")? {
@@ -253,6 +254,11 @@ impl Store {
         self.conn
             .prepare_cached("SELECT MIN(created_at) FROM envelopes")?
             .query_row([], |r| r.get(0))
+    }
+
+    /// `waba_id`'s templates.
+    pub fn templates(&self, waba_id: &str) -> rusqlite::Result<crate::templates::store::Stored> {
+        super::templates::load(&self.conn, waba_id)
     }
 
     /// The status record of message `id`, if `api_key_id` sent it.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::envelopes;
+use super::envelopes::{self, Settlement};
 use super::error::QueueError;
 use super::opt_outs;
 use super::outbox::{self, EventOutcome, OutboxEvent};
@@ -31,22 +31,6 @@ pub(super) const MAX_GROUP: usize = 1024;
 pub(super) const EXPIRY_EVERY: Duration = Duration::from_secs(1);
 const EXPIRY_BATCH: usize = 2_000;
 const EXPIRY_BUDGET: Duration = Duration::from_millis(200);
-
-/// How a leased envelope's delivery ended.
-#[derive(Debug, Clone)]
-pub enum Settlement {
-    /// Delivered: remove it.
-    Delivered,
-    /// Try again at `due_ms` (Unix ms). `refund`: the attempt was never made
-    /// (the provider's circuit was open), so it does not count.
-    Retry {
-        due_ms: i64,
-        error: String,
-        refund: bool,
-    },
-    /// Give up: move it to the dead-letter table.
-    DeadLetter { reason: String },
-}
 
 /// What a queue handle asks of the writer.
 pub(super) enum Request {
@@ -79,6 +63,14 @@ pub(super) enum Request {
     GetReceived {
         provider_id: String,
         reply: oneshot::Sender<Result<Option<crate::window::Received>, QueueError>>,
+    },
+    Templates {
+        write: super::templates::TemplateWrite,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
+    GetTemplates {
+        waba_id: String,
+        reply: oneshot::Sender<Result<crate::templates::store::Stored, QueueError>>,
     },
     /// Redrive (`true`) or delete a dead letter; the reply says whether it
     /// existed for that key.
@@ -192,6 +184,7 @@ pub(super) fn writer_loop(
                     | Request::Statuses { .. }
                     | Request::OptOuts { .. }
                     | Request::CloseWindows { .. }
+                    | Request::Templates { .. }
                     | Request::DeadLetter { .. }
                     | Request::SettleEvent { .. }
             )
@@ -271,6 +264,9 @@ fn apply(
                 super::windows::close(tx, c, now)?;
             }
             Ok(Delta::default())
+        }
+        Request::Templates { write, .. } => {
+            super::templates::apply(tx, write).map(|()| Delta::default())
         }
         Request::DeadLetter {
             kind,
@@ -376,6 +372,7 @@ fn write_reply(request: Request) -> Option<oneshot::Sender<Result<(), QueueError
         | Request::OptOuts { reply, .. }
         | Request::DeadLetter { reply, .. }
         | Request::CloseWindows { reply, .. }
+        | Request::Templates { reply, .. }
         | Request::SettleEvent { reply, .. } => Some(reply),
         _ => None,
     }
@@ -547,6 +544,9 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
         Request::Shares(shares) => store.fair.set_shares(shares),
         Request::GetReceived { provider_id, reply } => {
             let _ = reply.send(store.received(&provider_id).map_err(QueueError::from));
+        }
+        Request::GetTemplates { waba_id, reply } => {
+            let _ = reply.send(store.templates(&waba_id).map_err(QueueError::from));
         }
         Request::GetWindow {
             number_id,

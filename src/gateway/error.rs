@@ -90,6 +90,19 @@ pub enum ApiError {
         /// RFC 3339, `None` when Herald never heard from them (a 131047 closed it).
         last_inbound_at: Option<String>,
     },
+    /// `422`: the account has no template of that name in that language.
+    #[error(
+        "the template {name:?} in {language:?} is not one of the account's: check its name and language in the WhatsApp Manager"
+    )]
+    TemplateNotFound { name: String, language: String },
+    /// `422`: the template cannot be sent in its status.
+    #[error("the template {name:?} in {language:?} is {status}, not APPROVED: it cannot be sent")]
+    TemplateNotApproved {
+        name: String,
+        language: String,
+        /// Meta's status (`PENDING`, `REJECTED`, `PAUSED`, `DISABLED`, …).
+        status: String,
+    },
     /// `422`: the sender named is not one of the caller's tenant.
     #[error("{}: not a sender this tenant may use", .0.first().map_or("from", |e| e.field.as_str()))]
     SenderNotAllowed(Vec<FieldError>),
@@ -242,6 +255,9 @@ pub struct ProblemDocument<'a> {
     #[serde(rename = "lastInboundAt", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     last_inbound_at: Option<Option<&'a str>>,
+    /// For `template-not-approved`: the template's status.
+    #[serde(rename = "templateStatus", skip_serializing_if = "Option::is_none")]
+    template_status: Option<&'a str>,
 }
 
 impl ApiError {
@@ -258,6 +274,8 @@ impl ApiError {
             | Self::ChannelNotConfigured { .. }
             | Self::SenderNotAllowed(_)
             | Self::OutsideWindow { .. }
+            | Self::TemplateNotFound { .. }
+            | Self::TemplateNotApproved { .. }
             | Self::RecipientOptedOut(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidPath(_) => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -306,6 +324,8 @@ impl ApiError {
             Self::InboundNotFound => "inbound-not-found",
             Self::ProviderFailed(_) => "provider-error",
             Self::OutsideWindow { .. } => crate::window::OUTSIDE_CODE,
+            Self::TemplateNotFound { .. } => "template-not-found",
+            Self::TemplateNotApproved { .. } => "template-not-approved",
             Self::InvalidPath(_) => "invalid-path",
             Self::OptOutNotFound => "opt-out-not-found",
             Self::DeadLetterNotFound => "dead-letter-not-found",
@@ -389,6 +409,10 @@ impl IntoResponse for ApiError {
             },
             last_inbound_at: match &self {
                 Self::OutsideWindow { last_inbound_at } => Some(last_inbound_at.as_deref()),
+                _ => None,
+            },
+            template_status: match &self {
+                Self::TemplateNotApproved { status, .. } => Some(status),
                 _ => None,
             },
         };

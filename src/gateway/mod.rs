@@ -38,6 +38,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod server;
+pub mod template_check;
 pub mod window_check;
 
 use admission::Admission;
@@ -87,6 +88,8 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// Validation settings (`SMS_MAX_SEGMENTS`).
     pub send_rules: SendRules,
+    /// The WhatsApp templates template sends are checked against.
+    pub templates: Arc<crate::templates::service::Templates>,
 }
 
 impl AppState {
@@ -140,6 +143,7 @@ impl AppState {
             send_rules: SendRules {
                 sms_max_segments: config.sms_max_segments,
             },
+            templates: Arc::new(crate::templates::service::Templates::new(&config.templates)),
         }
     }
 
@@ -163,6 +167,7 @@ impl AppState {
     /// reads them through a cache of `opt_out_ttl` (zero: none).
     pub fn set_status_store(&mut self, store: Arc<dyn StatusStore>, opt_out_ttl: Duration) {
         self.admission = Arc::new(self.admission.with_store(&store, opt_out_ttl));
+        self.templates.set_store(store.clone());
         self.statuses = Some(store);
     }
 }
@@ -201,6 +206,7 @@ fn authenticated_routes(state: &AppState) -> Router<AppState> {
         )
         .route("/api/v1/messages/{id}", get(routes::status::get))
         .route("/api/v1/contacts/{number}", get(routes::contacts::get))
+        .route("/api/v1/templates", get(routes::templates::list))
         .route(
             "/api/v1/inbound/{providerMessageId}/read",
             axum::routing::post(routes::inbound::read),

@@ -238,6 +238,7 @@ impl Modify for Security {
         routes::opt_outs::get,
         routes::contacts::get,
         routes::inbound::read,
+        routes::templates::list,
         routes::opt_outs::put,
         routes::opt_outs::delete,
         routes::dead_letters::list,
@@ -258,6 +259,7 @@ impl Modify for Security {
         (name = "messages", description = "Send, and follow what became of a message"),
         (name = "opt-outs", description = "Recipients who opted out"),
         (name = "contacts", description = "A person's customer-service window and opt-outs"),
+        (name = "templates", description = "The WhatsApp templates template sends are checked against"),
         (name = "operations", description = "Health, metrics, dead letters, this document"),
         (name = "webhooks", description = "What providers POST (their own authentication, no key)"),
     )

@@ -150,7 +150,7 @@ impl Inbound {
 /// Where statuses live. Every method is idempotent: providers and queues
 /// deliver at least once. A status store keeps opt-outs too (the same table
 /// or database), behind their own seam, [`OptOutStore`].
-pub trait StatusStore: OptOutStore + WindowStore {
+pub trait StatusStore: OptOutStore + WindowStore + crate::templates::store::TemplateStore {
     /// Merges `updates`, emitting an event for each change of a message's
     /// current status (from `submitted` on), and records `inbound` messages,
     /// emitting a `message.inbound` event for each one not seen before.

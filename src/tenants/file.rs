@@ -257,6 +257,14 @@ fn number(n: NumberShape, at: &str, known: &Known<'_>) -> Result<Number, Tenants
             "{at}: phone_number_id must be the numeric id from the WhatsApp Manager"
         )));
     }
+    if n.waba_id
+        .as_ref()
+        .is_some_and(|w| w.is_empty() || !w.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(rule(format!(
+            "{at}: waba_id must be the numeric WhatsApp Business Account id"
+        )));
+    }
     if !(n.token.starts_with("env:") || n.token.starts_with("secretsmanager:")) {
         // The value is not repeated: it may be the token itself.
         return Err(rule(format!(

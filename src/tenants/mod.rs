@@ -281,6 +281,19 @@ impl Tenants {
         owners
     }
 
+    /// The WhatsApp numbers `tenant` sends from: its own, else the
+    /// deployment's.
+    pub fn whatsapp_numbers(&self, tenant: &str) -> Vec<&str> {
+        match self.get(tenant) {
+            Some(t) if !t.numbers.is_empty() => t
+                .numbers
+                .iter()
+                .map(|n| n.phone_number_id.as_str())
+                .collect(),
+            _ => self.deployment_number.as_deref().into_iter().collect(),
+        }
+    }
+
     /// Every WhatsApp number the file names, with its tenant.
     pub fn numbers(&self) -> impl Iterator<Item = (&Tenant, &Number)> {
         self.list

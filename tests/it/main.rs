@@ -33,6 +33,7 @@ mod sns_signature;
 mod sqs_acknowledgements;
 mod statuses_aws;
 mod statuses_embedded;
+mod templates;
 mod tenants;
 mod tenants_aws;
 mod webhook_bodies;

@@ -426,6 +426,32 @@ impl herald::status::WindowStore for FailingWrites {
     }
 }
 
+impl herald::templates::store::TemplateStore for FailingWrites {
+    fn templates<'a>(
+        &'a self,
+        waba_id: &'a str,
+    ) -> herald::status::BoxFuture<
+        'a,
+        Result<herald::templates::store::Stored, herald::status::StoreError>,
+    > {
+        self.inner.templates(waba_id)
+    }
+    fn replace_templates<'a>(
+        &'a self,
+        waba_id: &'a str,
+        templates: Vec<herald::templates::Template>,
+        synced_ms: i64,
+    ) -> herald::status::BoxFuture<'a, Result<(), herald::status::StoreError>> {
+        self.inner.replace_templates(waba_id, templates, synced_ms)
+    }
+    fn change_template_status(
+        &self,
+        change: herald::templates::StatusChange,
+    ) -> herald::status::BoxFuture<'_, Result<(), herald::status::StoreError>> {
+        self.inner.change_template_status(change)
+    }
+}
+
 impl herald::status::OptOutStore for FailingWrites {
     fn opt_out<'a>(
         &'a self,

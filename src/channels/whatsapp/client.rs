@@ -105,7 +105,7 @@ impl WhatsAppClient {
 }
 
 /// A Graph API refusal: Meta's error object, or an undocumented answer.
-fn refused(answer: &Answer<impl AsRef<[u8]>>) -> WhatsAppError {
+pub(super) fn refused(answer: &Answer<impl AsRef<[u8]>>) -> WhatsAppError {
     match serde_json::from_slice::<GraphErrorBody>(answer.body()) {
         Ok(body) => WhatsAppError::Api {
             status: answer.status,
@@ -169,7 +169,7 @@ const PAIR_WINDOW: Duration = Duration::from_secs(6);
 /// A call to the Cloud API that got no answer: before anything was sent (a
 /// connection that could not be made: safe to retry) or after (Meta may have
 /// the message).
-const UNANSWERED: Unanswered<WhatsAppError> = Unanswered {
+pub(super) const UNANSWERED: Unanswered<WhatsAppError> = Unanswered {
     connect: WhatsAppError::Connect,
     timeout: || WhatsAppError::Timeout,
     interrupted: WhatsAppError::Interrupted,

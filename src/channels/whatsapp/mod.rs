@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 pub mod read_receipts;
+pub mod templates;
 pub mod types;
 pub mod webhook;
 

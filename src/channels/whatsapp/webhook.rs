@@ -155,6 +155,20 @@ pub fn read(body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
         return Err(UnreadableWebhook::NotAnObject);
     }
     let mut content = WebhookContent::default();
+    for entry in array(&payload, "entry") {
+        let waba_id = text(entry, "id");
+        for change in array(entry, "changes") {
+            if text(change, "field") == Some("message_template_status_update") {
+                match change
+                    .get("value")
+                    .and_then(|v| template_status(waba_id?, v))
+                {
+                    Some(status) => content.template_statuses.push(status),
+                    None => content.skipped += 1,
+                }
+            }
+        }
+    }
     let values = array(&payload, "entry")
         .iter()
         .flat_map(|entry| array(entry, "changes"))
@@ -183,6 +197,18 @@ pub fn read(body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
             .extend(array(value, "errors").iter().cloned());
     }
     Ok(content)
+}
+
+/// A `message_template_status_update` change's value: the template
+/// (`message_template_name`, `message_template_language`) and its new
+/// status (`event`) in the account `entry[].id`.
+fn template_status(waba_id: &str, value: &Value) -> Option<crate::templates::StatusChange> {
+    Some(crate::templates::StatusChange {
+        waba_id: waba_id.to_owned(),
+        name: text(value, "message_template_name")?.to_owned(),
+        language: text(value, "message_template_language")?.to_owned(),
+        status: text(value, "event")?.to_ascii_uppercase(),
+    })
 }
 
 fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
@@ -367,7 +393,11 @@ mod tests {
         ]}]});
         let content = read(body.to_string().as_bytes()).unwrap();
         assert_eq!(content.updates.len(), 3);
-        assert_eq!(content.skipped, 2, "deleted and the status without an id");
+        assert_eq!(
+            content.skipped, 3,
+            "deleted, the status without an id, the template update without a name"
+        );
+        assert!(content.template_statuses.is_empty());
         assert_eq!(content.errors.len(), 1);
         let Update::Provider {
             provider_message_id,

@@ -195,12 +195,25 @@ async fn admit(
     validated: Vec<Result<OutboundMessage, Vec<FieldError>>>,
 ) -> Vec<Result<OutboundMessage, Refusal>> {
     let mut admitted = Vec::with_capacity(validated.len());
+    // One look at the templates for the whole batch.
+    let templates = state.templates.snapshot();
     for entry in validated {
         admitted.push(match entry {
             Err(errors) => Err(Refusal::Invalid(errors)),
             Ok(mut message) => {
                 let checked = match state.admission.resolve_senders(tenant, &mut message) {
-                    Ok(()) => state.admission.check(tenant, &message).await,
+                    Ok(()) => state
+                        .admission
+                        .check(tenant, &message)
+                        .await
+                        .and_then(|()| {
+                            crate::gateway::template_check::check(
+                                &state.templates,
+                                &templates,
+                                &state.tenants,
+                                &message,
+                            )
+                        }),
                     Err(e) => Err(e),
                 };
                 match checked {
@@ -217,7 +230,10 @@ async fn admit(
 fn rejected(index: usize, refusal: Refusal) -> EntryResult {
     let mut result = EntryResult::new(index, "rejected");
     match refusal {
-        Refusal::Invalid(errors) => result.errors = Some(errors),
+        // A template's parameters: the fields, as for an invalid entry.
+        Refusal::Invalid(errors) | Refusal::Refused(ApiError::InvalidFields(errors)) => {
+            result.errors = Some(errors);
+        }
         Refusal::Refused(error) => {
             result.code = Some(error.code());
             result.errors = Some(vec![FieldError {
@@ -226,6 +242,9 @@ fn rejected(index: usize, refusal: Refusal) -> EntryResult {
                     ApiError::SenderNotAllowed(errors) => errors
                         .first()
                         .map_or_else(|| "from".to_owned(), |e| e.field.clone()),
+                    ApiError::TemplateNotFound { .. } | ApiError::TemplateNotApproved { .. } => {
+                        "template.name".to_owned()
+                    }
                     _ => "to".to_owned(),
                 },
                 message: error.to_string(),

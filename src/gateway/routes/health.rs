@@ -40,6 +40,11 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             json!({ "status": status, "detail": pipeline.health() }),
         );
     }
+    // Templates: a stale cache is shown (its sends go unchecked), but does
+    // not make the gateway unready.
+    if let Some(templates) = state.templates.health() {
+        checks.insert("templates".to_owned(), templates);
+    }
     if check.healthy {
         (
             StatusCode::OK,

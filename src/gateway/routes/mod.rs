@@ -9,4 +9,5 @@ pub mod messages;
 pub mod metrics;
 pub mod opt_outs;
 pub mod status;
+pub mod templates;
 pub mod webhooks;

@@ -94,6 +94,16 @@ async fn record(
     for i in &mut content.inbound {
         i.tenants = owners(state, i);
     }
+    let template_statuses = std::mem::take(&mut content.template_statuses);
+    if !template_statuses.is_empty() {
+        let changed = template_statuses.len();
+        state
+            .templates
+            .change_status(template_statuses)
+            .await
+            .map_err(ApiError::StoreUnavailable)?;
+        crate::metrics::webhook(webhook, "recorded", changed);
+    }
     // Closed windows and consent first: a 131047 or a STOP is recorded even
     // when the statuses beside it cannot be (their retry finds it applied).
     close_windows(state, store, std::mem::take(&mut content.closed_windows)).await?;

@@ -39,6 +39,7 @@
 
 mod claims;
 mod opt_outs;
+mod templates;
 mod windows;
 
 use std::collections::HashMap;

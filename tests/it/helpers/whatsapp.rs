@@ -91,15 +91,70 @@ impl FakeWhatsApp {
         pipeline_for(&self.config(timeout), max_attempts)
     }
 
-    /// Every request body the fake received, in order.
+    /// Every request body the fake received (its POSTs), in order.
     pub async fn bodies(&self) -> Vec<Value> {
         self.server
             .received_requests()
             .await
             .unwrap_or_default()
             .iter()
+            .filter(|r| r.method == wiremock::http::Method::POST)
             .map(|r| serde_json::from_slice(&r.body).expect("the consumer sends JSON"))
             .collect()
+    }
+
+    /// Serves `pages` of templates for `waba_id` as Graph does:
+    /// `GET /{version}/{waba-id}/message_templates`, each page but the last
+    /// with `paging.next` (a full URL with an `after` cursor), for the test
+    /// token only.
+    pub async fn serve_templates(&self, waba_id: &str, pages: &[Vec<Value>]) {
+        let route = format!("/{VERSION}/{waba_id}/message_templates");
+        for (i, page) in pages.iter().enumerate() {
+            let mut body = json!({"data": page, "paging": {"cursors": {"before": "b", "after": format!("c{}", i + 1)}}});
+            if i + 1 < pages.len() {
+                body["paging"]["next"] = json!(format!(
+                    "{}{route}?fields=name,language,status,category,components,parameter_format,id&limit=100&after=c{}",
+                    self.server.uri(),
+                    i + 1
+                ));
+            }
+            let mock = Mock::given(method("GET"))
+                .and(path(route.as_str()))
+                .and(header("authorization", format!("Bearer {TOKEN}").as_str()));
+            let (mock, priority) = if i == 0 {
+                (
+                    mock.and(wiremock::matchers::query_param(
+                        "fields",
+                        "name,language,status,category,components,parameter_format,id",
+                    )),
+                    10,
+                )
+            } else {
+                let after = format!("c{i}");
+                (
+                    mock.and(wiremock::matchers::query_param("after", after.as_str())),
+                    1,
+                )
+            };
+            mock.respond_with(ResponseTemplate::new(200).set_body_json(body))
+                .with_priority(priority)
+                .mount(&self.server)
+                .await;
+        }
+    }
+
+    /// How many template pages the fake served.
+    pub async fn template_requests(&self) -> usize {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| {
+                r.method == wiremock::http::Method::GET
+                    && r.url.path().ends_with("/message_templates")
+            })
+            .count()
     }
 }
 

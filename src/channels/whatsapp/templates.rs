@@ -1,0 +1,89 @@
+//! Lists an account's templates: `GET /{version}/{waba-id}/message_templates`
+//! with the fields Herald checks, following `paging.next` until it is absent
+//! (a page may be short, or empty, and still have a next one). A `next` that
+//! leaves the Graph API's base URL is refused: the token goes with each page.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::client::{UNANSWERED, refused};
+use super::error::WhatsAppError;
+use crate::channels::http::{call, provider_http_client};
+use crate::config::Secret;
+
+/// The fields read (`GET /{waba-id}/message_templates?fields=…`).
+pub const FIELDS: &str = "name,language,status,category,components,parameter_format,id";
+/// Templates per page asked for.
+const PAGE: usize = 100;
+/// Most pages followed: 250 names in up to ~70 languages fit many times over.
+const MAX_PAGES: usize = 200;
+
+/// Lists the templates of accounts on one Graph API.
+#[derive(Debug, Clone)]
+pub struct TemplateLister {
+    http: reqwest::Client,
+    base_url: String,
+    api_version: String,
+}
+
+/// Why a listing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The Graph API refused or did not answer.
+    #[error(transparent)]
+    Graph(#[from] Box<WhatsAppError>),
+    /// A page was not `{"data": [...]}`.
+    #[error("a page of templates was not {{\"data\": [...]}}")]
+    Shape,
+    /// `paging.next` pointed away from the Graph API.
+    #[error("paging.next leaves the Graph API's base URL; not followed")]
+    Foreign,
+    /// More than [`MAX_PAGES`] pages.
+    #[error("more than {MAX_PAGES} pages of templates")]
+    TooManyPages,
+}
+
+impl TemplateLister {
+    /// A lister for `base_url` (`https://graph.facebook.com`) and `api_version`.
+    pub fn new(base_url: &str, api_version: &str, timeout: Duration) -> reqwest::Result<Self> {
+        Ok(Self {
+            http: provider_http_client(timeout)?,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_version: api_version.to_owned(),
+        })
+    }
+
+    /// Every template of `waba_id`, as Graph lists them.
+    pub async fn list(&self, waba_id: &str, token: &Secret) -> Result<Vec<Value>, ListError> {
+        let mut url = format!(
+            "{}/{}/{waba_id}/message_templates?fields={FIELDS}&limit={PAGE}",
+            self.base_url, self.api_version
+        );
+        let mut templates = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page = self.page(&url, token).await?;
+            let Some(Value::Array(data)) = page.get("data") else {
+                return Err(ListError::Shape);
+            };
+            templates.extend(data.iter().cloned());
+            match page.pointer("/paging/next").and_then(Value::as_str) {
+                None => return Ok(templates),
+                Some(next) if next.starts_with(&format!("{}/", self.base_url)) => {
+                    next.clone_into(&mut url);
+                }
+                Some(_) => return Err(ListError::Foreign),
+            }
+        }
+        Err(ListError::TooManyPages)
+    }
+
+    async fn page(&self, url: &str, token: &Secret) -> Result<Value, ListError> {
+        let request = self.http.get(url).bearer_auth(token.expose());
+        let answer = call(request, &UNANSWERED).await.map_err(Box::new)?;
+        if answer.is_success() {
+            return serde_json::from_slice(answer.body()).map_err(|_| ListError::Shape);
+        }
+        Err(ListError::Graph(Box::new(refused(&answer))))
+    }
+}
