@@ -9,9 +9,10 @@ use crate::templates::service::{Refusal, Snapshot, Templates};
 use crate::tenants::Tenants;
 
 /// `Ok` when `message` is not a WhatsApp template, or fits its template.
+/// `snapshot`: the batch's; a single send takes one only if it is a template.
 pub fn check(
     templates: &Templates,
-    snapshot: &Snapshot,
+    snapshot: Option<&Snapshot>,
     tenants: &Tenants,
     message: &OutboundMessage,
 ) -> Result<(), ApiError> {
@@ -26,6 +27,14 @@ pub fn check(
         .as_ref()
         .map(|s| s.value.as_str())
         .or(tenants.deployment_number());
+    let taken;
+    let snapshot = match snapshot {
+        Some(s) => s,
+        None => {
+            taken = templates.snapshot();
+            &taken
+        }
+    };
     templates
         .check(snapshot, number, template)
         .map_err(|refusal| match refusal {

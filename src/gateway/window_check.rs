@@ -1,9 +1,10 @@
 //! The gateway's window check. The embedded store answers from its own
-//! exact cache (no cache here). With DynamoDB, windows are read through a
-//! cache of at most `ttl` (60 s): a person's message or a 131047 reported to
-//! this gateway drops its entry at once, a 131047 the consumer learns or a
-//! webhook another gateway took may take that long to be seen here. The
-//! consumer checks again before sending.
+//! exact cache (no cache here). With DynamoDB, open and unknown windows are
+//! read through a cache of at most `ttl` (60 s): a person's message or a
+//! 131047 reported to this gateway drops its entry at once, a 131047 the
+//! consumer learns or another gateway took may take that long to be seen
+//! here (the consumer checks again before sending). Closed windows are not
+//! cached: a refusal never outlives the person's next message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,7 +52,17 @@ impl WindowCache {
             return Some(*window);
         }
         match self.store.window(number_id, person).await {
-            Ok(window) if self.ttl.is_zero() => Some(window),
+            // A closed window is read again each time: the person's next
+            // message may reach another gateway, and a refusal must not
+            // outlive it (an open one cached too long costs at most a send
+            // the consumer checks again).
+            Ok(window)
+                if self.ttl.is_zero()
+                    || window.state(crate::clock::now_ms())
+                        == crate::window::WindowState::Closed =>
+            {
+                Some(window)
+            }
             Ok(window) => {
                 let mut cached = self.cached();
                 if cached.len() >= MAX_CACHED {

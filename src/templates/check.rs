@@ -17,9 +17,9 @@ pub fn parameters(takes: &Parameters, sent: &Value) -> Vec<FieldError> {
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
     let mut errors = Vec::new();
-    let (mut header, mut body, mut buttons) = (false, false, Vec::new());
+    // The buttons given, as a bit per index (0–9).
+    let (mut header, mut body, mut buttons) = (false, false, 0u16);
     for (i, c) in components.iter().enumerate() {
-        let field = format!("template.components[{i}].parameters");
         let given = c
             .get("parameters")
             .and_then(Value::as_array)
@@ -35,24 +35,29 @@ pub fn parameters(takes: &Parameters, sent: &Value) -> Vec<FieldError> {
             }
             "button" => {
                 let index = button_index(c);
-                buttons.extend(index);
+                if let Some(i) = index.filter(|i| *i < 16) {
+                    buttons |= 1 << i;
+                }
                 button_problem(takes, index, given)
             }
             // Carousels and offers are not checked here.
             _ => None,
         };
         if let Some(message) = problem {
-            errors.push(FieldError { field, message });
+            errors.push(FieldError {
+                field: format!("template.components[{i}].parameters"),
+                message,
+            });
         }
     }
-    missing(takes, (header, body, &buttons), &mut errors);
+    missing(takes, (header, body, buttons), &mut errors);
     errors
 }
 
 /// The components a send must have and does not.
 fn missing(
     takes: &Parameters,
-    (header, body, buttons): (bool, bool, &[usize]),
+    (header, body, buttons): (bool, bool, u16),
     errors: &mut Vec<FieldError>,
 ) {
     let mut add = |message: String| {
@@ -74,7 +79,7 @@ fn missing(
         ));
     }
     for (index, b) in takes.buttons.iter().enumerate() {
-        if b.takes == ButtonTakes::Required && !buttons.contains(&index) {
+        if b.takes == ButtonTakes::Required && buttons & (1 << index.min(15)) == 0 {
             add(format!(
                 "the template's button {index} ({}) takes a parameter: add a button component with index {index}",
                 b.kind

@@ -50,7 +50,8 @@ pub enum Refusal {
 #[derive(Debug, Clone, Default)]
 pub struct Account {
     synced_ms: Option<i64>,
-    by_key: HashMap<(String, String), Template>,
+    /// name → language → template.
+    by_key: HashMap<String, HashMap<String, Template>>,
     last_error: Option<String>,
 }
 
@@ -173,7 +174,7 @@ impl Templates {
                 .unwrap_or_default(),
             None => "",
         };
-        let Some(found) = account.by_key.get(&(name.to_owned(), language.to_owned())) else {
+        let Some(found) = account.by_key.get(name).and_then(|l| l.get(language)) else {
             self.resync.notify_one();
             return Err(Refusal::NotFound {
                 name: name.to_owned(),
@@ -215,7 +216,11 @@ impl Templates {
                 status = %change.status, "a template's status changed");
             let mut unknown = false;
             self.update(&change.waba_id, |account| {
-                let mut list: Vec<Template> = account.by_key.drain().map(|(_, t)| t).collect();
+                let mut list: Vec<Template> = account
+                    .by_key
+                    .drain()
+                    .flat_map(|(_, languages)| languages.into_values())
+                    .collect();
                 unknown = !list
                     .iter()
                     .any(|t| t.name == change.name && t.language == change.language);
@@ -246,7 +251,8 @@ impl Templates {
             accounts.push(
                 json!({"wabaId": waba, "syncedAt": synced_at, "stale": self.stale(account, now)}),
             );
-            let mut list: Vec<&Template> = account.by_key.values().collect();
+            let mut list: Vec<&Template> =
+                account.by_key.values().flat_map(HashMap::values).collect();
             list.sort_by(|a, b| (&a.name, &a.language).cmp(&(&b.name, &b.language)));
             for t in list {
                 let mut entry = serde_json::to_value(t).unwrap_or_default();
@@ -285,7 +291,7 @@ impl Templates {
                     "syncedAt": account.synced_ms.map(format_ms),
                     "stale": self.stale(&account, now),
                     "lastError": account.last_error,
-                    "templates": account.by_key.len(),
+                    "templates": account.by_key.values().map(HashMap::len).sum::<usize>(),
                 })
             })
             .collect();
@@ -299,12 +305,7 @@ impl Templates {
     /// period (see the module documentation) until `stop`.
     pub async fn run_until_stopped(self: Arc<Self>, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
-        // What the store kept checks sends before the first listing answers.
-        for account in &self.accounts {
-            if let Err(e) = self.reload(&account.waba_id).await {
-                tracing::warn!(waba_id = %account.waba_id, error.message = %e, "could not load the stored templates");
-            }
-        }
+        self.load_stored().await;
         let mut next_sync: Vec<Instant> = vec![Instant::now(); self.accounts.len()];
         let mut last_sync: Vec<Option<Instant>> = vec![None; self.accounts.len()];
         let mut retry: Vec<Duration> = vec![FIRST_RETRY; self.accounts.len()];
@@ -347,6 +348,16 @@ impl Templates {
                         *next = (*next).min(soonest.max(Instant::now()));
                     }
                 }
+            }
+        }
+    }
+
+    /// Loads every account's stored copy: what the store kept checks sends
+    /// before the first listing answers.
+    pub async fn load_stored(&self) {
+        for account in &self.accounts {
+            if let Err(e) = self.reload(&account.waba_id).await {
+                tracing::warn!(waba_id = %account.waba_id, error.message = %e, "could not load the stored templates");
             }
         }
     }
@@ -414,9 +425,13 @@ impl Templates {
     }
 }
 
-fn keyed(templates: Vec<Template>) -> HashMap<(String, String), Template> {
-    templates
-        .into_iter()
-        .map(|t| ((t.name.clone(), t.language.clone()), t))
-        .collect()
+fn keyed(templates: Vec<Template>) -> HashMap<String, HashMap<String, Template>> {
+    let mut by_name: HashMap<String, HashMap<String, Template>> = HashMap::new();
+    for t in templates {
+        by_name
+            .entry(t.name.clone())
+            .or_default()
+            .insert(t.language.clone(), t);
+    }
+    by_name
 }

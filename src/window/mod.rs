@@ -46,7 +46,10 @@ impl Window {
     /// The window at `now_ms`.
     pub fn state(&self, now_ms: i64) -> WindowState {
         let closed_since_inbound = match (self.closed_ms, self.last_inbound_ms) {
-            (Some(closed), Some(inbound)) => closed >= inbound,
+            // Meta's times are whole seconds: a 131047 in the same second
+            // as the person's message is older than it (a message from
+            // them always opens the window).
+            (Some(closed), Some(inbound)) => closed > inbound,
             (Some(_), None) => true,
             (None, _) => false,
         };
@@ -129,6 +132,11 @@ mod tests {
         assert_eq!(
             w(Some(NOW - 1), Some(NOW - 5)).state(NOW),
             WindowState::Open
+        );
+        assert_eq!(
+            w(Some(NOW - 5), Some(NOW - 5)).state(NOW),
+            WindowState::Open,
+            "the same second: the person's message wins"
         );
         let view = w(Some(NOW - 1000), None).view(NOW);
         assert_eq!(view["windowOpen"], true);

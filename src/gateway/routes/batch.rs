@@ -16,6 +16,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -33,6 +34,8 @@ use crate::gateway::idempotency::{Keyed, idempotency_key, key_deadline};
 
 /// Most field errors a `400` for a batch with no valid entry lists.
 const MAX_BATCH_ERRORS: usize = 100;
+/// Entries checked at once (each may read the status store).
+const ADMIT_IN_FLIGHT: usize = 32;
 
 /// The answer: counts, then one result per entry.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -187,43 +190,42 @@ fn all_invalid(validated: Vec<Result<OutboundMessage, Vec<FieldError>>>) -> ApiE
     ApiError::InvalidFields(cap_errors(errors, MAX_BATCH_ERRORS))
 }
 
-/// The gateway's checks (senders, channel, opt-out) on each valid entry of
-/// `tenant`.
+/// The gateway's checks (senders, channel, opt-out, window, template) on
+/// each valid entry of `tenant`, [`ADMIT_IN_FLIGHT`] at a time (with
+/// DynamoDB each may read the store), in input order.
 async fn admit(
     state: &AppState,
     tenant: &str,
     validated: Vec<Result<OutboundMessage, Vec<FieldError>>>,
 ) -> Vec<Result<OutboundMessage, Refusal>> {
-    let mut admitted = Vec::with_capacity(validated.len());
     // One look at the templates for the whole batch.
     let templates = state.templates.snapshot();
-    for entry in validated {
-        admitted.push(match entry {
-            Err(errors) => Err(Refusal::Invalid(errors)),
-            Ok(mut message) => {
-                let checked = match state.admission.resolve_senders(tenant, &mut message) {
-                    Ok(()) => state
-                        .admission
-                        .check(tenant, &message)
-                        .await
-                        .and_then(|()| {
-                            crate::gateway::template_check::check(
-                                &state.templates,
-                                &templates,
-                                &state.tenants,
-                                &message,
-                            )
-                        }),
-                    Err(e) => Err(e),
-                };
-                match checked {
-                    Ok(()) => Ok(message),
-                    Err(error) => Err(Refusal::Refused(error)),
-                }
-            }
-        });
-    }
-    admitted
+    let templates = &templates;
+    futures_util::stream::iter(validated)
+        .map(|entry| async move {
+            let mut message = entry.map_err(Refusal::Invalid)?;
+            state
+                .admission
+                .resolve_senders(tenant, &mut message)
+                .map_err(Refusal::Refused)?;
+            state
+                .admission
+                .check(tenant, &message)
+                .await
+                .and_then(|()| {
+                    crate::gateway::template_check::check(
+                        &state.templates,
+                        Some(templates),
+                        &state.tenants,
+                        &message,
+                    )
+                })
+                .map_err(Refusal::Refused)?;
+            Ok(message)
+        })
+        .buffered(ADMIT_IN_FLIGHT)
+        .collect()
+        .await
 }
 
 /// The result of a refused entry.

@@ -65,12 +65,7 @@ pub async fn send(
     // id back even if the recipient has opted out since (a refusal here
     // drops the reservation, freeing the key).
     state.admission.check(&caller.tenant, &message).await?;
-    crate::gateway::template_check::check(
-        &state.templates,
-        &state.templates.snapshot(),
-        &state.tenants,
-        &message,
-    )?;
+    crate::gateway::template_check::check(&state.templates, None, &state.tenants, &message)?;
 
     let id = reservation.as_ref().map_or_else(Uuid::now_v7, |r| r.id);
     let recipient = message.to.masked();
