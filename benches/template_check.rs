@@ -100,7 +100,14 @@ async fn state(checked: bool, dir: &std::path::Path) -> AppState {
     if checked {
         let store = herald::embedded::EmbeddedQueue::open(dir, 0).expect("a database");
         store
-            .replace_templates(WABA, account(), herald::clock::now_ms())
+            .replace_templates(
+                WABA,
+                herald::templates::Listing {
+                    templates: account(),
+                    started_ms: herald::clock::now_ms(),
+                    synced_ms: herald::clock::now_ms(),
+                },
+            )
             .await
             .expect("stored");
         state.templates.set_store(Arc::new(store));

@@ -430,13 +430,11 @@ impl crate::templates::store::TemplateStore for EmbeddedQueue {
     fn replace_templates<'a>(
         &'a self,
         waba_id: &'a str,
-        templates: Vec<crate::templates::Template>,
-        synced_ms: i64,
+        listing: crate::templates::Listing,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let write = templates::TemplateWrite::Replace {
             waba_id: waba_id.to_owned(),
-            templates,
-            synced_ms,
+            listing,
         };
         Box::pin(async move {
             Ok(self

@@ -3,18 +3,14 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::templates::store::{Stored, apply_status};
-use crate::templates::{StatusChange, Template};
+use crate::templates::store::{Stored, apply_status, merge_listing};
+use crate::templates::{Listing, StatusChange, Template};
 
 /// A write to the templates, through the writer thread.
 #[derive(Debug, Clone)]
 pub enum TemplateWrite {
     /// A sync's list replaces the account's.
-    Replace {
-        waba_id: String,
-        templates: Vec<Template>,
-        synced_ms: i64,
-    },
+    Replace { waba_id: String, listing: Listing },
     /// A status webhook.
     Status(StatusChange),
 }
@@ -39,19 +35,16 @@ pub fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
 /// Applies `write`.
 pub fn apply(tx: &Transaction<'_>, write: &TemplateWrite) -> rusqlite::Result<()> {
     match write {
-        TemplateWrite::Replace {
-            waba_id,
-            templates,
-            synced_ms,
-        } => {
+        TemplateWrite::Replace { waba_id, listing } => {
+            let merged = merge_listing(listing, &load(tx, waba_id)?.templates);
             tx.execute("DELETE FROM templates WHERE waba_id = ?1", [waba_id])?;
-            for t in templates {
+            for t in &merged {
                 put(tx, t)?;
             }
             tx.execute(
                 "INSERT INTO template_syncs (waba_id, synced_at) VALUES (?1, ?2)
                  ON CONFLICT (waba_id) DO UPDATE SET synced_at = ?2",
-                params![waba_id, synced_ms],
+                params![waba_id, listing.synced_ms],
             )?;
             Ok(())
         }

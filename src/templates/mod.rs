@@ -6,8 +6,8 @@
 //!   `GET /{waba-id}/message_templates` ([`Template::from_graph`]).
 //! - [`check`]: a send's `template` against it.
 //! - [`store`]: where templates are kept (the embedded database, DynamoDB).
-//! - [`service`]: the cache every check reads, its sync and the status
-//!   webhook applied to it.
+//! - [`service`]: the cache every check reads and the status webhooks
+//!   applied to it; `sync.rs`: its listing from Graph.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,9 +15,7 @@ use serde_json::Value;
 pub mod check;
 pub mod service;
 pub mod store;
-
-/// The only status a template can be sent in.
-pub const APPROVED: &str = "APPROVED";
+mod sync;
 
 /// One template in one language of one WhatsApp Business Account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +41,31 @@ pub struct Template {
     /// name, language and status are checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Parameters>,
+    /// When a status webhook last changed it (Unix ms): a listing begun
+    /// before then does not undo the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_changed_ms: Option<i64>,
+}
+
+/// Statuses a template cannot be sent in (Meta's); any other (`APPROVED`,
+/// `REINSTATED`, `FLAGGED`, one Herald does not know) is let through: a
+/// wrong refusal costs more than a send Meta refuses.
+pub const UNSENDABLE: [&str; 10] = [
+    "PENDING",
+    "REJECTED",
+    "PAUSED",
+    "DISABLED",
+    "IN_APPEAL",
+    "PENDING_DELETION",
+    "DELETED",
+    "ARCHIVED",
+    "LIMIT_EXCEEDED",
+    "LOCKED",
+];
+
+/// True when a template in `status` can be sent.
+pub fn sendable(status: &str) -> bool {
+    !UNSENDABLE.contains(&status)
 }
 
 /// What a send must give a template, per component.
@@ -115,7 +138,9 @@ pub enum ButtonTakes {
     Nothing,
 }
 
-/// A `message_template_status_update` webhook: a template's new status.
+/// A `message_template_status_update` webhook: a template's new status
+/// (or, for `message_template_components_update`, the same status with
+/// components to list again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
     /// `entry[].id`: the account.
@@ -124,8 +149,22 @@ pub struct StatusChange {
     pub name: String,
     /// `message_template_language`.
     pub language: String,
-    /// `event`: the new status, upper case.
-    pub status: String,
+    /// `event`: the new status, upper case; `None`: unchanged, the
+    /// components were edited.
+    pub status: Option<String>,
+    /// When it arrived (Unix ms).
+    pub at_ms: i64,
+}
+
+/// A sync's result for one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The templates Graph listed.
+    pub templates: Vec<Template>,
+    /// When the listing began (Unix ms): status webhooks after it win.
+    pub started_ms: i64,
+    /// When it ended (Unix ms).
+    pub synced_ms: i64,
 }
 
 impl Template {
@@ -156,6 +195,7 @@ impl Template {
             status: text("status").map_or_else(|| "UNKNOWN".into(), |s| s.to_ascii_uppercase()),
             category,
             parameters,
+            status_changed_ms: None,
         })
     }
 
@@ -167,9 +207,10 @@ impl Template {
             id: None,
             name: change.name.clone(),
             language: change.language.clone(),
-            status: change.status.clone(),
+            status: change.status.clone().unwrap_or_else(|| "UNKNOWN".into()),
             category: None,
             parameters: None,
+            status_changed_ms: Some(change.at_ms),
         }
     }
 }

@@ -2,13 +2,10 @@
 //! request or batch), filled from the store at start, by the sync and by
 //! status webhooks.
 //!
-//! The sync lists each account from Graph every `TEMPLATE_SYNC_SECS`; with
-//! DynamoDB only the gateway that claims the account's sync for the period
-//! lists it, and every gateway reloads the store's copy at least once a
-//! minute. A failing listing is tried again after 5 s, doubling up to the
-//! period. An account whose last listing is older than twice the period
-//! plus a minute (or that was never listed) is stale: its sends go
-//! unchecked and `/health` says so.
+//! The sync ([`super::sync`]) lists each account every `TEMPLATE_SYNC_SECS`.
+//! An account whose last listing is older than twice the period plus a
+//! minute (or that was never listed) is stale: its sends go unchecked and
+//! `/health` says so.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -16,20 +13,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
-use super::store::{Stored, TemplateStore, apply_status};
-use super::{APPROVED, StatusChange, Template};
-use crate::channels::whatsapp::templates::{ListError, TemplateLister};
+use super::store::{TemplateStore, apply_status};
+use super::{StatusChange, Template, sendable};
+use crate::channels::whatsapp::templates::TemplateLister;
 use crate::clock::{format_ms, now_ms};
 use crate::config::{Secret, TemplateConfig};
 use crate::domain::validation::FieldError;
 use crate::status::StoreError;
 
 /// Longest between two reloads of the store's copy.
-const RELOAD_EVERY: Duration = Duration::from_secs(60);
-/// The first retry of a failing listing.
-const FIRST_RETRY: Duration = Duration::from_secs(5);
+pub(super) const RELOAD_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a template send is refused at the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,36 +43,46 @@ pub enum Refusal {
 /// One account's templates as this process knows them.
 #[derive(Debug, Clone, Default)]
 pub struct Account {
-    synced_ms: Option<i64>,
+    pub(super) synced_ms: Option<i64>,
     /// name → language → template.
-    by_key: HashMap<String, HashMap<String, Template>>,
-    last_error: Option<String>,
+    pub(super) by_key: HashMap<String, HashMap<String, Template>>,
+    pub(super) last_error: Option<String>,
 }
 
-/// What every check reads: the accounts at one moment.
-pub type Snapshot = Arc<HashMap<String, Account>>;
+impl Account {
+    /// Every template, in no order.
+    pub(super) fn templates(&self) -> impl Iterator<Item = &Template> {
+        self.by_key.values().flat_map(HashMap::values)
+    }
+}
+
+/// What every check reads: the accounts at one moment (each behind its own
+/// `Arc`, so a change copies one account, not all).
+pub type Snapshot = Arc<HashMap<String, Arc<Account>>>;
 
 /// An account to list.
 #[derive(Debug)]
-struct Listed {
-    waba_id: String,
-    token: Secret,
+pub(super) struct Listed {
+    pub(super) waba_id: String,
+    pub(super) token: Secret,
 }
 
 /// The templates of this deployment's accounts.
 #[derive(Debug)]
 pub struct Templates {
-    every: Duration,
+    pub(super) every: Duration,
     /// `phone_number_id` → its account.
     numbers: HashMap<String, String>,
-    accounts: Vec<Listed>,
-    lister: Option<TemplateLister>,
-    store: std::sync::OnceLock<Arc<dyn TemplateStore>>,
+    pub(super) accounts: Vec<Listed>,
+    pub(super) lister: Option<TemplateLister>,
+    pub(super) store: std::sync::OnceLock<Arc<dyn TemplateStore>>,
     cache: RwLock<Snapshot>,
-    /// Wakes the sync (a status webhook named a template it has not listed).
-    resync: Notify,
+    /// Wakes the sync for the accounts in `wanted` (a send or a webhook
+    /// named a template not listed yet, or one edited).
+    pub(super) resync: Notify,
+    pub(super) wanted: std::sync::Mutex<std::collections::HashSet<String>>,
     /// This process, in the fleet's sync claims.
-    holder: String,
+    pub(super) holder: String,
 }
 
 impl Templates {
@@ -112,6 +116,7 @@ impl Templates {
             store: std::sync::OnceLock::new(),
             cache: RwLock::default(),
             resync: Notify::new(),
+            wanted: std::sync::Mutex::default(),
             holder: uuid::Uuid::now_v7().to_string(),
         }
     }
@@ -134,14 +139,26 @@ impl Templates {
             .clone()
     }
 
-    fn update(&self, waba_id: &str, change: impl FnOnce(&mut Account)) {
+    pub(super) fn update(&self, waba_id: &str, change: impl FnOnce(&mut Account)) {
         let mut cache = self
             .cache
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut accounts = HashMap::clone(&cache);
-        change(accounts.entry(waba_id.to_owned()).or_default());
+        change(Arc::make_mut(
+            accounts.entry(waba_id.to_owned()).or_default(),
+        ));
         *cache = Arc::new(accounts);
+    }
+
+    /// Asks the sync to list `waba_id` soon (at most once per
+    /// [`super::sync::RESYNC_EVERY`]).
+    fn want(&self, waba_id: &str) {
+        self.wanted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(waba_id.to_owned());
+        self.resync.notify_one();
     }
 
     /// Checks a WhatsApp template send from `number_id` (`template` is the
@@ -153,9 +170,9 @@ impl Templates {
         number_id: Option<&str>,
         template: &Value,
     ) -> Result<(), Refusal> {
-        let Some(account) = number_id
+        let Some((waba_id, account)) = number_id
             .and_then(|n| self.numbers.get(n))
-            .and_then(|waba| snapshot.get(waba))
+            .and_then(|waba| Some((waba, snapshot.get(waba)?)))
         else {
             return Ok(());
         };
@@ -175,13 +192,13 @@ impl Templates {
             None => "",
         };
         let Some(found) = account.by_key.get(name).and_then(|l| l.get(language)) else {
-            self.resync.notify_one();
+            self.want(waba_id);
             return Err(Refusal::NotFound {
                 name: name.to_owned(),
                 language: language.to_owned(),
             });
         };
-        if found.status != APPROVED {
+        if !sendable(&found.status) {
             return Err(Refusal::NotApproved {
                 name: name.to_owned(),
                 language: language.to_owned(),
@@ -201,34 +218,38 @@ impl Templates {
         }
     }
 
-    fn stale(&self, account: &Account, now: i64) -> bool {
+    pub(super) fn stale(&self, account: &Account, now: i64) -> bool {
         let limit = i64::try_from((self.every * 2 + RELOAD_EVERY).as_millis()).unwrap_or(i64::MAX);
         account.synced_ms.is_none_or(|at| now - at > limit)
     }
 
     /// Applies status webhooks at once: to the store, then to this cache.
+    /// Webhooks for accounts this deployment does not list are dropped.
     pub async fn change_status(&self, changes: Vec<StatusChange>) -> Result<(), StoreError> {
         for change in changes {
+            if !self.accounts.iter().any(|a| a.waba_id == change.waba_id) {
+                tracing::info!(waba_id = %change.waba_id, "a template webhook for an account this deployment does not list; dropped");
+                continue;
+            }
             if let Some(store) = self.store.get() {
                 store.change_template_status(change.clone()).await?;
             }
             tracing::info!(waba_id = %change.waba_id, template = %change.name, language = %change.language,
-                status = %change.status, "a template's status changed");
-            let mut unknown = false;
+                status = change.status.as_deref().unwrap_or("(edited)"), "a template changed");
+            let mut relist = change.status.is_none();
             self.update(&change.waba_id, |account| {
-                let mut list: Vec<Template> = account
-                    .by_key
-                    .drain()
-                    .flat_map(|(_, languages)| languages.into_values())
-                    .collect();
-                unknown = !list
+                let mut list: Vec<Template> = account.templates().cloned().collect();
+                relist |= !list
                     .iter()
                     .any(|t| t.name == change.name && t.language == change.language);
                 apply_status(&mut list, &change);
+                relist |= list.iter().any(|t| {
+                    t.parameters.is_none() && t.name == change.name && t.language == change.language
+                });
                 account.by_key = keyed(list);
             });
-            if unknown {
-                self.resync.notify_one();
+            if relist {
+                self.want(&change.waba_id);
             }
         }
         Ok(())
@@ -251,8 +272,7 @@ impl Templates {
             accounts.push(
                 json!({"wabaId": waba, "syncedAt": synced_at, "stale": self.stale(account, now)}),
             );
-            let mut list: Vec<&Template> =
-                account.by_key.values().flat_map(HashMap::values).collect();
+            let mut list: Vec<&Template> = account.templates().collect();
             list.sort_by(|a, b| (&a.name, &a.language).cmp(&(&b.name, &b.language)));
             for t in list {
                 let mut entry = serde_json::to_value(t).unwrap_or_default();
@@ -291,7 +311,7 @@ impl Templates {
                     "syncedAt": account.synced_ms.map(format_ms),
                     "stale": self.stale(&account, now),
                     "lastError": account.last_error,
-                    "templates": account.by_key.values().map(HashMap::len).sum::<usize>(),
+                    "templates": account.templates().count(),
                 })
             })
             .collect();
@@ -300,132 +320,9 @@ impl Templates {
             json!({ "status": if stale { "stale" } else { "ok" }, "detail": { "accounts": accounts } }),
         )
     }
-
-    /// Loads the store's copy, then lists every account now and every
-    /// period (see the module documentation) until `stop`.
-    pub async fn run_until_stopped(self: Arc<Self>, stop: impl Future<Output = ()>) {
-        tokio::pin!(stop);
-        self.load_stored().await;
-        let mut next_sync: Vec<Instant> = vec![Instant::now(); self.accounts.len()];
-        let mut last_sync: Vec<Option<Instant>> = vec![None; self.accounts.len()];
-        let mut retry: Vec<Duration> = vec![FIRST_RETRY; self.accounts.len()];
-        let tick = self.every.min(RELOAD_EVERY);
-        loop {
-            for (i, account) in self.accounts.iter().enumerate() {
-                if Instant::now() >= next_sync[i] {
-                    last_sync[i] = Some(Instant::now());
-                    match self.sync(account).await {
-                        Ok(()) => {
-                            next_sync[i] = Instant::now() + self.every;
-                            retry[i] = FIRST_RETRY;
-                        }
-                        Err(e) => {
-                            tracing::warn!(waba_id = %account.waba_id, error.message = %e, retry_in_s = retry[i].as_secs(),
-                                "could not sync the account's templates");
-                            self.update(&account.waba_id, |a| a.last_error = Some(e.clone()));
-                            next_sync[i] = Instant::now() + retry[i];
-                            retry[i] = (retry[i] * 2).min(self.every);
-                        }
-                    }
-                } else if let Err(e) = self.reload(&account.waba_id).await {
-                    tracing::warn!(waba_id = %account.waba_id, error.message = %e, "could not reload the account's templates");
-                }
-            }
-            let wake = next_sync
-                .iter()
-                .min()
-                .copied()
-                .unwrap_or_else(Instant::now)
-                .min(Instant::now() + tick);
-            tokio::select! {
-                () = &mut stop => return,
-                () = tokio::time::sleep_until(wake) => {}
-                // Asked for sooner (a template not listed yet): at most once a
-                // minute, so unknown names cannot spend Meta's rate limit.
-                () = self.resync.notified() => {
-                    for (next, last) in next_sync.iter_mut().zip(&last_sync) {
-                        let soonest = last.map_or_else(Instant::now, |at| at + RELOAD_EVERY);
-                        *next = (*next).min(soonest.max(Instant::now()));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Loads every account's stored copy: what the store kept checks sends
-    /// before the first listing answers.
-    pub async fn load_stored(&self) {
-        for account in &self.accounts {
-            if let Err(e) = self.reload(&account.waba_id).await {
-                tracing::warn!(waba_id = %account.waba_id, error.message = %e, "could not load the stored templates");
-            }
-        }
-    }
-
-    /// Lists `account` if this process holds its sync, else reloads the
-    /// store's copy (another gateway lists it).
-    async fn sync(&self, account: &Listed) -> Result<(), String> {
-        if let Some(store) = self.store.get() {
-            let mine = store
-                .claim_template_sync(&account.waba_id, &self.holder, self.every)
-                .await
-                .map_err(|e| crate::telemetry::chain(&e))?;
-            if !mine {
-                return self
-                    .reload(&account.waba_id)
-                    .await
-                    .map_err(|e| crate::telemetry::chain(&e));
-            }
-        }
-        let lister = self
-            .lister
-            .as_ref()
-            .ok_or("no HTTP client for the template sync")?;
-        let listed = lister
-            .list(&account.waba_id, &account.token)
-            .await
-            .map_err(|e: ListError| crate::telemetry::chain(&e))?;
-        let templates: Vec<Template> = listed
-            .iter()
-            .filter_map(|t| Template::from_graph(&account.waba_id, t))
-            .collect();
-        let synced_ms = now_ms();
-        if let Some(store) = self.store.get() {
-            store
-                .replace_templates(&account.waba_id, templates.clone(), synced_ms)
-                .await
-                .map_err(|e| crate::telemetry::chain(&e))?;
-        }
-        tracing::info!(waba_id = %account.waba_id, templates = templates.len(), "templates synced");
-        self.set(
-            &account.waba_id,
-            Stored {
-                synced_ms: Some(synced_ms),
-                templates,
-            },
-        );
-        Ok(())
-    }
-
-    /// Replaces the cache of `waba_id` with the store's copy.
-    async fn reload(&self, waba_id: &str) -> Result<(), StoreError> {
-        if let Some(store) = self.store.get() {
-            let stored = store.templates(waba_id).await?;
-            self.set(waba_id, stored);
-        }
-        Ok(())
-    }
-
-    fn set(&self, waba_id: &str, stored: Stored) {
-        self.update(waba_id, |account| {
-            account.synced_ms = stored.synced_ms;
-            account.by_key = keyed(stored.templates);
-            account.last_error = None;
-        });
-    }
 }
 
-fn keyed(templates: Vec<Template>) -> HashMap<String, HashMap<String, Template>> {
+pub(super) fn keyed(templates: Vec<Template>) -> HashMap<String, HashMap<String, Template>> {
     let mut by_name: HashMap<String, HashMap<String, Template>> = HashMap::new();
     for t in templates {
         by_name

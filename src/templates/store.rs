@@ -4,7 +4,7 @@
 
 use futures_util::future::BoxFuture;
 
-use super::{StatusChange, Template};
+use super::{Listing, StatusChange, Template, sendable};
 use crate::status::error::StoreError;
 
 /// An account's templates as last stored.
@@ -21,12 +21,12 @@ pub trait TemplateStore: Send + Sync + std::fmt::Debug + 'static {
     /// `waba_id`'s templates.
     fn templates<'a>(&'a self, waba_id: &'a str) -> BoxFuture<'a, Result<Stored, StoreError>>;
 
-    /// Replaces `waba_id`'s templates with a sync's list, listed at `synced_ms`.
+    /// Replaces `waba_id`'s templates with a sync's listing, merged with
+    /// the status webhooks that came after it began ([`merge_listing`]).
     fn replace_templates<'a>(
         &'a self,
         waba_id: &'a str,
-        templates: Vec<Template>,
-        synced_ms: i64,
+        listing: Listing,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Applies a status webhook: the template's status, or the template
@@ -44,16 +44,63 @@ pub trait TemplateStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async { Ok(true) })
     }
+
+    /// Gives up this process's claim on `waba_id` (its listing failed: another
+    /// gateway may list it now).
+    fn release_template_sync<'a>(
+        &'a self,
+        _waba_id: &'a str,
+        _holder: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
-/// `change` applied to `templates` (the matching entry's status, or a new
-/// entry); what both stores do.
+/// `change` applied to `templates` (the matching entry, or a new one);
+/// what both stores and the cache do. A template that becomes sendable, or
+/// whose components were edited, loses its parameters until it is listed
+/// again: an edit is re-approved with a new shape, and a send in that shape
+/// must not be refused meanwhile.
 pub fn apply_status(templates: &mut Vec<Template>, change: &StatusChange) {
-    match templates
+    let Some(t) = templates
         .iter_mut()
         .find(|t| t.name == change.name && t.language == change.language)
-    {
-        Some(t) => t.status.clone_from(&change.status),
-        None => templates.push(Template::from_status(change)),
+    else {
+        templates.push(Template::from_status(change));
+        return;
+    };
+    if let Some(status) = &change.status {
+        t.status.clone_from(status);
     }
+    if change.status.is_none() || sendable(&t.status) {
+        t.parameters = None;
+    }
+    t.status_changed_ms = Some(change.at_ms);
+}
+
+/// A sync's listing, with what status webhooks changed in `stored` after
+/// the listing began kept: their status (and their lack of parameters),
+/// and the templates they added that the listing does not have yet.
+pub fn merge_listing(listing: &Listing, stored: &[Template]) -> Vec<Template> {
+    let newer = |t: &&Template| {
+        t.status_changed_ms
+            .is_some_and(|at| at >= listing.started_ms)
+    };
+    let mut merged = listing.templates.clone();
+    for recent in stored.iter().filter(newer) {
+        match merged
+            .iter_mut()
+            .find(|t| t.name == recent.name && t.language == recent.language)
+        {
+            Some(t) => {
+                t.status.clone_from(&recent.status);
+                t.status_changed_ms = recent.status_changed_ms;
+                if recent.parameters.is_none() {
+                    t.parameters = None;
+                }
+            }
+            None => merged.push(recent.clone()),
+        }
+    }
+    merged
 }

@@ -189,18 +189,59 @@ fn templates_herald_cannot_read_are_checked_by_name_and_status_only() {
     assert!(Template::from_graph("1", &json!({"language": "en"})).is_none());
 }
 
-#[test]
-fn a_status_change_updates_the_template_or_adds_it() {
-    let mut list = vec![Template::from_graph("1", &order_update()).unwrap()];
-    let change = |name: &str, status: &str| StatusChange {
+fn change(name: &str, status: Option<&str>, at_ms: i64) -> StatusChange {
+    StatusChange {
         waba_id: "1".into(),
         name: name.into(),
         language: "en_US".into(),
-        status: status.into(),
-    };
-    store::apply_status(&mut list, &change("order_update", "PAUSED"));
+        status: status.map(str::to_owned),
+        at_ms,
+    }
+}
+
+#[test]
+fn a_status_change_updates_the_template_or_adds_it() {
+    let mut list = vec![Template::from_graph("1", &order_update()).unwrap()];
+    store::apply_status(&mut list, &change("order_update", Some("PAUSED"), 10));
     assert_eq!(list[0].status, "PAUSED");
-    assert!(list[0].parameters.is_some());
-    store::apply_status(&mut list, &change("new_one", "APPROVED"));
+    assert!(list[0].parameters.is_some(), "a pause keeps what it takes");
+    store::apply_status(&mut list, &change("new_one", Some("APPROVED"), 11));
     assert_eq!((list.len(), list[1].parameters.is_none()), (2, true));
+}
+
+#[test]
+fn a_template_approved_again_or_edited_is_not_checked_on_old_parameters() {
+    let mut list = vec![Template::from_graph("1", &order_update()).unwrap()];
+    store::apply_status(&mut list, &change("order_update", Some("REINSTATED"), 10));
+    assert!(sendable(&list[0].status));
+    assert!(list[0].parameters.is_none());
+    let mut list = vec![Template::from_graph("1", &order_update()).unwrap()];
+    store::apply_status(&mut list, &change("order_update", None, 10));
+    assert_eq!(
+        (list[0].status.as_str(), list[0].parameters.is_none()),
+        ("APPROVED", true)
+    );
+    assert!(
+        !sendable("PAUSED") && !sendable("PENDING") && sendable("FLAGGED") && sendable("UNKNOWN")
+    );
+}
+
+#[test]
+fn a_listing_keeps_the_webhooks_that_came_after_it_began() {
+    let listed = Template::from_graph("1", &order_update()).unwrap();
+    let mut stored = vec![listed.clone()];
+    store::apply_status(&mut stored, &change("order_update", Some("PAUSED"), 2_000));
+    store::apply_status(&mut stored, &change("brand_new", Some("APPROVED"), 2_000));
+    let listing = |started_ms| Listing {
+        templates: vec![listed.clone()],
+        started_ms,
+        synced_ms: 3_000,
+    };
+    // Begun before the webhooks: their status and their new template stay.
+    let merged = store::merge_listing(&listing(1_000), &stored);
+    assert_eq!(merged.len(), 2);
+    assert_eq!(merged[0].status, "PAUSED");
+    // Begun after: the listing is newer.
+    let merged = store::merge_listing(&listing(2_500), &stored);
+    assert_eq!((merged.len(), merged[0].status.as_str()), (1, "APPROVED"));
 }

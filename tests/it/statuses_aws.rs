@@ -439,10 +439,9 @@ impl herald::templates::store::TemplateStore for FailingWrites {
     fn replace_templates<'a>(
         &'a self,
         waba_id: &'a str,
-        templates: Vec<herald::templates::Template>,
-        synced_ms: i64,
+        listing: herald::templates::Listing,
     ) -> herald::status::BoxFuture<'a, Result<(), herald::status::StoreError>> {
-        self.inner.replace_templates(waba_id, templates, synced_ms)
+        self.inner.replace_templates(waba_id, listing)
     }
     fn change_template_status(
         &self,

@@ -250,10 +250,26 @@ async fn templates_are_synced_through_every_page_and_checked_on_the_embedded_def
         200
     );
     assert_eq!(send(&app, &good_order()).await.0, 202);
+    // Approved again (perhaps edited): its old parameters are not held
+    // against a send until it is listed again.
+    let mut three = good_order();
+    three["template"]["components"][1]["parameters"] = json!([text("a"), text("b"), text("c")]);
+    assert_eq!(send(&app, &three).await.0, 202);
+    // Another account's webhook is not this deployment's business.
+    let mut foreign = status_webhook("their_template", "en", "APPROVED");
+    foreign["entry"][0]["id"] = json!("999");
+    assert_eq!(meta.post(&foreign).await, 200);
+    assert_eq!(
+        app.get_json("/api/v1/templates", KEY).await["templates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     assert_eq!(
         whatsapp.template_requests().await,
         3,
-        "no listing but the first: unknown names ask for one at most once a minute"
+        "no listing but the first: asked-for listings wait RESYNC_EVERY (10 min) after the last"
     );
 }
 

@@ -70,7 +70,7 @@ impl TemplateLister {
             match page.pointer("/paging/next").and_then(Value::as_str) {
                 None => return Ok(templates),
                 Some(next) if next.starts_with(&format!("{}/", self.base_url)) => {
-                    next.clone_into(&mut url);
+                    url = without_token(next);
                 }
                 Some(_) => return Err(ListError::Foreign),
             }
@@ -80,10 +80,50 @@ impl TemplateLister {
 
     async fn page(&self, url: &str, token: &Secret) -> Result<Value, ListError> {
         let request = self.http.get(url).bearer_auth(token.expose());
-        let answer = call(request, &UNANSWERED).await.map_err(Box::new)?;
+        // reqwest's errors print their URL: a `next` is Graph's to write.
+        let answer = call(request, &UNANSWERED)
+            .await
+            .map_err(|e| Box::new(without_url(e)))?;
         if answer.is_success() {
             return serde_json::from_slice(answer.body()).map_err(|_| ListError::Shape);
         }
         Err(ListError::Graph(Box::new(refused(&answer))))
+    }
+}
+
+/// `next` without an `access_token` query parameter (Graph may echo the
+/// token there; Herald sends it in the header).
+fn without_token(next: &str) -> String {
+    let Ok(mut url) = reqwest::Url::parse(next) else {
+        return next.to_owned();
+    };
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "access_token")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(kept);
+    url.into()
+}
+
+fn without_url(e: WhatsAppError) -> WhatsAppError {
+    match e {
+        WhatsAppError::Connect(e) => WhatsAppError::Connect(e.without_url()),
+        WhatsAppError::Interrupted(e) => WhatsAppError::Interrupted(e.without_url()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_next_link_loses_its_token() {
+        let next = "https://graph.example/v25.0/1/message_templates?fields=name&access_token=EAAGsecret&after=c1";
+        let kept = super::without_token(next);
+        assert!(!kept.contains("EAAGsecret"), "{kept}");
+        assert!(
+            kept.contains("after=c1") && kept.contains("fields=name"),
+            "{kept}"
+        );
     }
 }

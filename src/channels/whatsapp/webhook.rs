@@ -158,10 +158,15 @@ pub fn read(body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
     for entry in array(&payload, "entry") {
         let waba_id = text(entry, "id");
         for change in array(entry, "changes") {
-            if text(change, "field") == Some("message_template_status_update") {
+            let field = text(change, "field");
+            if matches!(
+                field,
+                Some("message_template_status_update" | "message_template_components_update")
+            ) {
+                let edited = field == Some("message_template_components_update");
                 match change
                     .get("value")
-                    .and_then(|v| template_status(waba_id?, v))
+                    .and_then(|v| template_status(waba_id?, v, edited))
                 {
                     Some(status) => content.template_statuses.push(status),
                     None => content.skipped += 1,
@@ -201,13 +206,23 @@ pub fn read(body: &[u8]) -> Result<WebhookContent, UnreadableWebhook> {
 
 /// A `message_template_status_update` change's value: the template
 /// (`message_template_name`, `message_template_language`) and its new
-/// status (`event`) in the account `entry[].id`.
-fn template_status(waba_id: &str, value: &Value) -> Option<crate::templates::StatusChange> {
+/// status (`event`) in the account `entry[].id`; or (`edited`) a
+/// `message_template_components_update`'s template, its status unchanged.
+fn template_status(
+    waba_id: &str,
+    value: &Value,
+    edited: bool,
+) -> Option<crate::templates::StatusChange> {
     Some(crate::templates::StatusChange {
         waba_id: waba_id.to_owned(),
         name: text(value, "message_template_name")?.to_owned(),
         language: text(value, "message_template_language")?.to_owned(),
-        status: text(value, "event")?.to_ascii_uppercase(),
+        status: if edited {
+            None
+        } else {
+            Some(text(value, "event")?.to_ascii_uppercase())
+        },
+        at_ms: crate::clock::now_ms(),
     })
 }
 

@@ -12,8 +12,8 @@ use futures_util::future::BoxFuture;
 use super::{DynamoStatusStore, error, n, s};
 use crate::clock::now_ms;
 use crate::status::StoreError;
-use crate::templates::store::{Stored, TemplateStore, apply_status};
-use crate::templates::{StatusChange, Template};
+use crate::templates::store::{Stored, TemplateStore, apply_status, merge_listing};
+use crate::templates::{Listing, StatusChange, Template};
 
 /// Puts and deletes in flight during a replace.
 const WRITES_IN_FLIGHT: usize = 8;
@@ -97,14 +97,14 @@ impl TemplateStore for DynamoStatusStore {
     fn replace_templates<'a>(
         &'a self,
         waba_id: &'a str,
-        templates: Vec<Template>,
-        synced_ms: i64,
+        listing: Listing,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let items = self.account_items(waba_id).await?;
+            let stored: Vec<Template> = items.iter().filter_map(template_of).collect();
+            let templates = merge_listing(&listing, &stored);
             let keep: std::collections::HashSet<String> = templates.iter().map(sk).collect();
-            let gone: Vec<String> = self
-                .account_items(waba_id)
-                .await?
+            let gone: Vec<String> = items
                 .iter()
                 .filter_map(|i| i.get("sk")?.as_s().ok().cloned())
                 .filter(|k| k.starts_with("t#") && !keep.contains(k))
@@ -126,7 +126,7 @@ impl TemplateStore for DynamoStatusStore {
                 .table_name(&self.table)
                 .item("pk", pk(waba_id))
                 .item("sk", s("sync"))
-                .item("syncedAt", n(synced_ms))
+                .item("syncedAt", n(listing.synced_ms))
                 .send()
                 .await
                 .map_err(|e| error("cannot note a template sync", e))?;
@@ -198,6 +198,39 @@ impl TemplateStore for DynamoStatusStore {
                     Ok(false)
                 }
                 Err(e) => Err(error("cannot claim the template sync", e)),
+            }
+        })
+    }
+
+    fn release_template_sync<'a>(
+        &'a self,
+        waba_id: &'a str,
+        holder: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let released = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", pk(waba_id))
+                .key("sk", s("lease"))
+                .update_expression("SET #u = :zero")
+                .condition_expression("holder = :h")
+                .expression_attribute_names("#u", "until")
+                .expression_attribute_values(":h", s(holder))
+                .expression_attribute_values(":zero", n(0))
+                .send()
+                .await;
+            match released {
+                Ok(_) => Ok(()),
+                // Another gateway holds it already.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(error("cannot release the template sync", e)),
             }
         })
     }
