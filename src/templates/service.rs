@@ -2,7 +2,7 @@
 //! request or batch), filled from the store at start, by the sync and by
 //! status webhooks.
 //!
-//! The sync ([`super::sync`]) lists each account every `TEMPLATE_SYNC_SECS`.
+//! The sync (`sync.rs`) lists each account every `TEMPLATE_SYNC_SECS`.
 //! An account whose last listing is older than twice the period plus a
 //! minute (or that was never listed) is stale: its sends go unchecked and
 //! `/health` says so.
@@ -151,8 +151,8 @@ impl Templates {
         *cache = Arc::new(accounts);
     }
 
-    /// Asks the sync to list `waba_id` soon (at most once per
-    /// [`super::sync::RESYNC_EVERY`]).
+    /// Asks the sync to list `waba_id` soon (at most once every ten
+    /// minutes: see `sync.rs`).
     fn want(&self, waba_id: &str) {
         self.wanted
             .lock()
