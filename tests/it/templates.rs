@@ -391,3 +391,43 @@ async fn templates_are_synced_once_for_the_fleet_and_kept_in_dynamodb() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn each_tenant_is_checked_against_its_own_numbers_account_and_sees_only_it() {
+    use crate::tenants::{ACME_TOKEN, ROOT_KEY, TWO_TENANTS, Tenants};
+    let file = TWO_TENANTS.replace("max_mps = 50 }", "max_mps = 50, waba_id = \"4455\" }");
+    let t = Tenants::start(&file, &[]).await;
+    t.whatsapp
+        .serve_templates_for("4455", ACME_TOKEN, &pages())
+        .await;
+    let listed = eventually(
+        "acme's account listed",
+        Duration::from_secs(20),
+        async || {
+            let (_, listed) = t.get(KEY, "/api/v1/templates").await;
+            (listed["templates"].as_array()?.len() == 3).then_some(listed)
+        },
+    )
+    .await;
+    assert_eq!(
+        listed["accounts"],
+        json!([{"wabaId": "4455", "syncedAt": listed["accounts"][0]["syncedAt"], "stale": false}])
+    );
+    let mut unknown = good_order();
+    unknown["template"]["name"] = json!("no_such_template");
+    // acme (`ops`) sends from its own number: checked.
+    let (status, answer) = t.send(KEY, &unknown).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (422, Some("template-not-found")),
+        "{answer}"
+    );
+    // globex sends from the deployment's number, which names no account: unchecked.
+    let (status, answer) = t.send(crate::helpers::OTHER_KEY, &unknown).await;
+    assert_eq!(status, 202, "{answer}");
+    // globex sees none of acme's templates; an admin sees them all.
+    let (_, theirs) = t.get(crate::helpers::OTHER_KEY, "/api/v1/templates").await;
+    assert_eq!(theirs, json!({"templates": [], "accounts": []}));
+    let (_, all) = t.get(ROOT_KEY, "/api/v1/templates").await;
+    assert_eq!(all["templates"].as_array().map(Vec::len), Some(3));
+}

@@ -3,15 +3,30 @@
 //! `"status": "read"`). One client per configured number, built once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::client::WhatsAppClient;
 use super::error::WhatsAppError;
 use crate::config::{DeliveryConfig, DeliveryMode};
 
+/// Most automatic read receipts in flight: past it, a flood of inbound
+/// messages skips its receipts (logged) instead of piling up tasks.
+const AUTO_IN_FLIGHT: usize = 32;
+
 /// The numbers this process can mark messages read from.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReadReceipts {
     clients: HashMap<String, WhatsAppClient>,
+    auto: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for ReadReceipts {
+    fn default() -> Self {
+        Self {
+            clients: HashMap::new(),
+            auto: Arc::new(tokio::sync::Semaphore::new(AUTO_IN_FLIGHT)),
+        }
+    }
 }
 
 /// Why a message could not be marked read.
@@ -36,7 +51,27 @@ impl ReadReceipts {
             .iter()
             .map(|c| Ok((c.phone_number_id.clone(), WhatsAppClient::new(c)?)))
             .collect::<Result<_, reqwest::Error>>()?;
-        Ok(Self { clients })
+        Ok(Self {
+            clients,
+            ..Self::default()
+        })
+    }
+
+    /// `WHATSAPP_AUTO_READ`: marks `message_id` read in the background, at
+    /// most [`AUTO_IN_FLIGHT`] at once (more are skipped, with a warning).
+    pub fn mark_in_background(self: &Arc<Self>, number_id: &str, message_id: &str) {
+        let Ok(permit) = self.auto.clone().try_acquire_owned() else {
+            tracing::warn!("automatic read receipts are all in flight; one is skipped");
+            return;
+        };
+        let (receipts, number_id, message_id) =
+            (self.clone(), number_id.to_owned(), message_id.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = receipts.mark(&number_id, &message_id, false).await {
+                tracing::warn!(error.message = %e, "could not mark an inbound message read");
+            }
+            drop(permit);
+        });
     }
 
     /// Marks `message_id`, received by `number_id`, read.

@@ -142,13 +142,9 @@ async fn record(
 /// background (the webhook's `200` does not wait on the Cloud API).
 fn mark_read(state: &AppState, received: &[(String, String)]) {
     for (number_id, message_id) in received {
-        let (number_id, message_id) = (number_id.clone(), message_id.clone());
-        let receipts = state.read_receipts.clone();
-        tokio::spawn(async move {
-            if let Err(e) = receipts.mark(&number_id, &message_id, false).await {
-                tracing::warn!(error.message = %e, "could not mark an inbound message read");
-            }
-        });
+        state
+            .read_receipts
+            .mark_in_background(number_id, message_id);
     }
 }
 

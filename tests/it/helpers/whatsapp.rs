@@ -108,6 +108,11 @@ impl FakeWhatsApp {
     /// with `paging.next` (a full URL with an `after` cursor), for the test
     /// token only.
     pub async fn serve_templates(&self, waba_id: &str, pages: &[Vec<Value>]) {
+        self.serve_templates_for(waba_id, TOKEN, pages).await;
+    }
+
+    /// [`Self::serve_templates`] for the holder of `token` only.
+    pub async fn serve_templates_for(&self, waba_id: &str, token: &str, pages: &[Vec<Value>]) {
         let route = format!("/{VERSION}/{waba_id}/message_templates");
         for (i, page) in pages.iter().enumerate() {
             let mut body = json!({"data": page, "paging": {"cursors": {"before": "b", "after": format!("c{}", i + 1)}}});
@@ -120,7 +125,7 @@ impl FakeWhatsApp {
             }
             let mock = Mock::given(method("GET"))
                 .and(path(route.as_str()))
-                .and(header("authorization", format!("Bearer {TOKEN}").as_str()));
+                .and(header("authorization", format!("Bearer {token}").as_str()));
             let (mock, priority) = if i == 0 {
                 (
                     mock.and(wiremock::matchers::query_param(
