@@ -47,6 +47,9 @@ pub struct Account {
     /// name → language → template.
     pub(super) by_key: HashMap<String, HashMap<String, Template>>,
     pub(super) last_error: Option<String>,
+    /// When this gateway last listed the account, or found another one of
+    /// the fleet holding its listing (Unix ms).
+    pub(super) checked_ms: Option<i64>,
 }
 
 impl Account {
@@ -311,6 +314,7 @@ impl Templates {
                     "syncedAt": account.synced_ms.map(format_ms),
                     "stale": self.stale(&account, now),
                     "lastError": account.last_error,
+                    "checkedAt": account.checked_ms.map(format_ms),
                     "templates": account.templates().count(),
                 })
             })

@@ -126,7 +126,9 @@ impl Templates {
                 .await
                 .map_err(|e| chain(&e))?;
             if !mine {
-                return self.reload(&account.waba_id).await.map_err(|e| chain(&e));
+                self.reload(&account.waba_id).await.map_err(|e| chain(&e))?;
+                self.update(&account.waba_id, |a| a.checked_ms = Some(now_ms()));
+                return Ok(());
             }
         }
         let listed = self.list_from_graph(account).await;
@@ -200,6 +202,7 @@ impl Templates {
             account.by_key = keyed(stored.templates);
             if listed {
                 account.last_error = None;
+                account.checked_ms = stored.synced_ms;
             }
         });
     }

@@ -364,6 +364,18 @@ async fn templates_are_synced_once_for_the_fleet_and_kept_in_dynamodb() {
     let second =
         TestApp::spawn_from_config(&crate::helpers::config_with(&pairs(&fleet(&whatsapp)))).await;
     wait_for_templates(&second, 3).await;
+    // Its first turn has come: it found the first gateway holding the listing.
+    eventually(
+        "the second gateway's turn",
+        Duration::from_secs(20),
+        async || {
+            let health = second.get_json("/health", KEY).await;
+            health["checks"]["templates"]["detail"]["accounts"][0]["checkedAt"]
+                .is_string()
+                .then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         whatsapp.template_requests().await,
         3,
