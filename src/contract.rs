@@ -110,6 +110,11 @@ pub struct Envelope {
     /// version 1 (`normal`).
     #[serde(default, skip_serializing_if = "Priority::is_normal")]
     pub priority: Priority,
+    /// When the message stops being worth sending (`expiresAt` or
+    /// `validitySeconds`): not handed to a provider after it. Optional in
+    /// version 1 (a consumer that does not know it sends without checking).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "millis_opt")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The one tenant of a deployment without `TENANTS_FILE`, and of envelopes
@@ -232,6 +237,9 @@ impl Envelope {
             tenant: default_tenant(),
             from: message.from.map(|s| s.value),
             priority: message.priority.unwrap_or_default(),
+            expires_at: message
+                .expires_at_ms
+                .and_then(DateTime::from_timestamp_millis),
         }
     }
 
@@ -345,6 +353,28 @@ mod millis {
         DateTime::parse_from_rfc3339(&s)
             .map(|t| t.with_timezone(&Utc))
             .map_err(serde::de::Error::custom)
+    }
+}
+
+mod millis_opt {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[allow(clippy::ref_option)] // serde's `with` hands an `&Option`
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::millis::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => DateTime::parse_from_rfc3339(&text)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(serde::de::Error::custom),
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use crate::status::StatusStore;
 pub mod breaker;
 mod capacity;
 pub mod decision;
+pub mod expiry;
 mod outcome;
 mod recording;
 pub mod retry;
@@ -220,6 +221,11 @@ impl Pipeline {
             {
                 return Box::pin(self.deliver_before(&leg, attempt, deadline)).await;
             }
+            if let Some(decision) = self.expired(envelope, attempt).await {
+                outcome::log_decision(&decision, envelope.message_type());
+                self.count(envelope, &decision);
+                return decision;
+            }
             if let Some(decision) = self.opted_out(envelope, attempt).await {
                 outcome::log_decision(&decision, envelope.message_type());
                 self.count(envelope, &decision);
@@ -235,6 +241,7 @@ impl Pipeline {
                 };
             }
             let (decision, busy) = self.send(envelope, attempt, deadline).await;
+            let decision = expiry::cap_retry(envelope, decision);
             outcome::log_decision(&decision, envelope.message_type());
             self.count(envelope, &decision);
             let recording = tokio::time::Instant::now();
@@ -298,6 +305,7 @@ impl Pipeline {
             );
             return (decision, None);
         };
+        let deadline = expiry::until_expiry(envelope, deadline);
         let (admission, checks) = match Self::clear_to_send(provider, envelope, deadline).await {
             Ok(cleared) => cleared,
             Err(hold) => return (hold, None),

@@ -237,6 +237,26 @@ impl Pipeline {
         }
     }
 
+    /// Gives a message up before any provider was asked: recorded as
+    /// `failed` with Herald's `code` (permanent), and not sent.
+    pub(super) async fn refuse(
+        &self,
+        envelope: &Envelope,
+        attempt: u32,
+        code: &str,
+        reason: String,
+    ) -> Decision {
+        let error = StatusError {
+            code: Some(ErrorCode::Name(code.into())),
+            title: reason.clone(),
+            channel: envelope.channel.as_str().to_owned(),
+            class: Some(FailureMark::Permanent),
+        };
+        self.write_status(envelope, attempt, Status::Failed, None, Some(error))
+            .await;
+        Decision::GiveUp { code: None, reason }
+    }
+
     /// The decision for a message whose recipient opted out of its channel
     /// (recorded as `failed`, code `opted-out`), or `None` to send it. The
     /// check reads the store each time, so a STOP that came after the
@@ -247,15 +267,7 @@ impl Pipeline {
         match self.opt_out_of(store.as_ref(), envelope).await {
             Ok(Some(o)) if o.blocks(envelope.channel) => {
                 let reason = format!("the recipient opted out of {}", envelope.channel.as_str());
-                let error = StatusError {
-                    code: Some(ErrorCode::Name("opted-out".into())),
-                    title: reason.clone(),
-                    channel: envelope.channel.as_str().to_owned(),
-                    class: Some(FailureMark::Permanent),
-                };
-                self.write_status(envelope, attempt, Status::Failed, None, Some(error))
-                    .await;
-                Some(Decision::GiveUp { code: None, reason })
+                Some(self.refuse(envelope, attempt, "opted-out", reason).await)
             }
             Ok(_) => None,
             Err(e) => Some(Decision::Retry {

@@ -41,14 +41,17 @@ pub(crate) const CONTENT_FIELDS: [&str; 12] = [
     "reaction",
 ];
 /// Fields every message may carry.
-const COMMON_FIELDS: [&str; 6] = [
+const COMMON_FIELDS: [&str; 8] = [
     "to",
     "channel",
     "callbackData",
     "metadata",
     "from",
     "priority",
+    "expiresAt",
+    "validitySeconds",
 ];
+
 /// Fields only a WhatsApp message may carry.
 const WHATSAPP_FIELDS: [&str; 2] = ["replyTo", "fallback"];
 /// Fields only an SMS may carry.
@@ -107,6 +110,9 @@ pub struct OutboundMessage {
     pub from: Option<Sender>,
     /// `priority`, when given.
     pub priority: Option<Priority>,
+    /// When it is no longer worth sending (`expiresAt`, or now plus
+    /// `validitySeconds`), Unix ms.
+    pub expires_at_ms: Option<i64>,
 }
 
 /// The sender a request names, with the field that named it.
@@ -230,6 +236,7 @@ struct Checked {
     sender: Option<String>,
     from: Option<Sender>,
     priority: Option<Priority>,
+    expires_at_ms: Option<i64>,
     fallback: Option<Fallback>,
     /// Whether `replyTo` / `callbackData` hold a valid string to carry.
     reply_to: bool,
@@ -270,6 +277,7 @@ fn check_request(map: &Map<String, Value>, rules: &SendRules, errors: &mut Error
     check_metadata(&root, errors);
     let from = check_from(&root, channel, sender.as_deref(), errors);
     let priority = check_priority(&root, errors);
+    let expires_at_ms = super::expiry::check_expiry(&root, crate::clock::now_ms(), errors);
     Checked {
         to,
         channel,
@@ -278,6 +286,7 @@ fn check_request(map: &Map<String, Value>, rules: &SendRules, errors: &mut Error
         sender,
         from,
         priority,
+        expires_at_ms,
         fallback,
         reply_to,
         callback_data,
@@ -560,6 +569,7 @@ impl OutboundMessage {
             fallback: checked.fallback,
             from: checked.from,
             priority: checked.priority,
+            expires_at_ms: checked.expires_at_ms,
         }
     }
 }
@@ -679,6 +689,60 @@ mod tests {
     }
 
     /// Each invalid body names exactly the fields at fault.
+    #[test]
+    fn an_expiry_is_a_future_time_or_a_validity_within_35_days() {
+        let now = crate::clock::now_ms();
+        let m = parse(json!({"to": TO, "message": "hi", "validitySeconds": 600})).unwrap();
+        let at = m.expires_at_ms.unwrap();
+        assert!((now + 600_000..now + 610_000).contains(&at), "{at}");
+        let m = parse(json!({"to": TO, "message": "hi", "expiresAt": "2099-01-01T00:00:00+01:00"}));
+        assert_eq!(error_fields_of(m), ["expiresAt"], "over 35 days ahead");
+        let soon = chrono::Utc::now() + chrono::Duration::hours(2);
+        let m = parse(json!({"to": TO, "message": "hi", "expiresAt": soon.to_rfc3339()})).unwrap();
+        assert_eq!(m.expires_at_ms, Some(soon.timestamp_millis()));
+        for (body, field) in [
+            (
+                json!({"to": TO, "message": "hi", "expiresAt": "2020-01-01T00:00:00Z"}),
+                "expiresAt",
+            ),
+            (
+                json!({"to": TO, "message": "hi", "expiresAt": "tomorrow"}),
+                "expiresAt",
+            ),
+            (
+                json!({"to": TO, "message": "hi", "expiresAt": "2026-12-04T18:00:00"}),
+                "expiresAt",
+            ),
+            (
+                json!({"to": TO, "message": "hi", "validitySeconds": 0}),
+                "validitySeconds",
+            ),
+            (
+                json!({"to": TO, "message": "hi", "validitySeconds": 3_024_001}),
+                "validitySeconds",
+            ),
+            (
+                json!({"to": TO, "message": "hi", "validitySeconds": "60"}),
+                "validitySeconds",
+            ),
+            (
+                json!({"to": TO, "message": "hi", "validitySeconds": 60, "expiresAt": soon.to_rfc3339()}),
+                "validitySeconds",
+            ),
+        ] {
+            assert_eq!(error_fields_of(parse(body.clone())), [field], "{body}");
+        }
+    }
+
+    fn error_fields_of(result: Result<OutboundMessage, Vec<FieldError>>) -> Vec<String> {
+        result
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
     #[test]
     fn invalid_bodies_name_the_fields_at_fault() {
         let cases: Vec<(Value, Vec<&str>)> = vec![

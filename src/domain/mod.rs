@@ -1,6 +1,7 @@
 //! What Herald sends: recipients and messages, validated before anything else sees them.
 
 pub mod batch;
+pub mod expiry;
 pub mod kind;
 pub mod message;
 pub mod phone_number;

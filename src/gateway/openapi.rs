@@ -85,6 +85,15 @@ pub struct SendRequest {
     /// (single sends' default) or `bulk` (batch entries' default).
     #[schema(value_type = Option<String>, pattern = "^(high|normal|bulk)$")]
     pub priority: Option<String>,
+    /// RFC 3339 with an offset, in the future, at most 35 days ahead: the
+    /// message is not handed to a provider after it (`failed`, code
+    /// `expired`). Not with `validitySeconds`.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// 1 to 3,024,000 (35 days): the same, counted from acceptance. Not with
+    /// `expiresAt`.
+    #[schema(minimum = 1, maximum = 3_024_000)]
+    pub validity_seconds: Option<u32>,
     /// The SMS to send when WhatsApp cannot reach the person (WhatsApp only).
     pub fallback: Option<FallbackRequest>,
 }

@@ -240,6 +240,9 @@ impl MessageRecord {
             tenant: self.tenant.clone(),
             from: None,
             priority: crate::contract::Priority::default(),
+            // The record does not keep it: a leg started from a report goes
+            // without an expiry (README, "Expiring messages").
+            expires_at: None,
         };
         first.failover()
     }

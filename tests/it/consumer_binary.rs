@@ -236,19 +236,11 @@ async fn an_early_cannot_reach_report_merged_by_the_consumer_sends_the_fallback(
     );
 
     let log = tempfile::NamedTempFile::new().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
-        .env("SQS_QUEUE_URL", &tq.queue_url)
-        .env("SNS_TOPIC_ARN", &tq.topic_arn)
-        .env("STATUS_TABLE", &table)
-        .envs(whatsapp.vars())
-        .envs(infobip.vars(infobip::PUBLIC))
-        .env("DELIVERY_RETRY_BASE_MS", "50")
-        .env_remove("DELIVERY")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .expect("the consumer binary starts");
-    let child = KilledOnDrop::new(child);
+    let mut vars = whatsapp.vars();
+    vars.extend(infobip.vars(infobip::PUBLIC));
+    vars.push(("SNS_TOPIC_ARN", tq.topic_arn.clone()));
+    vars.push(("DELIVERY_RETRY_BASE_MS", "50".into()));
+    let child = crate::helpers::process::consumer(&tq.queue_url, &table, &vars, &log);
     crate::helpers::eventually::eventually_or(
         "the SMS fallback sent",
         Duration::from_secs(40),

@@ -10,6 +10,7 @@ mod consumer_sqs_visibility;
 mod conversations;
 mod embedded_gateway;
 mod embedded_queue;
+mod expiry;
 mod failover;
 mod fleet_idempotency;
 mod fleet_limits;

@@ -35,6 +35,12 @@ pub fn request_body(
         .cloned()
         .unwrap_or_default();
     message.insert("content".into(), json!({ "text": text }));
+    if let Some(validity) = remaining_validity(envelope) {
+        message.insert(
+            "options".into(),
+            json!({"validityPeriod": {"amount": validity, "timeUnit": "SECONDS"}}),
+        );
+    }
     if let Some(base) = public_base_url {
         let mut webhooks = json!({
             "delivery": {"url": format!("{base}/webhooks/infobip")},
@@ -46,6 +52,16 @@ pub fn request_body(
         message.insert("webhooks".into(), webhooks);
     }
     json!({ "messages": [Value::Object(message)] })
+}
+
+/// Infobip keeps trying a message for at most 48 hours.
+const MAX_VALIDITY_SECS: i64 = 48 * 3600;
+
+/// The seconds left before the envelope expires, as Infobip's
+/// `validityPeriod` (at least 1, at most 48 h); `None` without an expiry.
+fn remaining_validity(envelope: &Envelope) -> Option<i64> {
+    let left = envelope.expires_at? - chrono::Utc::now();
+    Some(left.num_seconds().clamp(1, MAX_VALIDITY_SECS))
 }
 
 /// Infobip's status object (send responses and delivery reports).

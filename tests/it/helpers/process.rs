@@ -105,6 +105,27 @@ impl GatewayProcess {
     }
 }
 
+/// The consumer binary as an SQS poller of `queue_url`, keeping statuses in
+/// `table`, with its log to `log`; started with `vars` added (provider
+/// settings) and nothing else of this process's `DELIVERY`.
+pub fn consumer(
+    queue_url: &str,
+    table: &str,
+    vars: &[(&str, String)],
+    log: &tempfile::NamedTempFile,
+) -> KilledOnDrop {
+    let child = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
+        .env("SQS_QUEUE_URL", queue_url)
+        .env("STATUS_TABLE", table)
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("DELIVERY")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("the log file reopens"))
+        .spawn()
+        .expect("the consumer binary starts");
+    KilledOnDrop::new(child)
+}
+
 /// Any child process, killed with SIGKILL when dropped: a test that fails
 /// while waiting for it does not leave it running.
 pub struct KilledOnDrop(Option<Child>);
