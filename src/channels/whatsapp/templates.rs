@@ -12,8 +12,9 @@ use super::error::WhatsAppError;
 use crate::channels::http::{call, provider_http_client};
 use crate::config::Secret;
 
-/// The fields read (`GET /{waba-id}/message_templates?fields=…`).
-pub const FIELDS: &str = "name,language,status,category,components,parameter_format,id";
+/// The fields read (`GET /{waba-id}/message_templates?fields=…`), as the
+/// contract lists them; a template's `id` is kept when Graph sends it.
+pub const FIELDS: &str = "name,language,status,category,components,parameter_format";
 /// Templates per page asked for.
 const PAGE: usize = 100;
 /// Most pages followed: 250 names in up to ~70 languages fit many times over.

@@ -118,7 +118,7 @@ impl FakeWhatsApp {
             let mut body = json!({"data": page, "paging": {"cursors": {"before": "b", "after": format!("c{}", i + 1)}}});
             if i + 1 < pages.len() {
                 body["paging"]["next"] = json!(format!(
-                    "{}{route}?fields=name,language,status,category,components,parameter_format,id&limit=100&after=c{}",
+                    "{}{route}?fields=name,language,status,category,components,parameter_format&limit=100&after=c{}",
                     self.server.uri(),
                     i + 1
                 ));
@@ -130,7 +130,7 @@ impl FakeWhatsApp {
                 (
                     mock.and(wiremock::matchers::query_param(
                         "fields",
-                        "name,language,status,category,components,parameter_format,id",
+                        "name,language,status,category,components,parameter_format",
                     )),
                     10,
                 )
