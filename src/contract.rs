@@ -195,11 +195,16 @@ pub struct PendingStatus {
 
 /// The fallback a WhatsApp envelope carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FallbackLeg {
     /// The fallback's channel.
     pub channel: Channel,
     /// Its message object, shaped as that channel's envelope `message`.
     pub message: Value,
+    /// The message's expiry, kept with the leg: a status record keeps the
+    /// leg, so a failover a provider's report starts still honours it.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "millis_opt")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Why a payload could not be read as an envelope. Such a payload is never sent:
@@ -231,6 +236,9 @@ impl Envelope {
             fallback: message.fallback.map(|f| FallbackLeg {
                 channel: f.channel,
                 message: f.content,
+                expires_at: message
+                    .expires_at_ms
+                    .and_then(DateTime::from_timestamp_millis),
             }),
             failover_from: None,
             pending_status: None,

@@ -19,7 +19,7 @@ impl Pipeline {
     /// code `expired`), or `None` to go on.
     pub(super) async fn expired(&self, envelope: &Envelope, attempt: u32) -> Option<Decision> {
         let at = envelope.expires_at?;
-        if Utc::now() < at {
+        if !is_past(envelope) {
             return None;
         }
         let reason = format!(
@@ -28,6 +28,11 @@ impl Pipeline {
         );
         Some(self.refuse(envelope, attempt, EXPIRED_CODE, reason).await)
     }
+}
+
+/// True when the envelope has an expiry and it has passed.
+pub(super) fn is_past(envelope: &Envelope) -> bool {
+    envelope.expires_at.is_some_and(|at| Utc::now() >= at)
 }
 
 /// `deadline`, brought forward to the envelope's expiry: a wait for a

@@ -182,7 +182,10 @@ impl Pipeline {
         deadline: Option<tokio::time::Instant>,
     ) -> Decision {
         match envelope_from_queue_body(body) {
-            Ok(envelope) => self.deliver_before(&envelope, attempt, deadline).await,
+            Ok(envelope) => {
+                let decision = self.deliver_before(&envelope, attempt, deadline).await;
+                expiry::cap_retry(&envelope, decision)
+            }
             Err(e) => {
                 let decision = Decision::DeadLetter {
                     reason: format!("unreadable envelope: {e}"),
@@ -195,7 +198,8 @@ impl Pipeline {
 
     /// Delivers one envelope and logs its outcome as one structured line.
     pub async fn deliver(&self, envelope: &Envelope, attempt: u32) -> Decision {
-        self.deliver_before(envelope, attempt, None).await
+        let decision = self.deliver_before(envelope, attempt, None).await;
+        expiry::cap_retry(envelope, decision)
     }
 
     async fn deliver_before(
@@ -241,7 +245,6 @@ impl Pipeline {
                 };
             }
             let (decision, busy) = self.send(envelope, attempt, deadline).await;
-            let decision = expiry::cap_retry(envelope, decision);
             outcome::log_decision(&decision, envelope.message_type());
             self.count(envelope, &decision);
             let recording = tokio::time::Instant::now();
@@ -310,6 +313,7 @@ impl Pipeline {
             Ok(cleared) => cleared,
             Err(hold) => return (hold, None),
         };
+
         let started = tokio::time::Instant::now();
         let result = provider.channel.send(envelope).await;
         let busy = checks + started.elapsed();
@@ -371,6 +375,16 @@ impl Pipeline {
                 pairs.release(recipient).await;
             }
             let reason = "no pacing slot before the deadline".to_owned();
+            return Err(hold(Duration::ZERO, FailureClass::Retryable, reason));
+        }
+        if expiry::is_past(envelope) {
+            // Expired during the checks or the pacer's wait: it gives back
+            // what it took, and its return records it expired, unsent.
+            provider.breaker.cancel(admission);
+            if let Some(pairs) = pairs {
+                pairs.release(recipient).await;
+            }
+            let reason = "expired while waiting to be sent".to_owned();
             return Err(hold(Duration::ZERO, FailureClass::Retryable, reason));
         }
         if let Some(pairs) = pairs {

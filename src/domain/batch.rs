@@ -116,14 +116,20 @@ impl BatchRequest {
     }
 }
 
+/// The two ways to give a message's expiry.
+const EXPIRY_FIELDS: [&str; 2] = ["expiresAt", "validitySeconds"];
+
 fn overlay(defaults: &Map<String, Value>, entry: Value) -> Value {
     let Value::Object(entry) = entry else {
         return entry;
     };
     let own_content = entry.keys().any(|k| CONTENT_FIELDS.contains(&k.as_str()));
+    // An entry's own expiry replaces the defaults' whichever form each has.
+    let own_expiry = entry.keys().any(|k| EXPIRY_FIELDS.contains(&k.as_str()));
     let mut merged: Map<String, Value> = defaults
         .iter()
         .filter(|(k, _)| !(own_content && CONTENT_FIELDS.contains(&k.as_str())))
+        .filter(|(k, _)| !(own_expiry && EXPIRY_FIELDS.contains(&k.as_str())))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     merged.extend(entry);
@@ -163,6 +169,21 @@ mod tests {
             "an entry's own content replaces the default content"
         );
         assert_eq!(batch.entries[3], json!(7));
+    }
+
+    #[test]
+    fn an_entrys_expiry_replaces_the_defaults_in_either_form() {
+        let batch = BatchRequest::parse(
+            json!({"defaults": {"message": "Sale", "validitySeconds": 60},
+                   "messages": [{"to": "+1"}, {"to": "+2", "expiresAt": "2030-01-01T00:00:00Z"}]}),
+            limits(10, 65_536),
+        )
+        .unwrap();
+        assert_eq!(batch.entries[0]["validitySeconds"], 60);
+        assert_eq!(
+            batch.entries[1],
+            json!({"to": "+2", "message": "Sale", "expiresAt": "2030-01-01T00:00:00Z"})
+        );
     }
 
     #[test]

@@ -240,9 +240,8 @@ impl MessageRecord {
             tenant: self.tenant.clone(),
             from: None,
             priority: crate::contract::Priority::default(),
-            // The record does not keep it: a leg started from a report goes
-            // without an expiry (README, "Expiring messages").
-            expires_at: None,
+            // Kept with the leg.
+            expires_at: self.fallback_leg.as_ref().and_then(|l| l.expires_at),
         };
         first.failover()
     }

@@ -30,7 +30,7 @@ async fn a_message_that_expires_while_the_provider_fails_is_failed_expired() {
     ]);
     let app = TestApp::spawn_embedded(dir.path(), &pairs(&vars)).await;
     let id = app
-        .send_accepted(&json!({"to": TO, "message": "hi", "validitySeconds": 1}))
+        .send_accepted(&json!({"to": TO, "message": "hi", "validitySeconds": 2}))
         .await;
     let view = app.wait_for_status(&id, "failed").await;
     assert_eq!(view["error"]["code"], "expired", "{view}");
@@ -39,6 +39,35 @@ async fn a_message_that_expires_while_the_provider_fails_is_failed_expired() {
     // Checks that nothing else happens: no attempt after the expiry.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(whatsapp.bodies().await.len(), tries);
+}
+
+#[tokio::test]
+async fn a_fallback_a_report_starts_after_the_expiry_is_not_sent() {
+    use crate::helpers::meta::{self, MetaSender};
+    let data = tempfile::tempdir().unwrap();
+    let fake = FakeInfobip::accepting().await;
+    let whatsapp = FakeWhatsApp::start().await;
+    wa::send_endpoint()
+        .respond_with(wa::success("14155550123", "wamid.EXP"))
+        .mount(&whatsapp.server)
+        .await;
+    let app = infobip::gateway(&data, &fake, Some(&whatsapp), None).await;
+    let id = app
+        .send_accepted(&json!({"to": TO, "message": "hi", "validitySeconds": 1,
+            "fallback": {"channel": "sms", "message": "hi by SMS"}}))
+        .await;
+    app.wait_for_status(&id, "submitted").await;
+    // Time itself is what is tested: Meta's report comes after the expiry.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let failed = meta::failed("wamid.EXP", 131_026, "Message undeliverable", 1_750_000_005);
+    let meta_sender = MetaSender::new(&app.address);
+    assert_eq!(
+        meta_sender.post(&meta::payload(vec![failed], vec![])).await,
+        200
+    );
+    let view = app.wait_for_status_on(&id, "failed", "sms").await;
+    assert_eq!(view["error"]["code"], "expired", "{view}");
+    assert!(fake.bodies().await.is_empty(), "no SMS went to Infobip");
 }
 
 #[tokio::test]

@@ -558,6 +558,7 @@ async fn an_abandoned_failover_claim_is_taken_over_and_a_live_one_is_not() {
             fallback: Some(FallbackLeg {
                 channel: Channel::Sms,
                 message: json!({"type": "text", "text": {"body": "by SMS"}}),
+                expires_at: None,
             }),
         },
         status: Status::Submitted,
