@@ -161,16 +161,20 @@ pub enum ApiError {
     },
 }
 
-/// The refusals every route backed by the status store documents.
+/// The refusal every route behind an API key documents.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "Missing or unknown API key",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)] // the API document reads its type, nothing its value
+pub struct KeyRefusal(ProblemDocument<'static>);
+
+/// The refusals, besides the key's, every route backed by the status store
+/// documents.
 #[derive(utoipa::IntoResponses)]
 pub enum StoreRefusals {
-    /// The key.
-    #[response(
-        status = 401,
-        description = "Missing or unknown API key",
-        content_type = "application/problem+json"
-    )]
-    Unauthorized(ProblemDocument<'static>),
     /// No store.
     #[response(
         status = 501,
@@ -187,16 +191,9 @@ pub enum StoreRefusals {
     Unavailable(ProblemDocument<'static>),
 }
 
-/// The refusals every dead-letter route documents.
+/// The refusals, besides the key's, every dead-letter route documents.
 #[derive(utoipa::IntoResponses)]
 pub enum QueueRefusals {
-    /// The key.
-    #[response(
-        status = 401,
-        description = "Missing or unknown API key",
-        content_type = "application/problem+json"
-    )]
-    Unauthorized(ProblemDocument<'static>),
     /// The queue failed.
     #[response(
         status = 503,
@@ -206,16 +203,9 @@ pub enum QueueRefusals {
     Unavailable(ProblemDocument<'static>),
 }
 
-/// The refusals both send routes document.
+/// The refusals, besides the key's, both send routes document.
 #[derive(utoipa::IntoResponses)]
 pub enum SendRefusals {
-    /// The key.
-    #[response(
-        status = 401,
-        description = "Missing or unknown API key",
-        content_type = "application/problem+json"
-    )]
-    Unauthorized(ProblemDocument<'static>),
     /// Another gateway holds the idempotency key.
     #[response(
         status = 409,

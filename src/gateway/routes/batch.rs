@@ -109,6 +109,7 @@ fn entry_id(base: Uuid, index: usize) -> Uuid {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry of the whole batch safe")),
     request_body(content = crate::gateway::openapi::BatchRequest, content_type = "application/json"),
     responses(
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::SendRefusals,
         (status = 200, description = "One result per entry, in order", body = BatchResponse),
         (status = 400, description = "Not JSON, not a batch, or no valid entry", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),

@@ -28,6 +28,7 @@ pub struct ContactQuery {
         (status = 200, description = "lastInboundAt, windowOpen and windowExpiresAt (null when never heard from), optOuts", body = Object),
         (status = 400, description = "Not a number, or a bad query", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "sender-not-allowed: from is not the tenant's", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::StoreRefusals,
     ))]
 pub async fn get(

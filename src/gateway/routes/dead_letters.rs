@@ -69,6 +69,7 @@ async fn settle(
     responses(
         (status = 202, description = "Back in the queue", body = crate::gateway::openapi::Redriven),
         (status = 404, description = "No such dead letter for this key (or SNS mode)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::QueueRefusals,
     ))]
 pub async fn redrive(
@@ -90,6 +91,7 @@ pub async fn redrive(
     responses(
         (status = 204, description = "Forgotten"),
         (status = 404, description = "No such dead letter for this key (or SNS mode)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::QueueRefusals,
     ))]
 pub async fn delete(
@@ -119,6 +121,7 @@ pub struct ListQuery {
         (status = 200, description = "Newest first", body = crate::gateway::openapi::DeadLetterList),
         (status = 400, description = "A bad limit", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "SNS mode: they are in the SQS dead-letter queue", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::QueueRefusals,
     ))]
 pub async fn list(
@@ -163,6 +166,7 @@ async fn list_of(
         (status = 200, description = "Newest first; each dead letter's `envelope` is the event", body = crate::gateway::openapi::DeadLetterList),
         (status = 400, description = "A bad limit", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "Not an admin key, or SNS mode", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::QueueRefusals,
     ))]
 pub async fn list_events(
@@ -181,6 +185,7 @@ pub async fn list_events(
     responses(
         (status = 202, description = "Back in the outbox", body = crate::gateway::openapi::Redriven),
         (status = 404, description = "No such event dead letter, not an admin key, or SNS mode", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::QueueRefusals,
     ))]
 pub async fn redrive_event(
@@ -202,6 +207,7 @@ pub async fn redrive_event(
     responses(
         (status = 204, description = "Forgotten"),
         (status = 404, description = "No such event dead letter, not an admin key, or SNS mode", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::QueueRefusals,
     ))]
 pub async fn delete_event(

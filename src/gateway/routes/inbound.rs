@@ -25,6 +25,7 @@ use crate::gateway::error::ApiError;
         (status = 404, description = "No such message received for this tenant", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "channel-not-configured: no credentials here for the number that received it", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 502, description = "The Cloud API refused or did not answer", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::StoreRefusals,
     ))]
 pub async fn read(

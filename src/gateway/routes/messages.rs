@@ -22,6 +22,7 @@ use crate::gateway::idempotency::{Keyed, idempotency_key, key_deadline};
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body return the same messageId")),
     request_body(content = crate::gateway::openapi::SendRequest, content_type = "application/json"),
     responses(
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::SendRefusals,
         (status = 202, description = "Accepted: the message will not be lost", body = crate::gateway::openapi::Accepted),
         (status = 400, description = "Not JSON, invalid fields (all listed), or a bad header", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),

@@ -108,6 +108,7 @@ async fn read(
         (status = 404, description = "No opt-out left", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Over MAX_BODY_BYTES", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::StoreRefusals,
     ))]
 pub async fn put(
@@ -136,6 +137,7 @@ pub async fn put(
         (status = 204, description = "No opt-out any more"),
         (status = 400, description = "Not a number, or (an admin's) an unknown tenant", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "Another tenant named by a key that is not an admin's", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::StoreRefusals,
     ))]
 pub async fn delete(
@@ -159,6 +161,7 @@ pub async fn delete(
         (status = 200, description = "The opt-out", body = OptOut),
         (status = 400, description = "Not a number", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No opt-out", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        crate::gateway::error::KeyRefusal,
         crate::gateway::error::StoreRefusals,
     ))]
 pub async fn get(
