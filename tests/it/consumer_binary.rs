@@ -202,13 +202,9 @@ async fn an_early_cannot_reach_report_merged_by_the_consumer_sends_the_fallback(
     use crate::helpers::infobip::{self, FakeInfobip};
     use crate::helpers::meta::{self, MetaSender};
     use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
-    let aws = emulator().await;
-    let tq = aws.topic_with_queue(false, 5).await;
-    let table = aws.status_table().await;
-    let mut vars = vec![
-        ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
-        ("STATUS_TABLE", table.as_str()),
-    ];
+    let stack = crate::helpers::aws::SnsWithStatuses::create().await;
+    let (tq, table) = (&stack.tq, &stack.table);
+    let mut vars = stack.vars();
     vars.extend(meta::webhook_vars());
     let gateway = TestApp::spawn_from_config(&config_with(&vars)).await;
     let whatsapp = FakeWhatsApp::start().await;
@@ -240,7 +236,7 @@ async fn an_early_cannot_reach_report_merged_by_the_consumer_sends_the_fallback(
     vars.extend(infobip.vars(infobip::PUBLIC));
     vars.push(("SNS_TOPIC_ARN", tq.topic_arn.clone()));
     vars.push(("DELIVERY_RETRY_BASE_MS", "50".into()));
-    let child = crate::helpers::process::consumer(&tq.queue_url, &table, &vars, &log);
+    let child = crate::helpers::process::consumer(&tq.queue_url, table, &vars, &log);
     crate::helpers::eventually::eventually_or(
         "the SMS fallback sent",
         Duration::from_secs(40),

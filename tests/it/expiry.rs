@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde_json::json;
 use wiremock::ResponseTemplate;
 
-use crate::helpers::aws::emulator;
 use crate::helpers::infobip::{self, FakeInfobip};
 use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
 use crate::helpers::{TO, TestApp, config_with, pairs};
@@ -108,14 +107,9 @@ async fn a_refused_expiry_names_its_field() {
 
 #[tokio::test]
 async fn through_sqs_a_message_past_its_expiry_is_failed_not_sent() {
-    let aws = emulator().await;
-    let tq = aws.topic_with_queue(false, 5).await;
-    let table = aws.status_table().await;
-    let vars = [
-        ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
-        ("STATUS_TABLE", table.as_str()),
-    ];
-    let gateway = TestApp::spawn_from_config(&config_with(&vars)).await;
+    let stack = crate::helpers::aws::SnsWithStatuses::create().await;
+    let (tq, table) = (&stack.tq, &stack.table);
+    let gateway = TestApp::spawn_from_config(&config_with(&stack.vars())).await;
     let whatsapp = FakeWhatsApp::start().await;
     wa::send_endpoint()
         .respond_with(wa::success("14155550123", "wamid.LATE"))

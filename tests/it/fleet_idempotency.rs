@@ -9,50 +9,40 @@ use herald::fleet::FleetTable;
 use herald::fleet::keys::{FleetKeys, SharedClaim};
 use serde_json::{Value, json};
 
-use crate::helpers::aws::{Emulator, TopicWithQueue, emulator};
+use crate::helpers::aws::SnsWithStatuses;
 use crate::helpers::{KEY, TO, TestApp, config_with};
 
 /// Two gateways publishing to one topic and sharing one status table.
 struct Fleet {
-    aws: Emulator,
-    tq: TopicWithQueue,
-    table: String,
+    stack: SnsWithStatuses,
     gateways: [TestApp; 2],
 }
 
 async fn fleet(extra: &[(&str, &str)]) -> Fleet {
-    let aws = emulator().await;
-    let tq = aws.topic_with_queue(false, 5).await;
-    let table = aws.status_table().await;
-    let mut vars = vec![
-        ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
-        ("STATUS_TABLE", table.as_str()),
-    ];
+    let stack = SnsWithStatuses::create().await;
+    let mut vars = stack.vars();
     vars.extend_from_slice(extra);
     let config = config_with(&vars);
     let gateways = [
         TestApp::spawn_from_config(&config).await,
         TestApp::spawn_from_config(&config).await,
     ];
-    Fleet {
-        aws,
-        tq,
-        table,
-        gateways,
-    }
+    Fleet { stack, gateways }
 }
 
 impl Fleet {
     /// The envelopes published, counted until the queue stays empty for 2 s.
     async fn published(&self, at_least: usize) -> Vec<Value> {
         let mut all = self
+            .stack
             .aws
-            .drain(&self.tq.queue_url, at_least, Duration::from_secs(20))
+            .drain(&self.stack.tq.queue_url, at_least, Duration::from_secs(20))
             .await;
         // Anything more (a duplicate) would arrive with the rest.
         all.extend(
-            self.aws
-                .drain(&self.tq.queue_url, usize::MAX, Duration::from_secs(2))
+            self.stack
+                .aws
+                .drain(&self.stack.tq.queue_url, usize::MAX, Duration::from_secs(2))
                 .await,
         );
         all.iter()
@@ -62,7 +52,7 @@ impl Fleet {
 
     fn keys(&self, lease: Duration) -> FleetKeys {
         FleetKeys::new(
-            FleetTable::new(self.aws.dynamodb.clone(), &self.table),
+            FleetTable::new(self.stack.aws.dynamodb.clone(), &self.stack.table),
             Duration::from_secs(3600),
             lease,
         )

@@ -138,14 +138,10 @@ async fn an_sms_through_sns_sqs_and_the_poller_is_delivered_reported_and_evented
 
 #[tokio::test]
 async fn a_cannot_reach_report_in_sns_mode_publishes_the_fallback_once() {
-    let aws = emulator().await;
-    let tq = aws.topic_with_queue(false, 5).await;
-    let table = aws.status_table().await;
-    let mut vars = vec![
-        ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
-        ("STATUS_TABLE", table.as_str()),
-        ("INFOBIP_WEBHOOK_SECRET", infobip::WEBHOOK_SECRET),
-    ];
+    let stack = crate::helpers::aws::SnsWithStatuses::create().await;
+    let (aws, tq, table) = (&stack.aws, &stack.tq, &stack.table);
+    let mut vars = stack.vars();
+    vars.push(("INFOBIP_WEBHOOK_SECRET", infobip::WEBHOOK_SECRET));
     vars.extend(meta::webhook_vars());
     let gateway = TestApp::spawn_from_config(&config_with(&vars)).await;
     let fake = FakeInfobip::accepting().await;

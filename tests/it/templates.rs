@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::aws::emulator;
+use crate::helpers::aws::SnsWithStatuses;
 use crate::helpers::meta::MetaSender;
 use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
 use crate::helpers::{KEY, TO, TestApp, eventually, pairs};
@@ -166,7 +166,7 @@ pub(crate) async fn every_rule_holds(app: &TestApp, whatsapp: &FakeWhatsApp) {
     );
 }
 
-fn embedded_vars(
+fn template_vars(
     whatsapp: &FakeWhatsApp,
     extra: &[(&'static str, &str)],
 ) -> Vec<(&'static str, String)> {
@@ -186,7 +186,7 @@ async fn templates_are_synced_through_every_page_and_checked_on_the_embedded_def
         .await;
     whatsapp.serve_templates(WABA, &pages()).await;
     let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_embedded(dir.path(), &pairs(&embedded_vars(&whatsapp, &[]))).await;
+    let app = TestApp::spawn_embedded(dir.path(), &pairs(&template_vars(&whatsapp, &[]))).await;
     let listed = wait_for_templates(&app, 3).await;
     assert_eq!(
         whatsapp.template_requests().await,
@@ -280,7 +280,7 @@ async fn a_restarted_gateway_checks_from_the_store_before_its_first_sync() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // The binary syncs, then dies without a chance to flush anything.
-    let vars = embedded_vars(&whatsapp, &[]);
+    let vars = template_vars(&whatsapp, &[]);
     let first = crate::helpers::process::GatewayProcess::start(&data, &pairs(&vars));
     let client = reqwest::Client::new();
     eventually("the binary's sync", Duration::from_secs(20), async || {
@@ -299,7 +299,7 @@ async fn a_restarted_gateway_checks_from_the_store_before_its_first_sync() {
     first.kill_hard();
     // The same database, and a Graph API that no longer answers.
     let gone = FakeWhatsApp::start().await;
-    let app = TestApp::spawn_embedded(&data, &pairs(&embedded_vars(&gone, &[]))).await;
+    let app = TestApp::spawn_embedded(&data, &pairs(&template_vars(&gone, &[]))).await;
     wait_for_templates(&app, 3).await;
     let sale = json!({"to": TO, "template": {"name": "spring_sale", "language": "en"}});
     assert_eq!(send(&app, &sale).await.1["code"], "template-not-approved");
@@ -319,7 +319,7 @@ async fn without_a_sync_sends_go_unchecked_and_health_says_the_cache_is_stale() 
         .mount(&whatsapp.server)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_embedded(dir.path(), &pairs(&embedded_vars(&whatsapp, &[]))).await;
+    let app = TestApp::spawn_embedded(dir.path(), &pairs(&template_vars(&whatsapp, &[]))).await;
     let health = eventually(
         "the failed sync shown",
         Duration::from_secs(10),
@@ -347,17 +347,10 @@ async fn without_a_sync_sends_go_unchecked_and_health_says_the_cache_is_stale() 
 
 #[tokio::test]
 async fn templates_are_synced_once_for_the_fleet_and_kept_in_dynamodb() {
-    let aws = emulator().await;
-    let table = aws.status_table().await;
-    let topic = aws.topic_with_queue(false, 5).await;
+    let stack = SnsWithStatuses::create().await;
     let whatsapp = FakeWhatsApp::start().await;
     whatsapp.serve_templates(WABA, &pages()).await;
-    let fleet = |whatsapp: &FakeWhatsApp| {
-        let mut vars = embedded_vars(whatsapp, &[]);
-        vars.push(("SNS_TOPIC_ARN", topic.topic_arn.clone()));
-        vars.push(("STATUS_TABLE", table.clone()));
-        vars
-    };
+    let fleet = |whatsapp: &FakeWhatsApp| template_vars(whatsapp, &stack.vars());
     let first =
         TestApp::spawn_from_config(&crate::helpers::config_with(&pairs(&fleet(&whatsapp)))).await;
     wait_for_templates(&first, 3).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::{Value, json};
 
-use crate::helpers::aws::emulator;
+use crate::helpers::aws::{SnsWithStatuses, emulator};
 use crate::helpers::meta::{self, MetaSender};
 use crate::helpers::process::KilledOnDrop;
 use crate::helpers::whatsapp as wa;
@@ -75,17 +75,9 @@ async fn each_envelope_names_its_tenant_and_number_and_travels_in_its_group() {
 
 #[tokio::test]
 async fn the_consumer_sends_each_tenants_message_from_its_number_with_its_token() {
-    let aws = emulator().await;
-    let tq = aws.topic_with_queue(false, 5).await;
-    let table = aws.status_table().await;
-    let t = Tenants::start(
-        TWO_TENANTS,
-        &[
-            ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
-            ("STATUS_TABLE", table.as_str()),
-        ],
-    )
-    .await;
+    let stack = SnsWithStatuses::create().await;
+    let (tq, table) = (&stack.tq, &stack.table);
+    let t = Tenants::start(TWO_TENANTS, &stack.vars()).await;
     let acme = t
         .send(KEY, &json!({"to": TO, "message": "from acme"}))
         .await
@@ -142,17 +134,8 @@ async fn the_consumer_sends_each_tenants_message_from_its_number_with_its_token(
 
 #[tokio::test]
 async fn consent_in_dynamodb_belongs_to_the_tenant_whose_number_was_written_to() {
-    let aws = emulator().await;
-    let tq = aws.topic_with_queue(false, 5).await;
-    let table = aws.status_table().await;
-    let t = Tenants::start(
-        TWO_TENANTS,
-        &[
-            ("SNS_TOPIC_ARN", tq.topic_arn.as_str()),
-            ("STATUS_TABLE", table.as_str()),
-        ],
-    )
-    .await;
+    let stack = SnsWithStatuses::create().await;
+    let t = Tenants::start(TWO_TENANTS, &stack.vars()).await;
     let mut payload = meta::payload(
         vec![],
         vec![meta::inbound(

@@ -45,6 +45,30 @@ pub async fn poll_until_status(poller: &SqsPoller, app: &TestApp, id: &str, want
 }
 
 /// Connects to the emulator, or fails the test with instructions.
+/// A topic with its queue and a status table: SNS mode with `STATUS_TABLE`.
+pub struct SnsWithStatuses {
+    pub aws: Emulator,
+    pub tq: TopicWithQueue,
+    pub table: String,
+}
+
+impl SnsWithStatuses {
+    pub async fn create() -> Self {
+        let aws = emulator().await;
+        let tq = aws.topic_with_queue(false, 5).await;
+        let table = aws.status_table().await;
+        Self { aws, tq, table }
+    }
+
+    /// `SNS_TOPIC_ARN` and `STATUS_TABLE`.
+    pub fn vars(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("SNS_TOPIC_ARN", self.tq.topic_arn.as_str()),
+            ("STATUS_TABLE", self.table.as_str()),
+        ]
+    }
+}
+
 pub async fn emulator() -> Emulator {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL is not set; {HOW_TO_START}"));
