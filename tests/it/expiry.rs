@@ -122,7 +122,7 @@ async fn through_sqs_a_message_past_its_expiry_is_failed_not_sent() {
     // after its expiry.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let log = tempfile::NamedTempFile::new().unwrap();
-    let child = crate::helpers::process::consumer(&tq.queue_url, &table, &whatsapp.vars(), &log);
+    let child = crate::helpers::process::consumer(&tq.queue_url, table, &whatsapp.vars(), &log);
     let view = gateway.wait_for_status(&id, "failed").await;
     child.kill();
     assert_eq!(view["error"]["code"], "expired", "{view}");
