@@ -152,7 +152,7 @@ async fn a_cannot_reach_report_in_sns_mode_publishes_the_fallback_once() {
         .await;
     let store = DynamoStatusStore::new(
         aws.dynamodb.clone(),
-        &table,
+        table,
         Duration::from_secs(86_400),
         None,
     );

@@ -89,7 +89,7 @@ async fn the_consumer_sends_each_tenants_message_from_its_number_with_its_token(
 
     let child = Command::new(env!("CARGO_BIN_EXE_herald-consumer"))
         .env("SQS_QUEUE_URL", &tq.queue_url)
-        .env("STATUS_TABLE", &table)
+        .env("STATUS_TABLE", table)
         .env("TENANTS_FILE", &t.file)
         .env("ACME_WA_TOKEN", ACME_TOKEN)
         .envs(t.whatsapp.vars())
