@@ -23,6 +23,8 @@ fn update(i: usize) -> Update {
             callback_data: None,
             accepted_at_ms: 0,
             fallback: None,
+            scheduled_for_ms: None,
+            batch_id: None,
         },
         status: Status::Submitted,
         entry: Entry::on("whatsapp", 0).by_attempt(1),

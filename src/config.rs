@@ -233,6 +233,8 @@ pub struct GatewayConfig {
     pub metrics: bool,
     /// `SMS_MAX_SEGMENTS`: the longest SMS accepted, 1 to 100 segments, default 10.
     pub sms_max_segments: usize,
+    /// `SCHEDULE_MAX_DAYS`: the furthest `sendAt`, 1 to 365 days, default 35.
+    pub schedule_max_days: u32,
     /// `BATCH_MAX_MESSAGES`: most entries in one batch, 1 to 10 000, default 1 000.
     pub batch_max_messages: usize,
     /// `BATCH_MAX_BODY_BYTES`: largest batch body, default 4 MiB.
@@ -441,6 +443,7 @@ impl GatewayConfig {
             api_keys,
             admin_key_ids,
             sms_max_segments: vars.ranged("SMS_MAX_SEGMENTS", 10, 1, 100)?,
+            schedule_max_days: vars.ranged("SCHEDULE_MAX_DAYS", 35, 1, 365)?,
             metrics: metrics_on(&vars)?,
             batch_max_messages: vars.ranged("BATCH_MAX_MESSAGES", 1000, 1, 10_000)?,
             batch_max_body_bytes: vars.ranged("BATCH_MAX_BODY_BYTES", 4 << 20, 1024, 64 << 20)?,

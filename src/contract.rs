@@ -115,6 +115,14 @@ pub struct Envelope {
     /// version 1 (a consumer that does not know it sends without checking).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "millis_opt")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it is due, when that is after its acceptance: its `sendAt`,
+    /// moved out of its quiet hours. The embedded queue holds it until then;
+    /// with SNS it is published then. Optional in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "millis_opt")]
+    pub send_at: Option<DateTime<Utc>>,
+    /// The batch it was sent in (the batch answer's `batchId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
 }
 
 /// The one tenant of a deployment without `TENANTS_FILE`, and of envelopes
@@ -248,6 +256,8 @@ impl Envelope {
             expires_at: message
                 .expires_at_ms
                 .and_then(DateTime::from_timestamp_millis),
+            send_at: message.send_at_ms.and_then(DateTime::from_timestamp_millis),
+            batch_id: None,
         }
     }
 

@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod optout;
 pub mod preflight;
 pub mod publisher;
+pub mod schedule;
 pub mod secret;
 pub mod secrets;
 pub mod startup;

@@ -372,6 +372,22 @@ pub fn opt_out_change(source: &str) {
     record(Pending::OptOut(source));
 }
 
+/// A message kept in the schedule (SNS mode) until it is due.
+pub fn scheduled(channel: &'static str) {
+    counter!("herald_scheduled_total", "channel" => channel).increment(1);
+}
+
+/// How late a scheduled message came to its first delivery attempt (the
+/// pacer's wait after that is not lateness).
+pub fn schedule_lateness(seconds: f64) {
+    histogram!("herald_schedule_lateness_seconds").record(seconds);
+}
+
+/// Scheduled messages waiting for their time (embedded), set at each scrape.
+pub fn scheduled_waiting(count: f64) {
+    gauge!("herald_scheduled_waiting").set(count);
+}
+
 /// The embedded queue's figures, set at each scrape.
 pub fn queue(depth: f64, oldest_age_seconds: f64, dead_letters: f64) {
     gauge!("herald_queue_depth").set(depth);

@@ -13,6 +13,9 @@ use crate::embedded::{EmbeddedQueue, Worker};
 use crate::gateway::server::{ConnectionLimits, serve};
 use crate::gateway::{AppState, router};
 use crate::publisher::{EmbeddedPublisher, Publisher, SnsPublisher, StatusRecordingPublisher};
+use crate::schedule::ScheduleStore;
+use crate::schedule::publisher::SchedulingPublisher;
+use crate::schedule::sweep::Sweeper;
 use crate::status::StatusStore;
 use crate::status::dynamodb::DynamoStatusStore;
 
@@ -51,6 +54,8 @@ pub struct Application {
     worker: Option<Worker>,
     /// The embedded default's event sender, when `EVENTS_WEBHOOK_URL` is set.
     events: Option<EventSender>,
+    /// With SNS and `STATUS_TABLE`: publishes scheduled messages when due.
+    sweeper: Option<Sweeper>,
 }
 
 impl Application {
@@ -89,10 +94,15 @@ impl Application {
         };
         tracing::info!(table = ?config.status.table, events_topic = ?config.status.events_topic_arn, "statuses kept in DynamoDB");
         let fleet = store.fleet_table();
-        let publisher: Arc<dyn Publisher> = Arc::new(publisher);
-        let store: Arc<dyn StatusStore> = Arc::new(store.with_failover(publisher.clone()));
-        let publisher = StatusRecordingPublisher::new(publisher, store.clone());
+        let topic: Arc<dyn Publisher> = Arc::new(publisher);
+        let dynamo = Arc::new(store.with_failover(topic.clone()));
+        let store: Arc<dyn StatusStore> = dynamo.clone();
+        let schedule: Arc<dyn ScheduleStore> = dynamo;
+        let recording = StatusRecordingPublisher::new(topic.clone(), store.clone());
+        let publisher =
+            SchedulingPublisher::new(Arc::new(recording), schedule.clone(), store.clone());
         let mut app = Self::with_publisher(config, Arc::new(publisher)).await?;
+        app.sweeper = Some(Sweeper::new(schedule, topic));
         app.state
             .set_status_store(store, crate::gateway::admission::SNS_OPT_OUT_CACHE);
         app.state.share_idempotency_keys(fleet, config);
@@ -172,6 +182,7 @@ impl Application {
             },
             worker: None,
             events: None,
+            sweeper: None,
         })
     }
 
@@ -236,6 +247,9 @@ impl Application {
         let events = self
             .events
             .map(|e| tokio::spawn(e.run_until_stopped(on_stop(stopped.clone()))));
+        if let Some(sweeper) = self.sweeper {
+            tokio::spawn(sweeper.run_until_stopped(on_stop(stopped.clone())));
+        }
         if self.state.templates.configured() {
             let templates = self.state.templates.clone();
             tokio::spawn(templates.run_until_stopped(on_stop(stopped.clone())));

@@ -11,6 +11,7 @@
 //! | retry, counted | `Retry { counted: true }` | due after the delay | visible after the delay (Lambda: also a batch item failure) | invocation fails: Lambda's async retries |
 //! | retry, not counted (circuit open, pair rate, no pacing slot, alert) | `Retry { counted: false }` | due after the delay, attempt given back | standard queue: a delayed copy carrying the attempts so far replaces it, so the hold spends no receive toward the redrive policy; FIFO: as counted (order first) | invocation fails |
 //! | dead letter | `DeadLetter` | dead-letter table | moved to the queue's DLQ | invocation fails: the on-failure destination |
+//! | cancelled (before the provider call) | `Remove` | removed | deleted | success |
 
 use std::time::Duration;
 
@@ -54,6 +55,10 @@ pub enum Decision {
         /// Why.
         reason: String,
     },
+    /// It was cancelled (`DELETE /api/v1/messages/{id}`) before the
+    /// provider was asked: acknowledge it, send nothing, record nothing (the
+    /// cancel recorded `cancelled`).
+    Cancelled,
 }
 
 impl Decision {
@@ -69,6 +74,7 @@ impl Decision {
             Self::Retry { class, .. } => class.as_str(),
             Self::GiveUp { .. } => "failed",
             Self::DeadLetter { .. } => "dead-letter",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -78,7 +84,7 @@ impl Decision {
             Self::Retry { reason, .. }
             | Self::GiveUp { reason, .. }
             | Self::DeadLetter { reason } => reason,
-            Self::Delivered { .. } => "",
+            Self::Delivered { .. } | Self::Cancelled => "",
         }
     }
 
@@ -86,7 +92,7 @@ impl Decision {
     pub fn code(&self) -> Option<i64> {
         match self {
             Self::Retry { code, .. } | Self::GiveUp { code, .. } => *code,
-            Self::Delivered { .. } | Self::DeadLetter { .. } => None,
+            Self::Delivered { .. } | Self::DeadLetter { .. } | Self::Cancelled => None,
         }
     }
 
@@ -100,7 +106,7 @@ impl Decision {
     /// transport reads (see the module's documentation).
     pub fn ack(&self) -> Ack {
         match self {
-            Self::Delivered { .. } => Ack::Remove { failure: None },
+            Self::Delivered { .. } | Self::Cancelled => Ack::Remove { failure: None },
             Self::GiveUp { code, reason } => Ack::Remove {
                 failure: Some(match code {
                     Some(c) => format!("permanent failure (provider error {c}): {reason}"),

@@ -208,6 +208,14 @@ impl Pipeline {
         attempt: u32,
         deadline: Option<tokio::time::Instant>,
     ) -> Decision {
+        if attempt == 1
+            && envelope.pending_status.is_none()
+            && envelope.failover_from.is_none()
+            && let Some(at) = envelope.send_at
+        {
+            let late = (chrono::Utc::now() - at).num_milliseconds().max(0);
+            crate::metrics::schedule_lateness(late as f64 / 1000.0);
+        }
         let span = tracing::info_span!("deliver", envelope_id = %envelope.id, channel = envelope.channel.as_str(), to = %envelope.to.masked(), attempt);
         async move {
             // A status to record, not a message to send.
@@ -314,6 +322,15 @@ impl Pipeline {
             Err(hold) => return (hold, None),
         };
 
+        if let Some(stop) = self.hand(envelope, attempt).await {
+            // Cancelled while it waited, or the store cannot say: it gives
+            // back what it took.
+            provider.breaker.cancel(admission);
+            if let Some(pairs) = provider.channel.recipient_limiter() {
+                pairs.release(envelope.to.as_str()).await;
+            }
+            return (stop, None);
+        }
         let started = tokio::time::Instant::now();
         let result = provider.channel.send(envelope).await;
         let busy = checks + started.elapsed();

@@ -95,5 +95,8 @@ pub(super) fn log_decision(decision: &Decision, message_type: &str) {
         Decision::DeadLetter { reason } => {
             tracing::error!(action, error.message = %reason, "sent to the dead-letter path")
         }
+        Decision::Cancelled => {
+            tracing::info!(action, "cancelled before it was sent: not sent")
+        }
     }
 }

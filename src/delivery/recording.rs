@@ -85,7 +85,7 @@ impl Pipeline {
                 None,
                 Some(failed(None, reason, FailureMark::DeadLetter)),
             ),
-            Decision::Retry { .. } => return,
+            Decision::Retry { .. } | Decision::Cancelled => return,
         };
         self.write_status(envelope, attempt, status, provider_message_id, error)
             .await;
@@ -234,6 +234,25 @@ impl Pipeline {
                 .get(&Status::Failed)
                 .is_some_and(Entry::fails_over),
             _ => false,
+        }
+    }
+
+    /// Marks the message handed to its provider, just before the call
+    /// ([`crate::status::StatusStore::hand`]): `None` to send it; `Cancelled`
+    /// when a cancel came first; a retry when the store cannot be written (a
+    /// cancelled message is never sent on a guess, as an opt-out is not).
+    pub(super) async fn hand(&self, envelope: &Envelope, attempt: u32) -> Option<Decision> {
+        let store = self.statuses.as_ref()?;
+        match store.hand(envelope).await {
+            Ok(true) => None,
+            Ok(false) => Some(Decision::Cancelled),
+            Err(e) => Some(Decision::Retry {
+                after: self.retry.delay(FailureClass::Retryable, attempt, None),
+                class: FailureClass::Retryable,
+                code: None,
+                reason: format!("cannot mark the message handed to its provider: {e}"),
+                counted: true,
+            }),
         }
     }
 

@@ -1,18 +1,23 @@
-//! A message's expiry: `expiresAt` (RFC 3339 with an offset, in the future,
-//! at most [`MAX_VALIDITY_SECS`] ahead) or `validitySeconds` (1 to
-//! [`MAX_VALIDITY_SECS`]), not both.
+//! A message's expiry: `expiresAt` (RFC 3339 with an offset, in the future
+//! and after `sendAt`, at most [`MAX_VALIDITY_SECS`] after the later of now
+//! and `sendAt`) or `validitySeconds` (1 to [`MAX_VALIDITY_SECS`], counted
+//! from `sendAt` when the message is scheduled, else from now), not both.
 
 use super::validation::{Errors, Obj};
 
 /// The longest validity a message may ask for: 35 days.
 pub const MAX_VALIDITY_SECS: i64 = 35 * 24 * 3600;
 
-/// `expiresAt` (RFC 3339 with an offset, in the future, at most
-/// [`MAX_VALIDITY_SECS`] ahead) or `validitySeconds` (1 to
-/// [`MAX_VALIDITY_SECS`]), not both: when the message stops being worth
-/// sending, Unix ms.
-pub(crate) fn check_expiry(root: &Obj<'_>, now_ms: i64, errors: &mut Errors) -> Option<i64> {
-    let latest = now_ms + MAX_VALIDITY_SECS * 1000;
+/// The expiry the module documentation describes: when the message stops
+/// being worth sending, Unix ms.
+pub(crate) fn check_expiry(
+    root: &Obj<'_>,
+    now_ms: i64,
+    send_at_ms: Option<i64>,
+    errors: &mut Errors,
+) -> Option<i64> {
+    let start = send_at_ms.unwrap_or(now_ms).max(now_ms);
+    let latest = start + MAX_VALIDITY_SECS * 1000;
     match (root.get("expiresAt"), root.get("validitySeconds")) {
         (None, None) => None,
         (Some(_), Some(_)) => {
@@ -32,7 +37,8 @@ pub(crate) fn check_expiry(root: &Obj<'_>, now_ms: i64, errors: &mut Errors) -> 
                     "must be an RFC 3339 time with an offset, such as 2026-12-04T18:00:00+01:00",
                 ),
                 Some(ms) if ms <= now_ms => Some("is not in the future"),
-                Some(ms) if ms > latest => Some("is more than 35 days ahead"),
+                Some(ms) if ms <= start => Some("is not after sendAt"),
+                Some(ms) if ms > latest => Some("is more than 35 days after sendAt or now"),
                 Some(_) => None,
             };
             if let Some(problem) = problem {
@@ -44,7 +50,7 @@ pub(crate) fn check_expiry(root: &Obj<'_>, now_ms: i64, errors: &mut Errors) -> 
             .as_i64()
             .filter(|s| (1..=MAX_VALIDITY_SECS).contains(s))
         {
-            Some(secs) => Some(now_ms + secs * 1000),
+            Some(secs) => Some(start + secs * 1000),
             None => {
                 errors.add(
                     "validitySeconds",

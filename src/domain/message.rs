@@ -41,7 +41,7 @@ pub(crate) const CONTENT_FIELDS: [&str; 12] = [
     "reaction",
 ];
 /// Fields every message may carry.
-const COMMON_FIELDS: [&str; 8] = [
+const COMMON_FIELDS: [&str; 10] = [
     "to",
     "channel",
     "callbackData",
@@ -50,6 +50,8 @@ const COMMON_FIELDS: [&str; 8] = [
     "priority",
     "expiresAt",
     "validitySeconds",
+    "sendAt",
+    "quietHours",
 ];
 
 /// Fields only a WhatsApp message may carry.
@@ -71,12 +73,15 @@ pub(crate) fn is_send_field(key: &str) -> bool {
 pub struct SendRules {
     /// `SMS_MAX_SEGMENTS`: the longest SMS accepted, in segments.
     pub sms_max_segments: usize,
+    /// `SCHEDULE_MAX_DAYS`: the furthest `sendAt`.
+    pub schedule_max_days: u32,
 }
 
 impl Default for SendRules {
     fn default() -> Self {
         Self {
             sms_max_segments: 10,
+            schedule_max_days: super::schedule::DEFAULT_MAX_DAYS,
         }
     }
 }
@@ -113,6 +118,10 @@ pub struct OutboundMessage {
     /// When it is no longer worth sending (`expiresAt`, or now plus
     /// `validitySeconds`), Unix ms.
     pub expires_at_ms: Option<i64>,
+    /// `sendAt`, when it is in the future, Unix ms.
+    pub send_at_ms: Option<i64>,
+    /// `quietHours`, when given.
+    pub quiet_hours: Option<super::schedule::QuietHours>,
 }
 
 /// The sender a request names, with the field that named it.
@@ -237,6 +246,8 @@ struct Checked {
     from: Option<Sender>,
     priority: Option<Priority>,
     expires_at_ms: Option<i64>,
+    send_at_ms: Option<i64>,
+    quiet_hours: Option<super::schedule::QuietHours>,
     fallback: Option<Fallback>,
     /// Whether `replyTo` / `callbackData` hold a valid string to carry.
     reply_to: bool,
@@ -277,7 +288,10 @@ fn check_request(map: &Map<String, Value>, rules: &SendRules, errors: &mut Error
     check_metadata(&root, errors);
     let from = check_from(&root, channel, sender.as_deref(), errors);
     let priority = check_priority(&root, errors);
-    let expires_at_ms = super::expiry::check_expiry(&root, crate::clock::now_ms(), errors);
+    let now = crate::clock::now_ms();
+    let send_at_ms = super::schedule::check_send_at(&root, now, rules.schedule_max_days, errors);
+    let quiet_hours = super::schedule::check_quiet_hours(&root, errors);
+    let expires_at_ms = super::expiry::check_expiry(&root, now, send_at_ms, errors);
     Checked {
         to,
         channel,
@@ -287,6 +301,8 @@ fn check_request(map: &Map<String, Value>, rules: &SendRules, errors: &mut Error
         from,
         priority,
         expires_at_ms,
+        send_at_ms,
+        quiet_hours,
         fallback,
         reply_to,
         callback_data,
@@ -570,6 +586,8 @@ impl OutboundMessage {
             from: checked.from,
             priority: checked.priority,
             expires_at_ms: checked.expires_at_ms,
+            send_at_ms: checked.send_at_ms,
+            quiet_hours: checked.quiet_hours,
         }
     }
 }

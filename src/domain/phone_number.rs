@@ -63,6 +63,12 @@ impl PhoneNumber {
         &self.0[1..]
     }
 
+    /// The E.164 country calling code, without `+` (`"34"`, `"1"`).
+    pub fn country_code(&self) -> &str {
+        let digits = self.digits();
+        &digits[..country_code_len(digits).min(digits.len())]
+    }
+
     /// A form safe for logs: the country code and the last two digits, the rest
     /// replaced by `*` (`+44*******23`). Phone numbers are personal data.
     pub fn masked(&self) -> String {

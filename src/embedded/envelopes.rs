@@ -19,6 +19,8 @@ pub struct Row {
     pub tenant: String,
     /// Its priority's rank within the tenant (0 first).
     pub priority: i64,
+    /// When it is due, if later than its enqueue (a scheduled send).
+    pub due_ms: Option<i64>,
 }
 
 impl Row {
@@ -30,6 +32,7 @@ impl Row {
             api_key_id: envelope.api_key_id.clone(),
             tenant: envelope.tenant.clone(),
             priority: envelope.priority.rank(),
+            due_ms: envelope.send_at.map(|at| at.timestamp_millis()),
         }
     }
 }
@@ -38,12 +41,15 @@ impl Row {
 /// has a status for (it was delivered, or is being) is not added again:
 /// an idempotent retry of a publish whose first outcome was unknown, or
 /// of a batch whose request timed out after some of its entries were
-/// committed and answered. Returns true when it was added.
+/// committed and answered. Returns true when it was added. A scheduled
+/// envelope enters the queue's line (`created_at`) when it comes due, so
+/// the oldest age measures lateness, not schedules, and the envelopes still
+/// waiting for their time are those created after now.
 pub fn insert(tx: &rusqlite::Transaction<'_>, row: &Row, now_ms: i64) -> rusqlite::Result<bool> {
     let added = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO envelopes (id, body, due_at, created_at, api_key_id, tenant, priority)
-             SELECT ?1, ?2, ?3, ?3, ?4, ?5, ?6
+             SELECT ?1, ?2, MAX(?3, COALESCE(?7, 0)), MAX(?3, COALESCE(?7, 0)), ?4, ?5, ?6
              WHERE NOT EXISTS (SELECT 1 FROM dead_letters WHERE id = ?1)
                AND NOT EXISTS (SELECT 1 FROM statuses WHERE id = ?1)",
         )?
@@ -53,7 +59,8 @@ pub fn insert(tx: &rusqlite::Transaction<'_>, row: &Row, now_ms: i64) -> rusqlit
             now_ms,
             row.api_key_id,
             row.tenant,
-            row.priority
+            row.priority,
+            row.due_ms
         ])?;
     Ok(added == 1)
 }

@@ -20,6 +20,7 @@ use crate::status::{BoxFuture, Inbound, MessageRecord, StoreError, Update};
 use crate::tenants::Scope;
 use outbox::{EventOutcome, OutboxEvent};
 
+mod cancel;
 mod envelopes;
 mod error;
 pub mod event_sender;
@@ -295,11 +296,12 @@ impl EmbeddedQueue {
     /// Depth, oldest age and dead letters: two counters and one index lookup.
     pub async fn stats(&self) -> Result<Stats, QueueError> {
         self.counters.health_reads.fetch_add(1, Ordering::Relaxed);
-        let oldest = self.call(|reply| Request::OldestCreated { reply }).await?;
+        let (oldest, waiting) = self.call(|reply| Request::OldestCreated { reply }).await?;
         Ok(Stats {
             depth: self.counters.depth.load(Ordering::Relaxed),
-            oldest_age_ms: oldest.map(|t| now_ms() - t),
+            oldest_age_ms: oldest.map(|t| (now_ms() - t).max(0)),
             dead_letters: self.counters.dead_letters.load(Ordering::Relaxed),
+            scheduled_waiting: waiting,
         })
     }
 
@@ -359,6 +361,33 @@ impl crate::status::StatusStore for EmbeddedQueue {
         scope: &'a crate::tenants::Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
         Box::pin(async move { Ok(self.status(id, scope).await?) })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        ids: &'a [String],
+        scope: &'a crate::tenants::Scope,
+    ) -> BoxFuture<'a, Result<Vec<crate::status::Cancellation>, StoreError>> {
+        Box::pin(async move {
+            let outcome = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let (ids, scope, shared) = (ids.to_vec(), scope.clone(), outcome.clone());
+            self.call(|reply| Request::Cancel {
+                ids,
+                scope,
+                outcome: shared,
+                reply,
+            })
+            .await?;
+            if self.counters.emit_events.load(Ordering::Relaxed) {
+                self.events_queued.notify_one();
+            }
+            let outcomes = std::mem::take(
+                &mut *outcome
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            Ok(outcomes)
+        })
     }
 }
 

@@ -67,7 +67,7 @@ pub fn create_tables(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     )
 }
 
-fn load(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<MessageRecord>> {
+pub(super) fn load(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<MessageRecord>> {
     let json: Option<String> = tx
         .prepare_cached("SELECT record FROM statuses WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -95,7 +95,7 @@ fn save(tx: &Transaction<'_>, record: &MessageRecord) -> rusqlite::Result<()> {
 /// and the failover leg, whose queue id is its own ([`Envelope::queue_id`])
 /// so it never collides with the first leg's envelope, which may still be in
 /// the queue. `Ok(true)` when it queued a failover leg.
-fn merge_and_save(
+pub(super) fn merge_and_save(
     tx: &Transaction<'_>,
     mut record: MessageRecord,
     incoming: History,

@@ -45,7 +45,8 @@ pub struct DeadLetter {
 
 /// Queue figures for `/health`. Depth and dead letters are counters kept in
 /// memory by the writer (counted once at open), so reading them costs nothing;
-/// the oldest age is one lookup on the `created_at` index.
+/// the oldest age is one lookup on the `created_at` index, and the count of
+/// scheduled envelopes waiting one range of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     /// Envelopes waiting or being delivered.
@@ -54,6 +55,8 @@ pub struct Stats {
     pub oldest_age_ms: Option<i64>,
     /// Envelopes in the dead-letter table.
     pub dead_letters: u64,
+    /// Scheduled envelopes whose time has not come.
+    pub scheduled_waiting: u64,
 }
 
 /// The database connection; used only from the queue's writer thread.
@@ -249,11 +252,19 @@ impl Store {
         Ok((depth as u64, dead as u64))
     }
 
-    /// When the oldest waiting envelope was accepted (Unix ms): one index lookup.
-    pub fn oldest_created_ms(&self) -> rusqlite::Result<Option<i64>> {
-        self.conn
+    /// When the oldest envelope in line was accepted, or came due (Unix
+    /// ms): one index lookup; and how many scheduled envelopes wait for
+    /// their time (`created_at` after `now_ms`): one index range.
+    pub fn line(&self, now_ms: i64) -> rusqlite::Result<(Option<i64>, u64)> {
+        let oldest = self
+            .conn
             .prepare_cached("SELECT MIN(created_at) FROM envelopes")?
-            .query_row([], |r| r.get(0))
+            .query_row([], |r| r.get(0))?;
+        let waiting: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM envelopes WHERE created_at > ?1")?
+            .query_row([now_ms], |r| r.get(0))?;
+        Ok((oldest, waiting.unsigned_abs()))
     }
 
     /// `waba_id`'s templates.

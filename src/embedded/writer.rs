@@ -82,6 +82,13 @@ pub(super) enum Request {
         found: Arc<AtomicBool>,
         reply: oneshot::Sender<Result<(), QueueError>>,
     },
+    /// Cancel messages; the outcomes are left in `outcome`.
+    Cancel {
+        ids: Vec<String>,
+        scope: Scope,
+        outcome: Arc<std::sync::Mutex<Vec<crate::status::Cancellation>>>,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
     SettleEvent {
         id: String,
         outcome: EventOutcome,
@@ -108,7 +115,7 @@ pub(super) enum Request {
         reply: oneshot::Sender<Result<Vec<Leased>, QueueError>>,
     },
     OldestCreated {
-        reply: oneshot::Sender<Result<Option<i64>, QueueError>>,
+        reply: oneshot::Sender<Result<(Option<i64>, u64), QueueError>>,
     },
     DeadLetters {
         kind: DeadLetterKind,
@@ -186,6 +193,7 @@ pub(super) fn writer_loop(
                     | Request::CloseWindows { .. }
                     | Request::Templates { .. }
                     | Request::DeadLetter { .. }
+                    | Request::Cancel { .. }
                     | Request::SettleEvent { .. }
             )
         });
@@ -280,6 +288,21 @@ fn apply(
             outbox::settle_event(tx, id, outcome, now).map(|()| Delta::default())
         }
         Request::Settle { id, settlement, .. } => settle(tx, id, settlement, now),
+        Request::Cancel {
+            ids,
+            scope,
+            outcome,
+            ..
+        } => {
+            let (outcomes, removed) = super::cancel::cancel_all(tx, ids, scope, now, emit)?;
+            *outcome
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = outcomes;
+            Ok(Delta {
+                depth: -removed,
+                dead_letters: 0,
+            })
+        }
         _ => Ok(Delta::default()),
     }
 }
@@ -371,6 +394,7 @@ fn write_reply(request: Request) -> Option<oneshot::Sender<Result<(), QueueError
         | Request::Statuses { reply, .. }
         | Request::OptOuts { reply, .. }
         | Request::DeadLetter { reply, .. }
+        | Request::Cancel { reply, .. }
         | Request::CloseWindows { reply, .. }
         | Request::Templates { reply, .. }
         | Request::SettleEvent { reply, .. } => Some(reply),
@@ -564,7 +588,7 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
             let _ = reply.send(read.map_err(QueueError::from));
         }
         Request::OldestCreated { reply } => {
-            let _ = reply.send(store.oldest_created_ms().map_err(QueueError::from));
+            let _ = reply.send(store.line(now).map_err(QueueError::from));
         }
         Request::DeadLetters {
             kind,

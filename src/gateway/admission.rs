@@ -96,6 +96,9 @@ pub struct Admission {
     /// Windows, when a store is set and `WHATSAPP_WINDOW` is on.
     windows: Option<WindowCache>,
     window_checks: bool,
+    /// Whether a message due later can wait somewhere (the embedded queue,
+    /// or with SNS the schedule in `STATUS_TABLE`): set with the store.
+    scheduling: bool,
 }
 
 impl Admission {
@@ -108,6 +111,7 @@ impl Admission {
             opt_outs: None,
             windows: None,
             window_checks: delivery.window_checks,
+            scheduling: false,
         }
     }
 
@@ -122,6 +126,7 @@ impl Admission {
                 .window_checks
                 .then(|| WindowCache::new(store.clone(), opt_out_ttl)),
             window_checks: self.window_checks,
+            scheduling: true,
         }
     }
 
@@ -197,6 +202,29 @@ impl Admission {
         Ok(())
     }
 
+    /// Sets when `tenant`'s `message` is due (its `sendAt`, moved out of its
+    /// quiet hours or else its tenant's): `message.send_at_ms` becomes that
+    /// time, or `None` for now. Returns what the `202` says of it; `501`
+    /// when it is due later and nothing here can keep it until then.
+    pub fn schedule(
+        &self,
+        tenant: &str,
+        message: &mut OutboundMessage,
+    ) -> Result<Scheduled, ApiError> {
+        let requested = message.send_at_ms;
+        let quiet = message
+            .quiet_hours
+            .as_ref()
+            .or_else(|| self.tenants.quiet_hours(tenant));
+        let due =
+            crate::domain::schedule::due_at(requested, quiet, &message.to, crate::clock::now_ms());
+        if due.is_some() && !self.scheduling {
+            return Err(ApiError::SchedulingNotConfigured);
+        }
+        message.send_at_ms = due;
+        Ok(Scheduled { requested, due })
+    }
+
     /// The opt-out cache, for the opt-out API.
     pub fn opt_outs(&self) -> Option<&OptOutCache> {
         self.opt_outs.as_ref()
@@ -228,6 +256,27 @@ impl Admission {
             }
         }
         self.check_window(message).await
+    }
+}
+
+/// What the `202` says of a message's schedule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scheduled {
+    /// Its `sendAt`, when in the future, Unix ms.
+    pub requested: Option<i64>,
+    /// When it is due, if later than now, Unix ms.
+    pub due: Option<i64>,
+}
+
+impl Scheduled {
+    /// Adds `sendAt` and `scheduledFor` to an acceptance's JSON object.
+    pub fn describe(&self, answer: &mut serde_json::Map<String, serde_json::Value>) {
+        if let Some(at) = self.requested {
+            answer.insert("sendAt".into(), crate::clock::format_ms(at).into());
+        }
+        if let Some(at) = self.due {
+            answer.insert("scheduledFor".into(), crate::clock::format_ms(at).into());
+        }
     }
 }
 

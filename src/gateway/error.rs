@@ -124,6 +124,19 @@ pub enum ApiError {
     /// `404`: no such message for this API key (unknown and foreign ids alike).
     #[error("no message with this id for this API key")]
     MessageNotFound,
+    /// `404`: no batch with this id for this API key.
+    #[error("no batch with this id for this API key")]
+    BatchNotFound,
+    /// `409`: the message was handed to a provider (or is being): too late
+    /// to cancel.
+    #[error("the message was already handed to its provider ({0}): it cannot be cancelled")]
+    AlreadySent(&'static str),
+    /// `501`: `sendAt` or quiet hours where nothing can keep a message
+    /// until its time (SNS mode without `STATUS_TABLE`).
+    #[error(
+        "scheduled sends (sendAt, quietHours) need somewhere to wait: set STATUS_TABLE to a DynamoDB table"
+    )]
+    SchedulingNotConfigured,
     /// `501`: statuses are not kept here (SNS mode without `STATUS_TABLE`).
     #[error(
         "statuses and opt-outs are not kept by this deployment: set STATUS_TABLE to a DynamoDB table"
@@ -213,6 +226,13 @@ pub enum SendRefusals {
         content_type = "application/problem+json"
     )]
     KeyInFlight(ProblemDocument<'static>),
+    /// `sendAt` or quiet hours with SNS and no `STATUS_TABLE`.
+    #[response(
+        status = 501,
+        description = "scheduling-not-configured: sendAt or quietHours, with SNS and no STATUS_TABLE",
+        content_type = "application/problem+json"
+    )]
+    SchedulingNotConfigured(ProblemDocument<'static>),
     /// Not JSON.
     #[response(
         status = 415,
@@ -269,7 +289,7 @@ impl ApiError {
             | Self::RecipientOptedOut(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidPath(_) => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::IdempotencyInFlight { .. } => StatusCode::CONFLICT,
+            Self::IdempotencyInFlight { .. } | Self::AlreadySent(_) => StatusCode::CONFLICT,
             Self::ProviderFailed(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_)
             | Self::TimedOut
@@ -280,9 +300,10 @@ impl ApiError {
             Self::NotFound
             | Self::InboundNotFound
             | Self::MessageNotFound
+            | Self::BatchNotFound
             | Self::OptOutNotFound
             | Self::DeadLetterNotFound => StatusCode::NOT_FOUND,
-            Self::NoStatusStore => StatusCode::NOT_IMPLEMENTED,
+            Self::NoStatusStore | Self::SchedulingNotConfigured => StatusCode::NOT_IMPLEMENTED,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::SignatureInvalid => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -321,6 +342,9 @@ impl ApiError {
             Self::DeadLetterNotFound => "dead-letter-not-found",
             Self::NotFound => "not-found",
             Self::MessageNotFound => "message-not-found",
+            Self::BatchNotFound => "batch-not-found",
+            Self::AlreadySent(_) => "already-sent",
+            Self::SchedulingNotConfigured => "scheduling-not-configured",
             Self::NoStatusStore => "status-store-not-configured",
             Self::StoreUnavailable(_) => "store-unavailable",
             Self::WebhooksBusy => "webhooks-busy",

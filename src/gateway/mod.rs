@@ -142,6 +142,7 @@ impl AppState {
             admission: Arc::new(Admission::new(&config.delivery, config.tenants.clone())),
             send_rules: SendRules {
                 sms_max_segments: config.sms_max_segments,
+                schedule_max_days: config.schedule_max_days,
             },
             templates: Arc::new(crate::templates::service::Templates::new(&config.templates)),
         }
@@ -204,7 +205,14 @@ fn authenticated_routes(state: &AppState) -> Router<AppState> {
             "/api/v1/dead-letters/{id}/redrive",
             post(dead_letters::redrive),
         )
-        .route("/api/v1/messages/{id}", get(routes::status::get))
+        .route(
+            "/api/v1/messages/{id}",
+            get(routes::status::get).delete(routes::cancel::cancel_message),
+        )
+        .route(
+            "/api/v1/batches/{batchId}",
+            axum::routing::delete(routes::cancel::cancel_batch),
+        )
         .route("/api/v1/contacts/{number}", get(routes::contacts::get))
         .route("/api/v1/templates", get(routes::templates::list))
         .route(

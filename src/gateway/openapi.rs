@@ -85,17 +85,41 @@ pub struct SendRequest {
     /// (single sends' default) or `bulk` (batch entries' default).
     #[schema(value_type = Option<String>, pattern = "^(high|normal|bulk)$")]
     pub priority: Option<String>,
-    /// RFC 3339 with an offset, in the future, at most 35 days ahead: the
-    /// message is not handed to a provider after it (`failed`, code
-    /// `expired`). Not with `validitySeconds`.
+    /// RFC 3339 with an offset, in the future and after `sendAt`, at most
+    /// 35 days after the later of now and `sendAt`: the message is not
+    /// handed to a provider after it (`failed`, code `expired`). Not with
+    /// `validitySeconds`.
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
-    /// 1 to 3,024,000 (35 days): the same, counted from acceptance. Not with
-    /// `expiresAt`.
+    /// 1 to 3,024,000 (35 days): the same, counted from `sendAt` when the
+    /// message is scheduled, else from acceptance. Not with `expiresAt`.
     #[schema(minimum = 1, maximum = 3_024_000)]
     pub validity_seconds: Option<u32>,
+    /// RFC 3339 with an offset, at most `SCHEDULE_MAX_DAYS` (35) ahead: the
+    /// message is not sent before it. A past time means now.
+    #[schema(format = DateTime)]
+    pub send_at: Option<String>,
+    /// Hours the message must not arrive in: due inside them, it waits for
+    /// their end. Absent: the tenant's default from `TENANTS_FILE`, if any.
+    pub quiet_hours: Option<QuietHoursRequest>,
     /// The SMS to send when WhatsApp cannot reach the person (WhatsApp only).
     pub fallback: Option<FallbackRequest>,
+}
+
+/// `quietHours`: `{"from": "21:00", "to": "08:00", "timeZone": "Europe/Madrid"}`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+#[schema(as = QuietHours, rename_all = "camelCase")]
+pub struct QuietHoursRequest {
+    /// Start, local time `HH:MM`.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    pub from: String,
+    /// End (exclusive), local time `HH:MM`; before `from` when the hours
+    /// cross midnight.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    pub to: String,
+    /// An IANA zone, or `recipient`: the main zone of the number's country.
+    pub time_zone: String,
 }
 
 /// A WhatsApp message's SMS fallback.
@@ -121,6 +145,27 @@ pub struct Accepted {
     pub status: String,
     /// What an SMS costs (SMS only).
     pub sms: Option<crate::domain::SmsInfo>,
+    /// The request's `sendAt`, when in the future (RFC 3339, UTC).
+    pub send_at: Option<String>,
+    /// When it will go, when that is later than now: `sendAt` moved out of
+    /// the quiet hours (RFC 3339, UTC).
+    pub scheduled_for: Option<String>,
+}
+
+/// `DELETE /api/v1/batches/{batchId}`.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct BatchCancelled {
+    /// The batch.
+    pub batch_id: String,
+    /// Entries cancelled (now or before).
+    pub cancelled: usize,
+    /// Entries handed to their provider already.
+    pub already_sent: usize,
+    /// Each entry found: `{"messageId", "status"}`.
+    #[schema(value_type = Vec<Object>)]
+    pub messages: Vec<Value>,
 }
 
 /// A batch: `defaults` overlaid by each entry.
@@ -158,6 +203,10 @@ pub struct MessageView {
     /// The failure, when the message failed.
     #[schema(value_type = Option<Object>)]
     pub error: Option<Value>,
+    /// When it was due, if it was scheduled (RFC 3339).
+    pub scheduled_for: Option<String>,
+    /// The batch it was sent in.
+    pub batch_id: Option<String>,
     /// Statuses reached, in rank order (a failure last), the first leg's then a failover's.
     #[schema(value_type = Vec<Object>)]
     pub history: Vec<Value>,
@@ -244,6 +293,8 @@ impl Modify for Security {
         routes::messages::send,
         routes::batch::send_batch,
         routes::status::get,
+        routes::cancel::cancel_message,
+        routes::cancel::cancel_batch,
         routes::opt_outs::get,
         routes::contacts::get,
         routes::inbound::read,
@@ -260,7 +311,7 @@ impl Modify for Security {
         docs_page,
     ),
     components(schemas(
-        SendRequest, Accepted, BatchRequest, MessageView, OptOutChannels, DeadLetterList,
+        SendRequest, Accepted, BatchRequest, BatchCancelled, MessageView, OptOutChannels, DeadLetterList,
         Redriven, Health, ProviderWebhook, crate::gateway::error::ProblemDocument,
         crate::domain::FieldError, crate::domain::SmsInfo, crate::optout::OptOut,
     )),

@@ -65,6 +65,7 @@ impl EmbeddedPublisher {
                     "depth": s.depth,
                     "oldestAgeSeconds": s.oldest_age_ms.map(|ms| ms as f64 / 1000.0),
                     "deadLetters": s.dead_letters,
+                    "scheduledWaiting": s.scheduled_waiting,
                     "writeFailure": write_failure,
                 }),
             },

@@ -50,6 +50,10 @@ pub struct MessageInfo {
     /// Its fallback, kept so that a provider's later report of a failure
     /// that fails over can send it.
     pub fallback: Option<FallbackLeg>,
+    /// When it is due, if it was scheduled (`sendAt`, quiet hours), Unix ms.
+    pub scheduled_for_ms: Option<i64>,
+    /// The batch it was sent in.
+    pub batch_id: Option<String>,
 }
 
 impl MessageInfo {
@@ -65,6 +69,8 @@ impl MessageInfo {
             callback_data: envelope.callback_data.clone(),
             accepted_at_ms: envelope.accepted_at.timestamp_millis(),
             fallback: envelope.fallback.clone(),
+            scheduled_for_ms: envelope.send_at.map(|at| at.timestamp_millis()),
+            batch_id: envelope.batch_id.clone(),
         }
     }
 
@@ -77,6 +83,9 @@ impl MessageInfo {
 
 /// One status to merge.
 #[derive(Debug, Clone, PartialEq)]
+// `Message` is the larger by what the sender knew; an update is built once
+// per status and moved, never kept in bulk, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Update {
     /// From the gateway or the consumer, which know the message.
     Message {
@@ -167,6 +176,35 @@ pub trait StatusStore: OptOutStore + WindowStore + crate::templates::store::Temp
         id: &'a str,
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>>;
+
+    /// Cancels each of `ids` in `scope` that was not handed to a provider
+    /// (recording `cancelled`, with its event); says, in order, what it
+    /// found for each (an id with nothing stored may be left out).
+    fn cancel<'a>(
+        &'a self,
+        ids: &'a [String],
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<Vec<Cancellation>, StoreError>>;
+
+    /// Marks `envelope`'s message handed to a provider, just before the
+    /// call: `Ok(false)` when it was cancelled first (it must not be sent).
+    /// Stores whose queue decides this themselves (the embedded default's
+    /// lease and cancel share one writer) answer `true` at once.
+    fn hand<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = envelope;
+        Box::pin(async { Ok(true) })
+    }
+}
+
+/// What cancelling a message found (`DELETE /api/v1/messages/{id}`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancellation {
+    /// Cancelled, now or before: its record, status `cancelled`.
+    Cancelled(MessageRecord),
+    /// Handed to a provider already, or being handed: its record.
+    AlreadySent(MessageRecord),
+    /// No such message in the caller's scope.
+    NotFound,
 }
 
 /// The `accepted` update for an envelope the gateway has just published.

@@ -32,19 +32,23 @@ pub enum Status {
     Delivered,
     /// The recipient read (or played) it.
     Read,
+    /// Cancelled before it was handed to a provider (`DELETE
+    /// /api/v1/messages/{id}`): terminal, as nothing was sent.
+    Cancelled,
     /// A permanent failure: the consumer's or the provider's.
     Failed,
 }
 
 impl Status {
     /// Every status, in rank order with `Failed` last.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Accepted,
         Self::Redriven,
         Self::Submitted,
         Self::Sent,
         Self::Delivered,
         Self::Read,
+        Self::Cancelled,
         Self::Failed,
     ];
 
@@ -57,6 +61,7 @@ impl Status {
             Self::Sent => "sent",
             Self::Delivered => "delivered",
             Self::Read => "read",
+            Self::Cancelled => "cancelled",
             Self::Failed => "failed",
         }
     }
@@ -196,17 +201,20 @@ impl Entry {
 pub type History = BTreeMap<Status, Entry>;
 
 /// The current status of a history: the highest of `delivered`/`read` when
-/// either is there (delivery proven wins over a failure); else `failed` when
-/// it is there (terminal over `accepted`/`submitted`/`sent`); else the highest
-/// rank reached. `None` for an empty history.
+/// either is there (delivery proven wins over a failure); else `cancelled`
+/// when it is there (nothing was sent: a refusal recorded after it changes
+/// nothing); else `failed` when it is there (terminal over
+/// `accepted`/`submitted`/`sent`); else the highest rank reached. `None` for
+/// an empty history.
 pub fn current(history: &History) -> Option<Status> {
     let highest = history
         .keys()
         .copied()
-        .filter(|s| *s != Status::Failed)
+        .filter(|s| !matches!(s, Status::Failed | Status::Cancelled))
         .max();
     match highest {
         Some(s) if s.proves_delivery() => Some(s),
+        _ if history.contains_key(&Status::Cancelled) => Some(Status::Cancelled),
         _ if history.contains_key(&Status::Failed) => Some(Status::Failed),
         other => other,
     }
@@ -261,6 +269,13 @@ mod tests {
         use Status::*;
         match (a, b) {
             (x, y) if x == y => x,
+            (Cancelled, other) | (other, Cancelled) => {
+                if other.proves_delivery() {
+                    other
+                } else {
+                    Cancelled
+                }
+            }
             (Failed, other) | (other, Failed) => {
                 if other.proves_delivery() {
                     other
@@ -291,7 +306,8 @@ mod tests {
                 let mut h = history(&[a]);
                 let change = merge(&mut h, b, entry(9));
                 let (before, after) = (change.before.unwrap(), change.after.unwrap());
-                if before != Status::Failed && after != Status::Failed {
+                let terminal = |s| matches!(s, Status::Failed | Status::Cancelled);
+                if !terminal(before) && !terminal(after) {
                     assert!(after >= before, "{a:?} then {b:?}: {before:?} -> {after:?}");
                 }
                 if before.proves_delivery() {

@@ -56,6 +56,12 @@ pub struct MessageRecord {
     /// not reach the person): entries on another channel than the first.
     #[serde(default, skip_serializing_if = "History::is_empty")]
     pub fallback: History,
+    /// When it was due, if it was scheduled, Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for_ms: Option<i64>,
+    /// The batch it was sent in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
 }
 
 fn default_tenant() -> String {
@@ -84,6 +90,8 @@ impl MessageRecord {
             self.callback_data.clone_from(&info.callback_data);
             self.accepted_at_ms = info.accepted_at_ms;
             self.fallback_leg.clone_from(&info.fallback);
+            self.scheduled_for_ms = info.scheduled_for_ms;
+            self.batch_id.clone_from(&info.batch_id);
             self.history
                 .entry(Status::Accepted)
                 .or_insert_with(|| info.accepted_entry());
@@ -242,6 +250,8 @@ impl MessageRecord {
             priority: crate::contract::Priority::default(),
             // Kept with the leg.
             expires_at: self.fallback_leg.as_ref().and_then(|l| l.expires_at),
+            send_at: None,
+            batch_id: self.batch_id.clone(),
         };
         first.failover()
     }
@@ -271,6 +281,8 @@ impl MessageRecord {
             "acceptedAt": format_ms(self.accepted_at_ms),
             "updatedAt": format_ms(self.updated_at_ms),
             "error": self.error().map(model::StatusError::view),
+            "scheduledFor": self.scheduled_for_ms.map(format_ms),
+            "batchId": self.batch_id,
             "history": history,
         })
     }
@@ -330,6 +342,8 @@ mod tests {
             callback_data: Some("order-42".into()),
             accepted_at_ms: 1_000,
             fallback: None,
+            scheduled_for_ms: None,
+            batch_id: None,
         });
         r.merge(Status::Failed, entry(4_000, "whatsapp"), 4_000);
         r.merge(Status::Submitted, entry(2_000, "whatsapp"), 4_001);

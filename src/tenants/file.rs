@@ -10,6 +10,7 @@
 //! whatsapp = [{ phone_number_id = "1234567890", token = "env:ACME_WA_TOKEN", max_mps = 80 }]
 //! sms_senders = ["ACME", "+14155550100"]
 //! fair_share = 1
+//! quiet_hours = { from = "21:00", to = "08:00", time_zone = "recipient" }
 //! ```
 
 use std::collections::HashMap;
@@ -61,6 +62,37 @@ struct TenantShape {
     sms_senders: Vec<String>,
     #[serde(default = "one")]
     fair_share: u32,
+    /// The default of its sends without `quietHours` (the API's shape,
+    /// with `time_zone` for `timeZone`).
+    quiet_hours: Option<QuietShape>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuietShape {
+    from: String,
+    to: String,
+    time_zone: String,
+}
+
+/// A tenant's default quiet hours, checked by the API's own rules.
+fn quiet_hours(
+    shape: Option<&QuietShape>,
+    at: &str,
+) -> Result<Option<crate::domain::schedule::QuietHours>, TenantsFileError> {
+    let Some(q) = shape else {
+        return Ok(None);
+    };
+    let value = serde_json::json!({"from": q.from, "to": q.to, "timeZone": q.time_zone});
+    crate::domain::schedule::QuietHours::parse(&value, "quiet_hours")
+        .map(Some)
+        .map_err(|problems| {
+            let (field, message) = &problems[0];
+            rule(format!(
+                "{at}: {} {message}",
+                field.replace("timeZone", "time_zone")
+            ))
+        })
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,7 +176,9 @@ pub fn parse(text: &str, known: &Known<'_>) -> Result<Vec<Tenant>, TenantsFileEr
             }
             numbers.push(number(n, &at, known)?);
         }
+        let quiet_hours = quiet_hours(t.quiet_hours.as_ref(), &at)?;
         tenants.push(Tenant {
+            quiet_hours,
             id: t.id.as_str().into(),
             keys: t.keys,
             numbers,

@@ -31,6 +31,8 @@ pub struct Tenant {
     pub sms_senders: Vec<String>,
     /// Its weight in delivery scheduling.
     pub fair_share: u32,
+    /// The quiet hours of its sends that name none.
+    pub quiet_hours: Option<crate::domain::schedule::QuietHours>,
 }
 
 /// A WhatsApp number of a tenant.
@@ -84,6 +86,7 @@ impl Tenants {
                 numbers: Vec::new(),
                 sms_senders: Vec::new(),
                 fair_share: 1,
+                quiet_hours: None,
             }],
             by_key: HashMap::new(),
             configured: false,
@@ -143,6 +146,11 @@ impl Tenants {
     /// The weight of `tenant` in delivery scheduling (1 when unknown).
     pub fn share(&self, tenant: &str) -> u32 {
         self.get(tenant).map_or(1, |t| t.fair_share.max(1))
+    }
+
+    /// `tenant`'s default quiet hours.
+    pub fn quiet_hours(&self, tenant: &str) -> Option<&crate::domain::schedule::QuietHours> {
+        self.get(tenant).and_then(|t| t.quiet_hours.as_ref())
     }
 
     /// Every tenant's weight, for the embedded queue's lease.

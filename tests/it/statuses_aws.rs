@@ -243,6 +243,8 @@ async fn concurrent_writers_merge_without_locks() {
         callback_data: None,
         accepted_at_ms: 1_750_000_000_000,
         fallback: None,
+        scheduled_for_ms: None,
+        batch_id: None,
     };
     let entry = |at_ms: i64| Entry {
         at_ms,
@@ -397,6 +399,22 @@ impl StatusStore for FailingWrites {
         Result<Option<herald::status::MessageRecord>, herald::status::StoreError>,
     > {
         self.inner.get(id, scope)
+    }
+    fn cancel<'a>(
+        &'a self,
+        ids: &'a [String],
+        scope: &'a herald::status::Scope,
+    ) -> herald::status::BoxFuture<
+        'a,
+        Result<Vec<herald::status::Cancellation>, herald::status::StoreError>,
+    > {
+        self.inner.cancel(ids, scope)
+    }
+    fn hand<'a>(
+        &'a self,
+        envelope: &'a herald::contract::Envelope,
+    ) -> herald::status::BoxFuture<'a, Result<bool, herald::status::StoreError>> {
+        self.inner.hand(envelope)
     }
 }
 
@@ -560,6 +578,8 @@ async fn an_abandoned_failover_claim_is_taken_over_and_a_live_one_is_not() {
                 message: json!({"type": "text", "text": {"body": "by SMS"}}),
                 expires_at: None,
             }),
+            scheduled_for_ms: None,
+            batch_id: None,
         },
         status: Status::Submitted,
         entry: Entry::on("whatsapp", 1_750_000_001_000).by_attempt(1),

@@ -617,6 +617,8 @@ async fn expired_statuses_are_removed_on_a_timer() {
                 callback_data: None,
                 accepted_at_ms: 0,
                 fallback: None,
+                scheduled_for_ms: None,
+                batch_id: None,
             },
             status: Status::Submitted,
             entry: Entry::on("whatsapp", 0).by_attempt(1),

@@ -39,7 +39,11 @@ const ADMIT_IN_FLIGHT: usize = 32;
 
 /// The answer: counts, then one result per entry.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 struct BatchResponse {
+    /// Names the batch for `DELETE /api/v1/batches/{batchId}` and the
+    /// messages' `batchId`.
+    batch_id: Uuid,
     accepted: usize,
     rejected: usize,
     unavailable: usize,
@@ -68,6 +72,9 @@ struct EntryResult {
     retry_after: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     may_have_been_published: bool,
+    /// When the entry is due, if later than now (`sendAt`, quiet hours).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_for: Option<String>,
 }
 
 impl EntryResult {
@@ -81,6 +88,7 @@ impl EntryResult {
             sms: None,
             retry_after: None,
             may_have_been_published: false,
+            scheduled_for: None,
         }
     }
 }
@@ -96,6 +104,25 @@ enum Refusal {
 /// UUID v7 with its last random bits changed, so the entries of one batch sort
 /// together and a retry of the batch (same `Idempotency-Key`) gets the same ids.
 fn entry_id(base: Uuid, index: usize) -> Uuid {
+    entry_bits(base, index)
+}
+
+/// The id of the batch whose first id is `base`: like an entry's, with an
+/// index no entry has, so it sorts with them and a retry gets it again.
+pub(crate) fn batch_id(base: Uuid) -> Uuid {
+    entry_bits(base, usize::from(u16::MAX))
+}
+
+/// The ids a batch named `batch` may have given its entries, for at most
+/// `max_entries` entries (`BATCH_MAX_MESSAGES`).
+pub(crate) fn entry_ids(batch: Uuid, max_entries: usize) -> impl Iterator<Item = Uuid> {
+    // The batch id is its base id's bits with the entry bits of index
+    // 0xFFFF changed: changed again, they give the base back.
+    let base = entry_bits(batch, usize::from(u16::MAX));
+    (0..max_entries).map(move |index| entry_id(base, index))
+}
+
+fn entry_bits(base: Uuid, index: usize) -> Uuid {
     let mut bytes = *base.as_bytes();
     let [hi, lo] = u16::try_from(index).unwrap_or(u16::MAX).to_be_bytes();
     bytes[14] ^= hi;
@@ -155,6 +182,7 @@ pub async fn send_batch(
     let results = publish(&state, &caller, base, admitted, tokens).await?;
     let count = |status| results.iter().filter(|r| r.status == status).count();
     let response = BatchResponse {
+        batch_id: batch_id(base),
         accepted: count("accepted"),
         rejected: count("rejected"),
         unavailable: count("unavailable"),
@@ -208,6 +236,10 @@ async fn admit(
             state
                 .admission
                 .resolve_senders(tenant, &mut message)
+                .map_err(Refusal::Refused)?;
+            state
+                .admission
+                .schedule(tenant, &mut message)
                 .map_err(Refusal::Refused)?;
             state
                 .admission
@@ -282,14 +314,17 @@ async fn publish(
                 let sms = message.sms;
                 // A batch is a campaign unless it says otherwise.
                 message.priority.get_or_insert(Priority::Bulk);
-                let envelope =
+                let scheduled_for = message.send_at_ms.map(crate::clock::format_ms);
+                let mut envelope =
                     Envelope::new(id, message, &caller.key_id).for_tenant(&caller.tenant);
+                envelope.batch_id = Some(batch_id(base).to_string());
                 let publisher = state.publisher.clone();
                 let channel = envelope.channel.as_str();
                 publishing
                     .spawn(async move { (index, id, channel, publisher.publish(&envelope).await) });
                 let mut result = EntryResult::new(index, "accepted");
                 result.sms = sms;
+                result.scheduled_for = scheduled_for;
                 results.push(result);
             }
         }

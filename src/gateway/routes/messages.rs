@@ -10,6 +10,7 @@ use crate::contract::Envelope;
 use crate::domain::{OutboundMessage, SmsInfo};
 use crate::gateway::AppState;
 use crate::gateway::access_log::AccessRecord;
+use crate::gateway::admission::Scheduled;
 use crate::gateway::auth::Caller;
 use crate::gateway::error::ApiError;
 use crate::gateway::extract::JsonBody;
@@ -49,6 +50,7 @@ pub async fn send(
         .admission
         .resolve_senders(&caller.tenant, &mut message)?;
     let sms = message.sms;
+    let scheduled = state.admission.schedule(&caller.tenant, &mut message)?;
 
     let claim = state.idempotency.claim_if_keyed(
         &caller.key_id,
@@ -58,7 +60,10 @@ pub async fn send(
     );
     let reservation = match claim.await? {
         Keyed::Publish(reservation) => reservation,
-        Keyed::Replay(id) => return Ok(accepted(id, sms, AccessRecord::replay(Some(id)))),
+        Keyed::Replay(id) => {
+            let record = AccessRecord::replay(Some(id));
+            return Ok(accepted(id, sms, scheduled, record));
+        }
         // The key answered a batch: another request.
         Keyed::ReplayResponse(_) => return Err(ApiError::IdempotencyMismatch),
     };
@@ -85,15 +90,28 @@ pub async fn send(
         queue_message_id: receipt.queue_message_id,
         ..AccessRecord::default()
     };
-    Ok(accepted(id, sms, record))
+    Ok(accepted(id, sms, scheduled, record))
 }
 
-/// The `202`: the id, and for an SMS what it costs.
-fn accepted(id: Uuid, sms: Option<SmsInfo>, record: AccessRecord) -> Response {
-    let body = match sms {
-        None => format!(r#"{{"messageId":"{id}","status":"accepted"}}"#),
-        Some(sms) => {
-            serde_json::json!({"messageId": id, "status": "accepted", "sms": sms}).to_string()
+/// The `202`: the id, for an SMS what it costs, and for a scheduled message
+/// when it goes.
+fn accepted(
+    id: Uuid,
+    sms: Option<SmsInfo>,
+    scheduled: Scheduled,
+    record: AccessRecord,
+) -> Response {
+    let body = match (sms, scheduled == Scheduled::default()) {
+        (None, true) => format!(r#"{{"messageId":"{id}","status":"accepted"}}"#),
+        (sms, _) => {
+            let mut answer = serde_json::Map::new();
+            answer.insert("messageId".into(), id.to_string().into());
+            answer.insert("status".into(), "accepted".into());
+            if let Some(sms) = sms {
+                answer.insert("sms".into(), serde_json::json!(sms));
+            }
+            scheduled.describe(&mut answer);
+            serde_json::Value::Object(answer).to_string()
         }
     };
     let mut response = (

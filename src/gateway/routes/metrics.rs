@@ -23,6 +23,7 @@ pub async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError>
             number("oldestAgeSeconds").unwrap_or(0.0),
             number("deadLetters").unwrap_or(0.0),
         );
+        crate::metrics::scheduled_waiting(number("scheduledWaiting").unwrap_or(0.0));
     }
     let text = crate::metrics::render().ok_or(ApiError::NotFound)?;
     Ok((

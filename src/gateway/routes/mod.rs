@@ -1,6 +1,7 @@
 //! The gateway's route handlers, one file per resource.
 
 pub mod batch;
+pub mod cancel;
 pub mod contacts;
 pub mod dead_letters;
 pub mod health;

@@ -3,7 +3,7 @@
 //!
 //! Item layout (all with `sk = "status"`):
 //! - `pk = "msg#<message id>"`: the message. `apiKeyId`, `channel`, `to`,
-//!   `callbackData`, `acceptedAt` (written with `if_not_exists`: the first
+//!   `callbackData`, `acceptedAt`, `scheduledFor`, `batchId` (written with `if_not_exists`: the first
 //!   writer, gateway or consumer, sets them), `providerMessageId`,
 //!   `updatedAt`, and one attribute per reached status, `h_<channel>_<status>`
 //!   (a failover leg's entries beside the first leg's), holding
@@ -37,8 +37,10 @@
 //! Every item carries `expiresAt` (Unix seconds, `STATUS_TTL_DAYS` after its
 //! last write) for DynamoDB's TTL.
 
+mod cancel;
 mod claims;
 mod opt_outs;
+pub mod schedule;
 mod templates;
 mod windows;
 
@@ -140,6 +142,8 @@ fn record_from(item: &Item) -> MessageRecord {
     record.provider_message_id = text("providerMessageId");
     record.accepted_at_ms = number("acceptedAt").unwrap_or_default();
     record.fallback_leg = text("fallback").and_then(|f| serde_json::from_str(&f).ok());
+    record.scheduled_for_ms = number("scheduledFor");
+    record.batch_id = text("batchId");
     // Sent: the `failover` work done (or, on items from before it, claimed).
     record.failover_at_ms = match text("failover").as_deref() {
         Some("done") => Some(number("updatedAt").unwrap_or_default()),
@@ -330,6 +334,12 @@ impl DynamoStatusStore {
         if let Some(fallback) = &info.fallback {
             let json = serde_json::to_string(fallback).expect("a fallback serialises");
             extra.push(("fallback", s(json), true));
+        }
+        if let Some(at) = info.scheduled_for_ms {
+            extra.push(("scheduledFor", n(at), true));
+        }
+        if let Some(batch) = &info.batch_id {
+            extra.push(("batchId", s(batch), true));
         }
         if let Some(pid) = provider_message_id {
             extra.push(("providerMessageId", s(pid), false));
@@ -562,5 +572,40 @@ impl StatusStore for DynamoStatusStore {
                 .map(|item| record_from(&item))
                 .filter(|r| scope.covers(&r.api_key_id, &r.tenant)))
         })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        ids: &'a [String],
+        scope: &'a crate::tenants::Scope,
+    ) -> BoxFuture<'a, Result<Vec<crate::status::Cancellation>, StoreError>> {
+        Box::pin(async move {
+            // Most ids a batch's cancel asks about are not there: one read
+            // per hundred finds those that are.
+            let ids: Vec<String> = if ids.len() > 1 {
+                let found = self.existing(ids).await?;
+                ids.iter()
+                    .filter(|id| found.contains(*id))
+                    .cloned()
+                    .collect()
+            } else {
+                ids.to_vec()
+            };
+            let mut outcomes = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(CONCURRENCY) {
+                let cancels = chunk.iter().map(|id| self.cancel_one(id, scope));
+                for outcome in futures_util::future::join_all(cancels).await {
+                    outcomes.push(outcome?);
+                }
+            }
+            Ok(outcomes)
+        })
+    }
+
+    fn hand<'a>(
+        &'a self,
+        envelope: &'a crate::contract::Envelope,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.hand_over(envelope))
     }
 }
