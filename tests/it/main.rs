@@ -25,6 +25,7 @@ mod metrics;
 mod openapi;
 mod opt_outs;
 mod preflight;
+mod scheduling;
 mod sms;
 mod sms_aws;
 mod sms_batch;

@@ -393,6 +393,20 @@ impl TestApp {
         .await
     }
 
+    /// `DELETE` a path with `key`: the status and the answer as JSON
+    /// (`null` when it is not JSON).
+    pub async fn delete(&self, path: &str, key: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .delete(format!("{}{path}", self.address))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// `GET` a path.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
