@@ -1,4 +1,5 @@
-//! Expiring messages (`expiresAt`, `validitySeconds`): a message is not
+//! A message's times: how late a scheduled one came ([`note_lateness`]),
+//! and its expiry. Expiring messages (`expiresAt`, `validitySeconds`): a message is not
 //! handed to a provider after its expiry. It is checked before every
 //! attempt (a retry, a hold for pacing, an open circuit or the pair rate
 //! each come back through here), and a pacing wait never runs past it.
@@ -27,6 +28,18 @@ impl Pipeline {
             at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         );
         Some(self.refuse(envelope, attempt, EXPIRED_CODE, reason).await)
+    }
+}
+
+/// Counts how late a scheduled message came to its first attempt
+/// (`herald_schedule_lateness_seconds`).
+pub(super) fn note_lateness(envelope: &Envelope, attempt: u32) {
+    if attempt != 1 || envelope.pending_status.is_some() || envelope.failover_from.is_some() {
+        return;
+    }
+    if let Some(at) = envelope.send_at {
+        let late = (Utc::now() - at).num_milliseconds().max(0);
+        crate::metrics::schedule_lateness(late as f64 / 1000.0);
     }
 }
 

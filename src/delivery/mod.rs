@@ -208,14 +208,7 @@ impl Pipeline {
         attempt: u32,
         deadline: Option<tokio::time::Instant>,
     ) -> Decision {
-        if attempt == 1
-            && envelope.pending_status.is_none()
-            && envelope.failover_from.is_none()
-            && let Some(at) = envelope.send_at
-        {
-            let late = (chrono::Utc::now() - at).num_milliseconds().max(0);
-            crate::metrics::schedule_lateness(late as f64 / 1000.0);
-        }
+        expiry::note_lateness(envelope, attempt);
         let span = tracing::info_span!("deliver", envelope_id = %envelope.id, channel = envelope.channel.as_str(), to = %envelope.to.masked(), attempt);
         async move {
             // A status to record, not a message to send.

@@ -12,9 +12,26 @@ use crate::contract::Envelope;
 use crate::status::{Cancellation, Entry, History, MessageInfo, MessageRecord, Status};
 use crate::tenants::Scope;
 
+/// The writer's cancel: the outcomes left in `outcome`; how many queue
+/// rows it removed.
+pub(super) fn apply(
+    tx: &Transaction<'_>,
+    ids: &[String],
+    scope: &Scope,
+    outcome: &std::sync::Mutex<Vec<Cancellation>>,
+    now: i64,
+    emit: bool,
+) -> rusqlite::Result<i64> {
+    let (outcomes, removed) = cancel_all(tx, ids, scope, now, emit)?;
+    *outcome
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = outcomes;
+    Ok(removed)
+}
+
 /// Cancels each of `ids` in `scope`; with the outcomes, how many queue rows
 /// it removed.
-pub fn cancel_all(
+fn cancel_all(
     tx: &Transaction<'_>,
     ids: &[String],
     scope: &Scope,

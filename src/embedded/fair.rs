@@ -105,7 +105,11 @@ impl Fair {
             };
             let Some(id) = queue.pop() else {
                 if has_rows(tx, &tenant)? {
-                    self.idle_until.insert(tenant.clone(), now_ms + IDLE_MS);
+                    // Not visited again for a while, but not past its next
+                    // due row (a scheduled burst is leased when it is due).
+                    let next = next_due(tx, &tenant, now_ms)?;
+                    let until = next.map_or(now_ms + IDLE_MS, |d| d.min(now_ms + IDLE_MS));
+                    self.idle_until.insert(tenant.clone(), until);
                 } else {
                     self.clock.remove(&tenant);
                     self.idle_until.remove(&tenant);
@@ -196,6 +200,23 @@ fn due_ids(
         }
     }
     Ok(ids)
+}
+
+/// When `tenant`'s next row not due yet comes due (a seek per priority).
+fn next_due(tx: &Transaction<'_>, tenant: &str, now_ms: i64) -> rusqlite::Result<Option<i64>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT MIN(due_at) FROM envelopes WHERE tenant = ?1 AND priority = ?2 AND due_at > ?3",
+    )?;
+    let mut next: Option<i64> = None;
+    for priority in Priority::ALL {
+        let due: Option<i64> =
+            stmt.query_row(params![tenant, priority.rank(), now_ms], |r| r.get(0))?;
+        next = match (next, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(next)
 }
 
 /// True when `tenant` has any row (due or not, leased or not).

@@ -21,6 +21,7 @@ use crate::tenants::Scope;
 use outbox::{EventOutcome, OutboxEvent};
 
 mod cancel;
+mod counters;
 mod envelopes;
 mod error;
 pub mod event_sender;

@@ -4,13 +4,13 @@
 //! keeps the counters, and expires old statuses on its timer.
 
 use crate::tenants::Scope;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+pub(super) use super::counters::{Counters, MAX_CACHED_WINDOWS};
 use super::envelopes::{self, Settlement};
 use super::error::QueueError;
 use super::opt_outs;
@@ -18,7 +18,7 @@ use super::outbox::{self, EventOutcome, OutboxEvent};
 use super::statuses;
 use super::store::{DeadLetter, DeadLetterKind, Leased, Store};
 use crate::clock::now_ms;
-use crate::optout::{OptOut, OptOutUpdate};
+use crate::optout::OptOutUpdate;
 use crate::status::{Inbound, MessageRecord, Update};
 
 /// Most requests committed in one transaction.
@@ -123,44 +123,6 @@ pub(super) enum Request {
         scope: Scope,
         reply: oneshot::Sender<Result<Vec<DeadLetter>, QueueError>>,
     },
-}
-
-/// Figures the writer keeps up to date after each commit, read without a query.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    pub(super) depth: AtomicU64,
-    pub(super) dead_letters: AtomicU64,
-    /// Reads of the database for `/health` (tests check it stays cached).
-    pub(super) health_reads: AtomicU64,
-    /// Operators' and tests' switch: every write fails as if the disk were full.
-    pub(super) simulate_full_disk: AtomicBool,
-    /// Tests' switch: the writer pauses this many ms after each commit, before
-    /// answering (a slow fsync).
-    pub(super) simulate_slow_commit_ms: AtomicU64,
-    /// Status changes and inbound messages queue events (`EVENTS_WEBHOOK_URL`).
-    pub(super) emit_events: AtomicBool,
-    /// How long statuses are kept, ms (`STATUS_TTL_DAYS`).
-    pub(super) status_ttl_ms: AtomicU64,
-    /// Every opt-out, as committed (see [`opt_outs`]): written by the writer
-    /// thread after each commit, read by the gateway and the worker.
-    pub(super) opt_outs: std::sync::RwLock<HashMap<String, OptOut>>,
-    /// Windows read lately, as committed: filled by the writer thread when
-    /// it answers a read, dropped by it after a commit that changes them, so
-    /// the gateway's check at the edge costs no query and is never stale.
-    pub(super) windows: std::sync::Mutex<HashMap<(String, String), crate::window::Window>>,
-}
-
-/// Most windows [`Counters::windows`] holds; past it, it starts over.
-const MAX_CACHED_WINDOWS: usize = 100_000;
-
-impl Counters {
-    fn windows(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), crate::window::Window>> {
-        self.windows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 /// Applies requests until every handle is dropped. Writes that arrive together
@@ -293,16 +255,10 @@ fn apply(
             scope,
             outcome,
             ..
-        } => {
-            let (outcomes, removed) = super::cancel::cancel_all(tx, ids, scope, now, emit)?;
-            *outcome
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = outcomes;
-            Ok(Delta {
-                depth: -removed,
-                dead_letters: 0,
-            })
-        }
+        } => super::cancel::apply(tx, ids, scope, outcome, now, emit).map(|removed| Delta {
+            depth: -removed,
+            dead_letters: 0,
+        }),
         _ => Ok(Delta::default()),
     }
 }

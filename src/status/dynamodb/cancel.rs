@@ -39,12 +39,36 @@ impl DynamoStatusStore {
         Ok(output.item)
     }
 
-    /// Cancels message `id` in `scope` (see the module documentation).
-    pub(super) async fn cancel_one(
+    /// Cancels each of `ids` in `scope`, in order; ids with no message
+    /// item are left out.
+    pub(super) async fn cancel_all(
         &self,
-        id: &str,
+        ids: &[String],
         scope: &Scope,
-    ) -> Result<Cancellation, StoreError> {
+    ) -> Result<Vec<Cancellation>, StoreError> {
+        // Most ids a batch's cancel asks about are not there: one read per
+        // hundred finds those that are.
+        let ids: Vec<String> = if ids.len() > 1 {
+            let found = self.existing(ids).await?;
+            ids.iter()
+                .filter(|id| found.contains(*id))
+                .cloned()
+                .collect()
+        } else {
+            ids.to_vec()
+        };
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::CONCURRENCY) {
+            let cancels = chunk.iter().map(|id| self.cancel_one(id, scope));
+            for outcome in futures_util::future::join_all(cancels).await {
+                outcomes.push(outcome?);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Cancels message `id` in `scope` (see the module documentation).
+    async fn cancel_one(&self, id: &str, scope: &Scope) -> Result<Cancellation, StoreError> {
         let Some(item) = self.message_item(id).await? else {
             return Ok(Cancellation::NotFound);
         };
@@ -95,7 +119,7 @@ impl DynamoStatusStore {
 
     /// Which of `ids` have a message item: one `BatchGetItem` per 100
     /// (a batch's cancel looks up every id its entries could have).
-    pub(super) async fn existing(
+    async fn existing(
         &self,
         ids: &[String],
     ) -> Result<std::collections::HashSet<String>, StoreError> {

@@ -579,27 +579,7 @@ impl StatusStore for DynamoStatusStore {
         ids: &'a [String],
         scope: &'a crate::tenants::Scope,
     ) -> BoxFuture<'a, Result<Vec<crate::status::Cancellation>, StoreError>> {
-        Box::pin(async move {
-            // Most ids a batch's cancel asks about are not there: one read
-            // per hundred finds those that are.
-            let ids: Vec<String> = if ids.len() > 1 {
-                let found = self.existing(ids).await?;
-                ids.iter()
-                    .filter(|id| found.contains(*id))
-                    .cloned()
-                    .collect()
-            } else {
-                ids.to_vec()
-            };
-            let mut outcomes = Vec::with_capacity(ids.len());
-            for chunk in ids.chunks(CONCURRENCY) {
-                let cancels = chunk.iter().map(|id| self.cancel_one(id, scope));
-                for outcome in futures_util::future::join_all(cancels).await {
-                    outcomes.push(outcome?);
-                }
-            }
-            Ok(outcomes)
-        })
+        Box::pin(self.cancel_all(ids, scope))
     }
 
     fn hand<'a>(
