@@ -235,6 +235,9 @@ pub struct GatewayConfig {
     pub sms_max_segments: usize,
     /// `SCHEDULE_MAX_DAYS`: the furthest `sendAt`, 1 to 365 days, default 35.
     pub schedule_max_days: u32,
+    /// `MEDIA_MAX_BYTES`: the largest upload, below WhatsApp's own limits,
+    /// default 104 857 600 (100 MB, WhatsApp's largest).
+    pub media_max_bytes: u64,
     /// `BATCH_MAX_MESSAGES`: most entries in one batch, 1 to 10 000, default 1 000.
     pub batch_max_messages: usize,
     /// `BATCH_MAX_BODY_BYTES`: largest batch body, default 4 MiB.
@@ -444,6 +447,7 @@ impl GatewayConfig {
             admin_key_ids,
             sms_max_segments: vars.ranged("SMS_MAX_SEGMENTS", 10, 1, 100)?,
             schedule_max_days: vars.ranged("SCHEDULE_MAX_DAYS", 35, 1, 365)?,
+            media_max_bytes: vars.ranged("MEDIA_MAX_BYTES", 100 << 20, 1, 100 << 20)?,
             metrics: metrics_on(&vars)?,
             batch_max_messages: vars.ranged("BATCH_MAX_MESSAGES", 1000, 1, 10_000)?,
             batch_max_body_bytes: vars.ranged("BATCH_MAX_BODY_BYTES", 4 << 20, 1024, 64 << 20)?,

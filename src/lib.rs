@@ -40,6 +40,7 @@ pub mod embedded;
 pub mod events;
 pub mod fleet;
 pub mod gateway;
+pub mod media;
 pub mod metrics;
 pub mod optout;
 pub mod preflight;

@@ -118,8 +118,11 @@ impl Application {
         )
         .map_err(StartupError::EmbeddedQueue)?;
         queue.set_shares(config.tenants.shares());
-        let pipeline =
-            Pipeline::from_config(&config.delivery)?.with_tenants(config.tenants.clone());
+        let media: Arc<dyn crate::media::MediaStore> =
+            Arc::new(crate::media::files::FileMediaStore::new(&config.data_dir));
+        let pipeline = Pipeline::from_config(&config.delivery)?
+            .with_tenants(config.tenants.clone())
+            .with_media(media.clone());
         let delivery = pipeline.describe();
         tracing::info!(mode = "embedded", data_dir = %queue.data_dir().display(), delivery = %delivery,
             "no SNS_TOPIC_ARN: running the whole pipeline here on the embedded durable queue");
@@ -155,6 +158,7 @@ impl Application {
         };
         let mut app = Self::with_publisher(config, Arc::new(EmbeddedPublisher::new(queue))).await?;
         app.state.delivery = Some(pipeline);
+        app.state.media = Some(media);
         app.state
             .set_status_store(statuses, std::time::Duration::ZERO);
         app.worker = Some(worker);
@@ -247,9 +251,9 @@ impl Application {
         let events = self
             .events
             .map(|e| tokio::spawn(e.run_until_stopped(on_stop(stopped.clone()))));
-        if let Some(sweeper) = self.sweeper {
-            tokio::spawn(sweeper.run_until_stopped(on_stop(stopped.clone())));
-        }
+        let sweeper = self
+            .sweeper
+            .map(|s| tokio::spawn(s.run_until_stopped(on_stop(stopped.clone()))));
         if self.state.templates.configured() {
             let templates = self.state.templates.clone();
             tokio::spawn(templates.run_until_stopped(on_stop(stopped.clone())));
@@ -270,6 +274,13 @@ impl Application {
         {
             tracing::warn!(
                 "deliveries still in flight at the shutdown deadline: they will be delivered again after the restart"
+            );
+        }
+        if let Some(sweeper) = sweeper
+            && tokio::time::timeout_at(until, sweeper).await.is_err()
+        {
+            tracing::warn!(
+                "a sweep of the schedule was publishing at the shutdown deadline: its messages are published again when their claims lapse"
             );
         }
         if let Some(events) = events

@@ -57,6 +57,23 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
     fn knows_code(&self, _code: i64) -> bool {
         false
     }
+
+    /// Uploads kept media for sends to refer to: the provider's id for it,
+    /// or `None` when this provider takes no uploads.
+    fn upload<'a>(
+        &'a self,
+        info: &'a crate::media::MediaInfo,
+        body: crate::media::MediaBody,
+    ) -> Option<BoxFuture<'a, Result<String, ProviderError>>> {
+        let _ = (info, body);
+        None
+    }
+
+    /// True when a failure with this code may mean a media id the provider
+    /// issued is no longer known (it is uploaded again).
+    fn media_gone(&self, _code: i64) -> bool {
+        false
+    }
 }
 
 /// What a failure means for the message. Each channel maps its own errors

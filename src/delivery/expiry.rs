@@ -31,10 +31,13 @@ impl Pipeline {
     }
 }
 
-/// Counts how late a scheduled message came to its first attempt
-/// (`herald_schedule_lateness_seconds`).
-pub(super) fn note_lateness(envelope: &Envelope, attempt: u32) {
-    if attempt != 1 || envelope.pending_status.is_some() || envelope.failover_from.is_some() {
+/// Counts how late a scheduled message came to its first attempt that
+/// counts, the pacer's wait included (`herald_schedule_lateness_seconds`).
+pub(super) fn note_lateness(envelope: &Envelope, attempt: u32, decision: &Decision) {
+    // A hold gives its attempt back: the next is the first again.
+    let held = matches!(decision, Decision::Retry { counted: false, .. });
+    if attempt != 1 || held || envelope.pending_status.is_some() || envelope.failover_from.is_some()
+    {
         return;
     }
     if let Some(at) = envelope.send_at {

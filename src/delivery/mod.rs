@@ -24,6 +24,7 @@ pub mod breaker;
 mod capacity;
 pub mod decision;
 pub mod expiry;
+pub mod media;
 mod outcome;
 mod recording;
 pub mod retry;
@@ -90,6 +91,8 @@ pub struct Pipeline {
     status_outbox: Option<recording::Outbox>,
     /// Whose opt-outs each tenant's sends honour.
     tenants: Arc<crate::tenants::Tenants>,
+    /// Kept media, for sends that refer to it by `mediaId`.
+    media: Option<Arc<dyn crate::media::MediaStore>>,
 }
 
 /// Why the pipeline could not be built.
@@ -153,6 +156,7 @@ impl Pipeline {
             statuses: None,
             status_outbox: None,
             tenants: Arc::default(),
+            media: None,
         }
     }
 
@@ -208,7 +212,6 @@ impl Pipeline {
         attempt: u32,
         deadline: Option<tokio::time::Instant>,
     ) -> Decision {
-        expiry::note_lateness(envelope, attempt);
         let span = tracing::info_span!("deliver", envelope_id = %envelope.id, channel = envelope.channel.as_str(), to = %envelope.to.masked(), attempt);
         async move {
             // A status to record, not a message to send.
@@ -246,6 +249,7 @@ impl Pipeline {
                 };
             }
             let (decision, busy) = self.send(envelope, attempt, deadline).await;
+            expiry::note_lateness(envelope, attempt, &decision);
             outcome::log_decision(&decision, envelope.message_type());
             self.count(envelope, &decision);
             let recording = tokio::time::Instant::now();
@@ -309,6 +313,11 @@ impl Pipeline {
             );
             return (decision, None);
         };
+        let resolved = match self.resolve_media(provider, envelope, attempt).await {
+            Ok(resolved) => resolved,
+            Err(decision) => return (decision, None),
+        };
+        let outgoing = resolved.as_ref().map_or(envelope, |r| &r.envelope);
         let deadline = expiry::until_expiry(envelope, deadline);
         let (admission, checks) = match Self::clear_to_send(provider, envelope, deadline).await {
             Ok(cleared) => cleared,
@@ -325,7 +334,7 @@ impl Pipeline {
             return (stop, None);
         }
         let started = tokio::time::Instant::now();
-        let result = provider.channel.send(envelope).await;
+        let result = provider.channel.send(outgoing).await;
         let busy = checks + started.elapsed();
         crate::metrics::provider_call(envelope.channel.as_str(), started.elapsed().as_secs_f64());
         provider
@@ -333,7 +342,13 @@ impl Pipeline {
             .record(admission, result.as_ref().err().map(|e| e.class));
         match result {
             Ok(provider_id) => (Decision::Delivered { provider_id }, Some(busy)),
-            Err(error) => (self.decide(error, attempt), Some(busy)),
+            Err(error) => {
+                let decision = self.decide(error, attempt);
+                let again = self
+                    .media_gone(provider, resolved.as_ref(), &decision)
+                    .await;
+                (again.unwrap_or(decision), Some(busy))
+            }
         }
     }
 

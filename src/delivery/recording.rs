@@ -239,8 +239,9 @@ impl Pipeline {
 
     /// Marks the message handed to its provider, just before the call
     /// ([`crate::status::StatusStore::hand`]): `None` to send it; `Cancelled`
-    /// when a cancel came first; a retry when the store cannot be written (a
-    /// cancelled message is never sent on a guess, as an opt-out is not).
+    /// when a cancel came first; a hold (no attempt spent: nothing was sent)
+    /// when the store cannot be written (a cancelled message is never sent
+    /// on a guess, as an opt-out is not).
     pub(super) async fn hand(&self, envelope: &Envelope, attempt: u32) -> Option<Decision> {
         let store = self.statuses.as_ref()?;
         match store.hand(envelope).await {
@@ -251,7 +252,8 @@ impl Pipeline {
                 class: FailureClass::Retryable,
                 code: None,
                 reason: format!("cannot mark the message handed to its provider: {e}"),
-                counted: true,
+                // Nothing was sent: an outage spends no attempt.
+                counted: false,
             }),
         }
     }

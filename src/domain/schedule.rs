@@ -114,14 +114,30 @@ impl QuietHours {
         }
         let end = NaiveTime::from_num_seconds_from_midnight_opt(self.to * 60, 0)
             .unwrap_or(NaiveTime::MIN);
-        let naive = day.and_time(end);
-        // A local time a daylight-saving jump skips is the first after it.
-        let resolved = zone.from_local_datetime(&naive).earliest().or_else(|| {
-            zone.from_local_datetime(&(naive + Duration::hours(1)))
-                .earliest()
-        });
-        resolved.map_or(at, |t| t.with_timezone(&Utc)).max(at)
+        resolve_after(zone, day.and_time(end), at)
     }
+}
+
+/// The instant local time `naive` names in `zone` that is not before `at`:
+/// of a time the clocks pass twice (they go back), the first occurrence not
+/// before `at`; of a time they skip (they go forward), the first instant
+/// after the jump.
+fn resolve_after(zone: Tz, naive: chrono::NaiveDateTime, at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::LocalResult;
+    // A jump is at most a few hours: step a minute at a time past it.
+    for step in 0..=(4 * 60) {
+        let candidates = match zone.from_local_datetime(&(naive + Duration::minutes(step))) {
+            LocalResult::Single(t) => vec![t],
+            LocalResult::Ambiguous(a, b) => vec![a, b],
+            LocalResult::None => continue,
+        };
+        return candidates
+            .into_iter()
+            .map(|t| t.with_timezone(&Utc))
+            .find(|t| *t >= at)
+            .unwrap_or(at);
+    }
+    at
 }
 
 fn minutes(t: NaiveTime) -> u32 {
@@ -254,7 +270,28 @@ mod tests {
         let q = quiet(&json!({"from": "01:00", "to": "02:30", "timeZone": "Europe/Madrid"}));
         let to = PhoneNumber::parse("+34612345678").unwrap();
         let released = q.release(at("2026-03-29T00:15:00Z"), &to);
-        assert_eq!(released, at("2026-03-29T01:30:00Z"), "03:30 CEST");
+        assert_eq!(
+            released,
+            at("2026-03-29T01:00:00Z"),
+            "03:00 CEST, the jump's end"
+        );
+    }
+
+    #[test]
+    fn a_quiet_end_the_clock_passes_twice_is_the_occurrence_after_now() {
+        // 2026-10-25 in Madrid: 03:00 CEST becomes 02:00 CET; 02:15 comes twice.
+        let q = quiet(&json!({"from": "01:00", "to": "02:30", "timeZone": "Europe/Madrid"}));
+        let to = PhoneNumber::parse("+34612345678").unwrap();
+        // The first 02:15 (CEST, 00:15Z): quiet until the first 02:30 (00:30Z).
+        assert_eq!(
+            q.release(at("2026-10-25T00:15:00Z"), &to),
+            at("2026-10-25T00:30:00Z")
+        );
+        // The second 02:15 (CET, 01:15Z): quiet until the second 02:30 (01:30Z).
+        assert_eq!(
+            q.release(at("2026-10-25T01:15:00Z"), &to),
+            at("2026-10-25T01:30:00Z")
+        );
     }
 
     #[test]

@@ -16,13 +16,12 @@ use crate::tenants::Scope;
 /// rows it removed.
 pub(super) fn apply(
     tx: &Transaction<'_>,
-    ids: &[String],
-    scope: &Scope,
+    (ids, scope, batch): (&[String], &Scope, Option<&str>),
     outcome: &std::sync::Mutex<Vec<Cancellation>>,
     now: i64,
     emit: bool,
 ) -> rusqlite::Result<i64> {
-    let (outcomes, removed) = cancel_all(tx, ids, scope, now, emit)?;
+    let (outcomes, removed) = cancel_all(tx, (ids, scope, batch), now, emit)?;
     *outcome
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = outcomes;
@@ -33,15 +32,16 @@ pub(super) fn apply(
 /// it removed.
 fn cancel_all(
     tx: &Transaction<'_>,
-    ids: &[String],
-    scope: &Scope,
+    (ids, scope, batch): (&[String], &Scope, Option<&str>),
     now: i64,
     emit: bool,
 ) -> rusqlite::Result<(Vec<Cancellation>, i64)> {
     let mut removed = 0;
     let mut outcomes = Vec::with_capacity(ids.len());
+    // Given a batch, only its messages are found.
+    let mine = |in_scope: bool, of: Option<&str>| in_scope && (batch.is_none() || of == batch);
     for id in ids {
-        let (outcome, gone) = cancel(tx, id, scope, now, emit)?;
+        let (outcome, gone) = cancel(tx, id, &mine, scope, now, emit)?;
         removed += i64::from(gone);
         outcomes.push(outcome);
     }
@@ -51,6 +51,7 @@ fn cancel_all(
 fn cancel(
     tx: &Transaction<'_>,
     id: &str,
+    mine: &dyn Fn(bool, Option<&str>) -> bool,
     scope: &Scope,
     now: i64,
     emit: bool,
@@ -62,8 +63,18 @@ fn cancel(
     let envelope = queued
         .as_ref()
         .and_then(|(body, _, _)| Envelope::from_json(body).ok())
-        .filter(|e| scope.covers(&e.api_key_id, &e.tenant));
-    let recorded = statuses::load(tx, id)?.filter(|r| scope.covers(&r.api_key_id, &r.tenant));
+        .filter(|e| {
+            mine(
+                scope.covers(&e.api_key_id, &e.tenant),
+                e.batch_id.as_deref(),
+            )
+        });
+    let recorded = statuses::load(tx, id)?.filter(|r| {
+        mine(
+            scope.covers(&r.api_key_id, &r.tenant),
+            r.batch_id.as_deref(),
+        )
+    });
     let (Some(envelope), Some((_, attempts, leased_until))) = (envelope, queued) else {
         return Ok((settled(recorded), false));
     };

@@ -368,13 +368,16 @@ impl crate::status::StatusStore for EmbeddedQueue {
         &'a self,
         ids: &'a [String],
         scope: &'a crate::tenants::Scope,
+        batch: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<crate::status::Cancellation>, StoreError>> {
         Box::pin(async move {
             let outcome = Arc::new(std::sync::Mutex::new(Vec::new()));
             let (ids, scope, shared) = (ids.to_vec(), scope.clone(), outcome.clone());
+            let batch = batch.map(str::to_owned);
             self.call(|reply| Request::Cancel {
                 ids,
                 scope,
+                batch,
                 outcome: shared,
                 reply,
             })

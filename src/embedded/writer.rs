@@ -86,6 +86,7 @@ pub(super) enum Request {
     Cancel {
         ids: Vec<String>,
         scope: Scope,
+        batch: Option<String>,
         outcome: Arc<std::sync::Mutex<Vec<crate::status::Cancellation>>>,
         reply: oneshot::Sender<Result<(), QueueError>>,
     },
@@ -253,12 +254,15 @@ fn apply(
         Request::Cancel {
             ids,
             scope,
+            batch,
             outcome,
             ..
-        } => super::cancel::apply(tx, ids, scope, outcome, now, emit).map(|removed| Delta {
-            depth: -removed,
-            dead_letters: 0,
-        }),
+        } => super::cancel::apply(tx, (ids, scope, batch.as_deref()), outcome, now, emit).map(
+            |removed| Delta {
+                depth: -removed,
+                dead_letters: 0,
+            },
+        ),
         _ => Ok(Delta::default()),
     }
 }

@@ -55,6 +55,18 @@ pub struct ErrorRecord {
     pub cause: Option<String>,
 }
 
+impl ErrorRecord {
+    /// A transient failure of a store: its message and causes.
+    pub fn transient(code: &'static str, error: &(dyn std::error::Error + 'static)) -> Self {
+        Self {
+            severe: false,
+            code,
+            message: error.to_string(),
+            cause: crate::telemetry::causes(error),
+        }
+    }
+}
+
 /// Adds the key's id to a response's access record.
 pub fn record_key_id(response: &mut Response, key_id: std::sync::Arc<str>) {
     let record = response

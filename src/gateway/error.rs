@@ -124,6 +124,25 @@ pub enum ApiError {
     /// `404`: no such message for this API key (unknown and foreign ids alike).
     #[error("no message with this id for this API key")]
     MessageNotFound,
+    /// `415`: a media type WhatsApp does not take.
+    #[error("WhatsApp does not take {0}: upload one of {types}", types = crate::media::kinds::all_types())]
+    MediaTypeNotAccepted(String),
+    /// `413`: over the largest size WhatsApp (or `MEDIA_MAX_BYTES`) takes
+    /// for the type.
+    #[error("the largest {kind} accepted is {limit} bytes")]
+    MediaTooLarge { kind: &'static str, limit: u64 },
+    /// `400`: the upload broke off, or had no `file` part.
+    #[error("{0}")]
+    UploadIncomplete(String),
+    /// `404`: no media with this id for this API key's tenant.
+    #[error("no media with this id for this API key's tenant")]
+    MediaNotFound,
+    /// `501`: media is not kept by this deployment (SNS mode).
+    #[error("media uploads are kept by the embedded default only in this version")]
+    NoMediaStore,
+    /// `503`: the media store failed (logged).
+    #[error("media cannot be kept or read right now; try again")]
+    MediaUnavailable(#[source] crate::media::MediaError),
     /// `404`: no batch with this id for this API key.
     #[error("no batch with this id for this API key")]
     BatchNotFound,
@@ -275,11 +294,17 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized | Self::SignatureMissing(_) => StatusCode::UNAUTHORIZED,
-            Self::MalformedJson(_) | Self::InvalidFields(_) | Self::InvalidHeader(_) => {
-                StatusCode::BAD_REQUEST
+            Self::MalformedJson(_)
+            | Self::InvalidFields(_)
+            | Self::InvalidHeader(_)
+            | Self::InvalidPath(_)
+            | Self::UploadIncomplete(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) | Self::EnvelopeTooLarge(_) | Self::MediaTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
             }
-            Self::PayloadTooLarge(_) | Self::EnvelopeTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::MediaTypeNotAccepted(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::IdempotencyMismatch
             | Self::ChannelNotConfigured { .. }
             | Self::SenderNotAllowed(_)
@@ -287,7 +312,6 @@ impl ApiError {
             | Self::TemplateNotFound { .. }
             | Self::TemplateNotApproved { .. }
             | Self::RecipientOptedOut(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::InvalidPath(_) => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::IdempotencyInFlight { .. } | Self::AlreadySent(_) => StatusCode::CONFLICT,
             Self::ProviderFailed(_) => StatusCode::BAD_GATEWAY,
@@ -295,15 +319,19 @@ impl ApiError {
             | Self::TimedOut
             | Self::IdempotencyStoreFull
             | Self::StoreUnavailable(_)
+            | Self::MediaUnavailable(_)
             | Self::WebhooksBusy
             | Self::FleetUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound
             | Self::InboundNotFound
             | Self::MessageNotFound
             | Self::BatchNotFound
+            | Self::MediaNotFound
             | Self::OptOutNotFound
             | Self::DeadLetterNotFound => StatusCode::NOT_FOUND,
-            Self::NoStatusStore | Self::SchedulingNotConfigured => StatusCode::NOT_IMPLEMENTED,
+            Self::NoStatusStore | Self::SchedulingNotConfigured | Self::NoMediaStore => {
+                StatusCode::NOT_IMPLEMENTED
+            }
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::SignatureInvalid => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -343,6 +371,12 @@ impl ApiError {
             Self::NotFound => "not-found",
             Self::MessageNotFound => "message-not-found",
             Self::BatchNotFound => "batch-not-found",
+            Self::MediaTypeNotAccepted(_) => "media-type-not-accepted",
+            Self::MediaTooLarge { .. } => "media-too-large",
+            Self::UploadIncomplete(_) => "upload-incomplete",
+            Self::MediaNotFound => "media-not-found",
+            Self::NoMediaStore => "media-not-configured",
+            Self::MediaUnavailable(_) => "media-store-unavailable",
             Self::AlreadySent(_) => "already-sent",
             Self::SchedulingNotConfigured => "scheduling-not-configured",
             Self::NoStatusStore => "status-store-not-configured",
@@ -365,6 +399,7 @@ impl ApiError {
             Self::TimedOut
             | Self::IdempotencyStoreFull
             | Self::StoreUnavailable(_)
+            | Self::MediaUnavailable(_)
             | Self::FleetUnavailable(_)
             | Self::WebhooksBusy => Some(Duration::from_secs(1)),
             _ => None,
@@ -384,24 +419,15 @@ impl IntoResponse for ApiError {
                 message: e.message.clone(),
                 cause: e.cause_chain(),
             }),
-            Self::StoreUnavailable(e) => Some(ErrorRecord {
-                severe: false,
-                code: self.code(),
-                message: e.to_string(),
-                cause: crate::telemetry::causes(e),
-            }),
+            Self::StoreUnavailable(e) => Some(ErrorRecord::transient(self.code(), e)),
             Self::ProviderFailed(cause) => Some(ErrorRecord {
                 severe: false,
                 code: self.code(),
                 message: "a provider call made for the request failed".into(),
                 cause: Some(cause.clone()),
             }),
-            Self::FleetUnavailable(e) => Some(ErrorRecord {
-                severe: false,
-                code: self.code(),
-                message: e.to_string(),
-                cause: crate::telemetry::causes(e),
-            }),
+            Self::MediaUnavailable(e) => Some(ErrorRecord::transient(self.code(), e)),
+            Self::FleetUnavailable(e) => Some(ErrorRecord::transient(self.code(), e)),
             Self::Internal { context, source } => Some(ErrorRecord {
                 severe: true,
                 code: self.code(),

@@ -11,14 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Extension, Query, State};
 use axum::http::HeaderName;
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
-use tower::timeout::TimeoutLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -34,6 +32,7 @@ mod connection_io;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod media_check;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
@@ -63,6 +62,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Longest a request may take, publishing included.
     pub request_timeout: Duration,
+    /// Kept media (the embedded default's files); `None` with SNS.
+    pub media: Option<Arc<dyn crate::media::MediaStore>>,
+    /// `MEDIA_MAX_BYTES`.
+    pub media_max_bytes: u64,
     /// Most entries in one batch, and the bounds on `defaults`.
     pub batch_limits: crate::domain::batch::BatchLimits,
     /// Largest batch body in bytes.
@@ -124,6 +127,8 @@ impl AppState {
             }),
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
+            media: None,
+            media_max_bytes: config.media_max_bytes,
             admin_key_ids: Arc::new(config.admin_key_ids.iter().cloned().collect()),
             batch_limits: crate::domain::batch::BatchLimits {
                 max_messages: config.batch_max_messages,
@@ -214,6 +219,15 @@ fn authenticated_routes(state: &AppState) -> Router<AppState> {
             axum::routing::delete(routes::cancel::cancel_batch),
         )
         .route("/api/v1/contacts/{number}", get(routes::contacts::get))
+        // An upload counts its own bytes against its type's limit.
+        .route(
+            "/api/v1/media",
+            post(routes::media::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/media/{id}",
+            get(routes::media::get).delete(routes::media::delete),
+        )
         .route("/api/v1/templates", get(routes::templates::list))
         .route(
             "/api/v1/inbound/{providerMessageId}/read",
@@ -288,10 +302,28 @@ pub fn router(state: AppState) -> Router {
                     ApiError::internal("handler panicked").into_response()
                 }))
                 // A request over REQUEST_TIMEOUT_MS (a stalled body, a stuck
-                // publish) ends as a problem document, like every other error.
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    ApiError::TimedOut
-                }))
-                .layer(TimeoutLayer::new(timeout)),
+                // publish) ends as a problem document, like every other error;
+                // an upload has UPLOAD_TIMEOUT in all, and REQUEST_TIMEOUT_MS
+                // for each of its chunks.
+                .layer(middleware::from_fn_with_state(timeout, limit_time)),
         )
+}
+
+/// How long a media upload may take in all.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Ends a request past its time with `ApiError::TimedOut`.
+async fn limit_time(
+    axum::extract::State(timeout): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let upload =
+        request.method() == axum::http::Method::POST && request.uri().path() == "/api/v1/media";
+    let limit = if upload { UPLOAD_TIMEOUT } else { timeout };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::TimedOut.into_response(),
+    }
 }

@@ -152,6 +152,23 @@ pub struct Accepted {
     pub scheduled_for: Option<String>,
 }
 
+/// `POST /api/v1/media`'s `201`.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct MediaView {
+    /// Herald's id: the same bytes from the same tenant are the same id.
+    pub media_id: String,
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+    /// The type, as WhatsApp names it.
+    pub mime_type: String,
+    /// The name it was uploaded with.
+    pub filename: Option<String>,
+}
+
 /// `DELETE /api/v1/batches/{batchId}`.
 #[derive(Debug, ToSchema)]
 #[schema(rename_all = "camelCase")]
@@ -295,6 +312,9 @@ impl Modify for Security {
         routes::status::get,
         routes::cancel::cancel_message,
         routes::cancel::cancel_batch,
+        routes::media::upload,
+        routes::media::get,
+        routes::media::delete,
         routes::opt_outs::get,
         routes::contacts::get,
         routes::inbound::read,
@@ -311,12 +331,13 @@ impl Modify for Security {
         docs_page,
     ),
     components(schemas(
-        SendRequest, Accepted, BatchRequest, BatchCancelled, MessageView, OptOutChannels, DeadLetterList,
+        SendRequest, Accepted, BatchRequest, BatchCancelled, MediaView, MessageView, OptOutChannels, DeadLetterList,
         Redriven, Health, ProviderWebhook, crate::gateway::error::ProblemDocument,
         crate::domain::FieldError, crate::domain::SmsInfo, crate::optout::OptOut,
     )),
     tags(
         (name = "messages", description = "Send, and follow what became of a message"),
+        (name = "media", description = "Upload once, reuse in sends"),
         (name = "opt-outs", description = "Recipients who opted out"),
         (name = "contacts", description = "A person's customer-service window and opt-outs"),
         (name = "templates", description = "The WhatsApp templates template sends are checked against"),

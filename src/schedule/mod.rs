@@ -32,4 +32,7 @@ pub trait ScheduleStore: Send + Sync + 'static {
     fn claim<'a>(&'a self, due: &'a Due, now_ms: i64) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Removes `due` once published.
     fn remove<'a>(&'a self, due: &'a Due) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Gives back the claim on `due` (its publish failed): the next sweep
+    /// takes it.
+    fn release<'a>(&'a self, due: &'a Due) -> BoxFuture<'a, Result<(), StoreError>>;
 }

@@ -1,9 +1,11 @@
 //! The gateways' sweep of the schedule: every [`SWEEP_EVERY`], the entries
 //! due are claimed (one gateway wins each), published to the topic and
 //! removed. A message is published within about one sweep period of its due
-//! time, plus SNS → SQS → consumer; a gateway that dies between publish and
-//! remove leaves the entry to be published again after its claim lapses (at
-//! least once, as SQS itself).
+//! time, plus SNS → SQS → consumer. A publish that failed gives its claim
+//! back (unless it may have gone out: then the claim lapses); a gateway that
+//! dies between publish and remove leaves the entry to be published again
+//! after its claim lapses (at least once, as SQS itself). At shutdown the
+//! gateway waits for a sweep in progress.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -79,7 +81,12 @@ impl Sweeper {
             return;
         };
         if let Err(e) = self.publisher.publish(&envelope).await {
-            tracing::warn!(message_id = %envelope.id, error.message = %e, "cannot publish a due message; it is published again after its claim lapses");
+            tracing::warn!(message_id = %envelope.id, error.message = %e, "cannot publish a due message; the next sweep tries again");
+            if !e.kind.may_have_published()
+                && let Err(e) = self.schedule.release(due).await
+            {
+                tracing::warn!(error.message = %e, "cannot give back a schedule claim; it lapses");
+            }
             return;
         }
         if let Err(e) = self.schedule.remove(due).await {

@@ -177,13 +177,15 @@ pub trait StatusStore: OptOutStore + WindowStore + crate::templates::store::Temp
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>>;
 
-    /// Cancels each of `ids` in `scope` that was not handed to a provider
-    /// (recording `cancelled`, with its event); says, in order, what it
-    /// found for each (an id with nothing stored may be left out).
+    /// Cancels each of `ids` in `scope` (and, given `batch`, of that batch:
+    /// others are not found) that was not handed to a provider (recording
+    /// `cancelled`, with its event); says, in order, what it found for each
+    /// (an id with nothing stored may be left out).
     fn cancel<'a>(
         &'a self,
         ids: &'a [String],
         scope: &'a Scope,
+        batch: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Cancellation>, StoreError>>;
 
     /// Marks `envelope`'s message handed to a provider, just before the

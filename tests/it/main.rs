@@ -21,6 +21,7 @@ mod gateway_health;
 mod gateway_hostile_input;
 mod gateway_idempotency;
 mod gateway_send;
+mod media;
 mod metrics;
 mod openapi;
 mod opt_outs;

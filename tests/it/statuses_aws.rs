@@ -404,11 +404,12 @@ impl StatusStore for FailingWrites {
         &'a self,
         ids: &'a [String],
         scope: &'a herald::status::Scope,
+        batch: Option<&'a str>,
     ) -> herald::status::BoxFuture<
         'a,
         Result<Vec<herald::status::Cancellation>, herald::status::StoreError>,
     > {
-        self.inner.cancel(ids, scope)
+        self.inner.cancel(ids, scope, batch)
     }
     fn hand<'a>(
         &'a self,

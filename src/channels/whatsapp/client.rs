@@ -17,6 +17,8 @@ use futures_util::future::BoxFuture;
 pub struct WhatsAppClient {
     http: reqwest::Client,
     messages_url: String,
+    /// `/{version}/{phone-number-id}/media`: uploads.
+    media_url: String,
     token: Secret,
     timeout: Duration,
     pacer: ThroughputLimiter,
@@ -44,6 +46,10 @@ impl WhatsAppClient {
             http,
             messages_url: format!(
                 "{}/{}/{}/messages",
+                config.base_url, config.api_version, config.phone_number_id
+            ),
+            media_url: format!(
+                "{}/{}/{}/media",
                 config.base_url, config.api_version, config.phone_number_id
             ),
             token: config.access_token.clone(),
@@ -104,6 +110,53 @@ impl WhatsAppClient {
     }
 }
 
+/// How long one upload may take (a 100 MB document on a slow link).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl WhatsAppClient {
+    /// Uploads kept media to this number (`POST /{phone-number-id}/media`,
+    /// multipart: `messaging_product`, `type`, `file`), streamed from where
+    /// it is kept; the Cloud API's media id.
+    pub async fn upload(
+        &self,
+        info: &crate::media::MediaInfo,
+        body: crate::media::MediaBody,
+    ) -> Result<String, WhatsAppError> {
+        let part = reqwest::multipart::Part::stream_with_length(
+            reqwest::Body::wrap_stream(body),
+            info.size,
+        )
+        .file_name(
+            info.filename
+                .clone()
+                .unwrap_or_else(|| info.media_id.clone()),
+        )
+        .mime_str(&info.mime_type)
+        .map_err(WhatsAppError::Connect)?;
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", info.mime_type.clone())
+            .part("file", part);
+        let request = self
+            .http
+            .post(&self.media_url)
+            .bearer_auth(self.token.expose())
+            .timeout(UPLOAD_TIMEOUT)
+            .multipart(form);
+        let answer = call(request, &UNANSWERED).await?;
+        if !answer.is_success() {
+            return Err(refused(&answer));
+        }
+        #[derive(serde::Deserialize)]
+        struct Uploaded {
+            id: String,
+        }
+        serde_json::from_slice::<Uploaded>(answer.body())
+            .map(|u| u.id)
+            .map_err(|_| unexpected(&answer))
+    }
+}
+
 /// A Graph API refusal: Meta's error object, or an undocumented answer.
 pub(super) fn refused(answer: &Answer<impl AsRef<[u8]>>) -> WhatsAppError {
     match serde_json::from_slice::<GraphErrorBody>(answer.body()) {
@@ -156,6 +209,22 @@ impl Provider for WhatsAppClient {
 
     fn cannot_reach(&self, code: i64) -> bool {
         super::error::unreachable_on_whatsapp(code)
+    }
+
+    fn upload<'a>(
+        &'a self,
+        info: &'a crate::media::MediaInfo,
+        body: crate::media::MediaBody,
+    ) -> Option<BoxFuture<'a, Result<String, ProviderError>>> {
+        Some(Box::pin(async move {
+            Ok(WhatsAppClient::upload(self, info, body).await?)
+        }))
+    }
+
+    fn media_gone(&self, code: i64) -> bool {
+        // Graph's "invalid parameter" for an id it no longer has, and
+        // "media upload error" (Meta could not fetch the media).
+        matches!(code, 100 | 131_053)
     }
 
     fn knows_code(&self, code: i64) -> bool {

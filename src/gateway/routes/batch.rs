@@ -254,6 +254,12 @@ async fn admit(
                     )
                 })
                 .map_err(Refusal::Refused)?;
+            crate::gateway::media_check::check(state, tenant, &message)
+                .await
+                .map_err(|e| match e {
+                    ApiError::InvalidFields(errors) => Refusal::Invalid(errors),
+                    other => Refusal::Refused(other),
+                })?;
             Ok(message)
         })
         .buffered(ADMIT_IN_FLIGHT)

@@ -34,7 +34,7 @@ pub async fn cancel_message(
         return Err(ApiError::MessageNotFound);
     }
     let outcomes = store
-        .cancel(std::slice::from_ref(&id), &caller.scope)
+        .cancel(std::slice::from_ref(&id), &caller.scope, None)
         .await
         .map_err(ApiError::StoreUnavailable)?;
     match outcomes.into_iter().next() {
@@ -63,14 +63,19 @@ pub async fn cancel_batch(
     Path(batch_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = state.statuses.as_ref().ok_or(ApiError::NoStatusStore)?;
-    let batch = uuid::Uuid::try_parse(&batch_id).map_err(|_| ApiError::BatchNotFound)?;
+    // Only the form the batch answer gives: another spelling of the same
+    // UUID would not match the messages' `batchId`.
+    let batch = uuid::Uuid::try_parse(&batch_id)
+        .ok()
+        .filter(|b| b.to_string() == batch_id)
+        .ok_or(ApiError::BatchNotFound)?;
     // A batch's entries have ids derived from its id; the entries that
     // were refused have none stored, and are not found.
     let ids: Vec<String> = super::batch::entry_ids(batch, state.batch_limits.max_messages)
         .map(|id| id.to_string())
         .collect();
     let outcomes = store
-        .cancel(&ids, &caller.scope)
+        .cancel(&ids, &caller.scope, Some(&batch_id))
         .await
         .map_err(ApiError::StoreUnavailable)?;
     let mut messages = Vec::new();
@@ -81,10 +86,6 @@ pub async fn cancel_batch(
             Cancellation::AlreadySent(r) => (r, &mut sent),
             Cancellation::NotFound => continue,
         };
-        // Only this batch's: an id derived here could be another's.
-        if record.batch_id.as_deref() != Some(batch_id.as_str()) {
-            continue;
-        }
         *counter += 1;
         messages
             .push(json!({"messageId": record.id, "status": record.status().map(|s| s.as_str())}));

@@ -72,6 +72,7 @@ pub async fn send(
     // drops the reservation, freeing the key).
     state.admission.check(&caller.tenant, &message).await?;
     crate::gateway::template_check::check(&state.templates, None, &state.tenants, &message)?;
+    crate::gateway::media_check::check(&state, &caller.tenant, &message).await?;
 
     let id = reservation.as_ref().map_or_else(Uuid::now_v7, |r| r.id);
     let recipient = message.to.masked();

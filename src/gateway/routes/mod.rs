@@ -6,6 +6,7 @@ pub mod contacts;
 pub mod dead_letters;
 pub mod health;
 pub mod inbound;
+pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod opt_outs;

@@ -45,6 +45,7 @@ impl DynamoStatusStore {
         &self,
         ids: &[String],
         scope: &Scope,
+        batch: Option<&str>,
     ) -> Result<Vec<Cancellation>, StoreError> {
         // Most ids a batch's cancel asks about are not there: one read per
         // hundred finds those that are.
@@ -59,7 +60,7 @@ impl DynamoStatusStore {
         };
         let mut outcomes = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(super::CONCURRENCY) {
-            let cancels = chunk.iter().map(|id| self.cancel_one(id, scope));
+            let cancels = chunk.iter().map(|id| self.cancel_one(id, scope, batch));
             for outcome in futures_util::future::join_all(cancels).await {
                 outcomes.push(outcome?);
             }
@@ -68,12 +69,18 @@ impl DynamoStatusStore {
     }
 
     /// Cancels message `id` in `scope` (see the module documentation).
-    async fn cancel_one(&self, id: &str, scope: &Scope) -> Result<Cancellation, StoreError> {
+    async fn cancel_one(
+        &self,
+        id: &str,
+        scope: &Scope,
+        batch: Option<&str>,
+    ) -> Result<Cancellation, StoreError> {
         let Some(item) = self.message_item(id).await? else {
             return Ok(Cancellation::NotFound);
         };
         let record = record_from(&item);
-        if !scope.covers(&record.api_key_id, &record.tenant) {
+        let in_batch = batch.is_none() || record.batch_id.as_deref() == batch;
+        if !scope.covers(&record.api_key_id, &record.tenant) || !in_batch {
             return Ok(Cancellation::NotFound);
         }
         match record.status() {
@@ -138,13 +145,19 @@ impl DynamoStatusStore {
             let mut request = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
+                    .consistent_read(true)
                     .projection_expression("pk")
                     .build()
                     .map_err(|e| StoreError::caused_by("cannot build a batch read", e))?,
             );
-            // Unprocessed keys (throttling) are asked again, a few times.
-            for _ in 0..5 {
+            // Unprocessed keys (throttling) are asked again, a few times,
+            // further apart each time; keys left after that are an error
+            // (a cancel that cannot see an entry must not answer 200).
+            for round in 0..5u32 {
                 let Some(keys) = request.take() else { break };
+                if round > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;
+                }
                 let output = self
                     .client
                     .batch_get_item()
@@ -168,7 +181,13 @@ impl DynamoStatusStore {
                 }
                 request = output
                     .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table));
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+            if request.is_some() {
+                return Err(StoreError::new(
+                    "some of a batch's messages could not be read; try again",
+                ));
             }
         }
         Ok(found)

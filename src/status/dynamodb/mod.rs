@@ -239,7 +239,7 @@ impl DynamoStatusStore {
         entries: &[(Status, Entry)],
         extra: &[(&str, AttributeValue, bool)],
     ) -> Result<Item, StoreError> {
-        let mut sets = vec!["updatedAt = :now".to_owned(), "expiresAt = :exp".to_owned()];
+        let mut sets = vec!["updatedAt = :now".to_owned()];
         let mut request = self
             .client
             .update_item()
@@ -247,8 +247,12 @@ impl DynamoStatusStore {
             .key("pk", s(pk))
             .key("sk", s(SK))
             .expression_attribute_values(":now", n(now_ms()))
-            .expression_attribute_values(":exp", self.expires_at())
             .return_values(ReturnValue::AllNew);
+        // An `expiresAt` among `extra` replaces the usual one.
+        if !extra.iter().any(|(name, _, _)| *name == "expiresAt") {
+            sets.push("expiresAt = :exp".to_owned());
+            request = request.expression_attribute_values(":exp", self.expires_at());
+        }
         for (i, (status, entry)) in entries.iter().enumerate() {
             sets.push(format!("#h{i} = if_not_exists(#h{i}, :h{i})"));
             request = request
@@ -337,6 +341,7 @@ impl DynamoStatusStore {
         }
         if let Some(at) = info.scheduled_for_ms {
             extra.push(("scheduledFor", n(at), true));
+            extra.push(("expiresAt", self.expires_after_due(at), false));
         }
         if let Some(batch) = &info.batch_id {
             extra.push(("batchId", s(batch), true));
@@ -578,8 +583,9 @@ impl StatusStore for DynamoStatusStore {
         &'a self,
         ids: &'a [String],
         scope: &'a crate::tenants::Scope,
+        batch: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<crate::status::Cancellation>, StoreError>> {
-        Box::pin(self.cancel_all(ids, scope))
+        Box::pin(self.cancel_all(ids, scope, batch))
     }
 
     fn hand<'a>(

@@ -18,9 +18,11 @@ use crate::status::{BoxFuture, StoreError};
 
 /// Partitions of the schedule.
 pub const SHARDS: u32 = 8;
-/// How long a claim holds: a publish takes far less; a gateway that died
-/// holding one leaves it to the next sweep after it.
-const LEASE_MS: i64 = 60_000;
+/// How long a claim holds, from the claim: more than twice the longest AWS
+/// call (as [`super::claims::LEASE_MS`]), so a slow publish is never taken
+/// over and published twice; a gateway that died holding one leaves it to
+/// a sweep after it. A publish that fails gives its claim back at once.
+const LEASE_MS: i64 = super::claims::LEASE_MS;
 
 fn shard(id: &str) -> u32 {
     id.bytes()
@@ -33,6 +35,12 @@ fn key(id: &str, due_ms: i64) -> (String, String) {
 }
 
 impl DynamoStatusStore {
+    /// A scheduled message's TTL: its status TTL after it is due, not after
+    /// now (a 35-day schedule outlives a 30-day TTL).
+    pub(super) fn expires_after_due(&self, due_ms: i64) -> aws_sdk_dynamodb::types::AttributeValue {
+        n(due_ms.max(crate::clock::now_ms()) / 1000 + self.ttl.as_secs() as i64)
+    }
+
     /// Removes message `id`'s schedule entry (a cancel).
     pub(super) async fn unschedule(&self, id: &str, due_ms: i64) -> Result<(), StoreError> {
         let (pk, sk) = key(id, due_ms);
@@ -114,6 +122,7 @@ impl ScheduleStore for DynamoStatusStore {
 
     fn claim<'a>(&'a self, due: &'a Due, now_ms: i64) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            let now_ms = now_ms.max(crate::clock::now_ms());
             let result = self
                 .client
                 .update_item()
@@ -143,6 +152,22 @@ impl ScheduleStore for DynamoStatusStore {
 
     fn remove<'a>(&'a self, due: &'a Due) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.remove_item(due.pk.clone(), due.sk.clone()))
+    }
+
+    fn release<'a>(&'a self, due: &'a Due) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(&due.pk))
+                .key("sk", s(&due.sk))
+                .update_expression("REMOVE leaseUntil")
+                .condition_expression("attribute_exists(pk)")
+                .send()
+                .await
+                .map_err(|e| error("cannot give back a schedule claim", e))?;
+            Ok(())
+        })
     }
 }
 

@@ -91,7 +91,8 @@ impl FakeWhatsApp {
         pipeline_for(&self.config(timeout), max_attempts)
     }
 
-    /// Every request body the fake received (its POSTs), in order.
+    /// Every request body the fake received (its POSTs but media uploads),
+    /// in order.
     pub async fn bodies(&self) -> Vec<Value> {
         self.server
             .received_requests()
@@ -99,6 +100,7 @@ impl FakeWhatsApp {
             .unwrap_or_default()
             .iter()
             .filter(|r| r.method == wiremock::http::Method::POST)
+            .filter(|r| !r.url.path().ends_with("/media"))
             .map(|r| serde_json::from_slice(&r.body).expect("the consumer sends JSON"))
             .collect()
     }
@@ -193,6 +195,28 @@ pub fn send_endpoint() -> MockBuilder {
         .and(path(format!("/{VERSION}/{PHONE_NUMBER_ID}/messages")))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
         .and(header("content-type", "application/json"))
+}
+
+/// A mock of `POST /{version}/{phone-number-id}/media` (a multipart
+/// upload) that requires the bearer token.
+pub fn media_endpoint() -> MockBuilder {
+    Mock::given(method("POST"))
+        .and(path(format!("/{VERSION}/{PHONE_NUMBER_ID}/media")))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+}
+
+impl FakeWhatsApp {
+    /// The raw bodies of the media uploads the fake received, in order.
+    pub async fn uploads(&self) -> Vec<Vec<u8>> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path().ends_with("/media"))
+            .map(|r| r.body.clone())
+            .collect()
+    }
 }
 
 /// Meta's documented success response.

@@ -1,0 +1,316 @@
+//! Media on the embedded default: uploads checked against WhatsApp's types
+//! and sizes, kept by content per tenant, served and forgotten; sends that
+//! refer to them by `mediaId`, uploaded once to the sending number and
+//! reused, uploaded again when Meta no longer knows the id.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use wiremock::ResponseTemplate;
+use wiremock::matchers::body_string_contains;
+
+use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
+use crate::helpers::{KEY, OTHER_KEY, TO, TestApp, pairs};
+
+/// A PNG's signature and some bytes: WhatsApp checks types, Herald checks
+/// the declared type.
+fn png(len: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend((0..len).map(|i| (i % 251) as u8));
+    bytes
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn upload(app: &TestApp, key: &str, content_type: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let response = app
+        .client
+        .post(format!("{}/api/v1/media?filename=photo.png", app.address))
+        .header("x-api-key", key)
+        .header("content-type", content_type)
+        .body(bytes)
+        .send()
+        .await
+        .expect("gateway answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Two tenants: `ops` in `acme`, `billing` in `globex`, on the deployment's
+/// WhatsApp number, which answers sends and uploads.
+async fn two_tenants(dir: &std::path::Path, whatsapp: &FakeWhatsApp) -> TestApp {
+    let file = dir.join("tenants.toml");
+    std::fs::write(
+        &file,
+        "[[tenant]]\nid = \"acme\"\nkeys = [\"ops\"]\n\n[[tenant]]\nid = \"globex\"\nkeys = [\"billing\"]\n",
+    )
+    .unwrap();
+    let mut vars = whatsapp.vars();
+    vars.push(("TENANTS_FILE", file.to_str().unwrap().to_owned()));
+    vars.push(("DELIVERY_RETRY_BASE_MS", "20".to_owned()));
+    vars.push(("DELIVERY_RETRY_MAX_MS", "50".to_owned()));
+    TestApp::spawn_embedded(&dir.join("data"), &pairs(&vars)).await
+}
+
+async fn whatsapp_taking_media() -> FakeWhatsApp {
+    let whatsapp = FakeWhatsApp::start().await;
+    wa::send_endpoint()
+        .respond_with(wa::success("14155550123", "wamid.MEDIA"))
+        .mount(&whatsapp.server)
+        .await;
+    wa::media_endpoint()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "WA-MEDIA-1"})))
+        .mount(&whatsapp.server)
+        .await;
+    whatsapp
+}
+
+#[tokio::test]
+async fn an_upload_is_kept_by_content_per_tenant_served_and_forgotten() {
+    let whatsapp = whatsapp_taking_media().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = two_tenants(dir.path(), &whatsapp).await;
+    let bytes = png(300_000);
+    let (status, kept) = upload(&app, KEY, "image/png", bytes.clone()).await;
+    assert_eq!(status, 201, "{kept}");
+    assert_eq!(kept["sha256"], hex_sha256(&bytes));
+    assert_eq!(kept["size"], bytes.len());
+    assert_eq!(kept["mimeType"], "image/png");
+    assert_eq!(kept["filename"], "photo.png");
+    let id = kept["mediaId"].as_str().unwrap().to_owned();
+    let (_, again) = upload(&app, KEY, "image/png", bytes.clone()).await;
+    assert_eq!(again["mediaId"], id, "the same bytes, the same id");
+    let (_, theirs) = upload(&app, OTHER_KEY, "image/png", bytes.clone()).await;
+    assert_ne!(theirs["mediaId"], id, "another tenant's copy is its own");
+
+    let path = format!("/api/v1/media/{id}");
+    let served = app
+        .client
+        .get(format!("{}{path}", app.address))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "image/png");
+    assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let foreign = app
+        .client
+        .get(format!("{}{path}", app.address))
+        .header("x-api-key", OTHER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 404, "another tenant cannot read it");
+    assert_eq!(app.delete(&path, OTHER_KEY).await.0, 404, "nor delete it");
+    assert_eq!(app.delete(&path, KEY).await.0, 204);
+    assert_eq!(app.delete(&path, KEY).await.0, 404);
+    assert_eq!(
+        app.delete("/api/v1/media/..%2F..%2Fqueue.sqlite3", KEY)
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn uploads_are_checked_against_whatsapps_types_and_sizes() {
+    let whatsapp = whatsapp_taking_media().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = two_tenants(dir.path(), &whatsapp).await;
+    let (status, problem) = upload(&app, KEY, "image/gif", png(10)).await;
+    assert_eq!(status, 415, "{problem}");
+    assert_eq!(problem["code"], "media-type-not-accepted");
+    // Over 5 MB for an image: refused from its Content-Length.
+    let (status, problem) = upload(&app, KEY, "image/jpeg", vec![0u8; (5 << 20) + 1]).await;
+    assert_eq!(status, 413, "{problem}");
+    assert_eq!(problem["code"], "media-too-large");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("5242880"),
+        "{problem}"
+    );
+    // The same without a length (chunked): refused as it passes the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..6).map(|_| Ok(vec![0u8; 1 << 20])).collect();
+    let response = app
+        .client
+        .post(format!("{}/api/v1/media", app.address))
+        .header("x-api-key", KEY)
+        .header("content-type", "image/jpeg")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    // A static sticker over 100 KB.
+    let mut webp = b"RIFF\0\0\0\0WEBPVP8 ".to_vec();
+    webp.resize(150 * 1024, 0);
+    let (status, problem) = upload(&app, KEY, "image/webp", webp).await;
+    assert_eq!(status, 413, "{problem}");
+    // Nothing half-written is left behind.
+    let incoming = dir.path().join("data/media/incoming");
+    let left = std::fs::read_dir(&incoming).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "spooled uploads removed");
+}
+
+#[tokio::test]
+async fn a_multipart_upload_takes_its_file_part() {
+    let whatsapp = whatsapp_taking_media().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = two_tenants(dir.path(), &whatsapp).await;
+    let bytes = b"%PDF-1.7 invoice".to_vec();
+    let form = reqwest::multipart::Form::new()
+        .text("note", "ignored")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.clone())
+                .file_name("invoice.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        );
+    let response = app
+        .client
+        .post(format!("{}/api/v1/media", app.address))
+        .header("x-api-key", KEY)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let kept: Value = response.json().await.unwrap();
+    assert_eq!(kept["filename"], "invoice.pdf");
+    assert_eq!(kept["mimeType"], "application/pdf");
+    assert_eq!(kept["sha256"], hex_sha256(&bytes));
+    let empty = reqwest::multipart::Form::new().text("note", "no file");
+    let response = app
+        .client
+        .post(format!("{}/api/v1/media", app.address))
+        .header("x-api-key", KEY)
+        .multipart(empty)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn a_send_by_media_id_uploads_once_and_reuses_it() {
+    let whatsapp = whatsapp_taking_media().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = two_tenants(dir.path(), &whatsapp).await;
+    let bytes = png(50_000);
+    let (_, kept) = upload(&app, KEY, "image/png", bytes.clone()).await;
+    let id = kept["mediaId"].as_str().unwrap();
+    for n in 0..2 {
+        let sent = app
+            .send_accepted(&json!({"to": TO, "image": {"mediaId": id, "caption": "receipt"}}))
+            .await;
+        app.wait_for_status(&sent, "submitted").await;
+        let body = &whatsapp.bodies().await[n];
+        assert_eq!(body["image"]["id"], "WA-MEDIA-1", "{body}");
+        assert_eq!(body["image"]["caption"], "receipt");
+        assert!(body["image"].get("mediaId").is_none(), "{body}");
+    }
+    let uploads = whatsapp.uploads().await;
+    assert_eq!(uploads.len(), 1, "uploaded once, reused after");
+    let upload = &uploads[0];
+    let contains = |needle: &[u8]| upload.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"name=\"messaging_product\"") && contains(b"whatsapp"));
+    assert!(contains(b"name=\"type\"") && contains(b"image/png"));
+    assert!(contains(&bytes[..2000]), "the file's bytes are the part's");
+
+    // An id the tenant does not have, and one of the wrong kind.
+    let (_, theirs) = upload_of(&app, OTHER_KEY, &bytes).await;
+    let (status, problem) = app
+        .send(&json!({"to": TO, "image": {"mediaId": theirs}}))
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "image.mediaId");
+    let (status, problem) = app
+        .send(&json!({"to": TO, "document": {"mediaId": id}}))
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("image")
+    );
+}
+
+async fn upload_of(app: &TestApp, key: &str, bytes: &[u8]) -> (u16, String) {
+    let (status, kept) = upload(app, key, "image/png", bytes.to_vec()).await;
+    (
+        status,
+        kept["mediaId"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn an_upload_meta_no_longer_knows_or_older_than_29_days_is_uploaded_again() {
+    let whatsapp = FakeWhatsApp::start().await;
+    // WA-OLD is refused as unknown (Graph's code 100); anything else is sent.
+    wa::send_endpoint()
+        .and(body_string_contains("WA-OLD"))
+        .respond_with(wa::graph_error(
+            400,
+            100,
+            "Invalid parameter",
+            "unknown media id",
+        ))
+        .with_priority(1)
+        .mount(&whatsapp.server)
+        .await;
+    wa::send_endpoint()
+        .respond_with(wa::success("14155550123", "wamid.MEDIA"))
+        .with_priority(2)
+        .mount(&whatsapp.server)
+        .await;
+    wa::media_endpoint()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "WA-NEW"})))
+        .mount(&whatsapp.server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = two_tenants(dir.path(), &whatsapp).await;
+    let (_, id) = upload_of(&app, KEY, &png(1000)).await;
+    // A reuse Meta no longer knows: as if WA-OLD had been uploaded an hour ago.
+    let record = dir
+        .path()
+        .join(format!("data/media/{id}.up-{}.json", wa::PHONE_NUMBER_ID));
+    let an_hour_ago = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    std::fs::write(
+        &record,
+        json!({"providerId": "WA-OLD", "atMs": an_hour_ago}).to_string(),
+    )
+    .unwrap();
+    let sent = app
+        .send_accepted(&json!({"to": TO, "image": {"mediaId": id}}))
+        .await;
+    let view = app.wait_for_status(&sent, "submitted").await;
+    let bodies = whatsapp.bodies().await;
+    assert_eq!(bodies.last().unwrap()["image"]["id"], "WA-NEW", "{view}");
+    assert_eq!(whatsapp.uploads().await.len(), 1);
+
+    // An upload 30 days old is not reused.
+    let month_ago = chrono::Utc::now().timestamp_millis() - 30 * 86_400_000;
+    std::fs::write(
+        &record,
+        json!({"providerId": "WA-NEW", "atMs": month_ago}).to_string(),
+    )
+    .unwrap();
+    let sent = app
+        .send_accepted(&json!({"to": TO, "image": {"mediaId": id}}))
+        .await;
+    app.wait_for_status(&sent, "submitted").await;
+    assert_eq!(
+        whatsapp.uploads().await.len(),
+        2,
+        "uploaded again after 29 days"
+    );
+}
