@@ -254,6 +254,7 @@ class Rendered:
             "AWS::SQS::Queue": "QueueName", "AWS::SNS::Topic": "TopicName", "AWS::Logs::LogGroup": "LogGroupName",
             "AWS::DynamoDB::Table": "TableName", "AWS::IAM::Role": "RoleName",
             "AWS::Serverless::Function": "FunctionName", "AWS::Lambda::Function": "FunctionName",
+            "AWS::S3::Bucket": "BucketName",
         }.get(typ)
         name = self._prop(rid, key) if key else None
         if name is None or name is NOVALUE:
@@ -284,7 +285,7 @@ class Rendered:
             return self.getatt(name, "TopicArn")
         if typ == "AWS::IAM::ManagedPolicy":
             return f"arn:{PARTITION}:iam::{ACCOUNT}:policy/{name}"
-        if typ in ("AWS::Logs::LogGroup", "AWS::DynamoDB::Table", "AWS::IAM::Role") + FUNCTION_TYPES:
+        if typ in ("AWS::Logs::LogGroup", "AWS::DynamoDB::Table", "AWS::IAM::Role", "AWS::S3::Bucket") + FUNCTION_TYPES:
             return self.name_of(name)
         return f"<{name}>"
 
@@ -308,6 +309,8 @@ class Rendered:
             return arn.format("logs", f"log-group:{self.name_of(rid)}:*")
         if typ == "AWS::DynamoDB::Table" and attr == "Arn":
             return arn.format("dynamodb", f"table/{self.name_of(rid)}")
+        if typ == "AWS::S3::Bucket" and attr == "Arn":
+            return f"arn:{PARTITION}:s3:::{self.name_of(rid)}"
         if typ == "AWS::IAM::Role" and attr == "Arn":
             return f"arn:{PARTITION}:iam::{ACCOUNT}:role/{self.name_of(rid)}"
         if typ in FUNCTION_TYPES and attr == "Arn":
@@ -517,6 +520,31 @@ def consumer_expectations(r, c, env):
         )
         exp[arn + "/index/*"] = (f"the table {tid}", set(), DYNAMODB_ITEM_ACTIONS, {})
     env_values = {text(v) for v in env.values() if not isinstance(v, (dict, list))}
+    for bid in r.of_type("AWS::S3::Bucket"):
+        named = r.name_of(bid) in env_values
+        exp[r.getatt(bid, "Arn")] = (
+            f"the bucket {bid}",
+            {"s3:ListBucket"} if named else set(),
+            {"s3:ListBucket"},
+            {"s3:ListBucket": "S3 answers a missing key 404 only with it (else 403): an upload record "
+             "not written yet must read as none (media/s3.rs, uploaded)"},
+        )
+        exp[r.getatt(bid, "Arn") + "/media/*"] = (
+            f"the media in bucket {bid}",
+            {"s3:GetObject"} if named else set(),
+            {"s3:GetObject"},
+            {"s3:GetObject": "sends by mediaId read their files (media/s3.rs, open)"},
+        )
+        exp[r.getatt(bid, "Arn") + "/uploads/*"] = (
+            f"the upload records in bucket {bid}",
+            {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} if named else set(),
+            {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+            {
+                "s3:GetObject": "a file's WhatsApp id is reused for 29 days (media/s3.rs, uploaded)",
+                "s3:PutObject": "the WhatsApp id of an upload is remembered (media/s3.rs, set_uploaded)",
+                "s3:DeleteObject": "an id WhatsApp no longer knows is forgotten (delivery/media.rs)",
+            },
+        )
     keys = set()
     for topic in r.of_type("AWS::SNS::Topic"):
         arn = r.getatt(topic, "TopicArn")
@@ -710,6 +738,14 @@ def check_encryption(r, fail):
     for tid in r.of_type("AWS::DynamoDB::Table"):
         if text((r.props(tid).get("SSESpecification") or {}).get("SSEEnabled", False)) != "true":
             fail(f"{tid}: SSESpecification.SSEEnabled is not true")
+    for bid in r.of_type("AWS::S3::Bucket"):
+        props = r.props(bid)
+        if not (props.get("BucketEncryption") or {}).get("ServerSideEncryptionConfiguration"):
+            fail(f"{bid}: no BucketEncryption: the media is not encrypted at rest")
+        block = props.get("PublicAccessBlockConfiguration") or {}
+        for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+            if text(block.get(k, False)) != "true":
+                fail(f"{bid}: PublicAccessBlockConfiguration.{k} is not true: the media could be made public")
 
 
 def check_redrive(r, c, fail):

@@ -238,6 +238,9 @@ pub struct GatewayConfig {
     /// `MEDIA_MAX_BYTES`: the largest upload, below WhatsApp's own limits,
     /// default 104 857 600 (100 MB, WhatsApp's largest).
     pub media_max_bytes: u64,
+    /// `MEDIA_BUCKET`: the S3 bucket media is kept in with SNS (without it,
+    /// media is refused there; the embedded default keeps it on disk).
+    pub media_bucket: Option<String>,
     /// `BATCH_MAX_MESSAGES`: most entries in one batch, 1 to 10 000, default 1 000.
     pub batch_max_messages: usize,
     /// `BATCH_MAX_BODY_BYTES`: largest batch body, default 4 MiB.
@@ -355,6 +358,8 @@ pub const DEFAULT_OPT_OUT_KEYWORDS: [&str; 6] =
 pub struct ConsumerConfig {
     /// `SQS_QUEUE_URL`: poll this queue when not running under Lambda.
     pub sqs_queue_url: Option<String>,
+    /// `MEDIA_BUCKET`: where sends by `mediaId` find their files (SNS mode).
+    pub media_bucket: Option<String>,
     /// `SNS_TOPIC_ARN`: the gateway's topic, where failover legs go when a
     /// provider's report that came before the send was recorded says the
     /// person cannot be reached (with `STATUS_TABLE`).
@@ -448,6 +453,7 @@ impl GatewayConfig {
             sms_max_segments: vars.ranged("SMS_MAX_SEGMENTS", 10, 1, 100)?,
             schedule_max_days: vars.ranged("SCHEDULE_MAX_DAYS", 35, 1, 365)?,
             media_max_bytes: vars.ranged("MEDIA_MAX_BYTES", 100 << 20, 1, 100 << 20)?,
+            media_bucket: vars.get("MEDIA_BUCKET"),
             metrics: metrics_on(&vars)?,
             batch_max_messages: vars.ranged("BATCH_MAX_MESSAGES", 1000, 1, 10_000)?,
             batch_max_body_bytes: vars.ranged("BATCH_MAX_BODY_BYTES", 4 << 20, 1024, 64 << 20)?,
@@ -523,6 +529,7 @@ impl ConsumerConfig {
         let tenants = Arc::new(tenants_from(&vars, None)?);
         Ok(Self {
             sqs_queue_url: vars.get("SQS_QUEUE_URL"),
+            media_bucket: vars.get("MEDIA_BUCKET"),
             sns_topic_arn,
             metrics_host: match vars.get("HOST") {
                 None => IpAddr::from([0, 0, 0, 0]),

@@ -88,7 +88,8 @@ impl Application {
             tracing::info!(
                 "no STATUS_TABLE: statuses are not kept (GET /api/v1/messages/{{id}} answers 501)"
             );
-            let app = Self::with_publisher(config, Arc::new(publisher)).await?;
+            let mut app = Self::with_publisher(config, Arc::new(publisher)).await?;
+            app.state.media = media_bucket(config).await;
             app.log_webhooks();
             return Ok(app);
         };
@@ -103,6 +104,7 @@ impl Application {
             SchedulingPublisher::new(Arc::new(recording), schedule.clone(), store.clone());
         let mut app = Self::with_publisher(config, Arc::new(publisher)).await?;
         app.sweeper = Some(Sweeper::new(schedule, topic));
+        app.state.media = media_bucket(config).await;
         app.state
             .set_status_store(store, crate::gateway::admission::SNS_OPT_OUT_CACHE);
         app.state.share_idempotency_keys(fleet, config);
@@ -293,6 +295,15 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The S3 media store `MEDIA_BUCKET` names (SNS mode), if any.
+async fn media_bucket(config: &GatewayConfig) -> Option<Arc<dyn crate::media::MediaStore>> {
+    let bucket = config.media_bucket.as_ref()?;
+    let spool = config.data_dir.join("media").join("incoming");
+    tracing::info!(bucket = %bucket, "media kept in S3 (MEDIA_BUCKET)");
+    let store = crate::media::s3::S3MediaStore::from_env(bucket, config.aws_timeouts, &spool).await;
+    Some(Arc::new(store))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

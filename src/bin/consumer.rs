@@ -33,13 +33,23 @@ async fn main() -> ExitCode {
         eprintln!("herald-consumer: {}", herald::telemetry::chain(&e));
         return ExitCode::FAILURE;
     }
-    let pipeline = match Pipeline::from_config(&config.delivery) {
+    let mut pipeline = match Pipeline::from_config(&config.delivery) {
         Ok(p) => p.with_tenants(config.tenants.clone()),
         Err(e) => {
             tracing::error!(error.message = %e, "cannot start");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(bucket) = &config.media_bucket {
+        // Sends by mediaId read their files here; nothing is spooled.
+        let store = herald::media::s3::S3MediaStore::from_env(
+            bucket,
+            config.aws_timeouts,
+            &std::env::temp_dir(),
+        )
+        .await;
+        pipeline = pipeline.with_media(Arc::new(store));
+    }
     // Statuses (`submitted` with the provider's id, `failed`) and their
     // events, when a table is configured.
     let statuses = match status_store(&config).await {

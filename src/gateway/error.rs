@@ -138,7 +138,7 @@ pub enum ApiError {
     #[error("no media with this id for this API key's tenant")]
     MediaNotFound,
     /// `501`: media is not kept by this deployment (SNS mode).
-    #[error("media uploads are kept by the embedded default only in this version")]
+    #[error("media is not kept by this deployment: set MEDIA_BUCKET to an S3 bucket")]
     NoMediaStore,
     /// `503`: the media store failed (logged).
     #[error("media cannot be kept or read right now; try again")]

@@ -5,6 +5,7 @@
 
 pub mod files;
 pub mod kinds;
+pub mod s3;
 pub mod spool;
 
 use std::path::{Path, PathBuf};

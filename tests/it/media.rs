@@ -314,3 +314,82 @@ async fn an_upload_meta_no_longer_knows_or_older_than_29_days_is_uploaded_again(
         "uploaded again after 29 days"
     );
 }
+
+/// A new bucket in the emulator.
+async fn bucket(aws: &crate::helpers::aws::Emulator) -> String {
+    let name = crate::helpers::aws::unique_name("media").to_lowercase();
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(&aws.endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("the emulator creates a bucket");
+    name
+}
+
+#[tokio::test]
+async fn with_sns_media_lives_in_s3_and_the_consumer_uploads_it_from_there() {
+    let stack = crate::helpers::aws::SnsWithStatuses::create().await;
+    let bucket = bucket(&stack.aws).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let mut vars = stack.vars();
+    vars.push(("MEDIA_BUCKET", bucket.as_str()));
+    vars.push(("HERALD_DATA_DIR", data.as_str()));
+    let gateway = TestApp::spawn_from_config(&crate::helpers::config_with(&vars)).await;
+    let whatsapp = whatsapp_taking_media().await;
+    let bytes = png(200_000);
+    let (status, kept) = upload(&gateway, KEY, "image/png", bytes.clone()).await;
+    assert_eq!(status, 201, "{kept}");
+    assert_eq!(kept["sha256"], hex_sha256(&bytes));
+    let id = kept["mediaId"].as_str().unwrap().to_owned();
+    let (_, again) = upload(&gateway, KEY, "image/png", bytes.clone()).await;
+    assert_eq!(again["mediaId"], id);
+    let served = gateway
+        .client
+        .get(format!("{}/api/v1/media/{id}", gateway.address))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.headers()["content-type"], "image/png");
+    assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
+
+    let mut consumer_vars = whatsapp.vars();
+    consumer_vars.push(("MEDIA_BUCKET", bucket.clone()));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child =
+        crate::helpers::process::consumer(&stack.tq.queue_url, &stack.table, &consumer_vars, &log);
+    for _ in 0..2 {
+        let sent = gateway
+            .send_accepted(&json!({"to": TO, "image": {"mediaId": id}}))
+            .await;
+        gateway.wait_for_status(&sent, "submitted").await;
+    }
+    child.kill();
+    let bodies = whatsapp.bodies().await;
+    assert!(
+        bodies.iter().all(|b| b["image"]["id"] == "WA-MEDIA-1"),
+        "{bodies:?}"
+    );
+    let uploads = whatsapp.uploads().await;
+    assert_eq!(uploads.len(), 1, "uploaded once, from S3");
+    assert!(uploads[0].windows(2000).any(|w| w == &bytes[..2000]));
+    assert_eq!(
+        gateway.delete(&format!("/api/v1/media/{id}"), KEY).await.0,
+        204
+    );
+    assert_eq!(
+        gateway.delete(&format!("/api/v1/media/{id}"), KEY).await.0,
+        404
+    );
+}
