@@ -56,6 +56,8 @@ pub struct Application {
     events: Option<EventSender>,
     /// With SNS and `STATUS_TABLE`: publishes scheduled messages when due.
     sweeper: Option<Sweeper>,
+    /// The embedded default's keeper of inbound media.
+    downloader: Option<crate::embedded::downloader::Downloader>,
 }
 
 impl Application {
@@ -158,9 +160,22 @@ impl Application {
                 )
             }
         };
-        let mut app = Self::with_publisher(config, Arc::new(EmbeddedPublisher::new(queue))).await?;
+        let mut app =
+            Self::with_publisher(config, Arc::new(EmbeddedPublisher::new(queue.clone()))).await?;
         app.state.delivery = Some(pipeline);
-        app.state.media = Some(media);
+        app.state.media = Some(media.clone());
+        let retry = RetryPolicy {
+            base: config.delivery.retry_base,
+            max: config.delivery.retry_max,
+            ..RetryPolicy::default()
+        };
+        app.downloader = Some(crate::embedded::downloader::Downloader::new(
+            queue.clone(),
+            media,
+            app.state.read_receipts.clone(),
+            retry,
+            config.delivery.max_attempts,
+        ));
         app.state
             .set_status_store(statuses, std::time::Duration::ZERO);
         app.worker = Some(worker);
@@ -189,6 +204,7 @@ impl Application {
             worker: None,
             events: None,
             sweeper: None,
+            downloader: None,
         })
     }
 
@@ -256,6 +272,11 @@ impl Application {
         let sweeper = self
             .sweeper
             .map(|s| tokio::spawn(s.run_until_stopped(on_stop(stopped.clone()))));
+        if let Some(downloader) = self.downloader {
+            // A download cut short is a job still due: the next start
+            // takes it again.
+            tokio::spawn(downloader.run_until_stopped(on_stop(stopped.clone())));
+        }
         if self.state.templates.configured() {
             let templates = self.state.templates.clone();
             tokio::spawn(templates.run_until_stopped(on_stop(stopped.clone())));

@@ -40,7 +40,7 @@ pub(crate) struct Unanswered<E> {
 
 impl<E> Unanswered<E> {
     /// Whether a transport error happened before anything was sent or after.
-    fn sent_or_not(&self, e: reqwest::Error) -> E {
+    pub(crate) fn sent_or_not(&self, e: reqwest::Error) -> E {
         if e.is_connect() {
             (self.connect)(e)
         } else if e.is_timeout() {

@@ -22,6 +22,8 @@ use outbox::{EventOutcome, OutboxEvent};
 
 mod cancel;
 mod counters;
+pub mod downloader;
+pub mod downloads;
 mod envelopes;
 mod error;
 pub mod event_sender;
@@ -55,6 +57,8 @@ pub struct EmbeddedQueue {
     pub(crate) enqueued: Arc<tokio::sync::Notify>,
     /// Wakes the event sender when an event may have been queued.
     pub(crate) events_queued: Arc<tokio::sync::Notify>,
+    /// Woken when an inbound message may have queued a media download.
+    pub(crate) downloads_queued: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for EmbeddedQueue {
@@ -112,6 +116,7 @@ impl EmbeddedQueue {
             counters,
             enqueued: Default::default(),
             events_queued: Default::default(),
+            downloads_queued: Default::default(),
         })
     }
 
@@ -190,6 +195,7 @@ impl EmbeddedQueue {
         inbound: Vec<Inbound>,
     ) -> Result<(), QueueError> {
         // A report that fails over queues an envelope: wake the worker for it.
+        let has_inbound = !inbound.is_empty();
         let may_enqueue = updates.iter().any(|u| match u {
             Update::Provider { entry, .. } => entry.fails_over(),
             // Early reports merged by the send's write may fail over too.
@@ -204,6 +210,9 @@ impl EmbeddedQueue {
             reply,
         })
         .await?;
+        if has_inbound {
+            self.downloads_queued.notify_one();
+        }
         if may_enqueue {
             self.enqueued.notify_one();
         }
@@ -286,6 +295,36 @@ impl EmbeddedQueue {
             reply,
         })
         .await
+    }
+
+    /// Takes up to `limit` due media downloads for `hold_ms`.
+    pub async fn lease_downloads(
+        &self,
+        hold_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<downloads::Job>, QueueError> {
+        self.call(|reply| Request::LeaseDownloads {
+            hold_ms,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Records how a media download ended (with its event, when done).
+    pub async fn settle_download(
+        &self,
+        provider_id: String,
+        outcome: downloads::Outcome,
+    ) -> Result<(), QueueError> {
+        self.call(|reply| Request::SettleDownload {
+            provider_id,
+            outcome,
+            reply,
+        })
+        .await?;
+        self.events_queued.notify_one();
+        Ok(())
     }
 
     /// Records how sending an event ended.

@@ -268,7 +268,10 @@ pub fn apply_inbound(
             number_id,
             tenants
         ])? == 1;
-    if first && emit {
+    if first && inbound.media_id().is_some() {
+        // Its event waits for its media (see `downloads`).
+        super::downloads::queue(tx, inbound, now)?;
+    } else if first && emit {
         outbox::queue_event(tx, &events::inbound_event(inbound), now)?;
     }
     Ok(())

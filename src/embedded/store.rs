@@ -105,6 +105,7 @@ impl Store {
         super::windows::create_table(&conn)?;
         super::windows::add_receiver_columns(&conn)?;
         super::templates::create_tables(&conn)?;
+        super::downloads::create_table(&conn)?;
         // Databases made before dead letters were scoped to their API key.
         for table in ["envelopes", "dead_letters"] {
             if !has_column(&conn, table, "api_key_id")? {

@@ -82,6 +82,16 @@ pub(super) enum Request {
         found: Arc<AtomicBool>,
         reply: oneshot::Sender<Result<(), QueueError>>,
     },
+    LeaseDownloads {
+        hold_ms: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<super::downloads::Job>, QueueError>>,
+    },
+    SettleDownload {
+        provider_id: String,
+        outcome: super::downloads::Outcome,
+        reply: oneshot::Sender<Result<(), QueueError>>,
+    },
     /// Cancel messages; the outcomes are left in `outcome`.
     Cancel {
         ids: Vec<String>,
@@ -157,6 +167,7 @@ pub(super) fn writer_loop(
                     | Request::Templates { .. }
                     | Request::DeadLetter { .. }
                     | Request::Cancel { .. }
+                    | Request::SettleDownload { .. }
                     | Request::SettleEvent { .. }
             )
         });
@@ -249,6 +260,13 @@ fn apply(
         } => settle_dead_letter(tx, *kind, id, scope, *redrive, found, now, emit),
         Request::SettleEvent { id, outcome, .. } => {
             outbox::settle_event(tx, id, outcome, now).map(|()| Delta::default())
+        }
+        Request::SettleDownload {
+            provider_id,
+            outcome,
+            ..
+        } => {
+            super::downloads::settle(tx, provider_id, outcome, now, emit).map(|()| Delta::default())
         }
         Request::Settle { id, settlement, .. } => settle(tx, id, settlement, now),
         Request::Cancel {
@@ -355,6 +373,7 @@ fn write_reply(request: Request) -> Option<oneshot::Sender<Result<(), QueueError
         | Request::OptOuts { reply, .. }
         | Request::DeadLetter { reply, .. }
         | Request::Cancel { reply, .. }
+        | Request::SettleDownload { reply, .. }
         | Request::CloseWindows { reply, .. }
         | Request::Templates { reply, .. }
         | Request::SettleEvent { reply, .. } => Some(reply),
@@ -564,6 +583,15 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
         }
         Request::GetStatus { id, scope, reply } => {
             let _ = reply.send(store.status(&id, &scope).map_err(QueueError::from));
+        }
+        Request::LeaseDownloads {
+            hold_ms,
+            limit,
+            reply,
+        } => {
+            let _ = reply.send(lease_unless_full(counters, || {
+                store.transaction(|tx| super::downloads::lease(tx, now, hold_ms, limit))
+            }));
         }
         Request::LeaseEvents {
             hold_ms,

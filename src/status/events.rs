@@ -4,7 +4,7 @@
 //! the records; sent by `events::sns` (with SNS) or the embedded outbox's
 //! sender (`embedded::event_sender`).
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Inbound, MessageRecord, Status, format_ms};
 
@@ -124,8 +124,15 @@ pub fn opt_out_event(
 
 /// The `message.inbound` event for an inbound message.
 pub fn inbound_event(inbound: &Inbound) -> Event {
+    inbound_event_with(inbound, None)
+}
+
+/// The `message.inbound` event of a message with media, once the media is
+/// kept (`{"mediaId", "mimeType", "sha256", "size"}`) or given up
+/// (`{"error"}`).
+pub fn inbound_event_with(inbound: &Inbound, media: Option<Value>) -> Event {
     let id = event_id(inbound.at_ms, &["inbound", &inbound.provider_message_id]);
-    let body = json!({
+    let mut body = json!({
         "version": EVENT_VERSION,
         "type": "message.inbound",
         "eventId": id,
@@ -138,6 +145,9 @@ pub fn inbound_event(inbound: &Inbound) -> Event {
         "contactName": inbound.contact_name,
         "message": inbound.message,
     });
+    if let Some(media) = media {
+        body["media"] = media;
+    }
     Event {
         id,
         kind: "message.inbound",

@@ -111,7 +111,7 @@ pub enum Update {
 }
 
 /// An inbound message from a provider, to become a `message.inbound` event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Inbound {
     /// The provider's id for it (deduplicates the provider's retries).
     pub provider_message_id: String,
@@ -141,6 +141,19 @@ impl Inbound {
             .then_some(self.to.as_deref())
             .flatten()
             .map(|to| (to, self.from.as_str()))
+    }
+
+    /// The media a WhatsApp message carries (image, video, audio, document,
+    /// sticker): Meta's media id for it.
+    pub fn media_id(&self) -> Option<&str> {
+        if self.channel != "whatsapp" {
+            return None;
+        }
+        let kind = self.message.get("type")?.as_str()?;
+        if !matches!(kind, "image" | "video" | "audio" | "document" | "sticker") {
+            return None;
+        }
+        self.message.get(kind)?.get("id")?.as_str()
     }
 
     /// The message's whole text, whichever channel it came on: WhatsApp's

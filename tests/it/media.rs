@@ -393,3 +393,146 @@ async fn with_sns_media_lives_in_s3_and_the_consumer_uploads_it_from_there() {
         404
     );
 }
+
+mod inbound {
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, ResponseTemplate};
+
+    use crate::helpers::event_receiver::{self, EventReceiver};
+    use crate::helpers::meta::{self, MetaSender};
+    use crate::helpers::whatsapp::{self as wa, FakeWhatsApp};
+    use crate::helpers::{KEY, TestApp, pairs};
+
+    /// Graph's media lookup for `media_id`, pointing at a download on the fake.
+    async fn serve_media(whatsapp: &FakeWhatsApp, media_id: &str, download: ResponseTemplate) {
+        let url = format!("{}/download/{media_id}", whatsapp.server.uri());
+        Mock::given(method("GET"))
+            .and(path(format!("/{}/{media_id}", wa::VERSION)))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "messaging_product": "whatsapp", "url": url, "mime_type": "image/jpeg",
+                "sha256": "x", "file_size": "11", "id": media_id})))
+            .mount(&whatsapp.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/download/{media_id}")))
+            .and(header(
+                "authorization",
+                format!("Bearer {}", wa::TOKEN).as_str(),
+            ))
+            .respond_with(download)
+            .mount(&whatsapp.server)
+            .await;
+    }
+
+    async fn gateway(
+        whatsapp: &FakeWhatsApp,
+        receiver: &EventReceiver,
+        dir: &std::path::Path,
+    ) -> TestApp {
+        let mut vars = whatsapp.vars();
+        vars.extend(meta::webhook_vars().map(|(k, v)| (k, v.to_owned())));
+        vars.push(("EVENTS_WEBHOOK_URL", receiver.url.clone()));
+        vars.push(("EVENTS_WEBHOOK_SECRET", event_receiver::SECRET.to_owned()));
+        vars.push(("DELIVERY_MAX_ATTEMPTS", "3".to_owned()));
+        vars.push(("DELIVERY_RETRY_BASE_MS", "20".to_owned()));
+        vars.push(("DELIVERY_RETRY_MAX_MS", "50".to_owned()));
+        TestApp::spawn_embedded(dir, &pairs(&vars)).await
+    }
+
+    fn inbound_event<'a>(events: &'a [Value], wamid: &str) -> Option<&'a Value> {
+        events
+            .iter()
+            .find(|e| e["type"] == "message.inbound" && e["providerMessageId"] == wamid)
+    }
+
+    #[tokio::test]
+    async fn inbound_media_is_kept_and_its_event_waits_for_it_not_the_webhook() {
+        let whatsapp = FakeWhatsApp::start().await;
+        let photo = b"\xff\xd8\xffJPEG-BYTES".to_vec();
+        // A slow download: the webhook must not wait for it.
+        let slow = ResponseTemplate::new(200)
+            .set_body_bytes(photo.clone())
+            .insert_header("content-type", "image/jpeg")
+            .set_delay(Duration::from_millis(1500));
+        serve_media(&whatsapp, "MEDIA-IN-1", slow).await;
+        let receiver = EventReceiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let app = gateway(&whatsapp, &receiver, dir.path()).await;
+        let image = meta::inbound(
+            "wamid.in.photo",
+            "image",
+            json!({"id": "MEDIA-IN-1", "mime_type": "image/jpeg", "sha256": "x"}),
+        );
+        let started = std::time::Instant::now();
+        let status = MetaSender::new(&app.address)
+            .post(&meta::payload(vec![], vec![image]))
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "the 200 did not wait"
+        );
+        assert!(
+            inbound_event(&receiver.events(), "wamid.in.photo").is_none(),
+            "not before its media"
+        );
+        let events = receiver
+            .wait_for(Duration::from_secs(15), |e| {
+                inbound_event(e, "wamid.in.photo").is_some()
+            })
+            .await;
+        let event = inbound_event(&events, "wamid.in.photo").unwrap();
+        let media = &event["media"];
+        assert_eq!(media["mimeType"], "image/jpeg", "{event}");
+        assert_eq!(media["size"], photo.len(), "{event}");
+        let id = media["mediaId"].as_str().unwrap();
+        let kept = app
+            .client
+            .get(format!("{}/api/v1/media/{id}", app.address))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(kept.status(), 200);
+        assert_eq!(kept.bytes().await.unwrap().as_ref(), photo.as_slice());
+    }
+
+    #[tokio::test]
+    async fn a_download_that_keeps_failing_still_tells_the_application() {
+        let whatsapp = FakeWhatsApp::start().await;
+        serve_media(&whatsapp, "MEDIA-IN-2", ResponseTemplate::new(500)).await;
+        let receiver = EventReceiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let app = gateway(&whatsapp, &receiver, dir.path()).await;
+        let image = meta::inbound(
+            "wamid.in.lost",
+            "image",
+            json!({"id": "MEDIA-IN-2", "mime_type": "image/jpeg"}),
+        );
+        assert_eq!(
+            MetaSender::new(&app.address)
+                .post(&meta::payload(vec![], vec![image]))
+                .await,
+            200
+        );
+        let events = receiver
+            .wait_for(Duration::from_secs(15), |e| {
+                inbound_event(e, "wamid.in.lost").is_some()
+            })
+            .await;
+        let event = inbound_event(&events, "wamid.in.lost").unwrap();
+        assert!(event["media"]["error"].is_string(), "{event}");
+        let downloads = whatsapp
+            .server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/download/MEDIA-IN-2")
+            .count();
+        assert_eq!(downloads, 3, "DELIVERY_MAX_ATTEMPTS tries");
+    }
+}

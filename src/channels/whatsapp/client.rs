@@ -19,6 +19,8 @@ pub struct WhatsAppClient {
     messages_url: String,
     /// `/{version}/{phone-number-id}/media`: uploads.
     media_url: String,
+    /// `/{version}`: media ids are read under it.
+    graph_url: String,
     token: Secret,
     timeout: Duration,
     pacer: ThroughputLimiter,
@@ -52,6 +54,7 @@ impl WhatsAppClient {
                 "{}/{}/{}/media",
                 config.base_url, config.api_version, config.phone_number_id
             ),
+            graph_url: format!("{}/{}", config.base_url, config.api_version),
             token: config.access_token.clone(),
             timeout: config.request_timeout,
             pacer: ThroughputLimiter::new(config.max_mps),
@@ -154,6 +157,55 @@ impl WhatsAppClient {
         serde_json::from_slice::<Uploaded>(answer.body())
             .map(|u| u.id)
             .map_err(|_| unexpected(&answer))
+    }
+}
+
+/// Media a person sent, as its download begins.
+pub struct Download {
+    /// Its type, as Meta gives it.
+    pub mime_type: String,
+    /// The bytes, as they arrive.
+    pub body: reqwest::Response,
+}
+
+impl WhatsAppClient {
+    /// Starts downloading media a person sent: `GET /{media-id}` for its
+    /// URL (valid 5 minutes), then that URL, both with this number's token.
+    pub async fn download(&self, media_id: &str) -> Result<Download, WhatsAppError> {
+        #[derive(serde::Deserialize)]
+        struct Located {
+            url: String,
+            mime_type: String,
+        }
+        let request = self
+            .http
+            .get(format!("{}/{media_id}", self.graph_url))
+            .bearer_auth(self.token.expose());
+        let answer = call(request, &UNANSWERED).await?;
+        if !answer.is_success() {
+            return Err(refused(&answer));
+        }
+        let located: Located =
+            serde_json::from_slice(answer.body()).map_err(|_| unexpected(&answer))?;
+        let body = self
+            .http
+            .get(&located.url)
+            .bearer_auth(self.token.expose())
+            .timeout(UPLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| UNANSWERED.sent_or_not(e))?;
+        if !body.status().is_success() {
+            return Err(WhatsAppError::Unexpected {
+                status: body.status().as_u16(),
+                body: String::new(),
+                retry_after: None,
+            });
+        }
+        Ok(Download {
+            mime_type: located.mime_type,
+            body,
+        })
     }
 }
 

@@ -57,6 +57,12 @@ impl ReadReceipts {
         })
     }
 
+    /// The client of number `number_id`, when this process has its token
+    /// (inbound media is downloaded with it too).
+    pub fn client(&self, number_id: &str) -> Option<&WhatsAppClient> {
+        self.clients.get(number_id)
+    }
+
     /// `WHATSAPP_AUTO_READ`: marks `message_id` read in the background, at
     /// most [`AUTO_IN_FLIGHT`] at once (more are skipped, with a warning).
     pub fn mark_in_background(self: &Arc<Self>, number_id: &str, message_id: &str) {
