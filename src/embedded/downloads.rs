@@ -1,6 +1,6 @@
 //! Inbound media waiting to be kept: the durable job (one row per inbound
 //! message with media) that the webhook's transaction writes instead of the
-//! message's event. The downloader ([`super::downloader`]) leases jobs,
+//! message's event. The downloader (`downloader.rs`) leases jobs,
 //! downloads and keeps the media, and settles them here: the row goes and
 //! the `message.inbound` event, now carrying `media`, is queued in the same
 //! transaction. A failed download is retried with the delivery backoff; past

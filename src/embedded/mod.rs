@@ -30,6 +30,7 @@ pub mod event_sender;
 pub mod fair;
 pub mod opt_outs;
 pub mod outbox;
+mod requests;
 mod schema;
 pub mod statuses;
 pub mod store;

@@ -4,7 +4,6 @@
 //! keeps the counters, and expires old statuses on its timer.
 
 use crate::tenants::Scope;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,12 +13,11 @@ pub(super) use super::counters::{Counters, MAX_CACHED_WINDOWS};
 use super::envelopes::{self, Settlement};
 use super::error::QueueError;
 use super::opt_outs;
-use super::outbox::{self, EventOutcome, OutboxEvent};
+use super::outbox;
+pub(crate) use super::requests::Request;
 use super::statuses;
-use super::store::{DeadLetter, DeadLetterKind, Leased, Store};
+use super::store::{DeadLetterKind, Store};
 use crate::clock::now_ms;
-use crate::optout::OptOutUpdate;
-use crate::status::{Inbound, MessageRecord, Update};
 
 /// Most requests committed in one transaction.
 pub(super) const MAX_GROUP: usize = 1024;
@@ -31,110 +29,6 @@ pub(super) const MAX_GROUP: usize = 1024;
 pub(super) const EXPIRY_EVERY: Duration = Duration::from_secs(1);
 const EXPIRY_BATCH: usize = 2_000;
 const EXPIRY_BUDGET: Duration = Duration::from_millis(200);
-
-/// What a queue handle asks of the writer.
-pub(super) enum Request {
-    /// The expiry timer's tick.
-    Expire,
-    /// The tenants' weights in the lease.
-    Shares(std::collections::HashMap<String, u32>),
-    Enqueue {
-        row: envelopes::Row,
-        reply: oneshot::Sender<Result<(), QueueError>>,
-    },
-    Statuses {
-        updates: Vec<Update>,
-        inbound: Vec<Inbound>,
-        reply: oneshot::Sender<Result<(), QueueError>>,
-    },
-    OptOuts {
-        updates: Vec<OptOutUpdate>,
-        reply: oneshot::Sender<Result<(), QueueError>>,
-    },
-    CloseWindows {
-        closures: Vec<crate::window::Closure>,
-        reply: oneshot::Sender<Result<(), QueueError>>,
-    },
-    GetWindow {
-        number_id: String,
-        person: String,
-        reply: oneshot::Sender<Result<crate::window::Window, QueueError>>,
-    },
-    GetReceived {
-        provider_id: String,
-        reply: oneshot::Sender<Result<Option<crate::window::Received>, QueueError>>,
-    },
-    Templates {
-        write: super::templates::TemplateWrite,
-        reply: oneshot::Sender<Result<(), QueueError>>,
-    },
-    GetTemplates {
-        waba_id: String,
-        reply: oneshot::Sender<Result<crate::templates::store::Stored, QueueError>>,
-    },
-    /// Redrive (`true`) or delete a dead letter; the reply says whether it
-    /// existed for that key.
-    DeadLetter {
-        kind: DeadLetterKind,
-        id: String,
-        scope: Scope,
-        redrive: bool,
-        found: Arc<AtomicBool>,
-        reply: oneshot::Sender<Result<(), QueueError>>,
-    },
-    LeaseDownloads {
-        hold_ms: i64,
-        limit: usize,
-        reply: oneshot::Sender<Result<Vec<super::downloads::Job>, QueueError>>,
-    },
-    SettleDownload {
-        provider_id: String,
-        outcome: super::downloads::Outcome,
-        reply: oneshot::Sender<Result<(), QueueError>>,
-    },
-    /// Cancel messages; the outcomes are left in `outcome`.
-    Cancel {
-        ids: Vec<String>,
-        scope: Scope,
-        batch: Option<String>,
-        outcome: Arc<std::sync::Mutex<Vec<crate::status::Cancellation>>>,
-        reply: oneshot::Sender<Result<(), QueueError>>,
-    },
-    SettleEvent {
-        id: String,
-        outcome: EventOutcome,
-        reply: oneshot::Sender<Result<(), QueueError>>,
-    },
-    LeaseEvents {
-        hold_ms: i64,
-        limit: usize,
-        reply: oneshot::Sender<Result<Vec<OutboxEvent>, QueueError>>,
-    },
-    GetStatus {
-        id: String,
-        scope: Scope,
-        reply: oneshot::Sender<Result<Option<MessageRecord>, QueueError>>,
-    },
-    Settle {
-        id: String,
-        settlement: Settlement,
-        reply: oneshot::Sender<Result<(), QueueError>>,
-    },
-    Lease {
-        lease_ms: i64,
-        limit: usize,
-        reply: oneshot::Sender<Result<Vec<Leased>, QueueError>>,
-    },
-    OldestCreated {
-        reply: oneshot::Sender<Result<(Option<i64>, u64), QueueError>>,
-    },
-    DeadLetters {
-        kind: DeadLetterKind,
-        limit: usize,
-        scope: Scope,
-        reply: oneshot::Sender<Result<Vec<DeadLetter>, QueueError>>,
-    },
-}
 
 /// Applies requests until every handle is dropped. Writes that arrive together
 /// share one transaction; if it fails, each is retried alone so that one bad
