@@ -503,3 +503,74 @@ async fn schedule_items(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> usi
     }
     count
 }
+
+#[tokio::test]
+async fn through_sqs_past_bounds_and_quiet_hours_hold_as_on_the_embedded_default() {
+    let stack = crate::helpers::aws::SnsWithStatuses::create().await;
+    let (tq, table) = (&stack.tq, &stack.table);
+    let gateway = TestApp::spawn_from_config(&config_with(&stack.vars())).await;
+    // Bounds: the same 400s.
+    let far = rfc3339(Utc::now() + chrono::Duration::days(36));
+    let (status, problem) = gateway
+        .send(&json!({"to": TO, "message": "hi", "sendAt": far}))
+        .await;
+    assert_eq!(
+        (status, &problem["errors"][0]["field"]),
+        (400, &json!("sendAt"))
+    );
+    // Quiet hours now: it waits in the schedule, not in SQS.
+    let (quiet, end) = quiet_around_now(chrono_tz::Tz::Europe__Madrid);
+    let (status, held) = gateway
+        .send(&json!({"to": TO, "message": "hi", "quietHours": quiet}))
+        .await;
+    assert_eq!(status, 202, "{held}");
+    assert_eq!(parse(&held["scheduledFor"]), end, "{held}");
+    assert_eq!(schedule_items(&stack.aws.dynamodb, table).await, 1);
+    assert_eq!(queue_count(&stack.aws.sqs, &tq.queue_url).await, 0);
+    // A past sendAt goes at once.
+    let (status, now) = gateway
+        .send(&json!({"to": TO, "message": "hi", "sendAt": "2020-01-01T00:00:00Z"}))
+        .await;
+    assert_eq!(status, 202, "{now}");
+    assert!(now.get("scheduledFor").is_none());
+    let whatsapp = whatsapp_accepting().await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child = crate::helpers::process::consumer(&tq.queue_url, table, &whatsapp.vars(), &log);
+    gateway
+        .wait_for_status(now["messageId"].as_str().unwrap(), "submitted")
+        .await;
+    child.kill();
+    let held_id = held["messageId"].as_str().unwrap();
+    assert_eq!(gateway.view(held_id).await.unwrap()["status"], "accepted");
+}
+
+#[tokio::test]
+async fn through_sqs_a_message_that_expires_while_the_provider_fails_is_failed_expired() {
+    let stack = crate::helpers::aws::SnsWithStatuses::create().await;
+    let (tq, table) = (&stack.tq, &stack.table);
+    let gateway = TestApp::spawn_from_config(&config_with(&stack.vars())).await;
+    let whatsapp = FakeWhatsApp::start().await;
+    wa::send_endpoint()
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .mount(&whatsapp.server)
+        .await;
+    let mut vars = whatsapp.vars();
+    vars.push(("DELIVERY_RETRY_BASE_MS", "200".to_owned()));
+    vars.push(("DELIVERY_RETRY_MAX_MS", "400".to_owned()));
+    vars.push(("DELIVERY_MAX_ATTEMPTS", "50".to_owned()));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child = crate::helpers::process::consumer(&tq.queue_url, table, &vars, &log);
+    let id = gateway
+        .send_accepted(&json!({"to": TO, "message": "code 1234", "validitySeconds": 3}))
+        .await;
+    let view = eventually("failed, expired", Duration::from_secs(30), async || {
+        gateway.view(&id).await.filter(|v| v["status"] == "failed")
+    })
+    .await;
+    child.kill();
+    assert_eq!(view["error"]["code"], "expired", "{view}");
+    assert!(
+        !whatsapp.bodies().await.is_empty(),
+        "tried while it was valid"
+    );
+}
