@@ -122,6 +122,7 @@ impl Application {
         )
         .map_err(StartupError::EmbeddedQueue)?;
         queue.set_shares(config.tenants.shares());
+        clear_spool(config);
         let media: Arc<dyn crate::media::MediaStore> =
             Arc::new(crate::media::files::FileMediaStore::new(&config.data_dir));
         let pipeline = Pipeline::from_config(&config.delivery)?
@@ -318,10 +319,21 @@ impl Application {
     }
 }
 
+/// Removes what uploads cut short by a stop left in the spool; its path.
+fn clear_spool(config: &GatewayConfig) -> std::path::PathBuf {
+    let spool = config.data_dir.join("media").join("incoming");
+    if let Err(e) = std::fs::remove_dir_all(&spool)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error.message = %e, "cannot clear the media spool");
+    }
+    spool
+}
+
 /// The S3 media store `MEDIA_BUCKET` names (SNS mode), if any.
 async fn media_bucket(config: &GatewayConfig) -> Option<Arc<dyn crate::media::MediaStore>> {
     let bucket = config.media_bucket.as_ref()?;
-    let spool = config.data_dir.join("media").join("incoming");
+    let spool = clear_spool(config);
     tracing::info!(bucket = %bucket, "media kept in S3 (MEDIA_BUCKET)");
     let store = crate::media::s3::S3MediaStore::from_env(bucket, config.aws_timeouts, &spool).await;
     Some(Arc::new(store))

@@ -17,6 +17,30 @@ use crate::media::{MediaStore, REUSE_FOR_MS, Uploaded};
 
 /// Herald's error code for a send whose media is not kept (deleted).
 pub const MEDIA_NOT_FOUND: &str = "media-not-found";
+/// Herald's error code for a send by `mediaId` on a channel without uploads.
+pub const MEDIA_NOT_SUPPORTED: &str = "media-not-supported";
+
+/// An upload that failed and will be tried again does not count against
+/// the message (the message itself was not sent), as a hold does not: an
+/// outage of the upload endpoint does not dead-letter media sends.
+fn uncounted(decision: Decision) -> Decision {
+    match decision {
+        Decision::Retry {
+            after,
+            class,
+            code,
+            reason,
+            ..
+        } => Decision::Retry {
+            after,
+            class,
+            code,
+            reason: format!("media upload: {reason}"),
+            counted: false,
+        },
+        other => other,
+    }
+}
 
 /// An envelope whose media ids were given the provider's.
 pub(super) struct Resolved {
@@ -92,10 +116,19 @@ impl Pipeline {
         let Some((info, body)) = store.open(id).await.map_err(store_failed)? else {
             return Err(self.gone(envelope, attempt, id).await);
         };
-        let Some(upload) = provider.channel.upload(&info, body) else {
+        if info.tenant != envelope.tenant {
+            // The edge checked it; an envelope from elsewhere is not trusted.
             return Err(self.gone(envelope, attempt, id).await);
+        }
+        let Some(upload) = provider.channel.upload(&info, body) else {
+            let reason = format!("{} takes no media uploads", provider.channel.name());
+            return Err(self
+                .refuse(envelope, attempt, MEDIA_NOT_SUPPORTED, reason)
+                .await);
         };
-        let provider_id = upload.await.map_err(|e| self.decide(e, attempt))?;
+        let provider_id = upload
+            .await
+            .map_err(|e| uncounted(self.decide(e, attempt)))?;
         let record = Uploaded {
             provider_id: provider_id.clone(),
             at_ms: now,
@@ -131,7 +164,9 @@ impl Pipeline {
         let account = provider.channel.account();
         for id in &resolved.reused {
             if let Err(e) = store.set_uploaded(id, account, None).await {
+                // Not forgotten: another attempt would reuse it again.
                 tracing::warn!(error.message = %crate::telemetry::chain(&e), "cannot forget a media upload");
+                return None;
             }
         }
         Some(Decision::Retry {

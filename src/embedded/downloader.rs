@@ -31,6 +31,26 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// Longest wait for each chunk of a download.
 const CHUNK_WAIT: Duration = Duration::from_secs(30);
 
+/// Why a download did not keep the media.
+enum Failure {
+    /// Worth another attempt.
+    Again(String),
+    /// Not: the event goes with `media.error` now.
+    Final(String),
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Self {
+        Self::Again(error)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(error: &str) -> Self {
+        Self::Again(error.to_owned())
+    }
+}
+
 /// Downloads and keeps inbound media.
 #[derive(Clone)]
 pub struct Downloader {
@@ -97,12 +117,17 @@ impl Downloader {
         let id = job.inbound.provider_message_id.clone();
         let outcome = match self.keep(&job).await {
             Ok(media) => Outcome::Kept(media),
-            Err(error) if job.attempts >= self.max_attempts => {
+            Err(Failure::Final(error)) => {
+                tracing::error!(provider_message_id = %id, error.message = %error,
+                    "inbound media refused: its event goes with media.error");
+                Outcome::GaveUp { error }
+            }
+            Err(Failure::Again(error)) if job.attempts >= self.max_attempts => {
                 tracing::error!(provider_message_id = %id, attempts = job.attempts, error.message = %error,
                     "inbound media given up: its event goes with media.error");
                 Outcome::GaveUp { error }
             }
-            Err(error) => {
+            Err(Failure::Again(error)) => {
                 let after = self
                     .retry
                     .delay(FailureClass::Retryable, job.attempts, None);
@@ -121,7 +146,7 @@ impl Downloader {
 
     /// Downloads the job's media and keeps it for each tenant: the event's
     /// `media`.
-    async fn keep(&self, job: &Job) -> Result<Value, String> {
+    async fn keep(&self, job: &Job) -> Result<Value, Failure> {
         let inbound = &job.inbound;
         let media_id = inbound.media_id().ok_or("no media in the message")?;
         let number = inbound.to.as_deref().unwrap_or_default();
@@ -148,7 +173,11 @@ impl Downloader {
             CHUNK_WAIT,
         )
         .await
-        .map_err(|e| crate::telemetry::chain(&e))?;
+        .map_err(|e| match e {
+            // Larger than WhatsApp allows: downloading again cannot help.
+            spool::SpoolError::TooLarge { .. } => Failure::Final(crate::telemetry::chain(&e)),
+            e => Failure::Again(crate::telemetry::chain(&e)),
+        })?;
         let tenants = if inbound.tenants.is_empty() {
             vec![crate::contract::DEFAULT_TENANT.to_owned()]
         } else {
@@ -156,18 +185,16 @@ impl Downloader {
         };
         let mut ids = serde_json::Map::new();
         let (sha256, size) = (spooled.sha256.clone(), spooled.size);
-        let file = spooled.take();
+        // `spooled` removes the download when this returns, kept or not;
+        // each tenant keeps its own copy (its own id), which `keep` takes or
+        // removes.
+        let file = spooled.path();
         for (i, tenant) in tenants.iter().enumerate() {
-            // Each tenant keeps its own copy (its own id); the last takes the file.
-            let copy = if i + 1 == tenants.len() {
-                file.clone()
-            } else {
-                let copy = file.with_extension(format!("copy-{i}"));
-                tokio::fs::copy(&file, &copy)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                copy
-            };
+            let copy = file.with_extension(format!("copy-{i}"));
+            if let Err(e) = tokio::fs::copy(file, &copy).await {
+                let _ = tokio::fs::remove_file(&copy).await;
+                return Err(Failure::Again(e.to_string()));
+            }
             let info = MediaInfo {
                 media_id: crate::media::media_id(tenant, &sha256),
                 tenant: tenant.clone(),

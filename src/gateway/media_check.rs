@@ -36,6 +36,10 @@ pub async fn check(
                     (Some(want), Some(got)) if want != got => {
                         Some(format!("is a {got} ({}), not a {want}", info.mime_type))
                     }
+                    (_, None) => Some(format!(
+                        "is {}, which WhatsApp does not send",
+                        info.mime_type
+                    )),
                     _ => None,
                 }
             }

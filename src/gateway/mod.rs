@@ -66,6 +66,9 @@ pub struct AppState {
     pub media: Option<Arc<dyn crate::media::MediaStore>>,
     /// `MEDIA_MAX_BYTES`.
     pub media_max_bytes: u64,
+    /// Uploads read at once (more are `429`): bounds the disk and memory
+    /// uploads in flight can take.
+    pub uploads: Arc<tokio::sync::Semaphore>,
     /// Most entries in one batch, and the bounds on `defaults`.
     pub batch_limits: crate::domain::batch::BatchLimits,
     /// Largest batch body in bytes.
@@ -129,6 +132,7 @@ impl AppState {
             request_timeout: config.request_timeout,
             media: None,
             media_max_bytes: config.media_max_bytes,
+            uploads: Arc::new(tokio::sync::Semaphore::new(routes::media::MAX_UPLOADS)),
             admin_key_ids: Arc::new(config.admin_key_ids.iter().cloned().collect()),
             batch_limits: crate::domain::batch::BatchLimits {
                 max_messages: config.batch_max_messages,
@@ -219,10 +223,13 @@ fn authenticated_routes(state: &AppState) -> Router<AppState> {
             axum::routing::delete(routes::cancel::cancel_batch),
         )
         .route("/api/v1/contacts/{number}", get(routes::contacts::get))
-        // An upload counts its own bytes against its type's limit.
+        // An upload counts its own bytes against its type's limit; a
+        // multipart body (parts' headers included) is bounded by the largest.
         .route(
             "/api/v1/media",
-            post(routes::media::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+            post(routes::media::upload).layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(state.media_max_bytes).unwrap_or(usize::MAX) + 64 * 1024,
+            )),
         )
         .route(
             "/api/v1/media/{id}",

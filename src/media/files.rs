@@ -51,6 +51,10 @@ impl FileMediaStore {
     }
 
     async fn read_info(&self, id: &str) -> Result<Option<MediaInfo>, MediaError> {
+        // Ids name files: anything else is not looked up.
+        if !super::is_media_id(id) {
+            return Ok(None);
+        }
         match tokio::fs::read(self.meta(id)).await {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -62,12 +66,53 @@ impl FileMediaStore {
 
     async fn write_durably(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let temp = path.with_extension(format!("tmp-{}", uuid::Uuid::now_v7()));
-        let file = tokio::fs::File::create(&temp).await?;
+        let written = self.write_temp(&temp, bytes).await;
+        let renamed = match written {
+            Ok(()) => tokio::fs::rename(&temp, path).await,
+            Err(e) => Err(e),
+        };
+        if renamed.is_err() {
+            let _ = tokio::fs::remove_file(&temp).await;
+        }
+        renamed
+    }
+
+    async fn write_temp(&self, temp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let file = tokio::fs::File::create(temp).await?;
         let mut writer = tokio::io::BufWriter::new(file);
         tokio::io::AsyncWriteExt::write_all(&mut writer, bytes).await?;
         tokio::io::AsyncWriteExt::flush(&mut writer).await?;
-        writer.into_inner().sync_all().await?;
-        tokio::fs::rename(&temp, path).await
+        writer.into_inner().sync_all().await
+    }
+
+    /// Moves `file` in as `info`'s bytes (over any copy: the same bytes by
+    /// construction, so a delete racing an earlier upload is repaired), and
+    /// writes its info unless it is there.
+    async fn keep_file(&self, info: MediaInfo, file: &Path) -> Result<MediaInfo, MediaError> {
+        if !super::is_media_id(&info.media_id) {
+            return Err(MediaError::new(
+                "not a media id",
+                std::io::Error::other("bad id"),
+            ));
+        }
+        let kept = self.read_info(&info.media_id).await?;
+        tokio::fs::rename(file, self.data(&info.media_id))
+            .await
+            .map_err(|e| MediaError::new("cannot keep an upload", e))?;
+        let info = match kept {
+            Some(kept) => kept,
+            None => {
+                let json = serde_json::to_vec(&info).expect("media info serialises");
+                self.write_durably(&self.meta(&info.media_id), &json)
+                    .await
+                    .map_err(|e| MediaError::new("cannot write a media info file", e))?;
+                info
+            }
+        };
+        self.sync_dir()
+            .await
+            .map_err(|e| MediaError::new("cannot sync the media directory", e))?;
+        Ok(info)
     }
 
     async fn sync_dir(&self) -> std::io::Result<()> {
@@ -85,21 +130,10 @@ impl MediaStore for FileMediaStore {
 
     fn keep(&self, info: MediaInfo, file: PathBuf) -> BoxFuture<'_, Result<MediaInfo, MediaError>> {
         Box::pin(async move {
-            if let Some(kept) = self.read_info(&info.media_id).await? {
-                let _ = tokio::fs::remove_file(&file).await;
-                return Ok(kept);
-            }
-            tokio::fs::rename(&file, self.data(&info.media_id))
-                .await
-                .map_err(|e| MediaError::new("cannot keep an upload", e))?;
-            let json = serde_json::to_vec(&info).expect("media info serialises");
-            self.write_durably(&self.meta(&info.media_id), &json)
-                .await
-                .map_err(|e| MediaError::new("cannot write a media info file", e))?;
-            self.sync_dir()
-                .await
-                .map_err(|e| MediaError::new("cannot sync the media directory", e))?;
-            Ok(info)
+            let kept = self.keep_file(info, &file).await;
+            // Taken by the rename, or not wanted: never left in the spool.
+            let _ = tokio::fs::remove_file(&file).await;
+            kept
         })
     }
 
@@ -130,6 +164,9 @@ impl MediaStore for FileMediaStore {
         account: &'a str,
     ) -> BoxFuture<'a, Result<Option<super::Uploaded>, MediaError>> {
         Box::pin(async move {
+            if !super::is_media_id(id) {
+                return Ok(None);
+            }
             match tokio::fs::read(self.upload_file(id, account)).await {
                 Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -145,6 +182,9 @@ impl MediaStore for FileMediaStore {
         upload: Option<super::Uploaded>,
     ) -> BoxFuture<'a, Result<(), MediaError>> {
         Box::pin(async move {
+            if !super::is_media_id(id) {
+                return Ok(());
+            }
             let path = self.upload_file(id, account);
             let result = match upload {
                 Some(upload) => {
@@ -162,15 +202,20 @@ impl MediaStore for FileMediaStore {
 
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, MediaError>> {
         Box::pin(async move {
-            let gone = match tokio::fs::remove_file(self.meta(id)).await {
+            if !super::is_media_id(id) {
+                return Ok(false);
+            }
+            // The bytes first: an info left alone is repaired by the next
+            // upload of the same bytes.
+            let data = match tokio::fs::remove_file(self.data(id)).await {
                 Ok(()) => true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-                Err(e) => return Err(MediaError::new("cannot delete a media info file", e)),
+                Err(e) => return Err(MediaError::new("cannot delete a media file", e)),
             };
-            match tokio::fs::remove_file(self.data(id)).await {
+            match tokio::fs::remove_file(self.meta(id)).await {
                 Ok(()) => Ok(true),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(gone),
-                Err(e) => Err(MediaError::new("cannot delete a media file", e)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(data),
+                Err(e) => Err(MediaError::new("cannot delete a media info file", e)),
             }
         })
     }

@@ -67,6 +67,9 @@ impl S3MediaStore {
     }
 
     async fn head(&self, id: &str) -> Result<Option<MediaInfo>, MediaError> {
+        if !super::is_media_id(id) {
+            return Ok(None);
+        }
         match self
             .client
             .head_object()
@@ -165,6 +168,9 @@ impl MediaStore for S3MediaStore {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<(MediaInfo, MediaBody)>, MediaError>> {
         Box::pin(async move {
+            if !super::is_media_id(id) {
+                return Ok(None);
+            }
             let object = match self
                 .client
                 .get_object()
@@ -221,6 +227,9 @@ impl MediaStore for S3MediaStore {
         account: &'a str,
     ) -> BoxFuture<'a, Result<Option<Uploaded>, MediaError>> {
         Box::pin(async move {
+            if !super::is_media_id(id) {
+                return Ok(None);
+            }
             let object = match self
                 .client
                 .get_object()
@@ -251,6 +260,9 @@ impl MediaStore for S3MediaStore {
         upload: Option<Uploaded>,
     ) -> BoxFuture<'a, Result<(), MediaError>> {
         Box::pin(async move {
+            if !super::is_media_id(id) {
+                return Ok(());
+            }
             let key = upload_key(id, account);
             match upload {
                 Some(upload) => {

@@ -41,6 +41,13 @@ pub struct Spooled {
 }
 
 impl Spooled {
+    /// Where the file is (still removed on drop).
+    pub fn path(&self) -> &Path {
+        self.path
+            .as_deref()
+            .expect("a spooled file until it is taken")
+    }
+
     /// The file, for the store to move: it is no longer removed on drop.
     pub fn take(mut self) -> PathBuf {
         self.path.take().expect("a spooled file is taken once")

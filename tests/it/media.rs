@@ -97,6 +97,8 @@ async fn an_upload_is_kept_by_content_per_tenant_served_and_forgotten() {
         .unwrap();
     assert_eq!(served.status(), 200);
     assert_eq!(served.headers()["content-type"], "image/png");
+    assert_eq!(served.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(served.headers()["content-disposition"], "attachment");
     assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
     let foreign = app
         .client

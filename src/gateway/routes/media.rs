@@ -25,6 +25,9 @@ use crate::gateway::error::ApiError;
 use crate::media::spool::{SpoolError, Spooled, spool};
 use crate::media::{MediaInfo, MediaStore, kinds};
 
+/// Uploads read at once, in all; more are `429` for a second.
+pub const MAX_UPLOADS: usize = 16;
+
 /// `?filename=` of a raw upload.
 #[derive(Debug, Deserialize)]
 pub struct UploadQuery {
@@ -81,6 +84,18 @@ pub async fn upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     let store = state.media.clone().ok_or(ApiError::NoMediaStore)?;
+    if let Some(limiter) = &state.rate_limiter {
+        limiter
+            .check(&caller.key_id)
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    }
+    let _slot = state
+        .uploads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::RateLimited {
+            retry_after: Duration::from_secs(1),
+        })?;
     let content_type = header_str(request.headers(), header::CONTENT_TYPE);
     let (limits, filename, spooled) = if content_type.starts_with("multipart/form-data") {
         read_multipart(&state, store.as_ref(), request).await?
@@ -222,6 +237,9 @@ pub async fn get(
         [
             (header::CONTENT_TYPE, info.mime_type.clone()),
             (header::CONTENT_LENGTH, info.size.to_string()),
+            // Served as a file, never rendered as a page of this origin.
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CONTENT_DISPOSITION, "attachment".to_owned()),
         ],
         Body::from_stream(body),
     )
