@@ -74,6 +74,7 @@ impl Limits {
         (status = 401, description = "Missing or unknown API key", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "media-too-large: over WhatsApp's limit for the type (named)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "media-type-not-accepted: a type WhatsApp refuses", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
+        (status = 429, description = "16 uploads are being read, or over RATE_LIMIT_PER_KEY", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 501, description = "media-not-configured (SNS mode)", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
         (status = 503, description = "The media store failed", body = crate::gateway::error::ProblemDocument, content_type = "application/problem+json"),
     ))]
