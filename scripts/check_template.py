@@ -531,9 +531,10 @@ def consumer_expectations(r, c, env):
         )
         exp[r.getatt(bid, "Arn") + "/media/*"] = (
             f"the media in bucket {bid}",
-            {"s3:GetObject"} if named else set(),
-            {"s3:GetObject"},
-            {"s3:GetObject": "sends by mediaId read their files (media/s3.rs, open)"},
+            {"s3:GetObject", "s3:PutObject"} if named else set(),
+            {"s3:GetObject", "s3:PutObject"},
+            {"s3:GetObject": "sends by mediaId read their files (media/s3.rs, open)",
+             "s3:PutObject": "media jobs keep what people send (delivery/media_job.rs, media/s3.rs keep)"},
         )
         exp[r.getatt(bid, "Arn") + "/uploads/*"] = (
             f"the upload records in bucket {bid}",

@@ -123,7 +123,17 @@ pub struct Envelope {
     /// The batch it was sent in (the batch answer's `batchId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_id: Option<String>,
+    /// Set when this envelope is a job, not a message: keep the media of
+    /// this inbound message (JSON of `status::Inbound`) and then publish its
+    /// event (version [`MEDIA_JOB_VERSION`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound_media: Option<Value>,
 }
+
+/// The version of an envelope that carries an inbound media job: consumers
+/// that do not know it refuse it (to the dead-letter queue) rather than
+/// take it for a message.
+pub const MEDIA_JOB_VERSION: u32 = 3;
 
 /// The one tenant of a deployment without `TENANTS_FILE`, and of envelopes
 /// written before tenants.
@@ -258,6 +268,7 @@ impl Envelope {
                 .and_then(DateTime::from_timestamp_millis),
             send_at: message.send_at_ms.and_then(DateTime::from_timestamp_millis),
             batch_id: None,
+            inbound_media: None,
         }
     }
 
@@ -344,13 +355,15 @@ impl Envelope {
             version: u64,
         }
         let probe: VersionOnly = serde_json::from_str(payload).map_err(EnvelopeError::Malformed)?;
-        let known = [ENVELOPE_VERSION, PENDING_STATUS_VERSION].map(u64::from);
+        let known = [ENVELOPE_VERSION, PENDING_STATUS_VERSION, MEDIA_JOB_VERSION].map(u64::from);
         if !known.contains(&probe.version) {
             return Err(EnvelopeError::UnsupportedVersion(probe.version));
         }
         let envelope: Self = serde_json::from_str(payload).map_err(EnvelopeError::Malformed)?;
         // Version 2 is only ever a status to record.
-        if (envelope.version == PENDING_STATUS_VERSION) != envelope.pending_status.is_some() {
+        if (envelope.version == PENDING_STATUS_VERSION) != envelope.pending_status.is_some()
+            || (envelope.version == MEDIA_JOB_VERSION) != envelope.inbound_media.is_some()
+        {
             return Err(EnvelopeError::UnsupportedVersion(probe.version));
         }
         Ok(envelope)

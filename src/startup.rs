@@ -98,7 +98,13 @@ impl Application {
         tracing::info!(table = ?config.status.table, events_topic = ?config.status.events_topic_arn, "statuses kept in DynamoDB");
         let fleet = store.fleet_table();
         let topic: Arc<dyn Publisher> = Arc::new(publisher);
-        let dynamo = Arc::new(store.with_failover(topic.clone()));
+        let store = store.with_failover(topic.clone());
+        let store = if config.media_bucket.is_some() {
+            store.with_media_jobs()
+        } else {
+            store
+        };
+        let dynamo = Arc::new(store);
         let store: Arc<dyn StatusStore> = dynamo.clone();
         let schedule: Arc<dyn ScheduleStore> = dynamo;
         let recording = StatusRecordingPublisher::new(topic.clone(), store.clone());

@@ -69,6 +69,17 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
+    /// Starts downloading media a person sent (`media_id` is the
+    /// provider's): its type and bytes; `None` when this provider has none.
+    #[allow(clippy::type_complexity)]
+    fn download<'a>(
+        &'a self,
+        media_id: &'a str,
+    ) -> Option<BoxFuture<'a, Result<(String, crate::media::MediaBody), ProviderError>>> {
+        let _ = media_id;
+        None
+    }
+
     /// True when a failure with this code may mean a media id the provider
     /// issued is no longer known (it is uploaded again).
     fn media_gone(&self, _code: i64) -> bool {

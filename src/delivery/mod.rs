@@ -25,6 +25,7 @@ mod capacity;
 pub mod decision;
 pub mod expiry;
 pub mod media;
+mod media_job;
 mod outcome;
 mod recording;
 pub mod retry;
@@ -215,9 +216,7 @@ impl Pipeline {
         let span = tracing::info_span!("deliver", envelope_id = %envelope.id, channel = envelope.channel.as_str(), to = %envelope.to.masked(), attempt);
         async move {
             // A status to record, not a message to send.
-            if let Some(pending) = &envelope.pending_status {
-                let decision = self.record_pending(envelope, pending).await;
-                outcome::log_decision(&decision, "status");
+            if let Some(decision) = self.not_a_message(envelope, attempt).await {
                 return decision;
             }
             // A message whose first leg already failed over (a retry after the
@@ -284,6 +283,23 @@ impl Pipeline {
         }
         .instrument(span)
         .await
+    }
+
+    /// The work of an envelope that carries no message to send: a status
+    /// to record, or an inbound media job.
+    async fn not_a_message(&self, envelope: &Envelope, attempt: u32) -> Option<Decision> {
+        let (decision, kind) = if let Some(pending) = &envelope.pending_status {
+            (self.record_pending(envelope, pending).await, "status")
+        } else if let Some(job) = &envelope.inbound_media {
+            (
+                self.media_job(envelope, job, attempt).await,
+                "inbound-media",
+            )
+        } else {
+            return None;
+        };
+        outcome::log_decision(&decision, kind);
+        Some(decision)
     }
 
     fn provider_for(&self, envelope: &Envelope) -> Option<&ProviderState> {

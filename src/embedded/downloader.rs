@@ -13,14 +13,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::task::JoinSet;
 
 use super::EmbeddedQueue;
 use super::downloads::{Job, Outcome};
 use crate::channels::whatsapp::read_receipts::ReadReceipts;
 use crate::delivery::{FailureClass, RetryPolicy};
-use crate::media::{MediaInfo, MediaStore, kinds, spool};
+use crate::media::MediaStore;
+use crate::media::inbound::{Failure, keep_for_tenants};
 
 /// How long a job taken stays out of reach: longer than a download can take.
 const HOLD: Duration = Duration::from_secs(600);
@@ -28,28 +29,6 @@ const HOLD: Duration = Duration::from_secs(600);
 const CONCURRENCY: usize = 4;
 /// How often due retries are looked for when nothing wakes the task.
 const IDLE_POLL: Duration = Duration::from_millis(500);
-/// Longest wait for each chunk of a download.
-const CHUNK_WAIT: Duration = Duration::from_secs(30);
-
-/// Why a download did not keep the media.
-enum Failure {
-    /// Worth another attempt.
-    Again(String),
-    /// Not: the event goes with `media.error` now.
-    Final(String),
-}
-
-impl From<String> for Failure {
-    fn from(error: String) -> Self {
-        Self::Again(error)
-    }
-}
-
-impl From<&str> for Failure {
-    fn from(error: &str) -> Self {
-        Self::Again(error.to_owned())
-    }
-}
 
 /// Downloads and keeps inbound media.
 #[derive(Clone)]
@@ -148,76 +127,26 @@ impl Downloader {
     /// `media`.
     async fn keep(&self, job: &Job) -> Result<Value, Failure> {
         let inbound = &job.inbound;
-        let media_id = inbound.media_id().ok_or("no media in the message")?;
+        let again = |why: &str| Failure::Again(why.to_owned());
+        let media_id = inbound
+            .media_id()
+            .ok_or_else(|| again("no media in the message"))?;
         let number = inbound.to.as_deref().unwrap_or_default();
         let client = self
             .numbers
             .client(number)
-            .ok_or("no WhatsApp credentials for the number that received it")?;
+            .ok_or_else(|| again("no WhatsApp credentials for the number that received it"))?;
         let download = client
             .download(media_id)
             .await
-            .map_err(|e| crate::telemetry::chain(&e))?;
-        let essence = download
-            .mime_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        let limit = kinds::accepted(&essence).map_or(100 << 20, |(_, a)| a.max_bytes);
-        let spooled = spool::spool(
-            download.body.bytes_stream(),
-            self.store.spool_dir(),
-            limit,
-            CHUNK_WAIT,
-        )
-        .await
-        .map_err(|e| match e {
-            // Larger than WhatsApp allows: downloading again cannot help.
-            spool::SpoolError::TooLarge { .. } => Failure::Final(crate::telemetry::chain(&e)),
-            e => Failure::Again(crate::telemetry::chain(&e)),
-        })?;
-        let tenants = if inbound.tenants.is_empty() {
-            vec![crate::contract::DEFAULT_TENANT.to_owned()]
-        } else {
-            inbound.tenants.clone()
-        };
-        let mut ids = serde_json::Map::new();
-        let (sha256, size) = (spooled.sha256.clone(), spooled.size);
-        // `spooled` removes the download when this returns, kept or not;
-        // each tenant keeps its own copy (its own id), which `keep` takes or
-        // removes.
-        let file = spooled.path();
-        for (i, tenant) in tenants.iter().enumerate() {
-            let copy = file.with_extension(format!("copy-{i}"));
-            if let Err(e) = tokio::fs::copy(file, &copy).await {
-                let _ = tokio::fs::remove_file(&copy).await;
-                return Err(Failure::Again(e.to_string()));
-            }
-            let info = MediaInfo {
-                media_id: crate::media::media_id(tenant, &sha256),
-                tenant: tenant.clone(),
-                sha256: sha256.clone(),
-                size,
-                mime_type: essence.clone(),
-                filename: inbound
-                    .message
-                    .pointer("/document/filename")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                created_at_ms: crate::clock::now_ms(),
-            };
-            let kept = self
-                .store
-                .keep(info, copy)
-                .await
-                .map_err(|e| crate::telemetry::chain(&e))?;
-            ids.insert(tenant.clone(), kept.media_id.into());
-        }
-        let first = ids.values().next().cloned().unwrap_or_default();
-        Ok(
-            json!({"mediaId": first, "mediaIds": ids, "mimeType": essence, "sha256": sha256, "size": size}),
-        )
+            .map_err(|e| Failure::Again(crate::telemetry::chain(&e)))?;
+        let filename = inbound
+            .message
+            .pointer("/document/filename")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let body = crate::media::inbound::body_of(download.body);
+        let store = self.store.as_ref();
+        keep_for_tenants(store, &inbound.tenants, &download.mime_type, filename, body).await
     }
 }

@@ -4,6 +4,7 @@
 //! seam: files under `HERALD_DATA_DIR` ([`files`]).
 
 pub mod files;
+pub mod inbound;
 pub mod kinds;
 pub mod s3;
 pub mod spool;

@@ -201,6 +201,17 @@ pub trait StatusStore: OptOutStore + WindowStore + crate::templates::store::Temp
         batch: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Cancellation>, StoreError>>;
 
+    /// Publishes the `message.inbound` event of `inbound` with its kept
+    /// `media` (a media job's end, with SNS), once.
+    fn inbound_media_kept<'a>(
+        &'a self,
+        inbound: &'a Inbound,
+        media: Value,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (inbound, media);
+        Box::pin(async { Ok(()) })
+    }
+
     /// Marks `envelope`'s message handed to a provider, just before the
     /// call: `Ok(false)` when it was cancelled first (it must not be sent).
     /// Stores whose queue decides this themselves (the embedded default's

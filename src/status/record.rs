@@ -252,6 +252,7 @@ impl MessageRecord {
             expires_at: self.fallback_leg.as_ref().and_then(|l| l.expires_at),
             send_at: None,
             batch_id: self.batch_id.clone(),
+            inbound_media: None,
         };
         first.failover()
     }

@@ -538,3 +538,139 @@ mod inbound {
         assert_eq!(downloads, 3, "DELIVERY_MAX_ATTEMPTS tries");
     }
 }
+
+#[tokio::test]
+async fn with_sns_inbound_media_is_kept_by_the_consumer_before_its_event() {
+    use crate::helpers::meta::{self, MetaSender};
+    let stack = crate::helpers::aws::SnsWithStatuses::create().await;
+    let bucket = bucket(&stack.aws).await;
+    let (events_topic, events_queue) = stack.aws.events_topic().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let whatsapp = FakeWhatsApp::start().await;
+    let photo = b"\xff\xd8\xffSNS-JPEG".to_vec();
+    let url = format!("{}/download/MEDIA-SNS-1", whatsapp.server.uri());
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path(format!(
+            "/{}/MEDIA-SNS-1",
+            wa::VERSION
+        )))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"url": url, "mime_type": "image/jpeg", "id": "MEDIA-SNS-1"})),
+        )
+        .mount(&whatsapp.server)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/download/MEDIA-SNS-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(photo.clone()))
+        .mount(&whatsapp.server)
+        .await;
+    let mut vars = stack.vars();
+    vars.extend([
+        ("MEDIA_BUCKET", bucket.as_str()),
+        ("HERALD_DATA_DIR", data.as_str()),
+        ("EVENTS_TOPIC_ARN", events_topic.as_str()),
+    ]);
+    vars.extend(meta::webhook_vars());
+    let whatsapp_vars = whatsapp.vars();
+    vars.extend(whatsapp_vars.iter().map(|(k, v)| (*k, v.as_str())));
+    let gateway = TestApp::spawn_from_config(&crate::helpers::config_with(&vars)).await;
+    let mut consumer_vars = whatsapp.vars();
+    consumer_vars.push(("MEDIA_BUCKET", bucket.clone()));
+    consumer_vars.push(("EVENTS_TOPIC_ARN", events_topic.clone()));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child =
+        crate::helpers::process::consumer(&stack.tq.queue_url, &stack.table, &consumer_vars, &log);
+    let image = meta::inbound(
+        "wamid.in.sns",
+        "image",
+        json!({"id": "MEDIA-SNS-1", "mime_type": "image/jpeg"}),
+    );
+    assert_eq!(
+        MetaSender::new(&gateway.address)
+            .post(&meta::payload(vec![], vec![image]))
+            .await,
+        200
+    );
+    let received = stack
+        .aws
+        .drain(&events_queue, 1, std::time::Duration::from_secs(30))
+        .await;
+    child.kill();
+    let events: Vec<Value> = received
+        .iter()
+        .filter_map(|m| serde_json::from_str(m.body().unwrap_or_default()).ok())
+        .collect();
+    let event = events
+        .iter()
+        .find(|e| e["providerMessageId"] == "wamid.in.sns")
+        .unwrap_or_else(|| panic!("no inbound event: {events:?}"));
+    let id = event["media"]["mediaId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{event}"));
+    assert_eq!(event["media"]["size"], photo.len());
+    let kept = gateway
+        .client
+        .get(format!("{}/api/v1/media/{id}", gateway.address))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 200);
+    assert_eq!(kept.bytes().await.unwrap().as_ref(), photo.as_slice());
+}
+
+#[tokio::test]
+async fn with_sns_a_download_that_keeps_failing_still_tells_the_application() {
+    use crate::helpers::meta::{self, MetaSender};
+    let stack = crate::helpers::aws::SnsWithStatuses::create().await;
+    let bucket = bucket(&stack.aws).await;
+    let (events_topic, events_queue) = stack.aws.events_topic().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let whatsapp = FakeWhatsApp::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path(format!(
+            "/{}/MEDIA-SNS-2",
+            wa::VERSION
+        )))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&whatsapp.server)
+        .await;
+    let mut vars = stack.vars();
+    vars.extend([
+        ("MEDIA_BUCKET", bucket.as_str()),
+        ("HERALD_DATA_DIR", data.as_str()),
+        ("EVENTS_TOPIC_ARN", events_topic.as_str()),
+    ]);
+    vars.extend(meta::webhook_vars());
+    let whatsapp_vars = whatsapp.vars();
+    vars.extend(whatsapp_vars.iter().map(|(k, v)| (*k, v.as_str())));
+    let gateway = TestApp::spawn_from_config(&crate::helpers::config_with(&vars)).await;
+    let mut consumer_vars = whatsapp.vars();
+    consumer_vars.extend([
+        ("MEDIA_BUCKET", bucket.clone()),
+        ("EVENTS_TOPIC_ARN", events_topic.clone()),
+        ("DELIVERY_MAX_ATTEMPTS", "2".to_owned()),
+        ("DELIVERY_RETRY_BASE_MS", "20".to_owned()),
+        ("DELIVERY_RETRY_MAX_MS", "50".to_owned()),
+    ]);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child =
+        crate::helpers::process::consumer(&stack.tq.queue_url, &stack.table, &consumer_vars, &log);
+    let image = meta::inbound("wamid.in.sns.lost", "image", json!({"id": "MEDIA-SNS-2"}));
+    let post = MetaSender::new(&gateway.address);
+    assert_eq!(post.post(&meta::payload(vec![], vec![image])).await, 200);
+    let received = stack
+        .aws
+        .drain(&events_queue, 1, std::time::Duration::from_secs(30))
+        .await;
+    child.kill();
+    let event: Value = received
+        .iter()
+        .filter_map(|m| serde_json::from_str::<Value>(m.body().unwrap_or_default()).ok())
+        .find(|e| e["providerMessageId"] == "wamid.in.sns.lost")
+        .expect("the inbound event, after the attempts");
+    assert!(event["media"]["error"].is_string(), "{event}");
+}

@@ -273,6 +273,19 @@ impl Provider for WhatsAppClient {
         }))
     }
 
+    fn download<'a>(
+        &'a self,
+        media_id: &'a str,
+    ) -> Option<BoxFuture<'a, Result<(String, crate::media::MediaBody), ProviderError>>> {
+        Some(Box::pin(async move {
+            let download = WhatsAppClient::download(self, media_id).await?;
+            Ok((
+                download.mime_type,
+                crate::media::inbound::body_of(download.body),
+            ))
+        }))
+    }
+
     fn media_gone(&self, code: i64) -> bool {
         // Graph's "invalid parameter" for an id it no longer has, and
         // "media upload error" (Meta could not fetch the media).

@@ -39,6 +39,7 @@
 
 mod cancel;
 mod claims;
+mod inbound;
 mod opt_outs;
 pub mod schedule;
 mod templates;
@@ -59,7 +60,6 @@ use super::{
 use crate::events::sns::SnsEvents;
 use crate::optout::{OptOut, OptOutUpdate};
 use crate::publisher::Publisher;
-use crate::status::events;
 
 const SK: &str = "status";
 
@@ -74,6 +74,8 @@ pub struct DynamoStatusStore {
     events: Option<SnsEvents>,
     /// Where failover envelopes are published (the gateway's topic).
     failover: Option<Arc<dyn Publisher>>,
+    /// Inbound media is kept before the event (`MEDIA_BUCKET`).
+    media_jobs: bool,
 }
 
 impl std::fmt::Debug for DynamoStatusStore {
@@ -210,6 +212,7 @@ impl DynamoStatusStore {
             ttl,
             events,
             failover: None,
+            media_jobs: false,
         }
     }
 
@@ -425,40 +428,6 @@ impl DynamoStatusStore {
         self.fail_over(&item, entry.fails_over()).await
     }
 
-    /// Records an inbound message and publishes its event once (once-only
-    /// work marked `ev_inbound`; an item from before that marker carries
-    /// `evented`, and its event was published).
-    async fn record_inbound(&self, inbound: &Inbound) -> Result<(), StoreError> {
-        if let Some((number_id, person)) = inbound.window_key() {
-            self.advance_window((number_id, person), "lastInboundAt", inbound.at_ms)
-                .await?;
-        }
-        let pk = format!("inbound#{}", inbound.provider_message_id);
-        let mut extra = vec![("seenAt", n(now_ms()), true)];
-        if let Some((number_id, _)) = inbound.window_key() {
-            let tenants = serde_json::to_string(&inbound.tenants).expect("strings serialise");
-            extra.push(("numberId", s(number_id), true));
-            extra.push(("tenants", s(tenants), true));
-        }
-        let item = self.add_entries(pk.clone(), &[], &extra).await?;
-        let Some(events) = &self.events else {
-            return Ok(());
-        };
-        let done = item
-            .get("ev_inbound")
-            .and_then(|v| v.as_s().ok())
-            .map(String::as_str)
-            == Some("done");
-        if done || item.contains_key("evented") {
-            return Ok(());
-        }
-        let event = events::inbound_event(inbound);
-        self.once(&s(pk), "ev_inbound", || async {
-            events.publish(&event).await.map_err(event_error)
-        })
-        .await
-    }
-
     async fn apply(&self, update: &Update) -> Result<(), StoreError> {
         match update {
             Update::Message {
@@ -586,6 +555,14 @@ impl StatusStore for DynamoStatusStore {
         batch: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<crate::status::Cancellation>, StoreError>> {
         Box::pin(self.cancel_all(ids, scope, batch))
+    }
+
+    fn inbound_media_kept<'a>(
+        &'a self,
+        inbound: &'a Inbound,
+        media: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.publish_with_media(inbound, media))
     }
 
     fn hand<'a>(
