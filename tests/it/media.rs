@@ -356,6 +356,18 @@ async fn with_sns_media_lives_in_s3_and_the_consumer_uploads_it_from_there() {
     let id = kept["mediaId"].as_str().unwrap().to_owned();
     let (_, again) = upload(&gateway, KEY, "image/png", bytes.clone()).await;
     assert_eq!(again["mediaId"], id);
+    // The same checks as on the embedded default.
+    let (status, _) = upload(&gateway, KEY, "image/gif", png(10)).await;
+    assert_eq!(status, 415);
+    let (status, _) = upload(&gateway, KEY, "image/jpeg", vec![0u8; (5 << 20) + 1]).await;
+    assert_eq!(status, 413);
+    let (status, problem) = gateway
+        .send(&json!({"to": TO, "image": {"mediaId": "m0123456789abcdef0123456789abcdef"}}))
+        .await;
+    assert_eq!(
+        (status, &problem["errors"][0]["field"]),
+        (400, &json!("image.mediaId"))
+    );
     let served = gateway
         .client
         .get(format!("{}/api/v1/media/{id}", gateway.address))
@@ -539,14 +551,78 @@ mod inbound {
     }
 }
 
+/// SNS with statuses, events, `MEDIA_BUCKET` and the WhatsApp webhook: a
+/// gateway, and a consumer with `consumer_extra`.
+struct SnsInbound {
+    stack: crate::helpers::aws::SnsWithStatuses,
+    gateway: TestApp,
+    events_queue: String,
+    /// Killed when the test ends.
+    _consumer: crate::helpers::process::KilledOnDrop,
+    _log: tempfile::NamedTempFile,
+    _dir: tempfile::TempDir,
+}
+
+impl SnsInbound {
+    async fn start(whatsapp: &FakeWhatsApp, consumer_extra: &[(&'static str, &str)]) -> Self {
+        let stack = crate::helpers::aws::SnsWithStatuses::create().await;
+        let bucket = bucket(&stack.aws).await;
+        let (events_topic, events_queue) = stack.aws.events_topic().await;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap().to_owned();
+        let mut vars = stack.vars();
+        vars.extend([
+            ("MEDIA_BUCKET", bucket.as_str()),
+            ("HERALD_DATA_DIR", data.as_str()),
+            ("EVENTS_TOPIC_ARN", events_topic.as_str()),
+        ]);
+        vars.extend(crate::helpers::meta::webhook_vars());
+        let whatsapp_vars = whatsapp.vars();
+        vars.extend(whatsapp_vars.iter().map(|(k, v)| (*k, v.as_str())));
+        let gateway = TestApp::spawn_from_config(&crate::helpers::config_with(&vars)).await;
+        let mut consumer_vars = whatsapp.vars();
+        consumer_vars.push(("MEDIA_BUCKET", bucket.clone()));
+        consumer_vars.push(("EVENTS_TOPIC_ARN", events_topic.clone()));
+        consumer_vars.extend(consumer_extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let (queue, table) = (&stack.tq.queue_url, &stack.table);
+        let consumer = crate::helpers::process::consumer(queue, table, &consumer_vars, &log);
+        Self {
+            stack,
+            gateway,
+            events_queue,
+            _consumer: consumer,
+            _log: log,
+            _dir: dir,
+        }
+    }
+
+    /// Posts an inbound image `wamid` with `media_id` to the webhook, and
+    /// returns its `message.inbound` event from the events topic.
+    async fn event_for(&self, wamid: &str, media_id: &str) -> Value {
+        use crate::helpers::meta::{self, MetaSender};
+        let image = meta::inbound(
+            wamid,
+            "image",
+            json!({"id": media_id, "mime_type": "image/jpeg"}),
+        );
+        let post = MetaSender::new(&self.gateway.address);
+        assert_eq!(post.post(&meta::payload(vec![], vec![image])).await, 200);
+        let received = self
+            .stack
+            .aws
+            .drain(&self.events_queue, 1, std::time::Duration::from_secs(30))
+            .await;
+        received
+            .iter()
+            .filter_map(|m| serde_json::from_str::<Value>(m.body().unwrap_or_default()).ok())
+            .find(|e| e["providerMessageId"] == wamid)
+            .unwrap_or_else(|| panic!("no inbound event for {wamid}"))
+    }
+}
+
 #[tokio::test]
 async fn with_sns_inbound_media_is_kept_by_the_consumer_before_its_event() {
-    use crate::helpers::meta::{self, MetaSender};
-    let stack = crate::helpers::aws::SnsWithStatuses::create().await;
-    let bucket = bucket(&stack.aws).await;
-    let (events_topic, events_queue) = stack.aws.events_topic().await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_owned();
     let whatsapp = FakeWhatsApp::start().await;
     let photo = b"\xff\xd8\xffSNS-JPEG".to_vec();
     let url = format!("{}/download/MEDIA-SNS-1", whatsapp.server.uri());
@@ -566,53 +642,16 @@ async fn with_sns_inbound_media_is_kept_by_the_consumer_before_its_event() {
         .respond_with(ResponseTemplate::new(200).set_body_bytes(photo.clone()))
         .mount(&whatsapp.server)
         .await;
-    let mut vars = stack.vars();
-    vars.extend([
-        ("MEDIA_BUCKET", bucket.as_str()),
-        ("HERALD_DATA_DIR", data.as_str()),
-        ("EVENTS_TOPIC_ARN", events_topic.as_str()),
-    ]);
-    vars.extend(meta::webhook_vars());
-    let whatsapp_vars = whatsapp.vars();
-    vars.extend(whatsapp_vars.iter().map(|(k, v)| (*k, v.as_str())));
-    let gateway = TestApp::spawn_from_config(&crate::helpers::config_with(&vars)).await;
-    let mut consumer_vars = whatsapp.vars();
-    consumer_vars.push(("MEDIA_BUCKET", bucket.clone()));
-    consumer_vars.push(("EVENTS_TOPIC_ARN", events_topic.clone()));
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let child =
-        crate::helpers::process::consumer(&stack.tq.queue_url, &stack.table, &consumer_vars, &log);
-    let image = meta::inbound(
-        "wamid.in.sns",
-        "image",
-        json!({"id": "MEDIA-SNS-1", "mime_type": "image/jpeg"}),
-    );
-    assert_eq!(
-        MetaSender::new(&gateway.address)
-            .post(&meta::payload(vec![], vec![image]))
-            .await,
-        200
-    );
-    let received = stack
-        .aws
-        .drain(&events_queue, 1, std::time::Duration::from_secs(30))
-        .await;
-    child.kill();
-    let events: Vec<Value> = received
-        .iter()
-        .filter_map(|m| serde_json::from_str(m.body().unwrap_or_default()).ok())
-        .collect();
-    let event = events
-        .iter()
-        .find(|e| e["providerMessageId"] == "wamid.in.sns")
-        .unwrap_or_else(|| panic!("no inbound event: {events:?}"));
+    let sns = SnsInbound::start(&whatsapp, &[]).await;
+    let event = sns.event_for("wamid.in.sns", "MEDIA-SNS-1").await;
     let id = event["media"]["mediaId"]
         .as_str()
         .unwrap_or_else(|| panic!("{event}"));
     assert_eq!(event["media"]["size"], photo.len());
-    let kept = gateway
+    let kept = sns
+        .gateway
         .client
-        .get(format!("{}/api/v1/media/{id}", gateway.address))
+        .get(format!("{}/api/v1/media/{id}", sns.gateway.address))
         .header("x-api-key", KEY)
         .send()
         .await
@@ -623,12 +662,6 @@ async fn with_sns_inbound_media_is_kept_by_the_consumer_before_its_event() {
 
 #[tokio::test]
 async fn with_sns_a_download_that_keeps_failing_still_tells_the_application() {
-    use crate::helpers::meta::{self, MetaSender};
-    let stack = crate::helpers::aws::SnsWithStatuses::create().await;
-    let bucket = bucket(&stack.aws).await;
-    let (events_topic, events_queue) = stack.aws.events_topic().await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_owned();
     let whatsapp = FakeWhatsApp::start().await;
     wiremock::Mock::given(wiremock::matchers::method("GET"))
         .and(wiremock::matchers::path(format!(
@@ -638,39 +671,12 @@ async fn with_sns_a_download_that_keeps_failing_still_tells_the_application() {
         .respond_with(ResponseTemplate::new(500))
         .mount(&whatsapp.server)
         .await;
-    let mut vars = stack.vars();
-    vars.extend([
-        ("MEDIA_BUCKET", bucket.as_str()),
-        ("HERALD_DATA_DIR", data.as_str()),
-        ("EVENTS_TOPIC_ARN", events_topic.as_str()),
-    ]);
-    vars.extend(meta::webhook_vars());
-    let whatsapp_vars = whatsapp.vars();
-    vars.extend(whatsapp_vars.iter().map(|(k, v)| (*k, v.as_str())));
-    let gateway = TestApp::spawn_from_config(&crate::helpers::config_with(&vars)).await;
-    let mut consumer_vars = whatsapp.vars();
-    consumer_vars.extend([
-        ("MEDIA_BUCKET", bucket.clone()),
-        ("EVENTS_TOPIC_ARN", events_topic.clone()),
-        ("DELIVERY_MAX_ATTEMPTS", "2".to_owned()),
-        ("DELIVERY_RETRY_BASE_MS", "20".to_owned()),
-        ("DELIVERY_RETRY_MAX_MS", "50".to_owned()),
-    ]);
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let child =
-        crate::helpers::process::consumer(&stack.tq.queue_url, &stack.table, &consumer_vars, &log);
-    let image = meta::inbound("wamid.in.sns.lost", "image", json!({"id": "MEDIA-SNS-2"}));
-    let post = MetaSender::new(&gateway.address);
-    assert_eq!(post.post(&meta::payload(vec![], vec![image])).await, 200);
-    let received = stack
-        .aws
-        .drain(&events_queue, 1, std::time::Duration::from_secs(30))
-        .await;
-    child.kill();
-    let event: Value = received
-        .iter()
-        .filter_map(|m| serde_json::from_str::<Value>(m.body().unwrap_or_default()).ok())
-        .find(|e| e["providerMessageId"] == "wamid.in.sns.lost")
-        .expect("the inbound event, after the attempts");
+    let fast_attempts = [
+        ("DELIVERY_MAX_ATTEMPTS", "2"),
+        ("DELIVERY_RETRY_BASE_MS", "20"),
+        ("DELIVERY_RETRY_MAX_MS", "50"),
+    ];
+    let sns = SnsInbound::start(&whatsapp, &fast_attempts).await;
+    let event = sns.event_for("wamid.in.sns.lost", "MEDIA-SNS-2").await;
     assert!(event["media"]["error"].is_string(), "{event}");
 }
