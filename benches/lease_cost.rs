@@ -17,22 +17,27 @@
 //! Run with `cargo bench --bench lease_cost`; to keep the figures:
 //! `cargo bench --bench lease_cost | tee bench/results/<date>-lease-cost.txt`.
 
-use std::time::{Duration, Instant};
+mod queue;
+
+use std::time::Duration;
 
 use herald::contract::Envelope;
-use herald::domain::OutboundMessage;
-use herald::embedded::{EmbeddedQueue, Leased, Settlement};
-use tokio::task::JoinSet;
+use herald::embedded::EmbeddedQueue;
+use queue::{WARM_UP, fill, message, micros, percentile, time_leases};
 
-/// Enqueues in flight at once: several of the writer's commits (1 024 each).
-const CHUNK: usize = 4096;
-const LEASE_MS: i64 = 300_000;
+/// The i-th envelope of a fill, for `tenant_of(i)`.
+fn for_tenant(tenant_of: impl Fn(usize) -> String) -> impl Fn(usize) -> Envelope {
+    let template = message();
+    move |i| {
+        Envelope::new(uuid::Uuid::now_v7(), template.clone(), "bench").for_tenant(&tenant_of(i))
+    }
+}
+
 /// (k, calls): envelopes per lease and how many leases are timed.
 type Runs = [(usize, usize); 2];
 const RUNS: Runs = [(1, 2000), (50, 200)];
 /// Without `--bench` (`cargo test --all-targets`): enough to check it works.
 const TEST_RUNS: Runs = [(1, 50), (50, 10)];
-const WARM_UP: usize = 10;
 
 /// One case's figures: the enqueue rate, then per k (median, p99) of a call.
 struct Figures {
@@ -40,69 +45,8 @@ struct Figures {
     calls: Vec<(usize, Duration, Duration)>,
 }
 
-fn message() -> OutboundMessage {
-    OutboundMessage::try_from(serde_json::json!({"to": "+14155550123", "message": "hi"}))
-        .expect("a valid message")
-}
-
 fn tenant(i: usize) -> String {
     format!("t{i:03}")
-}
-
-/// Enqueues `count` envelopes, the i-th for `tenant_of(i)`, `CHUNK` at a
-/// time. Returns envelopes per second.
-async fn fill(queue: &EmbeddedQueue, count: usize, tenant_of: impl Fn(usize) -> String) -> f64 {
-    let template = message();
-    let started = Instant::now();
-    let mut i = 0;
-    while i < count {
-        let mut chunk = JoinSet::new();
-        for j in i..count.min(i + CHUNK) {
-            let envelope = Envelope::new(uuid::Uuid::now_v7(), template.clone(), "bench")
-                .for_tenant(&tenant_of(j));
-            let queue = queue.clone();
-            chunk.spawn(async move { queue.enqueue(&envelope).await });
-        }
-        while let Some(done) = chunk.join_next().await {
-            done.expect("joins").expect("enqueues");
-        }
-        i += CHUNK;
-    }
-    count as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Settles every envelope in `leased` as delivered (concurrently: one commit).
-async fn settle_all(queue: &EmbeddedQueue, leased: Vec<Leased>) {
-    let mut settles = JoinSet::new();
-    for envelope in leased {
-        let queue = queue.clone();
-        settles.spawn(async move { queue.settle(envelope.id, Settlement::Delivered).await });
-    }
-    while let Some(done) = settles.join_next().await {
-        done.expect("joins").expect("settles");
-    }
-}
-
-/// Times `calls` leases of `k`, each settled afterwards; returns every call's time.
-async fn time_leases(queue: &EmbeddedQueue, k: usize, calls: usize) -> Vec<Duration> {
-    let mut times = Vec::with_capacity(calls);
-    for call in 0..WARM_UP + calls {
-        let started = Instant::now();
-        let leased = queue.lease(LEASE_MS, k).await.expect("leases");
-        let took = started.elapsed();
-        assert_eq!(leased.len(), k, "the queue ran dry");
-        if call >= WARM_UP {
-            times.push(took);
-        }
-        settle_all(queue, leased).await;
-    }
-    times.sort();
-    times
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 async fn measure(queue: &EmbeddedQueue, runs: Runs, enqueue_per_s: f64) -> Figures {
@@ -121,7 +65,7 @@ async fn measure(queue: &EmbeddedQueue, runs: Runs, enqueue_per_s: f64) -> Figur
 async fn spread(n: usize, tenants: usize, runs: Runs) -> Figures {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let queue = EmbeddedQueue::open(dir.path(), 0).expect("the queue opens");
-    let rate = fill(&queue, n, |i| tenant(i % tenants)).await;
+    let rate = fill(&queue, n, for_tenant(|i| tenant(i % tenants))).await;
     measure(&queue, runs, rate).await
 }
 
@@ -129,15 +73,11 @@ async fn spread(n: usize, tenants: usize, runs: Runs) -> Figures {
 async fn one_due(n: usize, runs: Runs) -> Figures {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let queue = EmbeddedQueue::open(dir.path(), 0).expect("the queue opens");
-    fill(&queue, 99, |i| tenant(i + 1)).await;
+    fill(&queue, 99, for_tenant(|i| tenant(i + 1))).await;
     let held = queue.lease(3_600_000, 99).await.expect("leases");
     assert_eq!(held.len(), 99);
-    let rate = fill(&queue, n - 99, |_| tenant(0)).await;
+    let rate = fill(&queue, n - 99, for_tenant(|_| tenant(0))).await;
     measure(&queue, runs, rate).await
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 fn print_case(name: &str, f: &Figures) {

@@ -24,85 +24,28 @@
 //! Run with `cargo bench --bench schedule_burst`; to keep the figures:
 //! `cargo bench --bench schedule_burst | tee bench/results/<date>-schedule-burst.txt`.
 
+mod queue;
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use herald::contract::Envelope;
-use herald::domain::OutboundMessage;
-use herald::embedded::{EmbeddedQueue, Leased, Settlement};
+use herald::embedded::EmbeddedQueue;
+use queue::{LEASE_MS, fill, message, micros, percentile, settle_all, time_leases};
 use tokio::task::JoinSet;
 
-const CHUNK: usize = 4096;
-const LEASE_MS: i64 = 300_000;
+/// Envelopes due at `due_ms` (now when `None`).
+fn due_at(due_ms: Option<i64>) -> impl Fn(usize) -> Envelope {
+    let mut template = message();
+    template.send_at_ms = due_ms;
+    move |_| Envelope::new(uuid::Uuid::now_v7(), template.clone(), "bench")
+}
+
 /// The worker's largest lease.
 const RELEASE_K: usize = 1000;
 const UNSCHEDULED: usize = 30_000;
 const K: usize = 50;
 const CALLS: usize = 200;
-
-fn message() -> OutboundMessage {
-    OutboundMessage::try_from(serde_json::json!({"to": "+14155550123", "message": "hi"}))
-        .expect("a valid message")
-}
-
-/// Enqueues `count` envelopes due at `due_ms` (now when `None`), `CHUNK` at
-/// a time; envelopes per second.
-async fn fill(queue: &EmbeddedQueue, count: usize, due_ms: Option<i64>) -> f64 {
-    let mut template = message();
-    template.send_at_ms = due_ms;
-    let started = Instant::now();
-    let mut i = 0;
-    while i < count {
-        let mut chunk = JoinSet::new();
-        for _ in i..count.min(i + CHUNK) {
-            let envelope = Envelope::new(uuid::Uuid::now_v7(), template.clone(), "bench");
-            let queue = queue.clone();
-            chunk.spawn(async move { queue.enqueue(&envelope).await });
-        }
-        while let Some(done) = chunk.join_next().await {
-            done.expect("joins").expect("enqueues");
-        }
-        i += CHUNK;
-    }
-    count as f64 / started.elapsed().as_secs_f64()
-}
-
-async fn settle_all(queue: &EmbeddedQueue, leased: Vec<Leased>) {
-    let mut settles = JoinSet::new();
-    for envelope in leased {
-        let queue = queue.clone();
-        settles.spawn(async move { queue.settle(envelope.id, Settlement::Delivered).await });
-    }
-    while let Some(done) = settles.join_next().await {
-        done.expect("joins").expect("settles");
-    }
-}
-
-/// `CALLS` leases of `K` (after 10 untimed), each settled: sorted times.
-async fn time_leases(queue: &EmbeddedQueue) -> Vec<Duration> {
-    let mut times = Vec::with_capacity(CALLS);
-    for call in 0..CALLS + 10 {
-        let started = Instant::now();
-        let leased = queue.lease(LEASE_MS, K).await.expect("leases");
-        let took = started.elapsed();
-        assert_eq!(leased.len(), K, "the unscheduled envelopes ran out");
-        if call >= 10 {
-            times.push(took);
-        }
-        settle_all(queue, leased).await;
-    }
-    times.sort();
-    times
-}
-
-fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
 
 /// Leases everything due until `n` envelopes have come, as the worker
 /// does; each envelope's lateness after `due_ms`, in ms, sorted.
@@ -143,14 +86,14 @@ fn main() {
             "Herald scheduled burst: N = {n} envelopes due in the same second, {UNSCHEDULED} unscheduled, {} CPUs",
             std::thread::available_parallelism().map_or(0, usize::from)
         );
-        fill(&queue, UNSCHEDULED, None).await;
-        let without = time_leases(&queue).await;
+        fill(&queue, UNSCHEDULED, due_at(None)).await;
+        let without = time_leases(&queue, K, CALLS).await;
         // Due well after the fill and the second measurement end.
         let due_ms = Utc::now().timestamp_millis() + 20_000 + (n as i64) / 5;
-        let rate = fill(&queue, n, Some(due_ms)).await;
+        let rate = fill(&queue, n, due_at(Some(due_ms))).await;
         println!("scheduled enqueue: {rate:.0} envelopes/s");
 
-        let with = time_leases(&queue).await;
+        let with = time_leases(&queue, K, CALLS).await;
         for (name, times) in [("without", &without), ("with", &with)] {
             println!(
                 "lease k={K}, {name} the burst waiting: median {:.1} us, p99 {:.1} us",
@@ -164,7 +107,7 @@ fn main() {
             micros(percentile(&with, 99.0)) / micros(percentile(&without, 99.0))
         );
         // The unscheduled envelopes left go first, as they are due now.
-        let left = UNSCHEDULED - (CALLS + 10) * K * 2;
+        let left = UNSCHEDULED - (CALLS + queue::WARM_UP) * K * 2;
         settle_all(&queue, queue.lease(LEASE_MS, left).await.expect("leases")).await;
         assert!(Utc::now().timestamp_millis() < due_ms, "the burst came due too early");
         let started = Instant::now();

@@ -66,6 +66,26 @@ impl S3MediaStore {
         Self::new(Client::from_conf(config), bucket, spool)
     }
 
+    /// Object `key`, or `None` when there is none.
+    async fn get(
+        &self,
+        key: String,
+        context: &'static str,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, MediaError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(object) => Ok(Some(object)),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(e) => Err(s3_error(context, e)),
+        }
+    }
+
     async fn head(&self, id: &str) -> Result<Option<MediaInfo>, MediaError> {
         if !super::is_media_id(id) {
             return Ok(None);
@@ -171,19 +191,8 @@ impl MediaStore for S3MediaStore {
             if !super::is_media_id(id) {
                 return Ok(None);
             }
-            let object = match self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(data_key(id))
-                .send()
-                .await
-            {
-                Ok(object) => object,
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                    return Ok(None);
-                }
-                Err(e) => return Err(s3_error("cannot get a media object", e)),
+            let Some(object) = self.get(data_key(id), "cannot get a media object").await? else {
+                return Ok(None);
             };
             let info = info_from(
                 id,
@@ -230,19 +239,9 @@ impl MediaStore for S3MediaStore {
             if !super::is_media_id(id) {
                 return Ok(None);
             }
-            let object = match self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(upload_key(id, account))
-                .send()
-                .await
-            {
-                Ok(object) => object,
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                    return Ok(None);
-                }
-                Err(e) => return Err(s3_error("cannot read a media upload record", e)),
+            let context = "cannot read a media upload record";
+            let Some(object) = self.get(upload_key(id, account), context).await? else {
+                return Ok(None);
             };
             let bytes = object
                 .body

@@ -40,6 +40,16 @@ async fn upload(app: &TestApp, key: &str, content_type: &str, bytes: Vec<u8>) ->
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `GET /api/v1/media/{id}` with `key`.
+async fn get_media(app: &TestApp, id: &str, key: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}/api/v1/media/{id}", app.address))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .expect("gateway answers")
+}
+
 /// Two tenants: `ops` in `acme`, `billing` in `globex`, on the deployment's
 /// WhatsApp number, which answers sends and uploads.
 async fn two_tenants(dir: &std::path::Path, whatsapp: &FakeWhatsApp) -> TestApp {
@@ -88,25 +98,13 @@ async fn an_upload_is_kept_by_content_per_tenant_served_and_forgotten() {
     assert_ne!(theirs["mediaId"], id, "another tenant's copy is its own");
 
     let path = format!("/api/v1/media/{id}");
-    let served = app
-        .client
-        .get(format!("{}{path}", app.address))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap();
+    let served = get_media(&app, &id, KEY).await;
     assert_eq!(served.status(), 200);
     assert_eq!(served.headers()["content-type"], "image/png");
     assert_eq!(served.headers()["x-content-type-options"], "nosniff");
     assert_eq!(served.headers()["content-disposition"], "attachment");
     assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
-    let foreign = app
-        .client
-        .get(format!("{}{path}", app.address))
-        .header("x-api-key", OTHER_KEY)
-        .send()
-        .await
-        .unwrap();
+    let foreign = get_media(&app, &id, OTHER_KEY).await;
     assert_eq!(foreign.status(), 404, "another tenant cannot read it");
     assert_eq!(app.delete(&path, OTHER_KEY).await.0, 404, "nor delete it");
     assert_eq!(app.delete(&path, KEY).await.0, 204);
@@ -368,13 +366,7 @@ async fn with_sns_media_lives_in_s3_and_the_consumer_uploads_it_from_there() {
         (status, &problem["errors"][0]["field"]),
         (400, &json!("image.mediaId"))
     );
-    let served = gateway
-        .client
-        .get(format!("{}/api/v1/media/{id}", gateway.address))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap();
+    let served = get_media(&gateway, &id, KEY).await;
     assert_eq!(served.headers()["content-type"], "image/png");
     assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
 
@@ -421,7 +413,11 @@ mod inbound {
     use crate::helpers::{KEY, TestApp, pairs};
 
     /// Graph's media lookup for `media_id`, pointing at a download on the fake.
-    async fn serve_media(whatsapp: &FakeWhatsApp, media_id: &str, download: ResponseTemplate) {
+    pub(super) async fn serve_media(
+        whatsapp: &FakeWhatsApp,
+        media_id: &str,
+        download: ResponseTemplate,
+    ) {
         let url = format!("{}/download/{media_id}", whatsapp.server.uri());
         Mock::given(method("GET"))
             .and(path(format!("/{}/{media_id}", wa::VERSION)))
@@ -503,13 +499,7 @@ mod inbound {
         assert_eq!(media["mimeType"], "image/jpeg", "{event}");
         assert_eq!(media["size"], photo.len(), "{event}");
         let id = media["mediaId"].as_str().unwrap();
-        let kept = app
-            .client
-            .get(format!("{}/api/v1/media/{id}", app.address))
-            .header("x-api-key", KEY)
-            .send()
-            .await
-            .unwrap();
+        let kept = super::get_media(&app, id, KEY).await;
         assert_eq!(kept.status(), 200);
         assert_eq!(kept.bytes().await.unwrap().as_ref(), photo.as_slice());
     }
@@ -625,37 +615,15 @@ impl SnsInbound {
 async fn with_sns_inbound_media_is_kept_by_the_consumer_before_its_event() {
     let whatsapp = FakeWhatsApp::start().await;
     let photo = b"\xff\xd8\xffSNS-JPEG".to_vec();
-    let url = format!("{}/download/MEDIA-SNS-1", whatsapp.server.uri());
-    wiremock::Mock::given(wiremock::matchers::method("GET"))
-        .and(wiremock::matchers::path(format!(
-            "/{}/MEDIA-SNS-1",
-            wa::VERSION
-        )))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"url": url, "mime_type": "image/jpeg", "id": "MEDIA-SNS-1"})),
-        )
-        .mount(&whatsapp.server)
-        .await;
-    wiremock::Mock::given(wiremock::matchers::method("GET"))
-        .and(wiremock::matchers::path("/download/MEDIA-SNS-1"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(photo.clone()))
-        .mount(&whatsapp.server)
-        .await;
+    let download = ResponseTemplate::new(200).set_body_bytes(photo.clone());
+    inbound::serve_media(&whatsapp, "MEDIA-SNS-1", download).await;
     let sns = SnsInbound::start(&whatsapp, &[]).await;
     let event = sns.event_for("wamid.in.sns", "MEDIA-SNS-1").await;
     let id = event["media"]["mediaId"]
         .as_str()
         .unwrap_or_else(|| panic!("{event}"));
     assert_eq!(event["media"]["size"], photo.len());
-    let kept = sns
-        .gateway
-        .client
-        .get(format!("{}/api/v1/media/{id}", sns.gateway.address))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap();
+    let kept = get_media(&sns.gateway, id, KEY).await;
     assert_eq!(kept.status(), 200);
     assert_eq!(kept.bytes().await.unwrap().as_ref(), photo.as_slice());
 }
@@ -663,14 +631,7 @@ async fn with_sns_inbound_media_is_kept_by_the_consumer_before_its_event() {
 #[tokio::test]
 async fn with_sns_a_download_that_keeps_failing_still_tells_the_application() {
     let whatsapp = FakeWhatsApp::start().await;
-    wiremock::Mock::given(wiremock::matchers::method("GET"))
-        .and(wiremock::matchers::path(format!(
-            "/{}/MEDIA-SNS-2",
-            wa::VERSION
-        )))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&whatsapp.server)
-        .await;
+    inbound::serve_media(&whatsapp, "MEDIA-SNS-2", ResponseTemplate::new(500)).await;
     let fast_attempts = [
         ("DELIVERY_MAX_ATTEMPTS", "2"),
         ("DELIVERY_RETRY_BASE_MS", "20"),

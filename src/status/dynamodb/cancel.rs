@@ -25,7 +25,8 @@ where
 }
 
 impl DynamoStatusStore {
-    async fn message_item(&self, id: &str) -> Result<Option<Item>, StoreError> {
+    /// Message `id`'s item, read consistently.
+    pub(super) async fn message_item(&self, id: &str) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
             .get_item()

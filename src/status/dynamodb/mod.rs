@@ -531,18 +531,9 @@ impl StatusStore for DynamoStatusStore {
         scope: &'a crate::tenants::Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
         Box::pin(async move {
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", s(format!("msg#{id}")))
-                .key("sk", s(SK))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| error("cannot read a status", e))?;
-            Ok(output
-                .item
+            Ok(self
+                .message_item(id)
+                .await?
                 .map(|item| record_from(&item))
                 .filter(|r| scope.covers(&r.api_key_id, &r.tenant)))
         })
