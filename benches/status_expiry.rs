@@ -25,6 +25,8 @@ fn update(i: usize) -> Update {
             fallback: None,
             scheduled_for_ms: None,
             batch_id: None,
+            from: None,
+            sms_segments: 0,
         },
         status: Status::Submitted,
         entry: Entry::on("whatsapp", 0).by_attempt(1),

@@ -329,6 +329,22 @@ impl Envelope {
         })
     }
 
+    /// The segments of the SMS this envelope may send: its own text on
+    /// SMS, or its SMS fallback's; 0 without one.
+    pub fn sms_segments(&self) -> i64 {
+        let text = if self.channel == Channel::Sms {
+            Some(&self.message)
+        } else {
+            self.fallback
+                .as_ref()
+                .filter(|f| f.channel == Channel::Sms)
+                .map(|f| &f.message)
+        };
+        text.and_then(|m| m.pointer("/text/body"))
+            .and_then(Value::as_str)
+            .map_or(0, |t| crate::domain::sms::analyze(t).segments as i64)
+    }
+
     /// The WhatsApp message type, read from the message object.
     pub fn message_type(&self) -> &str {
         self.message

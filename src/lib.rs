@@ -26,6 +26,7 @@
 //! - [`metrics`]: Prometheus metrics (`GET /metrics`).
 //! - [`optout`]: recipients who opted out, and the keywords that opt them out.
 //! - [`window`]: the 24-hour customer-service window, learnt and checked.
+//! - [`search`]: search and statistics over a tenant's messages.
 //! - [`startup`]: builds the gateway from its configuration and runs it.
 
 pub mod aws;
@@ -46,6 +47,7 @@ pub mod optout;
 pub mod preflight;
 pub mod publisher;
 pub mod schedule;
+pub mod search;
 pub mod secret;
 pub mod secrets;
 pub mod startup;

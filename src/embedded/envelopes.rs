@@ -21,6 +21,9 @@ pub struct Row {
     pub priority: i64,
     /// When it is due, if later than its enqueue (a scheduled send).
     pub due_ms: Option<i64>,
+    /// What the sender knew, for a message's first leg: listed for search
+    /// when the row is added.
+    pub info: Option<crate::status::MessageInfo>,
 }
 
 impl Row {
@@ -33,6 +36,10 @@ impl Row {
             tenant: envelope.tenant.clone(),
             priority: envelope.priority.rank(),
             due_ms: envelope.send_at.map(|at| at.timestamp_millis()),
+            info: (envelope.failover_from.is_none()
+                && envelope.pending_status.is_none()
+                && envelope.inbound_media.is_none())
+            .then(|| crate::status::MessageInfo::of(envelope)),
         }
     }
 }
@@ -62,6 +69,11 @@ pub fn insert(tx: &rusqlite::Transaction<'_>, row: &Row, now_ms: i64) -> rusqlit
             row.priority,
             row.due_ms
         ])?;
+    if added == 1
+        && let Some(info) = &row.info
+    {
+        super::search::insert(tx, info, now_ms)?;
+    }
     Ok(added == 1)
 }
 

@@ -32,6 +32,7 @@ pub mod opt_outs;
 pub mod outbox;
 mod requests;
 mod schema;
+pub mod search;
 pub mod statuses;
 pub mod store;
 pub mod templates;
@@ -284,6 +285,24 @@ impl EmbeddedQueue {
             .await
     }
 
+    /// A page of `search`, newest first.
+    pub async fn search(
+        &self,
+        search: &crate::search::Search,
+    ) -> Result<crate::search::Found, QueueError> {
+        let search = search.clone();
+        self.call(|reply| Request::Search { search, reply }).await
+    }
+
+    /// The counters of `query`'s range.
+    pub async fn counts(
+        &self,
+        query: &crate::search::StatsQuery,
+    ) -> Result<Vec<crate::search::Bucket>, QueueError> {
+        let query = query.clone();
+        self.call(|reply| Request::Counts { query, reply }).await
+    }
+
     /// Takes up to `limit` due events from the outbox, held for `hold_ms`.
     pub async fn lease_events(
         &self,
@@ -402,6 +421,20 @@ impl crate::status::StatusStore for EmbeddedQueue {
         scope: &'a crate::tenants::Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
         Box::pin(async move { Ok(self.status(id, scope).await?) })
+    }
+
+    fn search<'a>(
+        &'a self,
+        search: &'a crate::search::Search,
+    ) -> BoxFuture<'a, Result<crate::search::Found, StoreError>> {
+        Box::pin(async move { Ok(EmbeddedQueue::search(self, search).await?) })
+    }
+
+    fn counts<'a>(
+        &'a self,
+        query: &'a crate::search::StatsQuery,
+    ) -> BoxFuture<'a, Result<Vec<crate::search::Bucket>, StoreError>> {
+        Box::pin(async move { Ok(EmbeddedQueue::counts(self, query).await?) })
     }
 
     fn cancel<'a>(

@@ -97,6 +97,14 @@ pub(crate) enum Request {
         scope: Scope,
         reply: oneshot::Sender<Result<Option<MessageRecord>, QueueError>>,
     },
+    Search {
+        search: crate::search::Search,
+        reply: oneshot::Sender<Result<crate::search::Found, QueueError>>,
+    },
+    Counts {
+        query: crate::search::StatsQuery,
+        reply: oneshot::Sender<Result<Vec<crate::search::Bucket>, QueueError>>,
+    },
     Settle {
         id: String,
         settlement: Settlement,

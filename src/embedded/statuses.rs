@@ -87,7 +87,7 @@ fn save(tx: &Transaction<'_>, record: &MessageRecord) -> rusqlite::Result<()> {
         json,
         record.updated_at_ms
     ])?;
-    Ok(())
+    super::search::sync(tx, record, record.updated_at_ms)
 }
 
 /// Merges `incoming` into `record` ([`apply::merge`]) and persists what
@@ -315,6 +315,8 @@ pub fn expire(tx: &Transaction<'_>, before_ms: i64, limit: usize) -> rusqlite::R
         ("inbound_seen", "seen_at", "provider_id"),
         ("event_dead_letters", "failed_at", "id"),
         ("windows", "updated_at", "rowid"),
+        ("message_index", "updated_at", "id"),
+        ("message_counts", "minute", "rowid"),
     ] {
         let removed = tx.execute(
             &format!(

@@ -101,6 +101,7 @@ impl Store {
              );",
         )?;
         super::statuses::create_tables(&conn)?;
+        super::search::create_tables(&conn)?;
         super::opt_outs::create_table(&conn)?;
         super::windows::create_table(&conn)?;
         super::windows::add_receiver_columns(&conn)?;
@@ -266,6 +267,24 @@ impl Store {
             .prepare_cached("SELECT COUNT(*) FROM envelopes WHERE created_at > ?1")?
             .query_row([now_ms], |r| r.get(0))?;
         Ok((oldest, waiting.unsigned_abs()))
+    }
+
+    /// A page of `search`.
+    pub fn search(&self, search: &crate::search::Search) -> rusqlite::Result<crate::search::Found> {
+        super::search::list(&self.conn, search)
+    }
+
+    /// The counters `query` sums.
+    pub fn message_counts(
+        &self,
+        query: &crate::search::StatsQuery,
+    ) -> rusqlite::Result<Vec<crate::search::Bucket>> {
+        super::search::counts(&self.conn, query)
+    }
+
+    /// The query plan of a page of `search` (for tests and the README).
+    pub fn explain(&self, search: &crate::search::Search) -> rusqlite::Result<Vec<String>> {
+        super::search::explain(&self.conn, search)
     }
 
     /// `waba_id`'s templates.

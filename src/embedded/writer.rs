@@ -475,6 +475,12 @@ fn answer_read(store: &mut Store, request: Request, counters: &Counters) {
                     .map_err(QueueError::from),
             );
         }
+        Request::Search { search, reply } => {
+            let _ = reply.send(store.search(&search).map_err(QueueError::from));
+        }
+        Request::Counts { query, reply } => {
+            let _ = reply.send(store.message_counts(&query).map_err(QueueError::from));
+        }
         Request::GetStatus { id, scope, reply } => {
             let _ = reply.send(store.status(&id, &scope).map_err(QueueError::from));
         }

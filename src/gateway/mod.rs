@@ -214,6 +214,8 @@ fn authenticated_routes(state: &AppState) -> Router<AppState> {
             "/api/v1/dead-letters/{id}/redrive",
             post(dead_letters::redrive),
         )
+        .route("/api/v1/messages", get(routes::search::list))
+        .route("/api/v1/stats", get(routes::search::stats))
         .route(
             "/api/v1/messages/{id}",
             get(routes::status::get).delete(routes::cancel::cancel_message),

@@ -229,6 +229,42 @@ pub struct MessageView {
     pub history: Vec<Value>,
 }
 
+/// `GET /api/v1/messages`.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct MessageList {
+    /// Newest first, each as `GET /api/v1/messages/{id}` shows it.
+    pub messages: Vec<MessageView>,
+    /// The next page's `cursor`; null at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/stats`.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct Stats {
+    /// The range's start, rounded down to the minute (RFC 3339).
+    pub since: String,
+    /// The range's end, exclusive, rounded up to the minute (RFC 3339).
+    pub until: String,
+    /// Messages by current status (every status named).
+    #[schema(value_type = Object)]
+    pub by_status: Value,
+    /// Failed messages by error code.
+    #[schema(value_type = Object)]
+    pub by_error_code: Value,
+    /// Messages by the channel of their current status.
+    #[schema(value_type = Object)]
+    pub by_channel: Value,
+    /// The segments of the messages on SMS.
+    pub sms_segments: i64,
+    /// With a granularity: `{"at", "byStatus"}` per bucket, oldest first.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub series: Option<Vec<Value>>,
+}
+
 /// `PUT /api/v1/opt-outs/{number}`.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
@@ -310,6 +346,8 @@ impl Modify for Security {
         routes::messages::send,
         routes::batch::send_batch,
         routes::status::get,
+        routes::search::list,
+        routes::search::stats,
         routes::cancel::cancel_message,
         routes::cancel::cancel_batch,
         routes::media::upload,
@@ -331,7 +369,7 @@ impl Modify for Security {
         docs_page,
     ),
     components(schemas(
-        SendRequest, Accepted, BatchRequest, BatchCancelled, MediaView, MessageView, OptOutChannels, DeadLetterList,
+        SendRequest, Accepted, BatchRequest, BatchCancelled, MediaView, MessageView, MessageList, Stats, OptOutChannels, DeadLetterList,
         Redriven, Health, ProviderWebhook, crate::gateway::error::ProblemDocument,
         crate::domain::FieldError, crate::domain::SmsInfo, crate::optout::OptOut,
     )),

@@ -54,6 +54,11 @@ pub struct MessageInfo {
     pub scheduled_for_ms: Option<i64>,
     /// The batch it was sent in.
     pub batch_id: Option<String>,
+    /// Its sender, as resolved at acceptance (`from`), when named.
+    pub from: Option<String>,
+    /// The segments of its SMS text (its own, or its SMS fallback's): what
+    /// `smsSegments` counts; 0 without one.
+    pub sms_segments: i64,
 }
 
 impl MessageInfo {
@@ -71,6 +76,8 @@ impl MessageInfo {
             fallback: envelope.fallback.clone(),
             scheduled_for_ms: envelope.send_at.map(|at| at.timestamp_millis()),
             batch_id: envelope.batch_id.clone(),
+            from: envelope.from.clone(),
+            sms_segments: envelope.sms_segments(),
         }
     }
 
@@ -189,6 +196,24 @@ pub trait StatusStore: OptOutStore + WindowStore + crate::templates::store::Temp
         id: &'a str,
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>>;
+
+    /// A page of `search`, newest first.
+    fn search<'a>(
+        &'a self,
+        search: &'a crate::search::Search,
+    ) -> BoxFuture<'a, Result<crate::search::Found, StoreError>> {
+        let _ = search;
+        Box::pin(async { Err(StoreError::new("this status store cannot search")) })
+    }
+
+    /// The counters (per minute, or per series bucket) of `query`'s range.
+    fn counts<'a>(
+        &'a self,
+        query: &'a crate::search::StatsQuery,
+    ) -> BoxFuture<'a, Result<Vec<crate::search::Bucket>, StoreError>> {
+        let _ = query;
+        Box::pin(async { Err(StoreError::new("this status store keeps no counters")) })
+    }
 
     /// Cancels each of `ids` in `scope` (and, given `batch`, of that batch:
     /// others are not found) that was not handed to a provider (recording

@@ -345,6 +345,8 @@ mod tests {
             fallback: None,
             scheduled_for_ms: None,
             batch_id: None,
+            from: None,
+            sms_segments: 0,
         });
         r.merge(Status::Failed, entry(4_000, "whatsapp"), 4_000);
         r.merge(Status::Submitted, entry(2_000, "whatsapp"), 4_001);

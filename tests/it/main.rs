@@ -27,6 +27,7 @@ mod openapi;
 mod opt_outs;
 mod preflight;
 mod scheduling;
+mod search;
 mod sms;
 mod sms_aws;
 mod sms_batch;

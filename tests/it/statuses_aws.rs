@@ -245,6 +245,8 @@ async fn concurrent_writers_merge_without_locks() {
         fallback: None,
         scheduled_for_ms: None,
         batch_id: None,
+        from: None,
+        sms_segments: 0,
     };
     let entry = |at_ms: i64| Entry {
         at_ms,
@@ -581,6 +583,8 @@ async fn an_abandoned_failover_claim_is_taken_over_and_a_live_one_is_not() {
             }),
             scheduled_for_ms: None,
             batch_id: None,
+            from: None,
+            sms_segments: 0,
         },
         status: Status::Submitted,
         entry: Entry::on("whatsapp", 1_750_000_001_000).by_attempt(1),

@@ -619,6 +619,8 @@ async fn expired_statuses_are_removed_on_a_timer() {
                 fallback: None,
                 scheduled_for_ms: None,
                 batch_id: None,
+                from: None,
+                sms_segments: 0,
             },
             status: Status::Submitted,
             entry: Entry::on("whatsapp", 0).by_attempt(1),

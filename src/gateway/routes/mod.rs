@@ -10,6 +10,7 @@ pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod opt_outs;
+pub mod search;
 pub mod status;
 pub mod templates;
 pub mod webhooks;
