@@ -189,7 +189,9 @@ pub fn stats(
     let (since, until) = p.range();
     let until_ms = minute_of(until.unwrap_or(now_ms) + MINUTE_MS - 1);
     let since_ms = minute_of(since.unwrap_or(until_ms - DAY_MS));
-    if until_ms - since_ms > MAX_STATS_DAYS * DAY_MS {
+    if since_ms >= until_ms {
+        p.error("since", "must be before until (default: now)");
+    } else if until_ms - since_ms > MAX_STATS_DAYS * DAY_MS {
         p.error("since", "the range may span at most 400 days");
     }
     let bucket_ms = match p.values.get("granularity").map(String::as_str) {
@@ -299,5 +301,7 @@ mod tests {
         assert_eq!(fields(e), ["granularity"]);
         let e = stats(pairs(&[("granularity", "week")]), owner(), now).unwrap_err();
         assert_eq!(fields(e), ["granularity"]);
+        let e = stats(pairs(&[("since", "2999-01-01T00:00:00Z")]), owner(), now).unwrap_err();
+        assert_eq!(fields(e), ["since"]);
     }
 }
