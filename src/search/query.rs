@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(q.until_ms, minute_of(now) + MINUTE_MS);
         assert_eq!(q.until_ms - q.since_ms, DAY_MS);
         let e = stats(
-            pairs(&[("granularity", "minute"), ("since", "2026-01-01T00:00:00Z")]),
+            pairs(&[("granularity", "minute"), ("since", "2025-11-20T00:00:00Z")]),
             owner(),
             now,
         )
