@@ -8,6 +8,9 @@
 // - A 401 on a signed-in call runs the handler app.js registers (back to the
 //   sign-in form); the sign-in check itself passes its key explicitly and
 //   handles its own 401.
+// - Problems reach the operator through showProblem (#alert, role="alert",
+//   title, detail, code and field errors) and results through notify
+//   (#notice, aria-live="polite").
 
 const KEY_NAME = 'herald.apiKey';
 const TIMEOUT_MS = 15000;
@@ -152,3 +155,62 @@ export const api = {
   /** Readiness needs no key; its 503 is an answer, not an error. */
   getHealth: () => request('GET', '/health', { auth: false, accept: [503] }),
 };
+
+// --- Showing problems and results ---------------------------------------
+
+/** Says what an action did in #notice (polite; re-announced even if equal). */
+export function notify(text) {
+  const notice = document.getElementById('notice');
+  notice.textContent = '';
+  setTimeout(() => { notice.textContent = text; }, 30);
+}
+
+/** A problem as DOM: title, detail, code and each field error. */
+export function problemNode(problem) {
+  const box = document.createElement('div');
+  box.className = 'problem';
+  const title = box.appendChild(document.createElement('strong'));
+  title.textContent = problem.title;
+  if (problem.detail) box.append(` ${problem.detail}`);
+  if (problem.code) box.append(` (${problem.code})`);
+  if (problem.errors?.length) {
+    const list = box.appendChild(document.createElement('ul'));
+    for (const e of problem.errors.slice(0, 20)) {
+      list.appendChild(document.createElement('li')).textContent = `${e?.field ?? ''}: ${e?.message ?? ''}`;
+    }
+  }
+  return box;
+}
+
+let alertSource = null;
+let alertText = '';
+
+/**
+ * Shows a problem in #alert. `source` names who failed, so its next success
+ * clears it (clearProblem(source)); a timer failing the same way again is
+ * not announced again. A 401 is the sign-in form's to show.
+ */
+export function showProblem(error, source = 'action') {
+  const problem = error instanceof ApiProblem
+    ? error
+    : new ApiProblem(0, { title: 'Something went wrong', detail: String(error?.message ?? error) });
+  if (problem.status === 401) return;
+  const node = problemNode(problem);
+  alertSource = source;
+  if (node.textContent === alertText) return;
+  alertText = node.textContent;
+  const dismiss = node.appendChild(document.createElement('button'));
+  dismiss.type = 'button';
+  dismiss.className = 'dismiss secondary';
+  dismiss.textContent = 'Dismiss';
+  dismiss.addEventListener('click', () => clearProblem());
+  document.getElementById('alert').replaceChildren(node);
+}
+
+/** Clears #alert: any problem, or only `source`'s. */
+export function clearProblem(source) {
+  if (source && alertSource !== source) return;
+  document.getElementById('alert').replaceChildren();
+  alertSource = null;
+  alertText = '';
+}

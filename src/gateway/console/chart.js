@@ -9,6 +9,9 @@
 // - buildChartTable: the same numbers as a visually hidden table.
 // - buildTotals: the totals (byStatus, byChannel, smsSegments, byErrorCode)
 //   as cards for <dl id="totals">.
+// - chartPanel: keeps the page's chart elements drawn from the stats its
+//   caller fetches (it is given the fetch; this module makes no calls), and
+//   redraws at the box's width.
 // Data from the API is untrusted: every text goes in through textContent.
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -243,4 +246,60 @@ export function buildTotals(stats) {
   cards.push(card('SMS segments', count(stats?.smsSegments), 'segments'));
   cards.push(card('Error codes', errorCodes(stats?.byErrorCode), 'errors'));
   return cards;
+}
+
+// --- The chart on the page ----------------------------------------------
+
+const rfc3339 = (date) => date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/**
+ * The chart on the page: #chart-range picks the range; load() asks
+ * `fetchStats(since, until, granularity)` and redraws #chart, #chart-legend,
+ * #chart-table and #totals; `onLoaded()` / `onError(problem)` report.
+ */
+export function chartPanel({ fetchStats, onLoaded, onError }) {
+  const $ = (id) => document.getElementById(id);
+  let last = null;
+  let gen = 0;
+  function draw() {
+    const width = $('chart-box').clientWidth;
+    if (!last || !width) return; // hidden: drawn when it shows
+    const chart = buildChart(last.stats, { range: last.range, width });
+    chart.id = 'chart';
+    $('chart').replaceWith(chart);
+    $('chart-legend').replaceWith(buildLegend(last.stats));
+    $('chart-table').replaceWith(buildChartTable(last.stats, { range: last.range }));
+    $('totals').replaceChildren(...buildTotals(last.stats));
+  }
+  async function load() {
+    const mine = ++gen;
+    const range = RANGES[$('chart-range').value] ?? RANGES.hour;
+    const until = new Date();
+    try {
+      const stats = await fetchStats(rfc3339(new Date(until - range.spanMs)), rfc3339(until), range.granularity);
+      if (mine !== gen) return;
+      last = { stats, range };
+      draw();
+      onLoaded();
+    } catch (error) {
+      if (mine === gen) onError(error);
+    }
+  }
+  /** Forgets what was drawn (signing out). */
+  function reset() {
+    gen += 1;
+    last = null;
+    for (const id of ['chart', 'chart-legend', 'totals']) $(id).replaceChildren();
+    $('chart-table').replaceChildren(html('caption', {}, 'Sends by status'));
+  }
+  let width = 0;
+  new ResizeObserver(([entry]) => {
+    const next = Math.round(entry.contentRect.width);
+    if (next && next !== width) {
+      width = next;
+      requestAnimationFrame(draw);
+    }
+  }).observe($('chart-box'));
+  $('chart-range').addEventListener('change', load);
+  return { load, reset };
 }

@@ -1,14 +1,16 @@
-// views.js: turns API answers into DOM for each view of the console.
-//
-// No fetching and no timers here (app.js does those): each function takes
-// the JSON the gateway answered and builds or updates elements. Everything
-// from the API is untrusted, so text goes in through textContent and
-// attributes through setAttribute: never innerHTML.
-//
-// Messages: messageRow / updateMessageRow / mergeMessageRows / pruneMessageRows
-// Timeline: renderTimeline      Dead letters: renderDeadLetters
-// Contacts: renderContact       Templates: renderTemplates
-// Health:   renderHealth        Errors: problemNode
+// views.js: what each view of the console shows, built as DOM.
+// - Helpers: el, timeEl (locale time, UTC on hover), fields (<dl> items),
+//   statusEl, armConfirm (a destructive button's second-click state).
+// - Messages: row builders and the timeline renderer; app.js drives them
+//   (it owns the live refresh).
+// - One function per other view (deadLettersView, contactsView,
+//   templatesView, healthView): wires its controls once, returns { load }.
+// API data is untrusted: text goes in through textContent and attributes
+// through setAttribute, never innerHTML.
+
+import { api, ApiProblem, notify, showProblem, clearProblem } from '/console/api.js';
+
+const $ = (id) => document.getElementById(id);
 
 /** An element with attributes (`class`, `text`, `dataset` are special) and children. */
 export function el(tag, props = {}, ...children) {
@@ -21,8 +23,7 @@ export function el(tag, props = {}, ...children) {
     else node.setAttribute(name, value === true ? '' : String(value));
   }
   for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : String(child));
+    if (child !== null && child !== undefined && child !== false) node.append(child instanceof Node ? child : String(child));
   }
   return node;
 }
@@ -35,43 +36,32 @@ export function toDate(value) {
 }
 
 const LOCAL = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
-
-/** "2026-11-24 10:00:00.120 UTC" */
-export const utcText = (date) => date.toISOString().replace('T', ' ').replace('Z', ' UTC');
-
-/** A <time> in the browser's locale, its UTC form on hover; a dash when absent. */
-export function timeEl(value) {
-  const date = toDate(value);
-  if (!date) return el('span', { class: 'muted', text: '—' });
-  return el('time', { datetime: date.toISOString(), title: utcText(date), text: LOCAL.format(date) });
-}
-
-/** A datetime-local value (the browser's zone) as RFC 3339 UTC, or ''. */
-export function localToUtc(value) {
-  const date = value ? new Date(value) : null;
-  return date && !Number.isNaN(date.getTime()) ? date.toISOString().replace(/\.000Z$/, 'Z') : '';
-}
-
 const code = (text) => el('code', { text: String(text ?? '') });
 const dash = () => el('span', { class: 'muted', text: '—' });
 
-/** A <dl> of [label, value] pairs; null pairs are left out. */
-export function fields(list, props = {}) {
-  const dl = el('dl', { class: 'fields', ...props });
-  for (const pair of list) {
-    if (!pair) continue;
-    const [label, value] = pair;
-    const shown = value === null || value === undefined || value === '' ? dash() : value;
-    dl.append(el('div', {}, el('dt', { text: label }), el('dd', {}, shown)));
-  }
-  return dl;
+/** A <time> in the browser's locale, "2026-11-24 10:00:00.120 UTC" on hover. */
+export function timeEl(value) {
+  const date = toDate(value);
+  if (!date) return dash();
+  const utc = date.toISOString().replace('T', ' ').replace('Z', ' UTC');
+  return el('time', { datetime: date.toISOString(), title: utc, text: LOCAL.format(date) });
 }
 
-/** A status as text with its colour (data-status drives the CSS). */
+/** <dl> items (div > dt + dd) from [label, value] pairs; null pairs left out. */
+export function fields(pairs) {
+  return pairs.filter(Boolean).map(([label, value]) => el('div', {},
+    el('dt', { text: label }),
+    el('dd', {}, value === null || value === undefined || value === '' ? dash() : value)));
+}
+
+/** A message status's text, coloured through data-status. */
 export function statusEl(status, props = {}) {
   const text = String(status ?? 'unknown');
   return el('span', { class: 'status', dataset: { status: text }, text, ...props });
 }
+
+/** A check's or template's state ("ok", "open", "stale"…), coloured through data-state. */
+const badge = (state) => el('span', { class: 'badge', dataset: { state: String(state).toLowerCase() }, text: String(state) });
 
 /** "131047 Re-engagement message (whatsapp)" */
 export function errorText(error) {
@@ -80,20 +70,28 @@ export function errorText(error) {
   return parts.join(' ') + (error.channel ? ` (${error.channel})` : '');
 }
 
-/** A problem document for #alert: title, detail, code, field errors. */
-export function problemNode(problem) {
-  const box = el('div', { class: 'problem' }, el('strong', { text: problem.title }));
-  if (problem.detail) box.append(` ${problem.detail}`);
-  if (problem.code) box.append(' ', el('span', { class: 'muted', text: `(${problem.code})` }));
-  if (problem.errors?.length) {
-    const list = el('ul');
-    for (const e of problem.errors.slice(0, 20)) {
-      list.append(el('li', {}, code(e?.field ?? ''), ` ${e?.message ?? ''}`));
-    }
-    box.append(list);
-  }
-  return box;
+/**
+ * A destructive button's first click: it reads `label` (and isArmed is
+ * true) until clicked again, blurred or 10 s pass. No confirm() dialog,
+ * which headless tests cannot answer.
+ */
+export function armConfirm(button, label) {
+  const original = button.textContent;
+  const disarm = () => {
+    if (!isArmed(button)) return;
+    delete button.dataset.confirm;
+    button.textContent = original;
+    button.classList.remove('confirming');
+  };
+  button.dataset.confirm = 'yes';
+  button.textContent = label;
+  button.classList.add('confirming');
+  button.addEventListener('blur', disarm, { once: true });
+  setTimeout(disarm, 10000);
+  notify(`Press "${label}" again to confirm.`);
 }
+
+export const isArmed = (button) => button.dataset.confirm === 'yes';
 
 // --- Messages -------------------------------------------------------------
 
@@ -107,17 +105,17 @@ function setText(node, text) {
 /** One <tr data-id> of the messages table, its status in td.status. */
 export function messageRow(m) {
   const id = String(m.messageId ?? '');
-  const tr = el('tr', { dataset: { id, at: String(acceptedMs(m)) } });
-  tr.append(
+  const tr = el('tr', { dataset: { id, at: String(acceptedMs(m)) } },
     el('td', { class: 'time' }, timeEl(m.acceptedAt)),
     el('td', { class: 'to', text: m.to ?? '' }),
     el('td', { class: 'channel' }),
     el('td', { class: 'status' }),
     el('td', { class: 'error' }),
     el('td', { class: 'id' }, code(id)),
-    el('td', { class: 'actions' },
-      el('button', { type: 'button', class: 'open', 'aria-controls': 'timeline', 'aria-expanded': 'false', title: `Open the timeline of ${id}`, text: 'Open' })),
-  );
+    el('td', { class: 'actions' }, el('button', {
+      type: 'button', class: 'open', 'aria-controls': 'timeline', 'aria-expanded': 'false',
+      title: `Open the timeline of ${id}`, text: 'Open',
+    })));
   updateMessageRow(tr, m);
   return tr;
 }
@@ -138,7 +136,7 @@ export function updateMessageRow(tr, m) {
   }
 }
 
-/** Inserts `tr` before the first older row (newest first, id breaks ties). */
+/** Inserts `tr` before the first older row (newest first; ids, v7, break ties). */
 function insertByTime(tbody, tr) {
   const at = Number(tr.dataset.at);
   const older = [...tbody.rows].find((r) => {
@@ -165,10 +163,9 @@ export function mergeMessageRows(tbody, messages) {
 }
 
 /**
- * After a refresh of the first page: removes rows that no longer match the
- * filters (a status filter, say). A row missing from the page no longer
- * matches when the page is the whole result, or when it is newer than the
- * page's oldest message.
+ * After a refresh of the first page, removes rows that no longer match the
+ * filters (a status filter, say): those missing from the page when it is
+ * the whole result, or when they are newer than its oldest message.
  */
 export function pruneMessageRows(tbody, messages, nextCursor) {
   const list = Array.isArray(messages) ? messages : [];
@@ -186,42 +183,35 @@ function historyItem(entry) {
   const status = String(entry?.status ?? 'unknown');
   const meta = [
     entry?.channel,
-    entry?.attempt !== undefined ? `attempt ${entry.attempt}` : null,
+    entry?.attempt !== undefined && entry?.attempt !== null ? `attempt ${entry.attempt}` : null,
     entry?.providerStatus ? `provider: ${entry.providerStatus}` : null,
   ].filter(Boolean).join(' · ');
   return el('li', { dataset: { status } },
-    statusEl(status),
-    ' ', timeEl(entry?.at),
+    statusEl(status), ' ', timeEl(entry?.at),
     meta ? el('span', { class: 'meta', text: meta }) : null,
     entry?.error ? el('span', { class: 'entry-error', text: errorText(entry.error) }) : null);
 }
 
-/** The legs: runs of history entries on one channel (WhatsApp, then SMS). */
-function legsOf(history) {
+/** The legs: runs of history entries on one channel (WhatsApp, then its SMS fallback). */
+function legsList(history) {
   const legs = [];
   for (const entry of history) {
     const channel = entry?.channel ?? legs.at(-1)?.channel ?? '';
     if (!legs.length || legs.at(-1).channel !== channel) legs.push({ channel, statuses: [] });
     legs.at(-1).statuses.push(String(entry?.status ?? 'unknown'));
   }
-  return legs;
-}
-
-function legsList(history) {
   const list = el('ul', { id: 'timeline-legs', class: 'legs' });
-  const legs = legsOf(history);
-  legs.forEach((leg, i) => {
-    const label = `${leg.channel || 'channel unknown'}${i === legs.length - 1 ? ' (latest)' : ''}: `;
-    list.append(el('li', { dataset: { channel: leg.channel } }, el('strong', { text: label }), leg.statuses.join(' → ')));
-  });
+  legs.forEach((leg, i) => list.append(el('li', { dataset: { channel: leg.channel } },
+    el('strong', { text: `${leg.channel || 'unknown channel'}${i === legs.length - 1 ? ' (latest)' : ''}: ` }),
+    leg.statuses.join(' → '))));
   if (!legs.length) list.append(el('li', { class: 'muted', text: 'No legs yet.' }));
   return list;
 }
 
-/** Fills the timeline panel's body with one message's view (GET /api/v1/messages/{id}). */
+/** Fills the timeline panel's body from GET /api/v1/messages/{id}. */
 export function renderTimeline(body, m) {
-  const history = Array.isArray(m?.history) ? m.history : [];
-  const details = fields([
+  const history = Array.isArray(m.history) ? m.history : [];
+  const details = el('dl', { id: 'timeline-fields', class: 'fields' }, fields([
     ['Message ID', code(m.messageId)],
     ['Status', statusEl(m.status, { id: 'timeline-status' })],
     ['Channel', m.channel],
@@ -231,16 +221,14 @@ export function renderTimeline(body, m) {
     m.scheduledFor ? ['Scheduled for', timeEl(m.scheduledFor)] : null,
     m.batchId ? ['Batch', code(m.batchId)] : null,
     ['Provider message ID', m.providerMessageId ? code(m.providerMessageId) : null],
-    m.callbackData ? ['Callback data', m.callbackData] : null,
-  ], { id: 'timeline-fields' });
+    m.callbackData ? ['Callback data', String(m.callbackData)] : null,
+  ]));
   const list = el('ol', { id: 'timeline-history', class: 'history' }, history.map(historyItem));
   if (!history.length) list.append(el('li', { class: 'muted', text: 'No history yet.' }));
-  body.replaceChildren(
-    details,
-    m.error ? el('div', { id: 'timeline-error', class: 'entry-error block' }, el('strong', { text: 'Error: ' }), errorText(m.error)) : '',
+  body.replaceChildren(details,
+    m.error ? el('p', { id: 'timeline-error', class: 'entry-error' }, el('strong', { text: 'Error: ' }), errorText(m.error)) : '',
     el('h4', { text: 'History' }), list,
-    el('h4', { text: 'Legs' }), legsList(history),
-  );
+    el('h4', { text: 'Legs' }), legsList(history));
 }
 
 // --- Dead letters ---------------------------------------------------------
@@ -260,91 +248,199 @@ function deadLetterRow(d) {
       el('button', { type: 'button', class: 'delete danger', title: `Delete ${id}`, text: 'Delete' })));
 }
 
-/** The dead-letters table body from GET /api/v1/dead-letters's list. */
-export function renderDeadLetters(tbody, list) {
-  tbody.replaceChildren(...(Array.isArray(list) ? list : []).map(deadLetterRow));
+/** Dead letters: the list, Redrive, and Delete after a second click. */
+export function deadLettersView() {
+  const tbody = $('dead-letters').tBodies[0];
+  async function load() {
+    try {
+      const data = await api.listDeadLetters();
+      const list = Array.isArray(data?.deadLetters) ? data.deadLetters : [];
+      tbody.replaceChildren(...list.map(deadLetterRow));
+      $('dead-letters-empty').hidden = list.length > 0;
+      clearProblem('dead-letters');
+    } catch (error) {
+      showProblem(error, 'dead-letters');
+    }
+  }
+  async function settle(id, redrive, row) {
+    for (const b of row.querySelectorAll('button')) b.disabled = true;
+    let result = redrive ? `Dead letter ${id} redriven: back in the queue, due now.` : `Dead letter ${id} deleted.`;
+    try {
+      await (redrive ? api.redriveDeadLetter(id) : api.deleteDeadLetter(id));
+      clearProblem();
+    } catch (error) {
+      showProblem(error);
+      result = `Could not ${redrive ? 'redrive' : 'delete'} dead letter ${id}: ${error.title}.`;
+    }
+    await load();
+    notify(result);
+    if (document.activeElement === document.body || !document.activeElement) $('dead-letters-heading').focus();
+  }
+  $('dl-refresh').addEventListener('click', load);
+  $('dead-letters').addEventListener('click', (event) => {
+    const button = event.target.closest('button');
+    const row = button?.closest('tr');
+    if (!row?.dataset.id || button.disabled) return;
+    if (button.classList.contains('redrive')) settle(row.dataset.id, true, row);
+    else if (button.classList.contains('delete') && isArmed(button)) settle(row.dataset.id, false, row);
+    else if (button.classList.contains('delete')) armConfirm(button, 'Confirm delete');
+  });
+  return { load };
 }
 
 // --- Contacts & opt-outs --------------------------------------------------
 
-function windowText(open) {
-  if (open === true) return 'Open';
-  if (open === false) return 'Closed';
-  return 'Unknown (never heard from this person)';
-}
+const windowText = (open) => (open === true ? 'Open' : open === false ? 'Closed' : 'Unknown (never heard from)');
+const OPT_OUT_BOXES = ['optout-whatsapp', 'optout-sms', 'optout-all'];
 
-/** The window and opt-out of one number (contacts and opt-outs answers). */
-export function renderContact(windowList, optOutList, contact, optOut) {
+function renderContact(contact, optOut) {
   const channels = optOut?.channels ?? contact?.optOuts ?? [];
-  windowList.replaceChildren(...fields([
+  $('contact-window').replaceChildren(...fields([
     ['Number', contact?.number],
     ['Sending number ID', contact?.from],
     ['Window', el('span', { class: 'window', dataset: { open: String(contact?.windowOpen ?? 'unknown') }, text: windowText(contact?.windowOpen) })],
-    ['Last message from them', timeEl(contact?.lastInboundAt)],
+    ['Their last message', timeEl(contact?.lastInboundAt)],
     ['Window expires', timeEl(contact?.windowExpiresAt)],
-  ]).children);
-  optOutList.replaceChildren(...fields([
+  ]));
+  $('optout-current').replaceChildren(...fields([
     ['Opted out of', channels.length ? channels.join(', ') : 'nothing'],
     optOut ? ['Changed by', optOut.source] : null,
     optOut ? ['Changed at', timeEl(optOut.updatedAt)] : null,
-  ]).children);
+  ]));
+  for (const id of OPT_OUT_BOXES) $(id).checked = channels.includes($(id).value);
+}
+
+/** Contacts: a number's window and opt-out; set or remove the opt-out. */
+export function contactsView() {
+  let number = '';
+  async function lookUp(event) {
+    event?.preventDefault();
+    const typed = $('contact-number').value.trim();
+    if (!typed) {
+      showProblem(new ApiProblem(0, { title: 'Enter a number', detail: 'E.164: + then 8–15 digits, e.g. +14155550123.' }));
+      return $('contact-number').focus();
+    }
+    try {
+      const [contact, optOut] = await Promise.all([
+        api.getContact(typed, $('contact-from').value.trim()),
+        api.getOptOut(typed).catch((e) => { if (e.status === 404) return null; throw e; }),
+      ]);
+      number = contact?.number ?? typed;
+      renderContact(contact, optOut);
+      $('contact-result').hidden = false;
+      clearProblem();
+    } catch (error) {
+      $('contact-result').hidden = true;
+      showProblem(error);
+    }
+  }
+  async function change(call, done) {
+    try {
+      await call();
+      await lookUp();
+      notify(done);
+    } catch (error) {
+      showProblem(error);
+    }
+  }
+  $('contact-form').addEventListener('submit', lookUp);
+  $('optout-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const channels = OPT_OUT_BOXES.filter((id) => $(id).checked).map((id) => $(id).value);
+    if (!channels.length) {
+      return showProblem(new ApiProblem(0, { title: 'Choose a channel', detail: 'To opt the number back in, use "Remove opt-out".' }));
+    }
+    change(() => api.putOptOut(number, channels), `Opt-out saved for ${number}: ${channels.join(', ')}.`);
+  });
+  $('optout-remove').addEventListener('click', (event) => {
+    const button = event.currentTarget;
+    if (!isArmed(button)) return armConfirm(button, 'Confirm remove');
+    button.blur();
+    change(() => api.deleteOptOut(number), `Opt-out removed for ${number}.`);
+  });
+  return { load: () => {} };
 }
 
 // --- Templates ------------------------------------------------------------
 
-/** The templates table and the accounts list from GET /api/v1/templates. */
-export function renderTemplates(tbody, accountsList, data) {
-  const templates = Array.isArray(data?.templates) ? data.templates : [];
-  tbody.replaceChildren(...templates.map((t) => el('tr', { dataset: { name: t?.name ?? '', language: t?.language ?? '' } },
+function templateRow(t) {
+  return el('tr', { dataset: { name: t?.name ?? '', language: t?.language ?? '' } },
     el('td', { class: 'name' }, code(t?.name)),
     el('td', { text: t?.language ?? '' }),
     el('td', { text: t?.category ?? '' }),
-    el('td', { class: 'template-status', dataset: { state: String(t?.status ?? '').toLowerCase() }, text: t?.status ?? '' }),
+    el('td', { class: 'template-status' }, badge(t?.status ?? '')),
     el('td', {}, code(t?.wabaId)),
-    el('td', {}, timeEl(t?.syncedAt)))));
-  const accounts = Array.isArray(data?.accounts) ? data.accounts : [];
-  accountsList.replaceChildren(...accounts.map((a) => el('li', {},
-    'Account ', code(a?.wabaId), ': synced ', timeEl(a?.syncedAt),
-    a?.stale ? el('span', { class: 'badge', dataset: { state: 'stale' }, text: 'stale' }) : '')));
+    el('td', {}, timeEl(t?.syncedAt)));
+}
+
+/** Templates: GET /api/v1/templates as a table, and its accounts. */
+export function templatesView() {
+  async function load() {
+    try {
+      const data = await api.listTemplates();
+      const templates = Array.isArray(data?.templates) ? data.templates : [];
+      const accounts = Array.isArray(data?.accounts) ? data.accounts : [];
+      $('templates').tBodies[0].replaceChildren(...templates.map(templateRow));
+      $('template-accounts').replaceChildren(...accounts.map((a) => el('li', {},
+        'Account ', code(a?.wabaId), ' synced ', timeEl(a?.syncedAt),
+        a?.stale ? badge('stale') : '')));
+      $('templates-empty').hidden = templates.length > 0;
+      clearProblem('templates');
+    } catch (error) {
+      showProblem(error, 'templates');
+    }
+  }
+  $('templates-refresh').addEventListener('click', load);
+  return { load };
 }
 
 // --- Health ---------------------------------------------------------------
 
 /** "oldestAgeSeconds" → "Oldest age seconds" */
-const humanize = (key) => {
+function humanize(key) {
   const words = String(key).replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/[-_]/g, ' ').toLowerCase();
   return words.charAt(0).toUpperCase() + words.slice(1);
-};
+}
 
-const badge = (state) => el('span', { class: 'badge', dataset: { state: String(state) }, text: String(state) });
-
-/** Any JSON value as DOM: objects as nested <dl>, times as <time>. */
-function valueNode(key, value, depth = 0) {
+/** Any JSON value as DOM: objects as nested <dl>, times as <time>, states as badges. */
+function valueNode(key, value, depth) {
   if (value === null || value === undefined) return dash();
   if (typeof value === 'boolean') return value ? 'yes' : 'no';
-  if (typeof value === 'number') {
-    return /seconds$/i.test(key) ? `${Math.round(value * 10) / 10} s` : value.toLocaleString();
-  }
+  if (typeof value === 'number') return /seconds$/i.test(key) ? `${Math.round(value * 10) / 10} s` : value.toLocaleString();
   if (typeof value === 'string') {
     if (/^\d{4}-\d\d-\d\dT/.test(value)) return timeEl(value);
-    return key === 'status' || key === 'circuit' ? badge(value) : value;
+    return ['status', 'circuit'].includes(key) ? badge(value) : value;
   }
   if (depth > 4) return code(JSON.stringify(value));
   if (Array.isArray(value)) {
     if (!value.length) return 'none';
-    if (value.every((v) => typeof v !== 'object' || v === null)) return value.join(', ');
+    if (value.every((v) => v === null || typeof v !== 'object')) return value.join(', ');
     return el('ul', { class: 'plain' }, value.map((v) => el('li', {}, valueNode(key, v, depth + 1))));
   }
-  return fields(Object.entries(value).map(([k, v]) => [humanize(k), valueNode(k, v, depth + 1)]));
+  return el('dl', { class: 'fields' }, fields(Object.entries(value).map(([k, v]) => [humanize(k), valueNode(k, v, depth + 1)])));
 }
 
-/** /health's JSON as a definition list: status, failing checks, each check. */
-export function renderHealth(list, health) {
-  const pairs = [['Status', badge(health?.status ?? 'unknown')]];
-  if (Array.isArray(health?.failing) && health.failing.length) pairs.push(['Failing', health.failing.join(', ')]);
-  for (const [name, check] of Object.entries(health?.checks ?? {})) {
-    const detail = check && typeof check === 'object' ? check.detail : check;
-    pairs.push([humanize(name), el('div', { class: 'check-detail' }, badge(check?.status ?? 'unknown'), valueNode(name, detail, 1))]);
+/** Health: /health as a definition list (status, failing, each check's detail). */
+export function healthView() {
+  let last = '';
+  async function load() {
+    try {
+      const health = await api.getHealth();
+      $('health-updated').textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+      clearProblem('health');
+      const json = JSON.stringify(health);
+      if (json === last && $('health').childElementCount) return; // keeps a selection
+      last = json;
+      const pairs = [['Status', badge(health?.status ?? 'unknown')]];
+      if (Array.isArray(health?.failing) && health.failing.length) pairs.push(['Failing', health.failing.join(', ')]);
+      for (const [name, check] of Object.entries(health?.checks ?? {})) {
+        const detail = check && typeof check === 'object' && 'detail' in check ? check.detail : check;
+        pairs.push([humanize(name), el('div', { class: 'check-detail' }, badge(check?.status ?? 'unknown'), valueNode(name, detail, 1))]);
+      }
+      $('health').replaceChildren(...fields(pairs));
+    } catch (error) {
+      showProblem(error, 'health');
+    }
   }
-  list.replaceChildren(...fields(pairs).children);
+  return { load };
 }

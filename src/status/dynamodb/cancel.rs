@@ -115,6 +115,7 @@ impl DynamoStatusStore {
             }
             Err(e) => return Err(error("cannot cancel a message", e)),
         };
+        self.count(&item).await?;
         self.emit_status(&item).await?;
         let record = record_from(&item);
         if let Some(due) = record.scheduled_for_ms

@@ -15,7 +15,13 @@
 //!   then `done`: once-only work, see [`claims`]).
 //!   `fallback` (JSON) keeps a WhatsApp message's SMS fallback; `failover`
 //!   marks sending it (once-only work, so one report wins; `failoverAt` on
-//!   items written before it).
+//!   items written before it). For search ([`search`]): `listTenant` (the
+//!   partition of the `byTenantTime` index, sorted by `acceptedAt`),
+//!   `sender`, `smsSegments`, and `counted`, `curStatus`, `curChannel`: the
+//!   tally the message is counted under.
+//! - `pk = "stats#<tenant>"`, `sk = "m#<minute ms, 13 digits>#<api key id>"`:
+//!   the counters of the messages accepted in that minute, `c|<channel>|<status>|<code>`
+//!   and their SMS segments `g|…` (see [`search`]).
 //! - `pk = "pid#<provider message id>"`: `messageId` once the consumer has
 //!   recorded the send, and `h_*` entries of reports that came before it.
 //!   A report is always written here first and then, when `messageId` is
@@ -42,6 +48,7 @@ mod claims;
 mod inbound;
 mod opt_outs;
 pub mod schedule;
+mod search;
 mod templates;
 mod windows;
 
@@ -334,7 +341,12 @@ impl DynamoStatusStore {
             ("channel", s(&info.channel), true),
             ("to", s(&info.to), true),
             ("acceptedAt", n(info.accepted_at_ms), true),
+            ("listTenant", s(&info.tenant), true),
+            ("smsSegments", n(info.sms_segments), true),
         ];
+        if let Some(from) = &info.from {
+            extra.push(("sender", s(from), true));
+        }
         if let Some(data) = &info.callback_data {
             extra.push(("callbackData", s(data), true));
         }
@@ -360,6 +372,7 @@ impl DynamoStatusStore {
             entries.push((Status::Accepted, info.accepted_entry()));
         }
         let item = self.add_entries(pk.clone(), &entries, &extra).await?;
+        self.count(&item).await?;
         self.emit_status(&item).await?;
         let Some(pid) = provider_message_id else {
             return Ok(());
@@ -376,6 +389,7 @@ impl DynamoStatusStore {
         for report in entries_from(&early) {
             let fails_over = report.1.fails_over();
             let item = self.add_entries(pk.clone(), &[report], &[]).await?;
+            self.count(&item).await?;
             self.emit_status(&item).await?;
             // A cannot-reach report that came before the send was recorded.
             self.fail_over(&item, fails_over).await?;
@@ -424,6 +438,7 @@ impl DynamoStatusStore {
         let item = self
             .add_entries(format!("msg#{message_id}"), &report, &[])
             .await?;
+        self.count(&item).await?;
         self.emit_status(&item).await?;
         self.fail_over(&item, entry.fails_over()).await
     }
@@ -546,6 +561,20 @@ impl StatusStore for DynamoStatusStore {
         batch: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<crate::status::Cancellation>, StoreError>> {
         Box::pin(self.cancel_all(ids, scope, batch))
+    }
+
+    fn search<'a>(
+        &'a self,
+        search: &'a crate::search::Search,
+    ) -> BoxFuture<'a, Result<crate::search::Found, StoreError>> {
+        Box::pin(self.search_index(search))
+    }
+
+    fn counts<'a>(
+        &'a self,
+        query: &'a crate::search::StatsQuery,
+    ) -> BoxFuture<'a, Result<Vec<crate::search::Bucket>, StoreError>> {
+        Box::pin(self.read_counts(query))
     }
 
     fn inbound_media_kept<'a>(

@@ -228,35 +228,17 @@ impl Emulator {
         received
     }
 
-    /// A status table as `STATUS_TABLE` requires it: `pk`/`sk` strings, TTL on `expiresAt`.
+    /// A status table as `deploy/template.yaml` declares it (keys, the search index, TTL).
     pub async fn status_table(&self) -> String {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-            TimeToLiveSpecification,
-        };
         let name = unique_name("herald-status");
-        let attribute = |n: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        let key = |n: &str, t: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(n)
-                .key_type(t)
-                .build()
-                .unwrap()
-        };
+        let declared = status_table_declaration();
         self.dynamodb
             .create_table()
             .table_name(&name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute("pk"))
-            .attribute_definitions(attribute("sk"))
-            .key_schema(key("pk", KeyType::Hash))
-            .key_schema(key("sk", KeyType::Range))
+            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+            .set_attribute_definitions(Some(declared.attributes))
+            .set_key_schema(Some(declared.keys))
+            .set_global_secondary_indexes(Some(declared.indexes))
             .send()
             .await
             .expect("create the status table");
@@ -264,9 +246,9 @@ impl Emulator {
             .update_time_to_live()
             .table_name(&name)
             .time_to_live_specification(
-                TimeToLiveSpecification::builder()
+                aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
                     .enabled(true)
-                    .attribute_name("expiresAt")
+                    .attribute_name(declared.ttl_attribute)
                     .build()
                     .unwrap(),
             )
@@ -339,5 +321,82 @@ impl Emulator {
                 .unwrap_or(0)
         })
         .sum()
+    }
+}
+
+/// The status table as `deploy/template.yaml` declares it: what the tests'
+/// tables are created from, so the two cannot drift apart.
+pub struct TableDeclaration {
+    pub attributes: Vec<aws_sdk_dynamodb::types::AttributeDefinition>,
+    pub keys: Vec<aws_sdk_dynamodb::types::KeySchemaElement>,
+    pub indexes: Vec<aws_sdk_dynamodb::types::GlobalSecondaryIndex>,
+    pub ttl_attribute: String,
+}
+
+pub fn status_table_declaration() -> TableDeclaration {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+        ProjectionType, ScalarAttributeType,
+    };
+    use serde_norway::Value as Yaml;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/template.yaml");
+    let template: Yaml =
+        serde_norway::from_str(&std::fs::read_to_string(path).expect("the template"))
+            .expect("YAML");
+    let table = &template["Resources"]["StatusTable"]["Properties"];
+    let str_of = |v: &Yaml| v.as_str().expect("a string").to_owned();
+    let keys_of = |list: &Yaml| -> Vec<KeySchemaElement> {
+        list.as_sequence()
+            .expect("a KeySchema")
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(str_of(&k["AttributeName"]))
+                    .key_type(KeyType::from(str_of(&k["KeyType"]).as_str()))
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let attributes = table["AttributeDefinitions"]
+        .as_sequence()
+        .expect("AttributeDefinitions")
+        .iter()
+        .map(|a| {
+            AttributeDefinition::builder()
+                .attribute_name(str_of(&a["AttributeName"]))
+                .attribute_type(ScalarAttributeType::from(
+                    str_of(&a["AttributeType"]).as_str(),
+                ))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let indexes = table["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .map(|list| {
+            list.iter()
+                .map(|i| {
+                    GlobalSecondaryIndex::builder()
+                        .index_name(str_of(&i["IndexName"]))
+                        .set_key_schema(Some(keys_of(&i["KeySchema"])))
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::from(
+                                    str_of(&i["Projection"]["ProjectionType"]).as_str(),
+                                ))
+                                .build(),
+                        )
+                        .build()
+                        .unwrap()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    TableDeclaration {
+        attributes,
+        keys: keys_of(&table["KeySchema"]),
+        indexes,
+        ttl_attribute: str_of(&table["TimeToLiveSpecification"]["AttributeName"]),
     }
 }
