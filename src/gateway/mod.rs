@@ -29,6 +29,7 @@ pub mod access_log;
 pub mod admission;
 pub mod auth;
 mod connection_io;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -295,6 +296,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
         .merge(openapi::docs_router())
+        .merge(console::router())
         .layer(Extension(body_limit))
         // Outermost first: every response carries a request id, every request
         // gets one log line with that id (panics and timeouts included), and

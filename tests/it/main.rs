@@ -3,6 +3,7 @@
 mod helpers;
 
 mod consent_order;
+mod console;
 mod consumer_binary;
 mod consumer_lambda;
 mod consumer_sqs_e2e;

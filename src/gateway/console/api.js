@@ -214,3 +214,15 @@ export function clearProblem(source) {
   alertSource = null;
   alertText = '';
 }
+
+/** Runs `fn`: its problem goes to #alert under `source`, its success clears that. */
+export async function reporting(source, fn) {
+  try {
+    const result = await fn();
+    clearProblem(source);
+    return result;
+  } catch (error) {
+    showProblem(error, source);
+    return undefined;
+  }
+}

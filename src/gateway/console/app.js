@@ -3,7 +3,9 @@
 // - Sign in: the key is checked with GET /api/v1/messages?limit=1, then kept
 //   in sessionStorage only (api.js); a 401 anywhere brings the form back.
 // - Navigation: <nav> buttons show one view; the URL hash names the view
-//   (#messages, #dead-letters, …), never the key.
+//   (#/messages, #/dead-letters, …; #messages is read too), never the key.
+//   The slash keeps the hash from naming an element (table#messages), which
+//   would scroll the page to it on load and move where Tab starts.
 // - Timers: the messages list and the open timeline every 2 s (view shown,
 //   tab visible, "Live" checked), the chart every 10 s, health every 5 s
 //   while shown. A timer never starts a call while its last one runs.
@@ -81,7 +83,12 @@ async function signIn(event) {
     error.textContent = refused;
     return input.select();
   }
-  session.set(key);
+  try {
+    session.set(key);
+  } catch {
+    error.textContent = 'This browser refuses session storage, where the key would be kept for this tab.';
+    return;
+  }
   input.value = '';
   start();
   notify('Signed in.');
@@ -119,9 +126,11 @@ function start() {
 // --- Navigation -----------------------------------------------------------
 
 function viewFromHash() {
-  const name = location.hash.slice(1);
+  const name = location.hash.replace(/^#\/?/, '');
   return VIEWS.includes(name) ? name : null;
 }
+
+const hashOf = (view) => `#/${view}`;
 
 function load(view) {
   if (view === 'messages') {
@@ -140,7 +149,7 @@ function go(view, { focus = false } = {}) {
     if (name === view) $(`nav-${name}`).setAttribute('aria-current', 'page');
     else $(`nav-${name}`).removeAttribute('aria-current');
   }
-  if (location.hash !== `#${view}`) history.replaceState(null, '', `#${view}`);
+  if (location.hash !== hashOf(view)) history.replaceState(null, '', hashOf(view));
   clearProblem();
   load(view);
   if (focus) $(`view-${view}`).querySelector('h2').focus();
@@ -149,7 +158,8 @@ function go(view, { focus = false } = {}) {
 function onNav(event) {
   const view = event.target.closest('button[data-view]')?.dataset.view;
   if (!view) return;
-  if (location.hash !== `#${view}`) history.pushState(null, '', `#${view}`);
+  $('notice').textContent = ''; // the last action's result belongs to the last view
+  if (location.hash !== hashOf(view)) history.pushState(null, '', hashOf(view));
   go(view, { focus: true });
 }
 

@@ -6,7 +6,7 @@
 //   (colours come from console.css classes `s-<status>`), with <title> and
 //   <desc> for assistive technology and a <title> per bar segment on hover.
 // - buildLegend: the statuses as a list with their colours.
-// - buildChartTable: the same numbers as a visually hidden table.
+// - buildChartTable: the same numbers as a table (the page hides it visually).
 // - buildTotals: the totals (byStatus, byChannel, smsSegments, byErrorCode)
 //   as cards for <dl id="totals">.
 // - chartPanel: keeps the page's chart elements drawn from the stats its
@@ -195,7 +195,7 @@ export function buildLegend(stats) {
 /** The chart's numbers as a visually hidden table (non-empty buckets). */
 export function buildChartTable(stats, { range = RANGES.hour } = {}) {
   const statuses = statusesOf(stats);
-  const table = html('table', { id: 'chart-table', class: 'visually-hidden' });
+  const table = html('table', { id: 'chart-table' }); // inside a visually hidden box
   table.append(html('caption', {}, `Sends by status, ${range.label}`));
   const head = html('tr');
   for (const name of ['Time', ...statuses, 'Total']) head.append(html('th', { scope: 'col' }, name));

@@ -8,7 +8,7 @@
 // API data is untrusted: text goes in through textContent and attributes
 // through setAttribute, never innerHTML.
 
-import { api, ApiProblem, notify, showProblem, clearProblem } from '/console/api.js';
+import { api, ApiProblem, notify, showProblem, clearProblem, reporting } from '/console/api.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -30,21 +30,21 @@ export function el(tag, props = {}, ...children) {
 
 /** A Date from an RFC 3339 string or Unix ms, or null. */
 export function toDate(value) {
-  if (value === null || value === undefined || value === '') return null;
-  const date = new Date(typeof value === 'number' ? value : String(value));
-  return Number.isNaN(date.getTime()) ? null : date;
+  const date = value === null || value === undefined || value === '' ? null : new Date(value);
+  return date && !Number.isNaN(date.getTime()) ? date : null;
 }
 
 const LOCAL = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const SHORT = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
 const code = (text) => el('code', { text: String(text ?? '') });
 const dash = () => el('span', { class: 'muted', text: '—' });
 
-/** A <time> in the browser's locale, "2026-11-24 10:00:00.120 UTC" on hover. */
-export function timeEl(value) {
+/** A <time> in the browser's locale (`short` in tables), "2026-11-24 10:00:00.120 UTC" on hover. */
+export function timeEl(value, short = false) {
   const date = toDate(value);
   if (!date) return dash();
   const utc = date.toISOString().replace('T', ' ').replace('Z', ' UTC');
-  return el('time', { datetime: date.toISOString(), title: utc, text: LOCAL.format(date) });
+  return el('time', { datetime: date.toISOString(), title: utc, text: (short ? SHORT : LOCAL).format(date) });
 }
 
 /** <dl> items (div > dt + dd) from [label, value] pairs; null pairs left out. */
@@ -106,7 +106,7 @@ function setText(node, text) {
 export function messageRow(m) {
   const id = String(m.messageId ?? '');
   const tr = el('tr', { dataset: { id, at: String(acceptedMs(m)) } },
-    el('td', { class: 'time' }, timeEl(m.acceptedAt)),
+    el('td', { class: 'time' }, timeEl(m.acceptedAt, true)),
     el('td', { class: 'to', text: m.to ?? '' }),
     el('td', { class: 'channel' }),
     el('td', { class: 'status' }),
@@ -240,7 +240,7 @@ function deadLetterRow(d) {
     el('td', { class: 'id' }, code(id)),
     el('td', { class: 'reason', text: d?.reason ?? '' }),
     el('td', { class: 'attempts num', text: d?.attempts ?? '' }),
-    el('td', { class: 'time' }, timeEl(d?.failedAtMs)),
+    el('td', { class: 'time' }, timeEl(d?.failedAtMs, true)),
     el('td', { class: 'to' }, envelope.to ? String(envelope.to) : dash()),
     el('td', { class: 'channel', text: envelope.channel ?? '' }),
     el('td', { class: 'actions' },
@@ -251,17 +251,12 @@ function deadLetterRow(d) {
 /** Dead letters: the list, Redrive, and Delete after a second click. */
 export function deadLettersView() {
   const tbody = $('dead-letters').tBodies[0];
-  async function load() {
-    try {
-      const data = await api.listDeadLetters();
-      const list = Array.isArray(data?.deadLetters) ? data.deadLetters : [];
-      tbody.replaceChildren(...list.map(deadLetterRow));
-      $('dead-letters-empty').hidden = list.length > 0;
-      clearProblem('dead-letters');
-    } catch (error) {
-      showProblem(error, 'dead-letters');
-    }
-  }
+  const load = () => reporting('dead-letters', async () => {
+    const data = await api.listDeadLetters();
+    const list = Array.isArray(data?.deadLetters) ? data.deadLetters : [];
+    tbody.replaceChildren(...list.map(deadLetterRow));
+    $('dead-letters-empty').hidden = list.length > 0;
+  });
   async function settle(id, redrive, row) {
     for (const b of row.querySelectorAll('button')) b.disabled = true;
     let result = redrive ? `Dead letter ${id} redriven: back in the queue, due now.` : `Dead letter ${id} deleted.`;
@@ -320,27 +315,19 @@ export function contactsView() {
       showProblem(new ApiProblem(0, { title: 'Enter a number', detail: 'E.164: + then 8–15 digits, e.g. +14155550123.' }));
       return $('contact-number').focus();
     }
-    try {
-      const [contact, optOut] = await Promise.all([
-        api.getContact(typed, $('contact-from').value.trim()),
-        api.getOptOut(typed).catch((e) => { if (e.status === 404) return null; throw e; }),
-      ]);
-      number = contact?.number ?? typed;
-      renderContact(contact, optOut);
-      $('contact-result').hidden = false;
-      clearProblem();
-    } catch (error) {
-      $('contact-result').hidden = true;
-      showProblem(error);
-    }
+    const found = await reporting('action', () => Promise.all([
+      api.getContact(typed, $('contact-from').value.trim()),
+      api.getOptOut(typed).catch((e) => { if (e.status === 404) return null; throw e; }), // 404: none
+    ]));
+    $('contact-result').hidden = !found;
+    if (!found) return;
+    number = found[0]?.number ?? typed;
+    renderContact(...found);
   }
   async function change(call, done) {
-    try {
-      await call();
+    if (await reporting('action', async () => { await call(); return true; })) {
       await lookUp();
       notify(done);
-    } catch (error) {
-      showProblem(error);
     }
   }
   $('contact-form').addEventListener('submit', lookUp);
@@ -370,26 +357,20 @@ function templateRow(t) {
     el('td', { text: t?.category ?? '' }),
     el('td', { class: 'template-status' }, badge(t?.status ?? '')),
     el('td', {}, code(t?.wabaId)),
-    el('td', {}, timeEl(t?.syncedAt)));
+    el('td', {}, timeEl(t?.syncedAt, true)));
 }
 
 /** Templates: GET /api/v1/templates as a table, and its accounts. */
 export function templatesView() {
-  async function load() {
-    try {
-      const data = await api.listTemplates();
-      const templates = Array.isArray(data?.templates) ? data.templates : [];
-      const accounts = Array.isArray(data?.accounts) ? data.accounts : [];
-      $('templates').tBodies[0].replaceChildren(...templates.map(templateRow));
-      $('template-accounts').replaceChildren(...accounts.map((a) => el('li', {},
-        'Account ', code(a?.wabaId), ' synced ', timeEl(a?.syncedAt),
-        a?.stale ? badge('stale') : '')));
-      $('templates-empty').hidden = templates.length > 0;
-      clearProblem('templates');
-    } catch (error) {
-      showProblem(error, 'templates');
-    }
-  }
+  const load = () => reporting('templates', async () => {
+    const data = await api.listTemplates();
+    const templates = Array.isArray(data?.templates) ? data.templates : [];
+    const accounts = Array.isArray(data?.accounts) ? data.accounts : [];
+    $('templates').tBodies[0].replaceChildren(...templates.map(templateRow));
+    $('template-accounts').replaceChildren(...accounts.map((a) => el('li', {},
+      'Account ', code(a?.wabaId), ' synced ', timeEl(a?.syncedAt), a?.stale ? badge('stale') : '')));
+    $('templates-empty').hidden = templates.length > 0;
+  });
   $('templates-refresh').addEventListener('click', load);
   return { load };
 }
@@ -423,24 +404,19 @@ function valueNode(key, value, depth) {
 /** Health: /health as a definition list (status, failing, each check's detail). */
 export function healthView() {
   let last = '';
-  async function load() {
-    try {
-      const health = await api.getHealth();
-      $('health-updated').textContent = `Updated ${new Date().toLocaleTimeString()}.`;
-      clearProblem('health');
-      const json = JSON.stringify(health);
-      if (json === last && $('health').childElementCount) return; // keeps a selection
-      last = json;
-      const pairs = [['Status', badge(health?.status ?? 'unknown')]];
-      if (Array.isArray(health?.failing) && health.failing.length) pairs.push(['Failing', health.failing.join(', ')]);
-      for (const [name, check] of Object.entries(health?.checks ?? {})) {
-        const detail = check && typeof check === 'object' && 'detail' in check ? check.detail : check;
-        pairs.push([humanize(name), el('div', { class: 'check-detail' }, badge(check?.status ?? 'unknown'), valueNode(name, detail, 1))]);
-      }
-      $('health').replaceChildren(...fields(pairs));
-    } catch (error) {
-      showProblem(error, 'health');
+  const load = () => reporting('health', async () => {
+    const health = await api.getHealth();
+    $('health-updated').textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+    const json = JSON.stringify(health);
+    if (json === last && $('health').childElementCount) return; // unchanged: keeps a selection
+    last = json;
+    const pairs = [['Status', badge(health?.status ?? 'unknown')]];
+    if (Array.isArray(health?.failing) && health.failing.length) pairs.push(['Failing', health.failing.join(', ')]);
+    for (const [name, check] of Object.entries(health?.checks ?? {})) {
+      const detail = check && typeof check === 'object' && 'detail' in check ? check.detail : check;
+      pairs.push([humanize(name), el('div', { class: 'check-detail' }, badge(check?.status ?? 'unknown'), valueNode(name, detail, 1))]);
     }
-  }
+    $('health').replaceChildren(...fields(pairs));
+  });
   return { load };
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod browser;
 pub mod event_receiver;
 pub mod eventually;
 pub mod graph_limits;
