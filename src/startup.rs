@@ -106,6 +106,7 @@ impl Application {
         };
         let dynamo = Arc::new(store);
         let store: Arc<dyn StatusStore> = dynamo.clone();
+        let search: Arc<dyn crate::search::SearchStore> = dynamo.clone();
         let schedule: Arc<dyn ScheduleStore> = dynamo;
         let recording = StatusRecordingPublisher::new(topic.clone(), store.clone());
         let publisher =
@@ -115,6 +116,7 @@ impl Application {
         app.state.media = media_bucket(config).await;
         app.state
             .set_status_store(store, crate::gateway::admission::SNS_OPT_OUT_CACHE);
+        app.state.search = Some(search);
         app.state.share_idempotency_keys(fleet, config);
         tracing::info!("Idempotency-Keys are claimed across the fleet in STATUS_TABLE");
         app.log_webhooks();
@@ -185,6 +187,7 @@ impl Application {
         ));
         app.state
             .set_status_store(statuses, std::time::Duration::ZERO);
+        app.state.search = Some(Arc::new(queue.clone()));
         app.worker = Some(worker);
         app.events = events;
         app.log_webhooks();

@@ -406,6 +406,22 @@ impl EmbeddedQueue {
     }
 }
 
+impl crate::search::SearchStore for EmbeddedQueue {
+    fn search<'a>(
+        &'a self,
+        search: &'a crate::search::Search,
+    ) -> BoxFuture<'a, Result<crate::search::Found, StoreError>> {
+        Box::pin(async move { Ok(EmbeddedQueue::search(self, search).await?) })
+    }
+
+    fn counts<'a>(
+        &'a self,
+        query: &'a crate::search::StatsQuery,
+    ) -> BoxFuture<'a, Result<Vec<crate::search::Bucket>, StoreError>> {
+        Box::pin(async move { Ok(EmbeddedQueue::counts(self, query).await?) })
+    }
+}
+
 impl crate::status::StatusStore for EmbeddedQueue {
     fn record(
         &self,
@@ -421,20 +437,6 @@ impl crate::status::StatusStore for EmbeddedQueue {
         scope: &'a crate::tenants::Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
         Box::pin(async move { Ok(self.status(id, scope).await?) })
-    }
-
-    fn search<'a>(
-        &'a self,
-        search: &'a crate::search::Search,
-    ) -> BoxFuture<'a, Result<crate::search::Found, StoreError>> {
-        Box::pin(async move { Ok(EmbeddedQueue::search(self, search).await?) })
-    }
-
-    fn counts<'a>(
-        &'a self,
-        query: &'a crate::search::StatsQuery,
-    ) -> BoxFuture<'a, Result<Vec<crate::search::Bucket>, StoreError>> {
-        Box::pin(async move { Ok(EmbeddedQueue::counts(self, query).await?) })
     }
 
     fn cancel<'a>(

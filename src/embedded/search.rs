@@ -293,12 +293,18 @@ pub fn explain(conn: &Connection, search: &Search) -> rusqlite::Result<Vec<Strin
 }
 
 /// The counters of `query`'s owner in its range, summed per series bucket
-/// (per minute without a series).
+/// (over the whole range without a series).
 pub fn counts(conn: &Connection, query: &StatsQuery) -> rusqlite::Result<Vec<Bucket>> {
-    let step = query.bucket_ms.unwrap_or(crate::search::MINUTE_MS);
-    let mut sql = "SELECT (minute / ?1) * ?1, channel, status, code, SUM(count), SUM(segments)
+    // Without a series, one bucket spans the range: the totals are summed
+    // in SQL, not minute by minute in Rust.
+    let step = query
+        .bucket_ms
+        .unwrap_or((query.until_ms - query.since_ms).max(crate::search::MINUTE_MS));
+    // A bucket that starts before `since` (a series' first) is counted from `since`.
+    let mut sql =
+        "SELECT MAX((minute / ?1) * ?1, ?3), channel, status, code, SUM(count), SUM(segments)
                    FROM message_counts WHERE tenant = ?2 AND minute >= ?3 AND minute < ?4"
-        .to_owned();
+            .to_owned();
     let mut values = vec![
         Sql::Integer(step),
         Sql::Text(query.owner.tenant.clone()),

@@ -85,10 +85,14 @@ pub struct AppState {
     pub delivery: Option<Arc<crate::delivery::Pipeline>>,
     /// Where statuses are kept: the embedded database, DynamoDB, or nowhere.
     pub statuses: Option<Arc<dyn StatusStore>>,
+    /// Where messages are searched and counted (the same store).
+    pub search: Option<Arc<dyn crate::search::SearchStore>>,
     /// The providers' webhook secrets.
     pub webhooks: Arc<WebhookConfig>,
     /// The memory webhook bodies being read may hold together.
     pub webhook_bodies: Arc<extract::BodyBudget>,
+    /// When each webhook last received a signed request.
+    pub webhooks_seen: Arc<routes::webhooks::LastSeen>,
     /// `GET /metrics` is served (`METRICS`, default on).
     pub metrics: bool,
     /// What a valid message is checked against before publishing.
@@ -144,7 +148,9 @@ impl AppState {
             batch_max_body_bytes: config.batch_max_body_bytes,
             delivery: None,
             statuses: None,
+            search: None,
             webhooks: Arc::new(config.webhooks.clone()),
+            webhooks_seen: Arc::default(),
             webhook_bodies: Arc::new(extract::BodyBudget::new(
                 config.webhooks.bodies_max_bytes,
                 config.webhooks.max_body_bytes,

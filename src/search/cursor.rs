@@ -85,7 +85,7 @@ fn digest(owner: &Owner, filters: &Filters) -> String {
         field(Some(&owner.tenant)),
         field(owner.api_key_id.as_deref()),
         field(filters.to.as_deref()),
-        field(filters.status.map(crate::status::Status::as_str)),
+        field(filters.status.map(crate::status::model::Status::as_str)),
         field(filters.channel.as_deref()),
         field(filters.from.as_deref()),
         field(filters.batch_id.as_deref()),

@@ -12,11 +12,29 @@ pub mod cursor;
 pub mod query;
 pub mod tally;
 
-use crate::status::{MessageRecord, Status};
+use futures_util::future::BoxFuture;
+
+use crate::status::error::StoreError;
+use crate::status::model::Status;
+use crate::status::record::MessageRecord;
 use crate::tenants::Scope;
 
 pub use cursor::Position;
 pub use tally::{Bucket, Counts, Tally};
+
+/// Where messages are searched and counted: the store that keeps their
+/// statuses (the embedded database, or the DynamoDB table).
+pub trait SearchStore: Send + Sync {
+    /// A page of `search`, newest first.
+    fn search<'a>(&'a self, search: &'a Search) -> BoxFuture<'a, Result<Found, StoreError>>;
+
+    /// The counters of `query`'s range, per series bucket (or per minute,
+    /// or over the range without a series: [`Counts::sum`] adds them up).
+    fn counts<'a>(
+        &'a self,
+        query: &'a StatsQuery,
+    ) -> BoxFuture<'a, Result<Vec<Bucket>, StoreError>>;
+}
 
 /// Whose messages a search or a count covers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use super::cursor::{self, CursorError};
 use super::tally::MAX_SERIES;
 use super::{Filters, MINUTE_MS, Owner, Search, StatsQuery, minute_of};
 use crate::domain::{FieldError, PhoneNumber};
-use crate::status::Status;
+use crate::status::model::Status;
 
 /// The page size without `limit`.
 pub const DEFAULT_LIMIT: usize = 100;

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{MINUTE_MS, StatsQuery};
-use crate::status::{ErrorCode, MessageRecord, Status};
+use crate::status::model::{ErrorCode, Status};
+use crate::status::record::MessageRecord;
 
 /// What one message adds to the counters.
 #[derive(Debug, Clone, PartialEq, Eq)]

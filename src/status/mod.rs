@@ -197,24 +197,6 @@ pub trait StatusStore: OptOutStore + WindowStore + crate::templates::store::Temp
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>>;
 
-    /// A page of `search`, newest first.
-    fn search<'a>(
-        &'a self,
-        search: &'a crate::search::Search,
-    ) -> BoxFuture<'a, Result<crate::search::Found, StoreError>> {
-        let _ = search;
-        Box::pin(async { Err(StoreError::new("this status store cannot search")) })
-    }
-
-    /// The counters (per minute, or per series bucket) of `query`'s range.
-    fn counts<'a>(
-        &'a self,
-        query: &'a crate::search::StatsQuery,
-    ) -> BoxFuture<'a, Result<Vec<crate::search::Bucket>, StoreError>> {
-        let _ = query;
-        Box::pin(async { Err(StoreError::new("this status store keeps no counters")) })
-    }
-
     /// Cancels each of `ids` in `scope` (and, given `batch`, of that batch:
     /// others are not found) that was not handed to a provider (recording
     /// `cancelled`, with its event); says, in order, what it found for each

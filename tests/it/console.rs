@@ -166,6 +166,18 @@ async fn the_console_follows_a_message_to_delivered_and_redrives_a_dead_letter()
 
     sign_in(&mut page, &app).await;
     follow_to_delivered(&mut page, &app).await;
+    // Delivery health: the webhook that just reported, and when.
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert!(
+        health["checks"]["webhooks"]["detail"]["lastSeen"]["whatsapp"].is_string(),
+        "{health}"
+    );
+    page.click("#nav-health").await;
+    page.wait_for(
+        "document.getElementById('health').textContent.includes('lastSeen') || document.getElementById('health').textContent.includes('Last seen')",
+        "the webhooks' last-seen times",
+    )
+    .await;
     page.click("#nav-messages").await;
     page.wait_for("document.querySelector('#chart rect')", "the chart's bars")
         .await;

@@ -215,6 +215,17 @@ async fn stats_contract(app: &TestApp) {
         .filter_map(|b| b["byStatus"]["submitted"].as_i64())
         .sum();
     assert_eq!(counted, 3);
+    // A series whose first bucket starts before `since` counts from `since`.
+    let since = (chrono::Utc::now() - chrono::Duration::minutes(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (_, daily) = get(
+        app,
+        &format!("/api/v1/stats?granularity=day&since={since}"),
+        KEY,
+    )
+    .await;
+    assert_eq!(daily["byStatus"]["submitted"], 3, "{daily}");
+    assert_eq!(daily["series"][0]["byStatus"]["submitted"], 3, "{daily}");
     let (_, sms) = get(app, "/api/v1/stats?channel=sms", KEY).await;
     assert_eq!(sms["byStatus"]["submitted"], 0, "{sms}");
     let (_, other) = get(app, "/api/v1/stats", OTHER_KEY).await;

@@ -40,6 +40,12 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             json!({ "status": status, "detail": pipeline.health() }),
         );
     }
+    // Webhooks: when each last received a signed request here (never
+    // failing: a quiet provider may have nothing to report).
+    checks.insert(
+        "webhooks".to_owned(),
+        json!({ "status": "ok", "detail": { "lastSeen": state.webhooks_seen.view() } }),
+    );
     // Templates: a stale cache is shown (its sends go unchecked), but does
     // not make the gateway unready.
     if let Some(templates) = state.templates.health() {

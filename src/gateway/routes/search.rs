@@ -51,7 +51,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let search =
         query::search(pairs(raw.as_deref()), owner(&caller)).map_err(ApiError::InvalidFields)?;
-    let store = state.statuses.as_ref().ok_or(ApiError::NoStatusStore)?;
+    let store = state.search.as_ref().ok_or(ApiError::NoStatusStore)?;
     let found = store
         .search(&search)
         .await
@@ -90,7 +90,7 @@ pub async fn stats(
         crate::clock::now_ms(),
     )
     .map_err(ApiError::InvalidFields)?;
-    let store = state.statuses.as_ref().ok_or(ApiError::NoStatusStore)?;
+    let store = state.search.as_ref().ok_or(ApiError::NoStatusStore)?;
     let buckets = store
         .counts(&query)
         .await

@@ -17,6 +17,34 @@ use crate::gateway::error::ApiError;
 use crate::optout::{self, OptOutUpdate};
 use crate::status::StatusStore;
 
+/// When each webhook last received a request whose signature held (Unix ms),
+/// in this process: `/health` shows it, so an operator sees a provider that
+/// stopped reporting.
+#[derive(Debug, Default)]
+pub struct LastSeen(std::sync::Mutex<std::collections::BTreeMap<&'static str, i64>>);
+
+impl LastSeen {
+    fn note(&self, source: &'static str) {
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.insert(source, crate::clock::now_ms());
+    }
+
+    /// Each webhook that was seen, and when.
+    pub fn view(&self) -> serde_json::Value {
+        let seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.iter()
+            .map(|(source, at)| ((*source).to_owned(), crate::clock::format_ms(*at).into()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
 /// `POST` to a provider's webhook (the registry's
 /// [`inbound_webhooks`](crate::channels::inbound_webhooks)): refused before a
 /// byte of the body is read when the route is off (`404`) or the headers
@@ -35,6 +63,7 @@ pub async fn receive(
     let proof = refused(source, webhook.check_headers(&headers).map_err(refusal))?;
     let (body, _reserved) = state.webhook_bodies.read(&headers, body).await?;
     refused(source, webhook.check_body(&proof, &body).map_err(refusal))?;
+    state.webhooks_seen.note(source);
     let content = refused(
         source,
         webhook

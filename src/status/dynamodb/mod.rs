@@ -563,20 +563,6 @@ impl StatusStore for DynamoStatusStore {
         Box::pin(self.cancel_all(ids, scope, batch))
     }
 
-    fn search<'a>(
-        &'a self,
-        search: &'a crate::search::Search,
-    ) -> BoxFuture<'a, Result<crate::search::Found, StoreError>> {
-        Box::pin(self.search_index(search))
-    }
-
-    fn counts<'a>(
-        &'a self,
-        query: &'a crate::search::StatsQuery,
-    ) -> BoxFuture<'a, Result<Vec<crate::search::Bucket>, StoreError>> {
-        Box::pin(self.read_counts(query))
-    }
-
     fn inbound_media_kept<'a>(
         &'a self,
         inbound: &'a Inbound,

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{Select, TransactWriteItem, Update as TxUpdate};
 
-use super::{DynamoStatusStore, Item, SK, error, n, record_from, s};
+use super::{BoxFuture, DynamoStatusStore, Item, SK, error, n, record_from, s};
 use crate::search::{Bucket, Found, Position, Search, StatsQuery, Tally, minute_of};
 use crate::status::StoreError;
 
@@ -42,6 +42,22 @@ fn number(item: &Item, name: &str) -> Option<i64> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
+}
+
+impl crate::search::SearchStore for DynamoStatusStore {
+    fn search<'a>(
+        &'a self,
+        search: &'a crate::search::Search,
+    ) -> BoxFuture<'a, Result<crate::search::Found, StoreError>> {
+        Box::pin(self.search_index(search))
+    }
+
+    fn counts<'a>(
+        &'a self,
+        query: &'a crate::search::StatsQuery,
+    ) -> BoxFuture<'a, Result<Vec<crate::search::Bucket>, StoreError>> {
+        Box::pin(self.read_counts(query))
+    }
 }
 
 impl DynamoStatusStore {
