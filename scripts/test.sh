@@ -2,7 +2,7 @@
 # Runs Herald's whole test suite, installing and starting what it needs:
 #   - moto server (the AWS SNS/SQS/DynamoDB wire-protocol emulator), hadolint,
 #     cfn-lint (the SAM template's linter) and schemathesis (the API fuzzer), in ./.venv
-#   - Debian's chromium (the docs page's test), with apt-get when missing
+#   - Debian's chromium (the docs page's and the console's tests), with apt-get when missing
 #   - action-validator (GitHub workflow schema check), in ./.tools
 # Then: rustfmt and clippy checks, hadolint on the Dockerfile, action-validator on
 # the workflows, cfn-lint on deploy/template.yaml, `cargo test` with the
@@ -36,7 +36,7 @@ if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ] || [ ! -x .venv
     "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
 fi
 if [ ! -x /usr/bin/chromium ] && [ ! -x /usr/bin/chromium-browser ]; then
-  log "installing Debian's chromium (the docs page is tested in it, headless)"
+  log "installing Debian's chromium (the docs page and the console are tested in it, headless)"
   if [ "$(id -u)" -ne 0 ]; then
     echo "chromium is missing and this is not root: run 'sudo apt-get install chromium' and try again" >&2
     exit 1

@@ -130,6 +130,36 @@ async fn redrive_from_the_page(page: &mut Browser, app: &TestApp, whatsapp: &Fak
     assert!(statuses.contains(&"redriven"), "{view}");
 }
 
+/// The views are reached by keyboard alone: Tab to a view's button, Enter.
+async fn keyboard_reaches_the_views(page: &mut Browser) {
+    // From the top of the page: the skip link, the views' buttons.
+    page.eval("document.activeElement.blur(); window.scrollTo(0, 0)")
+        .await;
+    let mut reached = false;
+    for _ in 0..40 {
+        page.press("Tab").await;
+        if page.eval("document.activeElement.id").await == json!("nav-templates") {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "Tab never reached the templates button");
+    let visible = page
+        .eval("getComputedStyle(document.activeElement).outlineStyle")
+        .await;
+    assert_ne!(
+        visible,
+        json!("none"),
+        "the focused button shows no outline"
+    );
+    page.press("Enter").await;
+    page.wait_for(
+        "!document.getElementById('view-templates').hidden",
+        "the templates view, opened by Enter",
+    )
+    .await;
+}
+
 /// The key is in session storage only: no URL, no cookie, no local storage.
 async fn key_stays_in_the_tab(page: &mut Browser) {
     let href = page.eval("location.href").await;
@@ -185,6 +215,7 @@ async fn the_console_follows_a_message_to_delivered_and_redrives_a_dead_letter()
     page.screenshot(&artefact("console.png")).await;
     redrive_from_the_page(&mut page, &app, &whatsapp).await;
     key_stays_in_the_tab(&mut page).await;
+    keyboard_reaches_the_views(&mut page).await;
 
     // A phone's width: nothing wider than the screen.
     page.set_width(375, 800, true).await;

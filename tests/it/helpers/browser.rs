@@ -185,6 +185,23 @@ impl Browser {
         self.eval(&format!("{found}.click()")).await;
     }
 
+    /// Presses a key (`Tab`, `Enter`) as the keyboard would.
+    pub async fn press(&mut self, key: &str) {
+        let (code, text) = match key {
+            "Tab" => (9, ""),
+            "Enter" => (13, "\r"),
+            other => panic!("no key code for {other}"),
+        };
+        for kind in ["keyDown", "keyUp"] {
+            let mut event =
+                json!({"type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code});
+            if kind == "keyDown" && !text.is_empty() {
+                event["text"] = json!(text);
+            }
+            self.call("Input.dispatchKeyEvent", event).await;
+        }
+    }
+
     /// The viewport as a phone's: `width` CSS pixels.
     pub async fn set_width(&mut self, width: u32, height: u32, mobile: bool) {
         self.call(
