@@ -139,6 +139,7 @@ async fn time_search(queue: &EmbeddedQueue, what: &str, filters: impl Fn(usize) 
             owner: owner(),
             filters: filters(call),
             limit: 100,
+            asked_by: "bench".into(),
             after: None,
         };
         let started = Instant::now();
@@ -160,6 +161,7 @@ async fn time_paging(queue: &EmbeddedQueue) {
             owner: owner(),
             filters: Filters::default(),
             limit: 100,
+            asked_by: "bench".into(),
             after: after.clone(),
         };
         let started = Instant::now();

@@ -106,5 +106,26 @@ pub async fn check_status_table(
             ),
         ));
     }
+    // Search reads an index the template declares; without it (a table made
+    // before it, or the index still building) only search fails, so the
+    // gateway starts and says so.
+    let index = crate::status::dynamodb::SEARCH_INDEX;
+    let ready = table
+        .global_secondary_indexes()
+        .iter()
+        .find(|i| i.index_name() == Some(index))
+        .map(|i| i.index_status().map(|s| s.as_str().to_owned()));
+    match ready {
+        Some(Some(status)) if status == "ACTIVE" => {}
+        Some(status) => tracing::warn!(
+            index,
+            status = status.as_deref().unwrap_or("unknown"),
+            "STATUS_TABLE's search index is not active yet: GET /api/v1/messages answers 503 until it is"
+        ),
+        None => tracing::warn!(
+            index,
+            "STATUS_TABLE has no search index (deploy/template.yaml declares it): GET /api/v1/messages answers 503 until it is added"
+        ),
+    }
     Ok(())
 }

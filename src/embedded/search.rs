@@ -87,7 +87,8 @@ pub fn insert(tx: &Transaction<'_>, info: &MessageInfo, now: i64) -> rusqlite::R
             tally.channel,
             tally.status.as_str(),
             tally.segments,
-            now
+            // A scheduled message stays listed until it is due and beyond.
+            now.max(info.scheduled_for_ms.unwrap_or(0))
         ])?;
     if added == 1 {
         count(tx, &owner_of(info), info.accepted_at_ms, &tally, 1)?;
@@ -108,7 +109,9 @@ fn owner_of(info: &MessageInfo) -> Counted<'_> {
     }
 }
 
-/// Adds `delta` messages of `tally` to the minute of `accepted_at_ms`.
+/// Adds `delta` messages of `tally` to the minute of `accepted_at_ms`. A
+/// decrement of a minute whose counters expired changes nothing (no
+/// negative counts).
 fn count(
     tx: &Transaction<'_>,
     owner: &Counted<'_>,
@@ -116,6 +119,24 @@ fn count(
     tally: &Tally,
     delta: i64,
 ) -> rusqlite::Result<()> {
+    if delta < 0 {
+        tx.prepare_cached(
+            "UPDATE message_counts SET count = count + ?7, segments = segments + ?8
+             WHERE tenant = ?1 AND minute = ?2 AND api_key_id = ?3 AND channel = ?4
+               AND status = ?5 AND code = ?6 AND count > 0",
+        )?
+        .execute(params![
+            owner.tenant,
+            minute_of(accepted_at_ms),
+            owner.api_key_id,
+            tally.channel,
+            tally.status.as_str(),
+            tally.code,
+            delta,
+            delta * tally.sms_segments()
+        ])?;
+        return Ok(());
+    }
     tx.prepare_cached(
         "INSERT INTO message_counts (tenant, minute, api_key_id, channel, status, code, count, segments)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -199,83 +220,165 @@ fn insert_from_record(
     Ok(())
 }
 
-/// The WHERE clause and parameters of `search` (always the owner's rows).
-fn conditions(search: &Search) -> (String, Vec<Sql>) {
-    let mut clauses = vec!["m.tenant = ?".to_owned()];
-    let mut values = vec![Sql::Text(search.owner.tenant.clone())];
+/// Most index rows one page examines: `SCAN_PER_ROW` per row asked for, at
+/// least `MIN_SCAN`. A page whose filters match few of the rows its index
+/// reads in order (a key among many sharing a tenant, two filters) stops
+/// there with what it found and a cursor after the last row examined, so no
+/// request holds the queue's writer for long.
+const SCAN_PER_ROW: usize = 10;
+const MIN_SCAN: usize = 1_000;
+
+/// The index a search reads (the most selective filter it has) and that
+/// filter's value: the rows are read in that index's order.
+fn chosen_index(search: &Search) -> (&'static str, Option<(&'static str, String)>) {
     let f = &search.filters;
-    let mut equal = |column: &str, value: Option<String>| {
-        if let Some(v) = value {
-            clauses.push(format!("m.{column} = ?"));
-            values.push(Sql::Text(v));
-        }
-    };
-    equal("api_key_id", search.owner.api_key_id.clone());
-    equal("recipient", f.to.clone());
-    equal("status", f.status.map(|s| s.as_str().to_owned()));
-    equal("channel", f.channel.clone());
-    equal("sender", f.from.clone());
-    equal("batch_id", f.batch_id.clone());
+    let candidates = [
+        ("message_index_batch", "batch_id", f.batch_id.clone()),
+        ("message_index_to", "recipient", f.to.clone()),
+        ("message_index_sender", "sender", f.from.clone()),
+        (
+            "message_index_status",
+            "status",
+            f.status.map(|s| s.as_str().to_owned()),
+        ),
+        ("message_index_channel", "channel", f.channel.clone()),
+    ];
+    candidates
+        .into_iter()
+        .find_map(|(index, column, value)| value.map(|v| (index, Some((column, v)))))
+        .unwrap_or(("message_index_time", None))
+}
+
+/// The scan of a page: the owner's rows in the chosen index's order, from
+/// the cursor, within `since`/`until`, at most the scan budget.
+fn scan_sql(search: &Search) -> (String, Vec<Sql>) {
+    let (index, equal) = chosen_index(search);
+    let mut clauses = vec!["tenant = ?".to_owned()];
+    let mut values = vec![Sql::Text(search.owner.tenant.clone())];
+    if let Some((column, value)) = equal {
+        clauses.push(format!("{column} = ?"));
+        values.push(Sql::Text(value));
+    }
+    let f = &search.filters;
     if let Some(since) = f.since_ms {
-        clauses.push("m.accepted_at >= ?".into());
+        clauses.push("accepted_at >= ?".into());
         values.push(Sql::Integer(since));
     }
     if let Some(until) = f.until_ms {
-        clauses.push("m.accepted_at < ?".into());
+        clauses.push("accepted_at < ?".into());
         values.push(Sql::Integer(until));
     }
     if let Some(after) = &search.after {
-        clauses.push("(m.accepted_at, m.id) < (?, ?)".into());
+        clauses.push("(accepted_at, id) < (?, ?)".into());
         values.push(Sql::Integer(after.accepted_at_ms));
         values.push(Sql::Text(after.id.clone()));
     }
-    (clauses.join(" AND "), values)
-}
-
-/// The SQL of a page of `search` (its query plan is what `explain` shows).
-fn page_sql(search: &Search) -> (String, Vec<Sql>) {
-    let (clauses, mut values) = conditions(search);
-    values.push(Sql::Integer(search.limit as i64));
+    let budget = (SCAN_PER_ROW * (search.limit + 1)).max(MIN_SCAN);
+    values.push(Sql::Integer(budget as i64));
     (
         format!(
-            "SELECT m.id, m.accepted_at, s.record, e.body FROM message_index m
-             LEFT JOIN statuses s ON s.id = m.id
-             LEFT JOIN envelopes e ON e.id = m.id
-             WHERE {clauses}
-             ORDER BY m.accepted_at DESC, m.id DESC LIMIT ?"
+            "SELECT id, accepted_at, api_key_id, recipient, status, channel, sender, batch_id
+             FROM message_index INDEXED BY {index}
+             WHERE {}
+             ORDER BY accepted_at DESC, id DESC LIMIT ?",
+            clauses.join(" AND ")
         ),
         values,
     )
 }
 
-/// A page of `search`, newest first.
+/// One scanned row: its place, and the columns the filters compare.
+struct Scanned {
+    position: Position,
+    columns: [Option<String>; 6],
+}
+
+impl Scanned {
+    /// True when every filter of `search` (and the owner's key) matches.
+    fn matches(&self, search: &Search) -> bool {
+        let f = &search.filters;
+        let wanted = [
+            search.owner.api_key_id.clone(),
+            f.to.clone(),
+            f.status.map(|s| s.as_str().to_owned()),
+            f.channel.clone(),
+            f.from.clone(),
+            f.batch_id.clone(),
+        ];
+        wanted
+            .iter()
+            .zip(&self.columns)
+            .all(|(want, have)| want.is_none() || want == have)
+    }
+}
+
+/// A page of `search`, newest first (see [`SCAN_PER_ROW`] for a page that
+/// stops early).
 pub fn list(conn: &Connection, search: &Search) -> rusqlite::Result<Found> {
-    let (sql, values) = page_sql(search);
+    let (sql, values) = scan_sql(search);
+    let budget = match values.last() {
+        Some(Sql::Integer(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    };
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(values), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ))
-    })?;
-    let (mut found, mut read, mut last) = (Found::default(), 0, None);
-    for row in rows {
-        let (id, accepted_at_ms, record, body) = row?;
-        read += 1;
-        last = Some(Position { accepted_at_ms, id });
-        if let Some(record) = read_record(record, body) {
+    let mut rows = stmt.query(params_from_iter(values))?;
+    let (mut hits, mut scanned, mut last) = (Vec::new(), 0, None);
+    while let Some(r) = rows.next()? {
+        let row = Scanned {
+            position: Position {
+                id: r.get(0)?,
+                accepted_at_ms: r.get(1)?,
+            },
+            columns: [
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ],
+        };
+        scanned += 1;
+        last = Some(row.position.clone());
+        if row.matches(search) {
+            hits.push(row.position);
+            if hits.len() > search.limit {
+                break;
+            }
+        }
+    }
+    let next = if hits.len() > search.limit {
+        // One more matched: the page ends at its last row.
+        hits.truncate(search.limit);
+        hits.last().cloned()
+    } else if scanned == budget {
+        // The budget ran out first: go on after the last row examined.
+        last
+    } else {
+        None
+    };
+    let mut found = Found {
+        records: Vec::with_capacity(hits.len()),
+        next,
+    };
+    let mut read = conn.prepare_cached(
+        "SELECT (SELECT record FROM statuses WHERE id = ?1),
+                (SELECT body FROM envelopes WHERE id = ?1),
+                (SELECT body FROM dead_letters WHERE id = ?1)",
+    )?;
+    for hit in &hits {
+        let (record, queued, dead): (Option<String>, Option<String>, Option<String>) =
+            read.query_row([&hit.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        if let Some(record) = read_record(record, queued.or(dead)) {
             found.records.push(record);
         }
     }
-    // A full page: more may follow its last row.
-    found.next = last.filter(|_| read == search.limit);
     Ok(found)
 }
 
 /// A listed message's record: its status row, or while it waits in the
-/// queue unattempted, its envelope.
+/// queue unattempted (or was dead-lettered before any attempt was
+/// recorded), its envelope.
 fn read_record(record: Option<String>, body: Option<String>) -> Option<MessageRecord> {
     if let Some(json) = record {
         return serde_json::from_str(&json).ok();
@@ -284,9 +387,9 @@ fn read_record(record: Option<String>, body: Option<String>) -> Option<MessageRe
     Some(MessageRecord::accepted(&MessageInfo::of(&envelope)))
 }
 
-/// The plan SQLite chooses for a page of `search`: one line per step.
+/// The plan SQLite chooses for the scan of a page of `search`: one line per step.
 pub fn explain(conn: &Connection, search: &Search) -> rusqlite::Result<Vec<String>> {
-    let (sql, values) = page_sql(search);
+    let (sql, values) = scan_sql(search);
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
     stmt.query_map(params_from_iter(values), |r| r.get::<_, String>(3))?
         .collect()
@@ -347,10 +450,67 @@ mod tests {
             },
             filters,
             limit: 100,
+            asked_by: "ops".into(),
             after: Some(Position {
                 accepted_at_ms: 1,
                 id: "x".into(),
             }),
+        }
+    }
+
+    /// A key whose messages are few among its tenant's: a page examines a
+    /// bounded number of rows and answers with a cursor to go on.
+    #[test]
+    fn a_sparse_key_gets_a_short_page_and_a_cursor_not_a_full_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = super::super::store::Store::open(dir.path(), 0).unwrap();
+        store
+            .transaction(|tx| {
+                for i in 0..3_000_i64 {
+                    let key = if i == 5 { "billing" } else { "ops" };
+                    let update = crate::status::Update::Message {
+                        info: info(i, key),
+                        status: Status::Submitted,
+                        entry: crate::status::Entry::on("whatsapp", i).by_attempt(1),
+                        provider_message_id: None,
+                    };
+                    super::super::statuses::apply(tx, &update, i, false)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let mut search = search(Filters::default(), Some("billing"));
+        search.after = None;
+        let first = store.search(&search).unwrap();
+        assert!(first.records.is_empty(), "the newest 1,010 rows are ops'");
+        let mut pages = 1;
+        search.after = first.next;
+        let mut found = Vec::new();
+        while search.after.is_some() {
+            let page = store.search(&search).unwrap();
+            found.extend(page.records.iter().map(|r| r.id.clone()));
+            search.after = page.next;
+            pages += 1;
+            assert!(pages < 10, "no end");
+        }
+        assert_eq!(found, [format!("m{:04}", 5)]);
+        assert_eq!(pages, 3, "3,000 rows at 1,010 a page");
+    }
+
+    fn info(i: i64, key: &str) -> crate::status::MessageInfo {
+        crate::status::MessageInfo {
+            id: format!("m{i:04}"),
+            api_key_id: key.into(),
+            tenant: "default".into(),
+            channel: "whatsapp".into(),
+            to: "+14155550123".into(),
+            callback_data: None,
+            accepted_at_ms: i,
+            fallback: None,
+            scheduled_for_ms: None,
+            batch_id: None,
+            from: None,
+            sms_segments: 0,
         }
     }
 
@@ -413,7 +573,7 @@ mod tests {
                 println!("{filters:?} key {key:?}:\n  {}", plan.join("\n  "));
                 let first = &plan[0];
                 assert!(
-                    first.starts_with("SEARCH m USING ") && first.contains(index),
+                    first.starts_with("SEARCH message_index USING ") && first.contains(index),
                     "{filters:?}: {plan:?}"
                 );
                 assert!(

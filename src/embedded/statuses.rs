@@ -4,7 +4,7 @@
 //! loses neither and sends no event for a status that was not recorded).
 //! `accepted` is not written at enqueue: until the consumer's first write a
 //! message's record is read from its queued envelope, so the 202's commit
-//! costs what it did before statuses existed.
+//! carries only the envelope and its search row ([`super::search`]).
 //!
 //! - `statuses`: one row per message, its [`MessageRecord`] as JSON.
 //! - `provider_ids`: provider message id → message id, and the reports that

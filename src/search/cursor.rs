@@ -34,19 +34,25 @@ pub enum CursorError {
 /// Longest cursor read: a position and a digest are far shorter.
 const MAX_LEN: usize = 256;
 
-/// The cursor after `position` for `owner`'s search with `filters`.
-pub fn encode(position: &Position, owner: &Owner, filters: &Filters) -> String {
+/// The cursor after `position` for `owner`'s search with `filters`, asked
+/// by the key `asked_by` (another key of the same tenant gets a `400` too).
+pub fn encode(position: &Position, owner: &Owner, filters: &Filters, asked_by: &str) -> String {
     let text = format!(
         "1.{}.{}.{}",
         position.accepted_at_ms,
         position.id,
-        digest(owner, filters)
+        digest(owner, filters, asked_by)
     );
     URL_SAFE_NO_PAD.encode(text)
 }
 
 /// The position `cursor` names, if `owner` wrote it with `filters`.
-pub fn decode(cursor: &str, owner: &Owner, filters: &Filters) -> Result<Position, CursorError> {
+pub fn decode(
+    cursor: &str,
+    owner: &Owner,
+    filters: &Filters,
+    asked_by: &str,
+) -> Result<Position, CursorError> {
     if cursor.len() > MAX_LEN {
         return Err(CursorError::Malformed);
     }
@@ -68,7 +74,7 @@ pub fn decode(cursor: &str, owner: &Owner, filters: &Filters) -> Result<Position
     if uuid::Uuid::try_parse(id).is_err() {
         return Err(CursorError::Malformed);
     }
-    if sum != digest(owner, filters) {
+    if sum != digest(owner, filters, asked_by) {
         return Err(CursorError::OtherQuery);
     }
     Ok(Position {
@@ -79,10 +85,11 @@ pub fn decode(cursor: &str, owner: &Owner, filters: &Filters) -> Result<Position
 
 /// 16 hex digits of SHA-256 over the owner and every filter, each field
 /// tagged so that no two queries write the same text.
-fn digest(owner: &Owner, filters: &Filters) -> String {
+fn digest(owner: &Owner, filters: &Filters, asked_by: &str) -> String {
     let field = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), |v| format!("={v}"));
     let text = [
         field(Some(&owner.tenant)),
+        field(Some(asked_by)),
         field(owner.api_key_id.as_deref()),
         field(filters.to.as_deref()),
         field(filters.status.map(crate::status::model::Status::as_str)),
@@ -121,16 +128,19 @@ mod tests {
             to: Some("+14155550123".into()),
             ..Filters::default()
         };
-        let cursor = encode(&position(), &owner("ops"), &filters);
-        assert_eq!(decode(&cursor, &owner("ops"), &filters), Ok(position()));
+        let cursor = encode(&position(), &owner("ops"), &filters, "ops");
+        assert_eq!(
+            decode(&cursor, &owner("ops"), &filters, "ops"),
+            Ok(position())
+        );
     }
 
     #[test]
     fn a_cursor_is_refused_for_another_key_or_other_filters() {
         let filters = Filters::default();
-        let cursor = encode(&position(), &owner("ops"), &filters);
+        let cursor = encode(&position(), &owner("ops"), &filters, "ops");
         assert_eq!(
-            decode(&cursor, &owner("billing"), &filters),
+            decode(&cursor, &owner("billing"), &filters, "billing"),
             Err(CursorError::OtherQuery)
         );
         let other = Filters {
@@ -138,7 +148,20 @@ mod tests {
             ..Filters::default()
         };
         assert_eq!(
-            decode(&cursor, &owner("ops"), &other),
+            decode(&cursor, &owner("ops"), &other, "ops"),
+            Err(CursorError::OtherQuery)
+        );
+    }
+
+    #[test]
+    fn another_key_of_the_same_tenant_cannot_reuse_a_cursor() {
+        let tenant = Owner {
+            tenant: "acme".into(),
+            api_key_id: None,
+        };
+        let cursor = encode(&position(), &tenant, &Filters::default(), "acme-ops");
+        assert_eq!(
+            decode(&cursor, &tenant, &Filters::default(), "acme-billing"),
             Err(CursorError::OtherQuery)
         );
     }
@@ -153,7 +176,7 @@ mod tests {
             &URL_SAFE_NO_PAD.encode("1.x.y.z"),
         ] {
             assert_eq!(
-                decode(bad, &owner("ops"), &Filters::default()),
+                decode(bad, &owner("ops"), &Filters::default(), "ops"),
                 Err(CursorError::Malformed),
                 "{bad}"
             );

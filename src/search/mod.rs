@@ -79,6 +79,13 @@ pub struct Filters {
     pub until_ms: Option<i64>,
 }
 
+impl Filters {
+    /// True when a message accepted at `at_ms` is within `since` and `until`.
+    pub fn holds(&self, at_ms: i64) -> bool {
+        self.since_ms.is_none_or(|s| at_ms >= s) && self.until_ms.is_none_or(|u| at_ms < u)
+    }
+}
+
 /// One page of a search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Search {
@@ -90,6 +97,8 @@ pub struct Search {
     pub limit: usize,
     /// Only messages after this one, newest first (the cursor's position).
     pub after: Option<Position>,
+    /// The key that asked: a cursor is bound to it.
+    pub asked_by: String,
 }
 
 /// A page of messages, newest first, and where the next one starts.

@@ -17,6 +17,8 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1_000;
 /// The longest range `GET /api/v1/stats` counts.
 pub const MAX_STATS_DAYS: i64 = 400;
+/// Most parameters read (the route reads one more, to tell).
+pub const MAX_PARAMS: usize = 64;
 /// The longest `from`, `batchId` or `cursor` read.
 const MAX_TEXT: usize = 256;
 
@@ -34,6 +36,10 @@ impl Params {
             values: HashMap::new(),
             errors: Vec::new(),
         };
+        if pairs.len() > MAX_PARAMS {
+            params.error("query", "has more parameters than this operation takes");
+            return params;
+        }
         for (name, value) in pairs {
             if !known.contains(&name.as_str()) {
                 params.error(&name, "is not a parameter of this operation");
@@ -115,7 +121,11 @@ impl Params {
 }
 
 /// The search `pairs` ask of `owner`'s messages.
-pub fn search(pairs: Vec<(String, String)>, owner: Owner) -> Result<Search, Vec<FieldError>> {
+pub fn search(
+    pairs: Vec<(String, String)>,
+    owner: Owner,
+    asked_by: &str,
+) -> Result<Search, Vec<FieldError>> {
     let known = [
         "to", "status", "channel", "from", "batchId", "since", "until", "limit", "cursor",
     ];
@@ -139,7 +149,9 @@ pub fn search(pairs: Vec<(String, String)>, owner: Owner) -> Result<Search, Vec<
         found
     });
     let channel = p.channel();
-    let (from, batch_id) = (p.text("from"), p.text("batchId"));
+    // Numeric senders are kept without their `+` (as the tenants file's).
+    let from = p.text("from").map(|f| f.trim_start_matches('+').to_owned());
+    let batch_id = p.text("batchId");
     let (since_ms, until_ms) = p.range();
     let limit = match p.values.get("limit").map(|v| v.parse::<usize>()) {
         None => DEFAULT_LIMIT,
@@ -160,7 +172,11 @@ pub fn search(pairs: Vec<(String, String)>, owner: Owner) -> Result<Search, Vec<
     };
     let after = match p.text("cursor") {
         None => None,
-        Some(c) => match cursor::decode(&c, &owner, &filters) {
+        Some(c) => match cursor::decode(&c, &owner, &filters, asked_by) {
+            Ok(position) if !filters.holds(position.accepted_at_ms) => {
+                p.error("cursor", "is outside since and until");
+                None
+            }
             Ok(position) => Some(position),
             Err(e @ (CursorError::Malformed | CursorError::OtherQuery)) => {
                 p.error("cursor", &e.to_string());
@@ -172,6 +188,7 @@ pub fn search(pairs: Vec<(String, String)>, owner: Owner) -> Result<Search, Vec<
         owner,
         filters,
         limit,
+        asked_by: asked_by.to_owned(),
         after,
     })
 }
@@ -205,7 +222,7 @@ pub fn stats(
         }
     };
     if let Some(step) = bucket_ms
-        && (until_ms - since_ms) / step > MAX_SERIES
+        && (until_ms - since_ms.div_euclid(step) * step + step - 1) / step > MAX_SERIES
     {
         p.error(
             "granularity",
@@ -253,7 +270,7 @@ mod tests {
             ("cursor", "nope"),
             ("statuss", "failed"),
         ]);
-        let mut named = fields(search(bad, owner()).unwrap_err());
+        let mut named = fields(search(bad, owner(), "ops").unwrap_err());
         named.sort();
         assert_eq!(
             named,
@@ -262,10 +279,10 @@ mod tests {
             ]
         );
         for limit in ["1001", "-1", "1.5", "", "99999999999999999999999"] {
-            let e = search(pairs(&[("limit", limit)]), owner()).unwrap_err();
+            let e = search(pairs(&[("limit", limit)]), owner(), "ops").unwrap_err();
             assert_eq!(fields(e), ["limit"], "{limit}");
         }
-        let e = search(pairs(&[("limit", "5"), ("limit", "6")]), owner()).unwrap_err();
+        let e = search(pairs(&[("limit", "5"), ("limit", "6")]), owner(), "ops").unwrap_err();
         assert_eq!(fields(e), ["limit"]);
     }
 
@@ -278,12 +295,40 @@ mod tests {
                 ("limit", "1000"),
             ]),
             owner(),
+            "ops",
         )
         .unwrap();
         assert_eq!(s.limit, 1000);
         assert_eq!(s.filters.to.as_deref(), Some("+14155550123"));
         assert_eq!(s.filters.status, Some(Status::Failed));
-        assert_eq!(search(vec![], owner()).unwrap().limit, DEFAULT_LIMIT);
+        assert_eq!(search(vec![], owner(), "ops").unwrap().limit, DEFAULT_LIMIT);
+        let numeric = search(pairs(&[("from", "+14155550100")]), owner(), "ops").unwrap();
+        assert_eq!(
+            numeric.filters.from.as_deref(),
+            Some("14155550100"),
+            "kept without +"
+        );
+    }
+
+    #[test]
+    fn a_cursor_outside_the_range_or_too_many_parameters_are_refused() {
+        let filters = Filters {
+            since_ms: Some(1_000),
+            ..Filters::default()
+        };
+        let position = super::super::Position {
+            accepted_at_ms: 5,
+            id: "0193a5b2-7c1e-7d4a-9f1e-2b3c4d5e6f70".into(),
+        };
+        let cursor = cursor::encode(&position, &owner(), &filters, "ops");
+        let asked = pairs(&[("since", "1970-01-01T00:00:01Z"), ("cursor", &cursor)]);
+        let e = search(asked, owner(), "ops").unwrap_err();
+        assert_eq!(fields(e), ["cursor"]);
+        let many: Vec<(String, String)> = (0..=MAX_PARAMS)
+            .map(|_| ("to".into(), "+1".into()))
+            .collect();
+        let e = search(many, owner(), "ops").unwrap_err();
+        assert_eq!(fields(e), ["query"]);
     }
 
     #[test]

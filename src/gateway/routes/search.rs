@@ -16,7 +16,7 @@ use crate::search::{Owner, cursor, query};
 fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
-        .take(64)
+        .take(query::MAX_PARAMS + 1)
         .collect()
 }
 
@@ -49,8 +49,8 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let search =
-        query::search(pairs(raw.as_deref()), owner(&caller)).map_err(ApiError::InvalidFields)?;
+    let search = query::search(pairs(raw.as_deref()), owner(&caller), &caller.key_id)
+        .map_err(ApiError::InvalidFields)?;
     let store = state.search.as_ref().ok_or(ApiError::NoStatusStore)?;
     let found = store
         .search(&search)
@@ -59,7 +59,7 @@ pub async fn list(
     let next = found
         .next
         .as_ref()
-        .map(|p| cursor::encode(p, &search.owner, &search.filters));
+        .map(|p| cursor::encode(p, &search.owner, &search.filters, &search.asked_by));
     let messages: Vec<Value> = found.records.iter().map(|r| r.to_view()).collect();
     Ok(Json(json!({"messages": messages, "nextCursor": next})))
 }

@@ -6,6 +6,8 @@
 //! message's schedule entry is removed after its cancel (if that fails, the
 //! sweep publishes it and the consumer's `handedAt` write refuses it).
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::{DynamoStatusStore, Item, SK, error, history_attribute, n, record_from, s};
@@ -85,7 +87,12 @@ impl DynamoStatusStore {
             return Ok(Cancellation::NotFound);
         }
         match record.status() {
-            Some(Status::Cancelled) => return Ok(Cancellation::Cancelled(record)),
+            Some(Status::Cancelled) => {
+                // Again, or a retry of a cancel whose event or count failed: both once-only.
+                self.emit_status(&item).await?;
+                self.count(&item).await?;
+                return Ok(Cancellation::Cancelled(record));
+            }
             Some(Status::Accepted) if !item.contains_key(HANDED) => {}
             _ => return Ok(Cancellation::AlreadySent(record)),
         }
@@ -115,8 +122,8 @@ impl DynamoStatusStore {
             }
             Err(e) => return Err(error("cannot cancel a message", e)),
         };
-        self.count(&item).await?;
         self.emit_status(&item).await?;
+        self.count(&item).await?;
         let record = record_from(&item);
         if let Some(due) = record.scheduled_for_ms
             && let Err(e) = self.unschedule(id, due).await
@@ -126,14 +133,28 @@ impl DynamoStatusStore {
         Ok(Cancellation::Cancelled(record))
     }
 
-    /// Which of `ids` have a message item: one `BatchGetItem` per 100
-    /// (a batch's cancel looks up every id its entries could have).
+    /// Which of `ids` have a message item (a batch's cancel looks up every
+    /// id its entries could have).
     async fn existing(
         &self,
         ids: &[String],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
+        Ok(self
+            .message_items(ids, Some("pk"))
+            .await?
+            .into_keys()
+            .collect())
+    }
+
+    /// The message items of `ids` that exist, by id (only the attributes
+    /// `projection` names, if given): one consistent `BatchGetItem` per 100.
+    pub(super) async fn message_items(
+        &self,
+        ids: &[String],
+        projection: Option<&str>,
+    ) -> Result<HashMap<String, Item>, StoreError> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
-        let mut found = std::collections::HashSet::new();
+        let mut found = HashMap::new();
         for chunk in ids.chunks(100) {
             let keys: Vec<Item> = chunk
                 .iter()
@@ -148,7 +169,7 @@ impl DynamoStatusStore {
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
                     .consistent_read(true)
-                    .projection_expression("pk")
+                    .set_projection_expression(projection.map(str::to_owned))
                     .build()
                     .map_err(|e| StoreError::caused_by("cannot build a batch read", e))?,
             );
@@ -166,7 +187,7 @@ impl DynamoStatusStore {
                     .request_items(&self.table, keys)
                     .send()
                     .await
-                    .map_err(|e| error("cannot read a batch's messages", e))?;
+                    .map_err(|e| error("cannot read messages", e))?;
                 for item in output
                     .responses
                     .unwrap_or_default()
@@ -178,7 +199,7 @@ impl DynamoStatusStore {
                         .and_then(|v| v.as_s().ok())
                         .and_then(|pk| pk.strip_prefix("msg#"))
                     {
-                        found.insert(id.to_owned());
+                        found.insert(id.to_owned(), item);
                     }
                 }
                 request = output
@@ -188,7 +209,7 @@ impl DynamoStatusStore {
             }
             if request.is_some() {
                 return Err(StoreError::new(
-                    "some of a batch's messages could not be read; try again",
+                    "some messages could not be read; try again",
                 ));
             }
         }

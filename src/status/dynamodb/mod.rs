@@ -16,10 +16,11 @@
 //!   `fallback` (JSON) keeps a WhatsApp message's SMS fallback; `failover`
 //!   marks sending it (once-only work, so one report wins; `failoverAt` on
 //!   items written before it). For search ([`search`]): `listTenant` (the
-//!   partition of the `byTenantTime` index, sorted by `acceptedAt`),
+//!   partition of the `byTenantTime` index, sorted by `acceptedAt`, which
+//!   projects `apiKeyId`, `to`, `curStatus`, `curChannel`, `sender`, `batchId`),
 //!   `sender`, `smsSegments`, and `counted`, `curStatus`, `curChannel`: the
 //!   tally the message is counted under.
-//! - `pk = "stats#<tenant>"`, `sk = "m#<minute ms, 13 digits>#<api key id>"`:
+//! - `pk = "stats#<tenant>"`, `sk = "m#<minute ms, 13 digits>#<shard 0-7>#<api key id>"`:
 //!   the counters of the messages accepted in that minute, `c|<channel>|<status>|<code>`
 //!   and their SMS segments `g|…` (see [`search`]).
 //! - `pk = "pid#<provider message id>"`: `messageId` once the consumer has
@@ -49,6 +50,7 @@ mod inbound;
 mod opt_outs;
 pub mod schedule;
 mod search;
+pub use search::INDEX as SEARCH_INDEX;
 mod templates;
 mod windows;
 
@@ -372,8 +374,8 @@ impl DynamoStatusStore {
             entries.push((Status::Accepted, info.accepted_entry()));
         }
         let item = self.add_entries(pk.clone(), &entries, &extra).await?;
-        self.count(&item).await?;
         self.emit_status(&item).await?;
+        self.count(&item).await?;
         let Some(pid) = provider_message_id else {
             return Ok(());
         };
@@ -389,8 +391,8 @@ impl DynamoStatusStore {
         for report in entries_from(&early) {
             let fails_over = report.1.fails_over();
             let item = self.add_entries(pk.clone(), &[report], &[]).await?;
-            self.count(&item).await?;
             self.emit_status(&item).await?;
+            self.count(&item).await?;
             // A cannot-reach report that came before the send was recorded.
             self.fail_over(&item, fails_over).await?;
         }
@@ -438,8 +440,8 @@ impl DynamoStatusStore {
         let item = self
             .add_entries(format!("msg#{message_id}"), &report, &[])
             .await?;
-        self.count(&item).await?;
         self.emit_status(&item).await?;
+        self.count(&item).await?;
         self.fail_over(&item, entry.fails_over()).await
     }
 

@@ -1,16 +1,19 @@
 //! Search and counters in the status table.
 //!
 //! - Listing reads the global secondary index `byTenantTime` (partition
-//!   `listTenant`, sort `acceptedAt`, every attribute projected), declared in
-//!   `deploy/template.yaml`: newest first, the other filters as a
-//!   `FilterExpression` on `apiKeyId`, `to`, `curStatus`, `curChannel`,
-//!   `sender`, `batchId`. Only message items carry `listTenant`.
+//!   `listTenant`, sort `acceptedAt`), declared in `deploy/template.yaml`:
+//!   newest first, the other filters as a `FilterExpression` on the
+//!   attributes it projects, `apiKeyId`, `to`, `curStatus`, `curChannel`,
+//!   `sender`, `batchId`; then one consistent `BatchGetItem` reads the
+//!   page's items. Only message items carry `listTenant`.
 //! - Counters ([`crate::search::tally`]): the message item's `counted`
 //!   (`channel|status|code`) says which tally it is counted under. After a
 //!   write changes its current status, one `TransactWriteItems` sets
 //!   `counted` (with `curStatus`, `curChannel`) on the condition that it
 //!   still holds the tally this writer read, and moves the count on the item
-//!   `pk = stats#<tenant>`, `sk = m#<minute, 13 digits>#<api key id>`
+//!   `pk = stats#<tenant>`, `sk = m#<minute, 13 digits>#<shard>#<api key id>`
+//!   (the shard, from the message id, spreads one busy minute's moves over
+//!   8 items)
 //!   (attributes `c|<tally>` count, `g|<tally>` SMS segments). A writer that
 //!   loses the race reads the item again and moves from what the winner
 //!   recorded; a write that failed after the status (the count not moved)
@@ -29,8 +32,13 @@ pub const INDEX: &str = "byTenantTime";
 /// Most index pages one search reads before answering with a cursor (a
 /// rare filter answers a short page rather than scanning everything).
 const MAX_PAGES: usize = 10;
-/// Most attempts at moving one message's count against racing writers.
-const MAX_RACES: usize = 5;
+/// Most attempts at moving one message's count against racing writers
+/// (another writer moved it, or a transaction on the same counters item
+/// conflicted), each after a short random pause that grows.
+const MAX_RACES: u64 = 8;
+/// Counters items per owner and minute: concurrent moves for one busy
+/// minute spread over this many items (summed when read).
+const SHARDS: u32 = 8;
 
 fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)
@@ -65,7 +73,11 @@ impl DynamoStatusStore {
     /// its current tally, once.
     pub(super) async fn count(&self, item: &Item) -> Result<(), StoreError> {
         let mut item = item.clone();
-        for _ in 0..MAX_RACES {
+        for race in 0..MAX_RACES {
+            if race > 0 {
+                let pause = fastrand::u64(5..=20) * race;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
             let Some(pk) = text(&item, "pk").filter(|pk| pk.starts_with("msg#")) else {
                 return Ok(());
             };
@@ -133,7 +145,10 @@ impl DynamoStatusStore {
         let mut counts = TxUpdate::builder()
             .table_name(&self.table)
             .key("pk", s(format!("stats#{tenant}")))
-            .key("sk", s(stats_sk(minute_of(accepted_at), key_id)))
+            .key(
+                "sk",
+                s(stats_sk(minute_of(accepted_at), shard_of(pk), key_id)),
+            )
             .expression_attribute_values(":exp", self.expires_at());
         let mut adds = Vec::new();
         for (i, (name, delta)) in deltas.into_iter().enumerate() {
@@ -162,35 +177,40 @@ impl DynamoStatusStore {
         }
     }
 
-    /// A page of `search` from the index.
+    /// A page of `search`: the index gives the matching messages' keys in
+    /// order (it projects only what the filters read, so the writes that
+    /// change a message's history do not write the index), then one
+    /// consistent batch read gives their items.
     pub(super) async fn search_index(&self, search: &Search) -> Result<Found, StoreError> {
-        let mut found = Found::default();
+        let mut hits: Vec<Position> = Vec::new();
         let mut start = search.after.as_ref().map(|p| self.start_key(search, p));
         for _ in 0..MAX_PAGES {
-            let want = search.limit - found.records.len();
+            let want = search.limit - hits.len();
             let page = self
                 .page_query(search, want, start.take())
                 .send()
                 .await
                 .map_err(|e| error("cannot search the status table", e))?;
-            for item in page.items() {
-                found.records.push(record_from(item));
-            }
+            hits.extend(page.items().iter().filter_map(position_of));
             start = page.last_evaluated_key().cloned();
-            if found.records.len() >= search.limit || start.is_none() {
+            if hits.len() >= search.limit || start.is_none() {
                 break;
             }
         }
-        found.next = match (found.records.len() >= search.limit, &start) {
-            (true, _) => found.records.last().map(|r| Position {
-                accepted_at_ms: r.accepted_at_ms,
-                id: r.id.clone(),
-            }),
+        let next = match (hits.len() >= search.limit, &start) {
+            (true, _) => hits.last().cloned(),
             // The pages read ran out before the page filled: go on from there.
             (false, Some(key)) => position_of(key),
             (false, None) => None,
         };
-        Ok(found)
+        let ids: Vec<String> = hits.iter().map(|p| p.id.clone()).collect();
+        let mut items = self.message_items(&ids, None).await?;
+        let records = ids
+            .iter()
+            .filter_map(|id| items.remove(id))
+            .map(|item| record_from(&item))
+            .collect();
+        Ok(Found { records, next })
     }
 
     fn start_key(&self, search: &Search, p: &Position) -> Item {
@@ -216,7 +236,7 @@ impl DynamoStatusStore {
             .table_name(&self.table)
             .index_name(INDEX)
             .scan_index_forward(false)
-            .select(Select::AllAttributes)
+            .select(Select::AllProjectedAttributes)
             .limit(i32::try_from(want).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .expression_attribute_values(":tenant", s(&search.owner.tenant));
@@ -260,9 +280,14 @@ impl DynamoStatusStore {
         q.key_condition_expression(key)
     }
 
-    /// The counters of `query`'s owner, minute by minute.
+    /// The counters of `query`'s owner, summed per series bucket (over the
+    /// range without a series) as the pages come: the answer's size follows
+    /// the buckets and tallies, not the minutes read.
     pub(super) async fn read_counts(&self, query: &StatsQuery) -> Result<Vec<Bucket>, StoreError> {
-        let mut buckets = Vec::new();
+        let mut sums: HashMap<(i64, String, String, String), (i64, i64)> = HashMap::new();
+        let step = query
+            .bucket_ms
+            .unwrap_or((query.until_ms - query.since_ms).max(crate::search::MINUTE_MS));
         let mut start = None;
         loop {
             let page = self
@@ -271,18 +296,33 @@ impl DynamoStatusStore {
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
                 .expression_attribute_values(":pk", s(format!("stats#{}", query.owner.tenant)))
-                .expression_attribute_values(":from", s(stats_sk(query.since_ms, "")))
-                .expression_attribute_values(":to", s(stats_sk(query.until_ms, "")))
+                .expression_attribute_values(":from", s(minute_bound(query.since_ms)))
+                .expression_attribute_values(":to", s(minute_bound(query.until_ms)))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| error("cannot read the counters", e))?;
-            for item in page.items() {
-                buckets.extend(buckets_of(item, query));
+            for b in page.items().iter().flat_map(|item| buckets_of(item, query)) {
+                let at = (b.at_ms.div_euclid(step) * step).max(query.since_ms);
+                let sum = sums.entry((at, b.channel, b.status, b.code)).or_default();
+                sum.0 += b.count;
+                sum.1 += b.segments;
             }
             start = page.last_evaluated_key().cloned();
             if start.is_none() {
-                return Ok(buckets);
+                return Ok(sums
+                    .into_iter()
+                    .map(
+                        |((at_ms, channel, status, code), (count, segments))| Bucket {
+                            at_ms,
+                            channel,
+                            status,
+                            code,
+                            count,
+                            segments,
+                        },
+                    )
+                    .collect());
             }
         }
     }
@@ -303,13 +343,19 @@ where
         .is_some_and(|c| c == "TransactionCanceledException")
 }
 
-/// The counters' sort key: the minute, then the key that sent.
-fn stats_sk(minute_ms: i64, api_key_id: &str) -> String {
-    if api_key_id.is_empty() {
-        format!("m#{minute_ms:013}")
-    } else {
-        format!("m#{minute_ms:013}#{api_key_id}")
-    }
+/// The counters' sort key: the minute, the shard, then the key that sent.
+fn stats_sk(minute_ms: i64, shard: u32, api_key_id: &str) -> String {
+    format!("m#{minute_ms:013}#{shard}#{api_key_id}")
+}
+
+/// The bound of a minute in the counters' sort keys.
+fn minute_bound(minute_ms: i64) -> String {
+    format!("m#{minute_ms:013}")
+}
+
+/// The counters shard of the message item `pk`: its id's last hex digit.
+fn shard_of(pk: &str) -> u32 {
+    pk.chars().last().and_then(|c| c.to_digit(16)).unwrap_or(0) % SHARDS
 }
 
 /// The position of an index key (`LastEvaluatedKey`).
@@ -325,8 +371,10 @@ fn buckets_of(item: &Item, query: &StatsQuery) -> Vec<Bucket> {
     let Some(sk) = text(item, "sk") else {
         return Vec::new();
     };
-    let mut parts = sk.splitn(3, '#');
-    let (Some("m"), Some(minute), key) = (parts.next(), parts.next(), parts.next()) else {
+    let mut parts = sk.splitn(4, '#');
+    let (Some("m"), Some(minute), Some(_shard), key) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Vec::new();
     };
     let Ok(at_ms) = minute.parse::<i64>() else {

@@ -385,6 +385,11 @@ pub fn status_table_declaration() -> TableDeclaration {
                                 .projection_type(ProjectionType::from(
                                     str_of(&i["Projection"]["ProjectionType"]).as_str(),
                                 ))
+                                .set_non_key_attributes(
+                                    i["Projection"]["NonKeyAttributes"]
+                                        .as_sequence()
+                                        .map(|names| names.iter().map(str_of).collect()),
+                                )
                                 .build(),
                         )
                         .build()
