@@ -56,8 +56,13 @@ pub async fn check_queue(client: &aws_sdk_sqs::Client, url: &str) -> Result<(), 
         })
 }
 
+/// The global secondary index of `STATUS_TABLE` that search reads
+/// (`deploy/template.yaml` declares it).
+pub const STATUS_SEARCH_INDEX: &str = "byTenantTime";
+
 /// Checks that `STATUS_TABLE` exists with Herald's keys: `pk` (String) as
-/// partition key and `sk` (String) as sort key.
+/// partition key and `sk` (String) as sort key; warns when its search index
+/// is missing or not active yet.
 pub async fn check_status_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -109,7 +114,7 @@ pub async fn check_status_table(
     // Search reads an index the template declares; without it (a table made
     // before it, or the index still building) only search fails, so the
     // gateway starts and says so.
-    let index = crate::status::dynamodb::SEARCH_INDEX;
+    let index = STATUS_SEARCH_INDEX;
     let ready = table
         .global_secondary_indexes()
         .iter()

@@ -119,31 +119,17 @@ fn count(
     tally: &Tally,
     delta: i64,
 ) -> rusqlite::Result<()> {
-    if delta < 0 {
-        tx.prepare_cached(
-            "UPDATE message_counts SET count = count + ?7, segments = segments + ?8
-             WHERE tenant = ?1 AND minute = ?2 AND api_key_id = ?3 AND channel = ?4
-               AND status = ?5 AND code = ?6 AND count > 0",
-        )?
-        .execute(params![
-            owner.tenant,
-            minute_of(accepted_at_ms),
-            owner.api_key_id,
-            tally.channel,
-            tally.status.as_str(),
-            tally.code,
-            delta,
-            delta * tally.sms_segments()
-        ])?;
-        return Ok(());
-    }
-    tx.prepare_cached(
+    let sql = if delta < 0 {
+        "UPDATE message_counts SET count = count + ?7, segments = segments + ?8
+         WHERE tenant = ?1 AND minute = ?2 AND api_key_id = ?3 AND channel = ?4
+           AND status = ?5 AND code = ?6 AND count > 0"
+    } else {
         "INSERT INTO message_counts (tenant, minute, api_key_id, channel, status, code, count, segments)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (tenant, minute, api_key_id, channel, status, code)
-         DO UPDATE SET count = count + ?7, segments = segments + ?8",
-    )?
-    .execute(params![
+         DO UPDATE SET count = count + ?7, segments = segments + ?8"
+    };
+    tx.prepare_cached(sql)?.execute(params![
         owner.tenant,
         minute_of(accepted_at_ms),
         owner.api_key_id,

@@ -50,7 +50,6 @@ mod inbound;
 mod opt_outs;
 pub mod schedule;
 mod search;
-pub use search::INDEX as SEARCH_INDEX;
 mod templates;
 mod windows;
 

@@ -28,7 +28,7 @@ use crate::search::{Bucket, Found, Position, Search, StatsQuery, Tally, minute_o
 use crate::status::StoreError;
 
 /// The index a search reads.
-pub const INDEX: &str = "byTenantTime";
+pub const INDEX: &str = crate::preflight::STATUS_SEARCH_INDEX;
 /// Most index pages one search reads before answering with a cursor (a
 /// rare filter answers a short page rather than scanning everything).
 const MAX_PAGES: usize = 10;
