@@ -7,7 +7,7 @@
 //! numbers, one in ten in a batch of 1,000, one in five by SMS; then a
 //! third of them get a status as the consumer and webhooks record it
 //! (submitted, delivered, read; one in twenty failed with a code), which
-//! moves their counts. Then each query is timed `CALLS` times through the
+//! moves their counts. Then each query is timed 300 times through the
 //! queue's API plus the views' JSON (what the route does; HTTP excluded),
 //! and p50/p99 printed with p99 as a ratio of the 50 ms target.
 //!
@@ -18,6 +18,7 @@
 #[allow(dead_code)]
 mod queue;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use herald::contract::Envelope;
@@ -28,7 +29,12 @@ use herald::status::{Entry, ErrorCode, MessageInfo, Status, StatusError, Update}
 use queue::{fill, percentile};
 use serde_json::json;
 
-const CALLS: usize = 300;
+/// Calls timed per query: 300 (5 in a test run).
+static CALLS: AtomicUsize = AtomicUsize::new(300);
+
+fn calls() -> usize {
+    CALLS.load(Ordering::Relaxed)
+}
 const DAY_MS: i64 = 86_400_000;
 const NUMBERS: usize = 100_000;
 const TARGET_MS: f64 = 50.0;
@@ -133,8 +139,8 @@ fn report(what: &str, mut times: Vec<Duration>) {
 }
 
 async fn time_search(queue: &EmbeddedQueue, what: &str, filters: impl Fn(usize) -> Filters) {
-    let mut times = Vec::with_capacity(CALLS);
-    for call in 0..CALLS {
+    let mut times = Vec::with_capacity(calls());
+    for call in 0..calls() {
         let search = Search {
             owner: owner(),
             filters: filters(call),
@@ -154,9 +160,9 @@ async fn time_search(queue: &EmbeddedQueue, what: &str, filters: impl Fn(usize) 
 
 /// Pages through by cursor: each page after the previous one's last row.
 async fn time_paging(queue: &EmbeddedQueue) {
-    let mut times = Vec::with_capacity(CALLS);
+    let mut times = Vec::with_capacity(calls());
     let mut after = None;
-    for _ in 0..CALLS {
+    for _ in 0..calls() {
         let search = Search {
             owner: owner(),
             filters: Filters::default(),
@@ -183,9 +189,9 @@ async fn time_stats(queue: &EmbeddedQueue, what: &str, bucket_ms: Option<i64>) {
         channel: None,
         bucket_ms,
     };
-    let mut times = Vec::with_capacity(CALLS);
+    let mut times = Vec::with_capacity(calls());
     let mut total = 0;
-    for _ in 0..CALLS {
+    for _ in 0..calls() {
         let started = Instant::now();
         let buckets = queue.counts(&query).await.unwrap();
         let body = Counts::sum(&query, &buckets).to_json();
@@ -202,17 +208,26 @@ async fn time_stats(queue: &EmbeddedQueue, what: &str, bucket_ms: Option<i64>) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this too (without `--bench`): then a
+    // small run, enough to check that it works.
+    let benching = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::var("SEARCH_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(if benching { 1_000_000 } else { 3_000 });
+    if !benching {
+        CALLS.store(5, Ordering::Relaxed);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         let (queue, _dir) = store(n).await;
-        println!("GET /api/v1/messages, a page of 100 over {n} messages, {CALLS} calls each:");
+        println!(
+            "GET /api/v1/messages, a page of 100 over {n} messages, {} calls each:",
+            calls()
+        );
         time_search(&queue, "no filter", |_| Filters::default()).await;
         time_paging(&queue).await;
         time_search(&queue, "to (10 messages per number)", |c| Filters {
@@ -248,7 +263,10 @@ fn main() {
             ..Filters::default()
         })
         .await;
-        println!("GET /api/v1/stats over the day of {n} messages, {CALLS} calls each:");
+        println!(
+            "GET /api/v1/stats over the day of {n} messages, {} calls each:",
+            calls()
+        );
         time_stats(&queue, "totals", None).await;
         time_stats(&queue, "granularity=hour", Some(3_600_000)).await;
         time_stats(&queue, "granularity=minute", Some(60_000)).await;
