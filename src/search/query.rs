@@ -204,11 +204,14 @@ pub fn stats(
     let mut p = Params::read(pairs, &["since", "until", "channel", "granularity"]);
     let channel = p.channel();
     let (since, until) = p.range();
-    let until_ms = minute_of(until.unwrap_or(now_ms) + MINUTE_MS - 1);
-    let since_ms = minute_of(since.unwrap_or(until_ms - DAY_MS));
+    // Saturating, so that no range a client writes can overflow (RFC 3339
+    // keeps years within 0000-9999 today; the bound costs nothing).
+    let until_ms = minute_of(until.unwrap_or(now_ms).saturating_add(MINUTE_MS - 1));
+    let since_ms = minute_of(since.unwrap_or(until_ms.saturating_sub(DAY_MS)));
+    let span = until_ms.saturating_sub(since_ms);
     if since_ms >= until_ms {
         p.error("since", "must be before until (default: now)");
-    } else if until_ms - since_ms > MAX_STATS_DAYS * DAY_MS {
+    } else if span > MAX_STATS_DAYS * DAY_MS {
         p.error("since", "the range may span at most 400 days");
     }
     let bucket_ms = match p.values.get("granularity").map(String::as_str) {
@@ -222,6 +225,7 @@ pub fn stats(
         }
     };
     if let Some(step) = bucket_ms
+        && span <= MAX_STATS_DAYS * DAY_MS
         && (until_ms - since_ms.div_euclid(step) * step + step - 1) / step > MAX_SERIES
     {
         p.error(
@@ -344,6 +348,13 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(fields(e), ["granularity"]);
+        let extremes = pairs(&[
+            ("since", "0000-01-01T00:00:00Z"),
+            ("until", "9999-12-31T23:59:59Z"),
+            ("granularity", "minute"),
+        ]);
+        let e = stats(extremes, owner(), now).unwrap_err();
+        assert_eq!(fields(e), ["since"], "the widest range is a 400");
         let e = stats(pairs(&[("granularity", "week")]), owner(), now).unwrap_err();
         assert_eq!(fields(e), ["granularity"]);
         let e = stats(pairs(&[("since", "2999-01-01T00:00:00Z")]), owner(), now).unwrap_err();

@@ -262,3 +262,101 @@ async fn search_and_stats_with_sns_and_dynamodb() {
     stats_contract(&gateway).await;
     child.kill();
 }
+
+/// Twelve messages of one key in one minute, each written by racing writers
+/// in shuffled order with repeats (as retries and Meta's resends come): the
+/// counters, moved by conditional transactions on shared items, end with
+/// each message counted once, under the status it ended in.
+#[tokio::test]
+async fn racing_writers_count_each_message_once_in_dynamodb() {
+    use herald::search::{Counts, Owner, SearchStore, StatsQuery, minute_of};
+    use herald::status::{Entry, MessageInfo, Status, StatusStore, Update};
+    use std::time::Duration;
+
+    let aws = crate::helpers::aws::emulator().await;
+    let table = aws.status_table().await;
+    let store = herald::status::dynamodb::DynamoStatusStore::new(
+        aws.dynamodb.clone(),
+        &table,
+        Duration::from_secs(86_400),
+        None,
+    );
+    let accepted_at_ms = 1_750_000_020_000;
+    let mut updates = Vec::new();
+    for m in 0..12 {
+        let info = MessageInfo {
+            id: uuid::Uuid::now_v7().to_string(),
+            api_key_id: "ops".into(),
+            tenant: "default".into(),
+            channel: "whatsapp".into(),
+            to: NUMBERS[0].into(),
+            callback_data: None,
+            accepted_at_ms,
+            fallback: None,
+            scheduled_for_ms: None,
+            batch_id: None,
+            from: None,
+            sms_segments: 0,
+        };
+        let pid = format!("wamid.COUNT{m}");
+        let at = |s: i64| Entry::on("whatsapp", accepted_at_ms + s);
+        updates.push(Update::Message {
+            info: info.clone(),
+            status: Status::Accepted,
+            entry: at(0),
+            provider_message_id: None,
+        });
+        updates.push(Update::Message {
+            info,
+            status: Status::Submitted,
+            entry: at(1).by_attempt(1),
+            provider_message_id: Some(pid.clone()),
+        });
+        for (status, s) in [(Status::Sent, 2), (Status::Delivered, 3), (Status::Read, 4)] {
+            for _ in 0..2 {
+                updates.push(Update::Provider {
+                    provider_message_id: pid.clone(),
+                    status,
+                    entry: at(s),
+                });
+            }
+        }
+    }
+    fastrand::shuffle(&mut updates);
+    let writers: Vec<_> = updates
+        .into_iter()
+        .map(|u| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                eventually("the update recorded", Duration::from_secs(30), || {
+                    let (store, u) = (store.clone(), u.clone());
+                    async move { store.record(vec![u], Vec::new()).await.ok() }
+                })
+                .await;
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let query = StatsQuery {
+        owner: Owner {
+            tenant: "default".into(),
+            api_key_id: Some("ops".into()),
+        },
+        since_ms: minute_of(accepted_at_ms),
+        until_ms: minute_of(accepted_at_ms) + 60_000,
+        channel: None,
+        bucket_ms: None,
+    };
+    let buckets = SearchStore::counts(&store, &query).await.unwrap();
+    let body = Counts::sum(&query, &buckets).to_json();
+    assert_eq!(body["byStatus"]["read"], 12, "{body}");
+    let total: i64 = body["byStatus"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 12, "each message once: {body}");
+}
