@@ -158,6 +158,45 @@ async fn keyboard_reaches_the_views(page: &mut Browser) {
         "the templates view, opened by Enter",
     )
     .await;
+    page.wait_for(
+        "!document.getElementById('templates-empty').hidden",
+        "the templates (none here) read from the API",
+    )
+    .await;
+}
+
+/// A number's window and opt-out, read and changed from the page: the
+/// opt-out saved there is the API's, and removing it (two clicks) clears it.
+async fn contacts_and_opt_outs(page: &mut Browser, app: &TestApp) {
+    page.click("#nav-contacts").await;
+    page.eval(&format!(
+        "document.getElementById('contact-number').value = {}; document.getElementById('contact-lookup').click()",
+        json!(TO)
+    ))
+    .await;
+    let current = "document.getElementById('optout-current').textContent";
+    page.wait_for(
+        &format!(
+            "!document.getElementById('contact-result').hidden && {current}.includes('nothing')"
+        ),
+        "the contact, opted out of nothing",
+    )
+    .await;
+    page.eval("document.getElementById('optout-sms').checked = true")
+        .await;
+    page.click("#optout-save").await;
+    page.wait_for(&format!("{current}.includes('sms')"), "the saved opt-out")
+        .await;
+    let path = format!("/api/v1/opt-outs/{}", TO.replace('+', "%2B"));
+    let saved = app.get_json(&path, KEY).await;
+    assert_eq!(saved["channels"], json!(["sms"]), "{saved}");
+    page.click("#optout-remove").await;
+    page.click("#optout-remove").await;
+    page.wait_for(
+        &format!("{current}.includes('nothing')"),
+        "the opt-out removed",
+    )
+    .await;
 }
 
 /// The key is in session storage only: no URL, no cookie, no local storage.
@@ -214,6 +253,7 @@ async fn the_console_follows_a_message_to_delivered_and_redrives_a_dead_letter()
     page.set_width(1280, 1500, false).await;
     page.screenshot(&artefact("console.png")).await;
     redrive_from_the_page(&mut page, &app, &whatsapp).await;
+    contacts_and_opt_outs(&mut page, &app).await;
     key_stays_in_the_tab(&mut page).await;
     keyboard_reaches_the_views(&mut page).await;
 
