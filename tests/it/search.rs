@@ -113,6 +113,13 @@ async fn search_contract(app: &TestApp) {
     assert_eq!(status, 200, "{second}");
     assert_eq!(ids(&second), newest_first[2..]);
     assert_eq!(second["nextCursor"], Value::Null);
+    // A page that ends exactly at the last message says so.
+    let (_, exact) = get(app, "/api/v1/messages?limit=3", KEY).await;
+    assert_eq!(
+        (ids(&exact).len(), &exact["nextCursor"]),
+        (3, &Value::Null),
+        "{exact}"
+    );
 
     // A cursor with other filters, or from another key: 400 naming cursor.
     let (status, problem) = get(

@@ -184,8 +184,9 @@ impl DynamoStatusStore {
     pub(super) async fn search_index(&self, search: &Search) -> Result<Found, StoreError> {
         let mut hits: Vec<Position> = Vec::new();
         let mut start = search.after.as_ref().map(|p| self.start_key(search, p));
+        // One more than the page: whether another follows is then known.
         for _ in 0..MAX_PAGES {
-            let want = search.limit - hits.len();
+            let want = search.limit + 1 - hits.len();
             let page = self
                 .page_query(search, want, start.take())
                 .send()
@@ -193,15 +194,16 @@ impl DynamoStatusStore {
                 .map_err(|e| error("cannot search the status table", e))?;
             hits.extend(page.items().iter().filter_map(position_of));
             start = page.last_evaluated_key().cloned();
-            if hits.len() >= search.limit || start.is_none() {
+            if hits.len() > search.limit || start.is_none() {
                 break;
             }
         }
-        let next = match (hits.len() >= search.limit, &start) {
-            (true, _) => hits.last().cloned(),
+        let next = if hits.len() > search.limit {
+            hits.truncate(search.limit);
+            hits.last().cloned()
+        } else {
             // The pages read ran out before the page filled: go on from there.
-            (false, Some(key)) => position_of(key),
-            (false, None) => None,
+            start.as_ref().and_then(position_of)
         };
         let ids: Vec<String> = hits.iter().map(|p| p.id.clone()).collect();
         let mut items = self.message_items(&ids, None).await?;
