@@ -16,8 +16,10 @@ few seconds and 228 requests.
 """
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,18 +57,30 @@ def post(port, path, body, headers):
     return code, len(answer), time.monotonic() - started
 
 
+@contextlib.contextmanager
+def embedded_gateway(binary, prefix):
+    """A gateway on the embedded default (console delivery) on a free port,
+    started and settled: (port, process). Stopped, and its data removed, after."""
+    port = free_port()
+    data = tempfile.mkdtemp(prefix=prefix)
+    env = {"PATH": os.environ["PATH"], "API_KEYS": f"bench:{KEY}", "HOST": "127.0.0.1",
+           "PORT": str(port), "HERALD_DATA_DIR": data, "DELIVERY": "console", "LOG_LEVEL": "warn"}
+    gateway = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, gateway)
+        time.sleep(0.5)
+        yield port, gateway
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=20)
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", default="target/release/herald-gateway")
     args = parser.parse_args()
-    port = free_port()
-    data = tempfile.mkdtemp(prefix="herald-hostile-")
-    env = {"PATH": os.environ["PATH"], "API_KEYS": f"bench:{KEY}", "HOST": "127.0.0.1",
-           "PORT": str(port), "HERALD_DATA_DIR": data, "DELIVERY": "console", "LOG_LEVEL": "warn"}
-    gateway = subprocess.Popen([args.binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, gateway)
-        time.sleep(0.5)
+    with embedded_gateway(args.binary, "herald-hostile-") as (port, gateway):
         idle = status_kib(gateway.pid, "VmRSS")
         print(f"idle resident: {idle / 1024:.1f} MiB")
 
@@ -90,9 +104,6 @@ def main():
         codes = sorted({str(r[0]) for r in results})
         print(f"200 unsigned 4 MiB POSTs to disabled webhook routes: status {codes}; "
               f"peak resident {peak2 / 1024:.1f} MiB = {peak2 / idle:.2f} x idle")
-    finally:
-        gateway.terminate()
-        gateway.wait(timeout=20)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,12 @@ import argparse
 import concurrent.futures
 import http.client
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hostile_memory import status_kib  # noqa: E402
-from run import KEY, free_port, wait_port  # noqa: E402
+from hostile_memory import embedded_gateway, status_kib  # noqa: E402
+from run import KEY  # noqa: E402
 
 MIB = 1 << 20
 
@@ -72,24 +69,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", default="target/release/herald-gateway")
     args = parser.parse_args()
-    port = free_port()
-    data = tempfile.mkdtemp(prefix="herald-media-")
-    env = {"PATH": os.environ["PATH"], "API_KEYS": f"bench:{KEY}", "HOST": "127.0.0.1",
-           "PORT": str(port), "HERALD_DATA_DIR": data, "DELIVERY": "console", "LOG_LEVEL": "warn"}
-    gateway = subprocess.Popen([args.binary], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, gateway)
-        time.sleep(0.5)
+    with embedded_gateway(args.binary, "herald-media-") as (port, gateway):
         idle = status_kib(gateway.pid, "VmRSS")
         print(f"idle resident: {idle / 1024:.1f} MiB")
         phase(port, gateway.pid, "1 MiB images", 200, MIB, 8, "image/png", b"\x89PNG\r\n\x1a\n", idle)
         phase(port, gateway.pid, "50 MiB documents", 6, 50 * MIB, 3, "application/pdf", b"%PDF-1.7", idle)
-    finally:
-        gateway.terminate()
-        gateway.wait(timeout=20)
-        shutil.rmtree(data, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

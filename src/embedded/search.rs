@@ -214,6 +214,11 @@ fn insert_from_record(
 const SCAN_PER_ROW: usize = 10;
 const MIN_SCAN: usize = 1_000;
 
+/// The most rows a page of `search` examines.
+fn budget(search: &Search) -> usize {
+    (SCAN_PER_ROW * (search.limit + 1)).max(MIN_SCAN)
+}
+
 /// The index a search reads (the most selective filter it has) and that
 /// filter's value: the rows are read in that index's order.
 fn chosen_index(search: &Search) -> (&'static str, Option<(&'static str, String)>) {
@@ -259,8 +264,7 @@ fn scan_sql(search: &Search) -> (String, Vec<Sql>) {
         values.push(Sql::Integer(after.accepted_at_ms));
         values.push(Sql::Text(after.id.clone()));
     }
-    let budget = (SCAN_PER_ROW * (search.limit + 1)).max(MIN_SCAN);
-    values.push(Sql::Integer(budget as i64));
+    values.push(Sql::Integer(budget(search) as i64));
     (
         format!(
             "SELECT id, accepted_at, api_key_id, recipient, status, channel, sender, batch_id
@@ -302,10 +306,6 @@ impl Scanned {
 /// stops early).
 pub fn list(conn: &Connection, search: &Search) -> rusqlite::Result<Found> {
     let (sql, values) = scan_sql(search);
-    let budget = match values.last() {
-        Some(Sql::Integer(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
-        _ => usize::MAX,
-    };
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(values))?;
     let (mut hits, mut scanned, mut last) = (Vec::new(), 0, None);
@@ -337,7 +337,7 @@ pub fn list(conn: &Connection, search: &Search) -> rusqlite::Result<Found> {
         // One more matched: the page ends at its last row.
         hits.truncate(search.limit);
         hits.last().cloned()
-    } else if scanned == budget {
+    } else if scanned == budget(search) {
         // The budget ran out first: go on after the last row examined.
         last
     } else {
@@ -384,11 +384,7 @@ pub fn explain(conn: &Connection, search: &Search) -> rusqlite::Result<Vec<Strin
 /// The counters of `query`'s owner in its range, summed per series bucket
 /// (over the whole range without a series).
 pub fn counts(conn: &Connection, query: &StatsQuery) -> rusqlite::Result<Vec<Bucket>> {
-    // Without a series, one bucket spans the range: the totals are summed
-    // in SQL, not minute by minute in Rust.
-    let step = query
-        .bucket_ms
-        .unwrap_or((query.until_ms - query.since_ms).max(crate::search::MINUTE_MS));
+    let step = query.step_ms();
     // A bucket that starts before `since` (a series' first) is counted from `since`.
     let mut sql =
         "SELECT MAX((minute / ?1) * ?1, ?3), channel, status, code, SUM(count), SUM(segments)

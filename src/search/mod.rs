@@ -125,6 +125,16 @@ pub struct StatsQuery {
     pub bucket_ms: Option<i64>,
 }
 
+impl StatsQuery {
+    /// The width of the buckets a store sums its counters into: the
+    /// series', or without a series the whole range (the totals are then
+    /// summed by the store, not minute by minute).
+    pub fn step_ms(&self) -> i64 {
+        self.bucket_ms
+            .unwrap_or((self.until_ms - self.since_ms).max(MINUTE_MS))
+    }
+}
+
 /// One minute in Unix ms.
 pub const MINUTE_MS: i64 = 60_000;
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{MINUTE_MS, StatsQuery};
+use super::StatsQuery;
 use crate::status::model::{ErrorCode, Status};
 use crate::status::record::MessageRecord;
 
@@ -179,11 +179,6 @@ impl Counts {
         }
         body
     }
-}
-
-/// The minutes a count covers, for stores that read minute by minute.
-pub fn minutes(query: &StatsQuery) -> i64 {
-    (query.until_ms - query.since_ms) / MINUTE_MS
 }
 
 #[cfg(test)]

@@ -139,30 +139,17 @@ async fn the_docs_page_and_its_assets_come_from_herald() {
 /// Swagger UI renders the send operation from Herald's own assets.
 #[tokio::test]
 async fn the_docs_page_renders_the_send_operation_in_headless_chromium_with_no_network() {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("Chromium is not installed: run scripts/test.sh, or apt-get install chromium");
+    use crate::helpers::browser::{ISOLATED, chromium};
+    let chromium = chromium();
     let data = tempfile::tempdir().unwrap();
     let gateway = crate::helpers::process::GatewayProcess::start(&data.path().join("data"), &[]);
     let profile = tempfile::tempdir().unwrap();
     let url = format!("{}/docs", gateway.address);
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                // Nothing but the gateway can be reached.
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                "--virtual-time-budget=15000",
-                "--dump-dom",
-            ])
+            // Nothing but the gateway can be reached.
+            .args(ISOLATED)
+            .args(["--virtual-time-budget=15000", "--dump-dom"])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(url)
             .output()

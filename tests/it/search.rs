@@ -19,15 +19,7 @@ async fn whatsapp_accepting() -> FakeWhatsApp {
 }
 
 async fn get(app: &TestApp, path: &str, key: &str) -> (u16, Value) {
-    let response = app
-        .client
-        .get(format!("{}{path}", app.address))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .expect("gateway answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.get_with_status(path, key).await
 }
 
 fn ids(page: &Value) -> Vec<String> {

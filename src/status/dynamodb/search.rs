@@ -287,9 +287,7 @@ impl DynamoStatusStore {
     /// the buckets and tallies, not the minutes read.
     pub(super) async fn read_counts(&self, query: &StatsQuery) -> Result<Vec<Bucket>, StoreError> {
         let mut sums: HashMap<(i64, String, String, String), (i64, i64)> = HashMap::new();
-        let step = query
-            .bucket_ms
-            .unwrap_or((query.until_ms - query.since_ms).max(crate::search::MINUTE_MS));
+        let step = query.step_ms();
         let mut start = None;
         loop {
             let page = self

@@ -24,7 +24,23 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
-fn chromium() -> &'static str {
+/// Headless, without the sandbox (root in CI), with nothing in the
+/// background, and every host but loopback unresolvable: a page that reached
+/// for a CDN would fail.
+pub const ISOLATED: [&str; 9] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+];
+
+/// Debian's Chromium.
+pub fn chromium() -> &'static str {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -57,18 +73,10 @@ impl Browser {
     pub async fn launch(width: u32, height: u32) -> Self {
         let profile = tempfile::tempdir().unwrap();
         let mut child = Command::new(chromium())
+            .args(ISOLATED)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             ])
             .arg(format!("--window-size={width},{height}"))
             .arg(format!("--user-data-dir={}", profile.path().display()))

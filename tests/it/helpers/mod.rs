@@ -397,9 +397,19 @@ impl TestApp {
     /// `DELETE` a path with `key`: the status and the answer as JSON
     /// (`null` when it is not JSON).
     pub async fn delete(&self, path: &str, key: &str) -> (u16, Value) {
+        self.call_with_key(reqwest::Method::DELETE, path, key).await
+    }
+
+    /// `GET` a path with `key`: the status and the answer as JSON (`null`
+    /// when it is not JSON).
+    pub async fn get_with_status(&self, path: &str, key: &str) -> (u16, Value) {
+        self.call_with_key(reqwest::Method::GET, path, key).await
+    }
+
+    async fn call_with_key(&self, method: reqwest::Method, path: &str, key: &str) -> (u16, Value) {
         let response = self
             .client
-            .delete(format!("{}{path}", self.address))
+            .request(method, format!("{}{path}", self.address))
             .header("x-api-key", key)
             .send()
             .await
