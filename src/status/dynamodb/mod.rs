@@ -84,6 +84,9 @@ pub struct DynamoStatusStore {
     failover: Option<Arc<dyn Publisher>>,
     /// Inbound media is kept before the event (`MEDIA_BUCKET`).
     media_jobs: bool,
+    /// Striped by message: this process moves one message's count at a
+    /// time (see [`search`]).
+    count_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl std::fmt::Debug for DynamoStatusStore {
@@ -221,6 +224,9 @@ impl DynamoStatusStore {
             events,
             failover: None,
             media_jobs: false,
+            count_locks: (0..search::COUNT_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 

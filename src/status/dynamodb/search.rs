@@ -36,6 +36,11 @@ const MAX_PAGES: usize = 10;
 /// (another writer moved it, or a transaction on the same counters item
 /// conflicted), each after a short random pause that grows.
 const MAX_RACES: u64 = 8;
+/// Locks striping the count moves of this process by message: writers of
+/// one message in one process (a consumer's batch, a burst of webhooks)
+/// take turns instead of racing and retrying, so the transaction's
+/// condition only decides between processes.
+pub const COUNT_LOCKS: usize = 64;
 /// Counters items per owner and minute: concurrent moves for one busy
 /// minute spread over this many items (summed when read).
 const SHARDS: u32 = 8;
@@ -72,7 +77,29 @@ impl DynamoStatusStore {
     /// Moves the count of the message `item` (as a write returned it) to
     /// its current tally, once.
     pub(super) async fn count(&self, item: &Item) -> Result<(), StoreError> {
-        let mut item = item.clone();
+        let Some(pk) = text(item, "pk") else {
+            return Ok(());
+        };
+        let stripe = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            pk.hash(&mut hasher);
+            (hasher.finish() % COUNT_LOCKS as u64) as usize
+        };
+        let lock = &self.count_locks[stripe];
+        let (_turn, mut item) = match lock.try_lock() {
+            Ok(turn) => (turn, item.clone()),
+            // Another writer of this process went first: what it counted is
+            // read again rather than raced against.
+            Err(_) => {
+                let turn = lock.lock().await;
+                let id = pk.trim_start_matches("msg#");
+                match self.message_item(id).await? {
+                    Some(fresh) => (turn, fresh),
+                    None => return Ok(()),
+                }
+            }
+        };
         for race in 0..MAX_RACES {
             if race > 0 {
                 let pause = fastrand::u64(5..=20) * race;
